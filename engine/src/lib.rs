@@ -1,0 +1,34 @@
+//! The MedAlign engine: manifest -> validated plan -> DAG -> cached execution -> lineage.
+//!
+//! It knows nothing of LLMs: stage kinds plug in through [`StageConfig`] and a [`KindRegistry`].
+#![warn(missing_docs)]
+
+mod diagnostic;
+mod error;
+mod filehash;
+mod key;
+mod kind;
+pub mod manifest;
+mod params;
+mod plan;
+mod progress;
+mod record;
+mod run_context;
+mod schema_check;
+mod store;
+
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use error::{EngineError, Result};
+pub use filehash::{hash_file, StatCache};
+pub use key::{FileIngredient, Ingredients, InputIngredient, KEY_FORMAT};
+pub use kind::{
+    ArtifactKind, Arity, CheckContext, DynKind, InputFile, InputSlot, KindRegistry, OutputSlot, ParamError,
+    ParamsError, Stage, StageConfig, StageError, TABLE_FILE,
+};
+pub use params::did_you_mean;
+pub use plan::{compile, load, Binding, Plan, PlannedStage};
+pub use progress::{ProgressMode, RunProgress, StageProgress};
+pub use record::{hash_output, now_rfc3339, ArtifactRecord, FileRecord, OutputRecord, RECORD_FORMAT};
+pub use run_context::{InputArtifact, RunContext};
+pub use schema_check::check_table_schema;
+pub use store::{write_atomic, KeyLock, Pin, StageRef, Store, RECORD_FILE};

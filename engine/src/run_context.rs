@@ -1,0 +1,126 @@
+//! What a running stage sees: its input artifacts, its output directories, metrics and progress.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::kind::{CheckContext, TABLE_FILE};
+use crate::progress::StageProgress;
+
+/// One upstream artifact bound to an input slot.
+#[derive(Clone, Debug)]
+pub struct InputArtifact {
+    /// The upstream stage id in the manifest.
+    pub stage: String,
+    /// Which of its outputs.
+    pub output: String,
+    /// Its artifact kind.
+    pub kind: String,
+    /// The cache key of the upstream artifact.
+    pub key: String,
+    /// The output's directory inside the store (read-only).
+    pub dir: PathBuf,
+}
+
+impl InputArtifact {
+    /// The Parquet table of a table kind.
+    pub fn table(&self) -> PathBuf {
+        self.dir.join(TABLE_FILE)
+    }
+}
+
+/// Handed to [`crate::StageConfig::run`].
+pub struct RunContext<'a> {
+    pub(crate) stage_id: &'a str,
+    pub(crate) check: &'a CheckContext,
+    pub(crate) inputs: BTreeMap<&'static str, Vec<InputArtifact>>,
+    pub(crate) outputs: BTreeMap<&'static str, PathBuf>,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) seed: u64,
+    pub(crate) metrics: BTreeMap<String, serde_json::Value>,
+    pub(crate) progress: &'a StageProgress,
+}
+
+impl<'a> RunContext<'a> {
+    /// A context for running a stage outside the executor (tests, benchmarks): outputs under `dir`.
+    pub fn standalone(
+        check: &'a CheckContext,
+        progress: &'a StageProgress,
+        dir: &Path,
+        inputs: BTreeMap<&'static str, Vec<InputArtifact>>,
+        outputs: &[&'static str],
+    ) -> std::io::Result<Self> {
+        let mut out = BTreeMap::new();
+        for name in outputs {
+            let d = dir.join(name);
+            std::fs::create_dir_all(&d)?;
+            out.insert(*name, d);
+        }
+        let work_dir = dir.join(".work");
+        std::fs::create_dir_all(&work_dir)?;
+        Ok(RunContext {
+            stage_id: "standalone",
+            check,
+            inputs,
+            outputs: out,
+            work_dir,
+            seed: 0,
+            metrics: BTreeMap::new(),
+            progress,
+        })
+    }
+
+    /// The stage id in the manifest.
+    pub fn stage_id(&self) -> &str {
+        self.stage_id
+    }
+    /// A path from params, relative to the manifest unless absolute.
+    pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
+        self.check.resolve(path)
+    }
+    /// Directory of the manifest.
+    pub fn manifest_dir(&self) -> &Path {
+        &self.check.manifest_dir
+    }
+    /// The artifacts bound to an input slot (empty for an unbound optional slot).
+    pub fn inputs(&self, slot: &str) -> &[InputArtifact] {
+        self.inputs.get(slot).map(|v| v.as_slice()).unwrap_or(&[])
+    }
+    /// The single artifact of a slot of arity one.
+    pub fn input(&self, slot: &str) -> Option<&InputArtifact> {
+        self.inputs(slot).first()
+    }
+    /// The (empty, created) directory the stage writes an output into.
+    ///
+    /// # Panics
+    /// If the kind does not declare that output: a programming error in the stage.
+    pub fn output_dir(&self, output: &str) -> &Path {
+        self.outputs
+            .get(output)
+            .unwrap_or_else(|| panic!("stage kind writes undeclared output {output:?}"))
+    }
+    /// Where a table output's Parquet file goes.
+    pub fn output_table(&self, output: &str) -> PathBuf {
+        self.output_dir(output).join(TABLE_FILE)
+    }
+    /// A directory that survives a killed run of the same cache key (checkpoints go here); removed
+    /// once the artifact is published.
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+    /// The pipeline seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    /// Records a metric (row counts, losses, accuracies) shown in the summary and kept in manifest.json.
+    pub fn metric(&mut self, name: impl Into<String>, value: impl Into<serde_json::Value>) {
+        self.metrics.insert(name.into(), value.into());
+    }
+    /// The metrics recorded so far.
+    pub fn metrics(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.metrics
+    }
+    /// The stage's progress line.
+    pub fn progress(&self) -> &StageProgress {
+        self.progress
+    }
+}
