@@ -164,8 +164,9 @@ impl Encoder<'_> {
     }
 }
 
-/// Canonical hash of a JSON value alone (used in tests and for params fingerprints).
-pub fn canonical_hash(v: &Json) -> String {
+/// Canonical hash of a JSON value alone.
+#[cfg(test)]
+fn canonical_hash(v: &Json) -> String {
     let mut h = blake3::Hasher::new();
     Encoder(&mut h).value(v);
     h.finalize().to_hex().to_string()

@@ -3,19 +3,28 @@
 //! It knows nothing of LLMs: stage kinds plug in through [`StageConfig`] and a [`KindRegistry`].
 #![warn(missing_docs)]
 
+pub mod bench;
 mod diagnostic;
 mod error;
+mod exec;
+mod gc;
 mod filehash;
 mod key;
+mod lineage;
 mod kind;
 pub mod manifest;
 mod params;
 mod plan;
 mod progress;
+mod reason;
 mod record;
+mod report;
+mod resolve;
 mod run_context;
 mod schema_check;
+mod status;
 mod store;
+pub mod testkit;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use error::{EngineError, Result};
@@ -32,3 +41,9 @@ pub use record::{hash_output, now_rfc3339, ArtifactRecord, FileRecord, OutputRec
 pub use run_context::{InputArtifact, RunContext};
 pub use schema_check::check_table_schema;
 pub use store::{write_atomic, KeyLock, Pin, StageRef, Store, RECORD_FILE};
+pub use exec::{default_jobs, run, RunOptions};
+pub use gc::{gc, live_keys, GcReport};
+pub use lineage::{lineage, render_dot, render_mermaid, render_text, LineageEdge, LineageNode};
+pub use reason::Change;
+pub use report::{table, StageReport, StageStatus};
+pub use status::{dry_run, status};

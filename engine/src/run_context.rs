@@ -37,6 +37,7 @@ pub struct RunContext<'a> {
     pub(crate) work_dir: PathBuf,
     pub(crate) seed: u64,
     pub(crate) metrics: BTreeMap<String, serde_json::Value>,
+    pub(crate) pins: Vec<(String, String)>,
     pub(crate) progress: &'a StageProgress,
 }
 
@@ -65,6 +66,7 @@ impl<'a> RunContext<'a> {
             work_dir,
             seed: 0,
             metrics: BTreeMap::new(),
+            pins: Vec::new(),
             progress,
         })
     }
@@ -118,6 +120,15 @@ impl<'a> RunContext<'a> {
     /// The metrics recorded so far.
     pub fn metrics(&self) -> &BTreeMap<String, serde_json::Value> {
         &self.metrics
+    }
+    /// Keeps this stage's artifact, and everything it was made from, through `gc` under `name`
+    /// (a registered model does this); `note` says why.
+    pub fn pin(&mut self, name: impl Into<String>, note: impl Into<String>) {
+        self.pins.push((name.into(), note.into()));
+    }
+    /// The pins requested so far.
+    pub fn pins(&self) -> &[(String, String)] {
+        &self.pins
     }
     /// The stage's progress line.
     pub fn progress(&self) -> &StageProgress {

@@ -143,10 +143,25 @@ impl Store {
         }
     }
 
+    /// The lock of `key` if no one holds it.
+    pub fn try_lock(&self, key: &str) -> Result<Option<KeyLock>> {
+        let (path, file) = self.lock_file(key)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(KeyLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(EngineError::io(path, e)),
+        }
+    }
+
+    fn lock_file(&self, key: &str) -> Result<(PathBuf, File)> {
+        let path = self.root.join("locks").join(format!("{key}.lock"));
+        let file = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).at(&path)?;
+        Ok((path, file))
+    }
+
     /// Takes the lock of `key`, waiting for another process that holds it; `on_wait` is told its pid.
     pub fn lock(&self, key: &str, on_wait: impl FnOnce(&str)) -> Result<KeyLock> {
-        let path = self.root.join("locks").join(format!("{key}.lock"));
-        let mut file = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).at(&path)?;
+        let (path, mut file) = self.lock_file(key)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {

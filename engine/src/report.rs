@@ -1,0 +1,120 @@
+//! What `run` and `status` say about each stage: the summary table for people and JSON for programs.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// A stage's outcome in a run, or its state in `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageStatus {
+    /// Its artifact was already in the store.
+    Cached,
+    /// It ran and published its artifact.
+    Ran,
+    /// It ran and failed.
+    Failed,
+    /// It did not run (not selected, or an input failed).
+    Skipped,
+    /// `--dry-run`: it would run.
+    WouldRun,
+    /// `status`: its artifact is in the store.
+    Fresh,
+    /// `status`: it would run.
+    Stale,
+}
+
+impl StageStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            StageStatus::Cached => "cached",
+            StageStatus::Ran => "ran",
+            StageStatus::Failed => "failed",
+            StageStatus::Skipped => "skipped",
+            StageStatus::WouldRun => "would-run",
+            StageStatus::Fresh => "fresh",
+            StageStatus::Stale => "stale",
+        }
+    }
+}
+
+/// One line of the summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageReport {
+    /// Stage id.
+    pub id: String,
+    /// Stage kind.
+    pub kind: String,
+    /// What happened.
+    pub status: StageStatus,
+    /// Why.
+    pub reason: String,
+    /// The artifact key, when known.
+    pub key: Option<String>,
+    /// Seconds it ran (for a cached stage, how long it took when it ran).
+    pub seconds: f64,
+    /// The figures the stage reported when it ran.
+    pub metrics: BTreeMap<String, serde_json::Value>,
+}
+
+/// The summary table: stage, kind, status, duration, key, reason.
+pub fn table(reports: &[StageReport]) -> String {
+    let rows: Vec<[String; 6]> = reports
+        .iter()
+        .map(|r| {
+            [
+                r.id.clone(),
+                r.kind.clone(),
+                r.status.as_str().to_string(),
+                if r.status == StageStatus::Ran || r.status == StageStatus::Failed {
+                    format!("{:.1}s", r.seconds)
+                } else {
+                    "-".into()
+                },
+                r.key.as_deref().map(|k| k[..k.len().min(12)].to_string()).unwrap_or_else(|| "-".into()),
+                r.reason.clone(),
+            ]
+        })
+        .collect();
+    let header = ["STAGE", "KIND", "STATUS", "TIME", "KEY", "REASON"].map(String::from);
+    let mut widths = [0usize; 5];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter().zip(row.iter()) {
+            out.push_str(&format!("{cell:<w$}  "));
+        }
+        out.push_str(&row[5]);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let r = |id: &str, status| StageReport {
+            id: id.into(),
+            kind: "k".into(),
+            status,
+            reason: "never run".into(),
+            key: Some("0123456789abcdef".into()),
+            seconds: 1.31,
+            metrics: BTreeMap::new(),
+        };
+        let t = table(&[r("ingest", StageStatus::Ran), r("sft", StageStatus::Cached)]);
+        assert_eq!(
+            t,
+            "STAGE   KIND  STATUS  TIME  KEY           REASON\n\
+             ingest  k     ran     1.3s  0123456789ab  never run\n\
+             sft     k     cached  -     0123456789ab  never run\n"
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! `medalign bench`: speed figures users can compare across machines.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::print_json;
+
+/// Measure speed.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// The engine: cached no-op run, status over a large store, file hashing.
+    Engine(EngineArgs),
+}
+
+/// Engine benchmark options.
+#[derive(Args, Debug)]
+pub struct EngineArgs {
+    /// Size of the file to hash, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    hash_mib: u64,
+    /// Artifacts in the store for the status figure.
+    #[arg(long, default_value_t = 10_000)]
+    artifacts: usize,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a benchmark.
+pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    match args.what {
+        BenchCommand::Engine(a) => {
+            let dir = tempfile::tempdir()?;
+            let r = medalign_engine::bench::engine_bench(dir.path(), a.hash_mib << 20, a.artifacts)?;
+            if a.json {
+                print_json(&r)?;
+            } else {
+                eprintln!("no-op run, cached 8 stages: median {:.1} ms, max {:.1} ms", r.noop_run_ms_median, r.noop_run_ms_max);
+                eprintln!("status over {} artifacts: {:.1} ms; gc dry run: {:.1} ms", r.store_artifacts, r.status_ms, r.gc_dry_run_ms);
+                let peer = r.md5sum_gb_per_s.map(|m| format!(", md5sum {m:.2} GB/s (ratio {:.1}x)", r.blake3_gb_per_s / m)).unwrap_or_default();
+                eprintln!("hash {} MiB: blake3 {:.2} GB/s{peer}", a.hash_mib, r.blake3_gb_per_s);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

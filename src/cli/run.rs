@@ -1,0 +1,70 @@
+//! `medalign run`.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use medalign_engine::{ProgressMode, RunOptions, StageStatus};
+
+use super::{load_plan, print_json, registry, ManifestArgs, EXIT_FAILED};
+
+/// Run a pipeline.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    manifest: ManifestArgs,
+    /// Run this stage and everything it needs, nothing downstream.
+    #[arg(long, value_name = "ID", conflicts_with = "only")]
+    until: Option<String>,
+    /// Run only this stage; its inputs must already be built.
+    #[arg(long, value_name = "ID")]
+    only: Option<String>,
+    /// Run this stage even if cached (repeatable).
+    #[arg(long, value_name = "ID")]
+    force: Vec<String>,
+    /// Show what would run and why; run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Stages run at once (default: the number of cores).
+    #[arg(long, short = 'j')]
+    jobs: Option<usize>,
+    /// No progress display.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+/// Runs (or dry-runs) the manifest and prints the summary.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let registry = registry();
+    let plan = match load_plan(&args.manifest, &registry)? {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let opts = RunOptions {
+        until: args.until,
+        only: args.only,
+        force: args.force,
+        jobs: args.jobs.unwrap_or_else(medalign_engine::default_jobs),
+        progress: if args.quiet { ProgressMode::Silent } else { ProgressMode::detect() },
+    };
+    let reports = if args.dry_run {
+        medalign_engine::dry_run(&plan, &opts)?
+    } else {
+        medalign_engine::run(&plan, &registry, &opts)?
+    };
+    if args.json {
+        print_json(&reports)?;
+    }
+    eprint!("{}", medalign_engine::table(&reports));
+    let failed: Vec<&str> = reports.iter().filter(|r| r.status == StageStatus::Failed).map(|r| r.id.as_str()).collect();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for r in reports.iter().filter(|r| r.status == StageStatus::Failed) {
+            eprintln!("error: stage \"{}\" failed: {}", r.id, r.reason);
+        }
+        Ok(ExitCode::from(EXIT_FAILED))
+    }
+}
