@@ -111,7 +111,20 @@ pub(crate) fn split_path(path: &str) -> Vec<String> {
 
 /// serde says `unknown variant `x`, expected one of `a`, `b``; we say it with quotes users can copy.
 fn clean_serde_message(msg: &str) -> String {
-    let msg = msg.replace('`', "\"");
+    let mut msg = msg.replace('`', "\"");
+    for (rust, user) in [
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected u64", "expected a whole number >= 0"),
+        ("expected u32", "expected a whole number >= 0"),
+        ("expected usize", "expected a whole number >= 0"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+    ] {
+        if msg.ends_with(rust) {
+            msg = format!("{}{user}", &msg[..msg.len() - rust.len()]);
+        }
+    }
     match msg.find(" at line ") {
         Some(i) => msg[..i].to_string(),
         None => msg,

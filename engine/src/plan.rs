@@ -125,7 +125,10 @@ pub fn compile(
         .collect();
     let raw = raw::read(&root, file, &overrides, &mut diags);
     let check = CheckContext { manifest_dir: manifest_dir.to_path_buf() };
-    let stages = compile_stages(&raw.stages, registry, &check, file, &mut diags);
+    // Semantic checks (files exist, ranges) only once the manifest itself reads cleanly: an unknown
+    // var would otherwise also show up as a missing file.
+    let semantic = diags.is_empty();
+    let stages = compile_stages(&raw.stages, registry, &check, semantic, file, &mut diags);
     let order = if diags.is_empty() { order_stages(&stages, &raw.stages, file, &mut diags) } else { None };
     diags.sort();
     match order {
@@ -151,6 +154,7 @@ fn compile_stages(
     raws: &[RawStage],
     registry: &KindRegistry,
     check: &CheckContext,
+    semantic: bool,
     file: &str,
     diags: &mut Diagnostics,
 ) -> Vec<Option<Compiled>> {
@@ -188,7 +192,7 @@ fn compile_stages(
                     return None;
                 }
             };
-            for e in stage.check(check) {
+            for e in if semantic { stage.check(check) } else { Vec::new() } {
                 let segs = split_path(&e.path);
                 diags.push(file, s.params.nearest(&segs), format!("{label}: params.{}: {}", e.path, e.message));
             }
@@ -208,8 +212,12 @@ fn bind_inputs(
 ) -> Vec<(Binding, Pos)> {
     let slots = kind.inputs();
     let mut bound: Vec<(Binding, Pos)> = Vec::new();
+    let mut broken = false;
     for input in &s.inputs {
-        let Some((up_index, output)) = resolve_reference(input, kinds, raws, file, label, diags) else { continue };
+        let Some((up_index, output)) = resolve_reference(input, kinds, raws, file, label, diags) else {
+            broken = true;
+            continue;
+        };
         let slot = match &input.slot {
             Some((name, pos)) => match slots.iter().find(|sl| sl.name == name) {
                 Some(slot) => Some(slot),
@@ -217,6 +225,7 @@ fn bind_inputs(
                     let hint = did_you_mean(name, slots.iter().map(|sl| sl.name)).map(|b| format!(" (did you mean \"{b}\"?)")).unwrap_or_default();
                     let names: Vec<&str> = slots.iter().map(|sl| sl.name).collect();
                     diags.push(file, *pos, format!("{label}: kind \"{}\" has no input slot \"{name}\"{hint}; slots: {}", kind.name(), names.join(", ")));
+                    broken = true;
                     continue;
                 }
             },
@@ -227,17 +236,22 @@ fn bind_inputs(
                 bound.push((Binding { slot: slot.name, stage: up_index, output: output.name, kind: output.kind }, input.pos))
             }
             _ => {
+                broken = true;
                 let takes: Vec<String> = slots.iter().map(|sl| format!("{} ({})", sl.name, sl.kinds.join("|"))).collect();
                 let target = match slot {
                     Some(sl) => format!("slot \"{}\" takes {}", sl.name, sl.kinds.join(" or ")),
                     None if takes.is_empty() => format!("kind \"{}\" takes no inputs", kind.name()),
-                    None => format!("kind \"{}\" has no free slot for it (slots: {})", kind.name(), takes.join(", ")),
+                    None if slots.iter().any(|sl| sl.kinds.contains(&output.kind)) => {
+                        format!("kind \"{}\" has no free slot left for it (slots: {})", kind.name(), takes.join(", "))
+                    }
+                    None => format!("no input slot of kind \"{}\" takes that (slots: {})", kind.name(), takes.join(", ")),
                 };
                 diags.push(file, input.pos, format!("{label}: input \"{}\" is an artifact of kind \"{}\", but {target}", input.reference, output.kind));
             }
         }
     }
-    for slot in slots {
+    // A reference that failed above would have filled a slot: do not also report the slot as empty.
+    for slot in slots.iter().filter(|_| !broken) {
         let n = bound.iter().filter(|(b, _)| b.slot == slot.name).count();
         let problem = match slot.arity {
             Arity::One if n != 1 => Some("exactly one"),

@@ -71,7 +71,7 @@ pub fn read(root: &Node, file: &str, overrides: &BTreeMap<String, Node>, diags: 
             Some(s) if !s.trim().is_empty() => m.name = s.to_string(),
             _ => diags.push(file, n.pos, "\"name\" must be a non-empty string"),
         },
-        None => diags.push(file, root.pos, "missing key \"name\": give the pipeline a name"),
+        None => diags.push(file, Pos { line: 1, col: 1 }, "missing key \"name\": give the pipeline a name"),
     }
     if let Some(n) = root.get("seed") {
         match n.value {
@@ -96,7 +96,7 @@ pub fn read(root: &Node, file: &str, overrides: &BTreeMap<String, Node>, diags: 
             }
         }
         Some((n, _)) => diags.push(file, n.pos, format!("\"stages\" must be a list, found {}", n.type_name())),
-        None => diags.push(file, root.pos, "missing key \"stages\": list the pipeline's stages"),
+        None => diags.push(file, Pos { line: 1, col: 1 }, "missing key \"stages\": list the pipeline's stages"),
     }
     m
 }

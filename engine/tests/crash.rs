@@ -1,0 +1,146 @@
+//! Processes that die or race: kill -9 during a stage then rerun, two concurrent runs of one store,
+//! and gc keeping what a pinned (registered) artifact needs.
+//!
+//! Child processes are this test binary re-run on the ignored test `child_run`, which runs the
+//! manifest named by `MEDALIGN_CHILD_MANIFEST` and prints the reports as JSON.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{by_id, s, statuses, Project};
+use medalign_engine::{KindRegistry, RunOptions, StageStatus::*};
+
+const SLOW: &str = "
+name: t
+stages:
+  - id: src
+    kind: source
+    params: {text: \"slow\\n\"}
+  - id: slow
+    kind: transform
+    inputs: [src]
+    params: {op: upper, steps: 40, step_ms: 50}
+";
+
+#[test]
+#[ignore = "run as a child process by the other tests"]
+fn child_run() {
+    let manifest = std::env::var("MEDALIGN_CHILD_MANIFEST").expect("MEDALIGN_CHILD_MANIFEST");
+    let mut registry = KindRegistry::new();
+    medalign_engine::testkit::register(&mut registry);
+    let plan = medalign_engine::load(manifest.as_ref(), &registry, &BTreeMap::new()).unwrap();
+    let reports = medalign_engine::run(&plan, &registry, &RunOptions::default()).unwrap();
+    println!("REPORTS {}", serde_json::to_string(&reports).unwrap());
+}
+
+fn child(p: &Project) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["--ignored", "--exact", "child_run", "--nocapture"])
+        .env("MEDALIGN_CHILD_MANIFEST", p.manifest())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    c
+}
+
+fn reports_of(out: std::process::Output) -> Vec<serde_json::Value> {
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find_map(|l| l.strip_prefix("REPORTS ")).unwrap_or_else(|| panic!("no reports in {text}"));
+    serde_json::from_str(line).unwrap()
+}
+
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn kill_9_during_a_stage_leaves_no_artifact_and_the_rerun_resumes() {
+    let p = Project::new(SLOW);
+    let store = p.store();
+    let mut proc = child(&p).spawn().unwrap();
+    let step_file = || -> Option<u32> {
+        let work = std::fs::read_dir(store.root().join("work")).ok()?.next()?.ok()?.path();
+        std::fs::read_to_string(work.join("step")).ok()?.trim().parse().ok()
+    };
+    wait_for("the slow stage to checkpoint step 5", || step_file().is_some_and(|s| s >= 5));
+    proc.kill().unwrap(); // SIGKILL
+    proc.wait().unwrap();
+    let reached = step_file().unwrap();
+    assert!(reached < 40, "killed before the end");
+    assert_eq!(store.keys().unwrap().len(), 1, "only src is published; no half artifact of slow");
+    assert_eq!(std::fs::read_dir(store.root().join("tmp")).unwrap().count(), 1, "the dead run's staging dir is left");
+
+    let r = p.run();
+    assert_eq!(statuses(&r), s(&[("src", Cached), ("slow", Ran)]));
+    let resumed = by_id(&r, "slow").metrics["resumed_from"].as_u64().unwrap();
+    assert!(resumed >= reached as u64, "resumed from checkpoint {resumed}, killed at {reached}");
+    assert_eq!(p.text("slow"), "SLOW\n");
+    assert_eq!(std::fs::read_dir(store.root().join("tmp")).unwrap().count(), 0, "staging of the dead run removed");
+    assert_eq!(std::fs::read_dir(store.root().join("work")).unwrap().count(), 0, "checkpoints removed once published");
+}
+
+#[test]
+fn two_concurrent_runs_build_each_key_once() {
+    let p = Project::new(&SLOW.replace("steps: 40", "steps: 10"));
+    let a = child(&p).spawn().unwrap();
+    let b = child(&p).spawn().unwrap();
+    let (ra, rb) = (reports_of(a.wait_with_output().unwrap()), reports_of(b.wait_with_output().unwrap()));
+    let slow_statuses: Vec<&str> =
+        [&ra, &rb].iter().map(|r| r.iter().find(|x| x["id"] == "slow").unwrap()["status"].as_str().unwrap()).collect();
+    let mut sorted = slow_statuses.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["cached", "ran"], "exactly one run computed the slow stage: {slow_statuses:?}");
+    let keys: Vec<&str> =
+        [&ra, &rb].iter().map(|r| r.iter().find(|x| x["id"] == "slow").unwrap()["key"].as_str().unwrap()).collect();
+    assert_eq!(keys[0], keys[1]);
+    assert_eq!(p.store().keys().unwrap().len(), 2);
+    assert_eq!(p.text("slow"), "SLOW\n");
+}
+
+const PINNED: &str = "
+name: t
+stages:
+  - id: src
+    kind: source
+    params: {text: \"v1\"}
+  - id: model
+    kind: join
+    inputs: [src]
+    params: {pin: registered-model}
+";
+
+#[test]
+fn gc_frees_unreachable_artifacts_but_keeps_pinned_lineage() {
+    let p = Project::new(PINNED);
+    let first: Vec<String> = p.run().into_iter().map(|r| r.key.unwrap()).collect();
+    p.edit(&PINNED.replace("v1", "v2"));
+    p.run();
+    p.edit(&PINNED.replace("v1", "v3").replace("{pin: registered-model}", "{}"));
+    let third: Vec<String> = p.run().into_iter().map(|r| r.key.unwrap()).collect();
+    let store = p.store();
+    assert_eq!(store.keys().unwrap().len(), 6);
+
+    let report = medalign_engine::gc(&store, false).unwrap();
+    // v1 and v2 models were pinned under one name: the latest pin (v2) wins; v1's pair is freed.
+    assert_eq!(report.freed.len(), 2, "{report:#?}");
+    let mut freed: Vec<&str> = report.freed.iter().map(|(k, _, _)| k.as_str()).collect();
+    freed.sort();
+    let mut want: Vec<&str> = first.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(freed, want);
+    let left = store.keys().unwrap();
+    assert_eq!(left.len(), 4);
+    for k in &third {
+        assert!(left.contains(k), "current manifest's artifacts kept");
+    }
+    let pinned = &store.pins().unwrap()[0].1.keys[0];
+    let lineage = medalign_engine::lineage(&store, pinned).unwrap();
+    assert!(lineage.present && lineage.inputs[0].from.present, "pinned model and its source kept");
+    assert_eq!(lineage.inputs[0].from.params["text"], "v2");
+}
