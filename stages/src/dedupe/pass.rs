@@ -1,0 +1,155 @@
+//! One dedupe pass over a table: quality filters, eval decontamination, exact duplicates, then
+//! MinHash/LSH near-duplicates, each row removed at most once and always with a reason.
+//!
+//! Rows are visited in priority order (the `priority` list of sources, then input order), so the copy
+//! that survives a duplicate group is the one from the most trusted source; kept rows stay in input order.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use crate::dedupe::config::DedupeConfig;
+use crate::dedupe::contamination::EvalIndex;
+use crate::dedupe::minhash::{optimal_bands, set_jaccard, shingle_set, LshIndex, MinHasher};
+use crate::dedupe::text::{exact_key, words, Words};
+use crate::example::Example;
+use crate::table::Removal;
+
+/// Why a row was removed, before it is written out.
+#[derive(Clone, Debug)]
+struct Verdict {
+    reason: &'static str,
+    matched: Option<String>,
+    score: Option<f64>,
+}
+
+/// What a pass produced.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// The surviving rows, in input order.
+    pub kept: Vec<Example>,
+    /// The removed rows, in input order, with the reason and the id they matched.
+    pub removed: Vec<Removal>,
+    /// LSH bands and rows per band used.
+    pub lsh: (usize, usize),
+    /// Eval items too short to decontaminate against.
+    pub eval_skipped: usize,
+}
+
+impl Outcome {
+    /// How many rows were removed for `reason`.
+    pub fn count(&self, reason: &str) -> usize {
+        self.removed.iter().filter(|r| r.reason == reason).count()
+    }
+}
+
+/// The order rows are visited in: by the rank of their source in `priority`, then by position.
+pub fn priority_order(rows: &[Example], priority: &[String]) -> Vec<usize> {
+    let rank: HashMap<&str, usize> = priority.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| (rank.get(rows[i].source.as_str()).copied().unwrap_or(priority.len()), i));
+    order
+}
+
+/// Runs the pass. `seed` draws the MinHash permutations.
+pub fn dedupe(cfg: &DedupeConfig, rows: Vec<Example>, eval: &[Example], seed: u64) -> Outcome {
+    let texts: Vec<(Words, usize)> = rows
+        .par_iter()
+        .map(|e| {
+            let t = e.content_text();
+            (words(&t), t.trim().chars().count())
+        })
+        .collect();
+    let order = priority_order(&rows, &cfg.priority);
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; rows.len()];
+    let mut out = Outcome::default();
+
+    for (i, e) in rows.iter().enumerate() {
+        if let Some(reason) = cfg.quality.reject(e, texts[i].1) {
+            verdicts[i] = Some(Verdict { reason, matched: None, score: None });
+        }
+    }
+
+    if !eval.is_empty() {
+        let eval_words: Vec<Vec<u64>> = eval.par_iter().map(|e| words(&e.content_text()).hashes).collect();
+        let index = EvalIndex::new(cfg.decontaminate.ngram, &eval_words);
+        out.eval_skipped = index.skipped();
+        let min = cfg.decontaminate.min_matches;
+        let found: Vec<(usize, Verdict)> = (0..rows.len())
+            .into_par_iter()
+            .filter(|&i| verdicts[i].is_none())
+            .filter_map(|i| {
+                let o = index.overlap(&texts[i].0.hashes, min)?;
+                let matched = Some(eval[o.eval as usize].id.clone());
+                Some((i, Verdict { reason: "contaminated", matched, score: Some(o.share) }))
+            })
+            .collect();
+        for (i, v) in found {
+            verdicts[i] = Some(v);
+        }
+    }
+
+    if cfg.exact {
+        let keys: Vec<[u8; 16]> = texts.par_iter().map(|(w, _)| exact_key(&w.normalized)).collect();
+        let mut first: HashMap<[u8; 16], usize> = HashMap::with_capacity(rows.len());
+        for &i in &order {
+            if verdicts[i].is_some() {
+                continue;
+            }
+            match first.get(&keys[i]) {
+                Some(&k) => {
+                    verdicts[i] = Some(Verdict { reason: "exact_duplicate", matched: Some(rows[k].id.clone()), score: Some(1.0) })
+                }
+                None => {
+                    first.insert(keys[i], i);
+                }
+            }
+        }
+    }
+
+    if cfg.near.enabled {
+        let near = &cfg.near;
+        let (bands, per_band) = match near.bands {
+            Some(b) => (b, near.permutations / b.max(1)),
+            None => optimal_bands(near.threshold, near.permutations, near.recall_weight),
+        };
+        out.lsh = (bands, per_band);
+        let hasher = MinHasher::new(near.permutations, near.shingle, near.seed.unwrap_or(seed));
+        // (signature, shingle set): candidates come from the signatures, the decision from the exact
+        // Jaccard similarity of the shingle sets, so no estimation noise sits at the threshold.
+        let sigs: Vec<Option<(Vec<u32>, Vec<u32>)>> = (0..rows.len())
+            .into_par_iter()
+            .map(|i| {
+                let w = &texts[i].0.hashes;
+                (verdicts[i].is_none() && !w.is_empty()).then(|| (hasher.signature(w), shingle_set(&hasher, w)))
+            })
+            .collect();
+        let mut index = LshIndex::new(bands, per_band);
+        for &i in &order {
+            let Some((sig, set)) = &sigs[i] else { continue };
+            let best = index
+                .candidates(sig)
+                .into_iter()
+                .map(|k| (k as usize, sigs[k as usize].as_ref().map_or(0.0, |(_, other)| set_jaccard(set, other))))
+                .filter(|&(_, s)| s >= near.threshold)
+                .fold(None, |best: Option<(usize, f64)>, (k, s)| match best {
+                    Some((_, bs)) if bs >= s => best,
+                    _ => Some((k, s)),
+                });
+            match best {
+                Some((k, s)) => {
+                    verdicts[i] = Some(Verdict { reason: "near_duplicate", matched: Some(rows[k].id.clone()), score: Some(s) })
+                }
+                None => index.insert(sig, i as u32),
+            }
+        }
+    }
+
+    for (e, v) in rows.into_iter().zip(verdicts) {
+        match v {
+            None => out.kept.push(e),
+            Some(v) => out.removed.push(Removal { example: e, reason: v.reason.to_string(), matched_id: v.matched, score: v.score }),
+        }
+    }
+    out
+}

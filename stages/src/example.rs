@@ -1,0 +1,188 @@
+//! The normalized training or evaluation example: one row of the `examples` artifact kind.
+//!
+//! Every ingest format produces [`Example`]s; dedupe and later stages read them back from Parquet
+//! with [`crate::table::read_examples`]. The content hash covers what the model sees (task, messages,
+//! context, choices, answer, rejected reply), not the provenance columns.
+
+use serde::{Deserialize, Serialize};
+
+/// What an example trains or measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Multiple-choice question; `choices` holds the options and `answer` the letter.
+    Mcq,
+    /// PubMedQA-style question over an abstract; `answer` is yes, no or maybe.
+    YesNoMaybe,
+    /// A multi-turn patient/doctor conversation.
+    Dialogue,
+    /// A single instruction and its response.
+    Instruction,
+    /// A prompt with a preferred (last assistant message) and a `rejected` reply.
+    Preference,
+    /// A harmful request with the safe response a model should give.
+    Safety,
+}
+
+impl Task {
+    /// The name stored in the `task` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Mcq => "mcq",
+            Task::YesNoMaybe => "yes_no_maybe",
+            Task::Dialogue => "dialogue",
+            Task::Instruction => "instruction",
+            Task::Preference => "preference",
+            Task::Safety => "safety",
+        }
+    }
+
+    /// Parses a `task` column value.
+    pub fn parse(s: &str) -> Option<Task> {
+        Some(match s {
+            "mcq" => Task::Mcq,
+            "yes_no_maybe" => Task::YesNoMaybe,
+            "dialogue" => Task::Dialogue,
+            "instruction" => Task::Instruction,
+            "preference" => Task::Preference,
+            "safety" => Task::Safety,
+            _ => return None,
+        })
+    }
+}
+
+/// One chat turn.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text of the turn, normalized.
+    pub content: String,
+}
+
+impl Message {
+    /// A turn with the given role.
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        Message { role: role.to_string(), content: content.into() }
+    }
+}
+
+/// One normalized row of the `examples` artifact kind.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Example {
+    /// Stable id: `source:original-id`, or `source:file:row` where the format has no id.
+    pub id: String,
+    /// The source name from the ingest params (by default the format name).
+    pub source: String,
+    /// The task, as [`Task::as_str`].
+    pub task: String,
+    /// The conversation: the prompt turns, then the reference answer turn(s) where the format has one.
+    pub messages: Vec<Message>,
+    /// Supporting text the prompt refers to (an abstract, a case description, an Alpaca input).
+    pub context: Option<String>,
+    /// Answer options, in label order A, B, C, ... (empty when the task has none).
+    pub choices: Vec<String>,
+    /// The gold answer: an option letter for `mcq`, yes/no/maybe for `yes_no_maybe`.
+    pub answer: Option<String>,
+    /// The source's explanation or long answer.
+    pub explanation: Option<String>,
+    /// The dispreferred reply of a preference pair.
+    pub rejected: Option<String>,
+    /// Subject or topic from the source (MMLU file subject, MedMCQA subject, MedQA step).
+    pub subject: Option<String>,
+    /// The source's split name when it has one (train, dev, val, test).
+    pub split: Option<String>,
+    /// Where the record came from: `path:line`, path as written in the params.
+    pub origin: String,
+    /// The original record, as JSON.
+    pub original: String,
+    /// BLAKE3 of the normalized content, hex.
+    pub hash: String,
+}
+
+impl Example {
+    /// Computes [`Example::hash`] from the content fields, in a fixed order with length prefixes.
+    pub fn content_hash(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        let mut put = |s: &str| {
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
+        put("medalign-example-v1");
+        put(&self.task);
+        for m in &self.messages {
+            put(&m.role);
+            put(&m.content);
+        }
+        put("|");
+        put(self.context.as_deref().unwrap_or("\u{0}"));
+        for c in &self.choices {
+            put(c);
+        }
+        put("|");
+        put(self.answer.as_deref().unwrap_or("\u{0}"));
+        put(self.rejected.as_deref().unwrap_or("\u{0}"));
+        h.finalize().to_hex().to_string()
+    }
+
+    /// Sets the content hash; call once the content fields are final.
+    pub fn with_hash(mut self) -> Self {
+        self.hash = self.content_hash();
+        self
+    }
+
+    /// The text dedupe compares: every message, the context and the choices, newline-separated.
+    pub fn content_text(&self) -> String {
+        let mut out = String::new();
+        for m in &self.messages {
+            out.push_str(&m.content);
+            out.push('\n');
+        }
+        if let Some(c) = &self.context {
+            out.push_str(c);
+            out.push('\n');
+        }
+        for c in &self.choices {
+            out.push_str(c);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The last assistant message, which is the reference answer of instruction-like tasks.
+    pub fn reference_reply(&self) -> Option<&str> {
+        self.messages.iter().rev().find(|m| m.role == "assistant").map(|m| m.content.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_ignores_provenance_and_sees_content() {
+        let a = Example {
+            id: "a:1".into(),
+            task: "mcq".into(),
+            messages: vec![Message::new("user", "Which vitamin prevents scurvy?")],
+            choices: vec!["A".into(), "C".into()],
+            answer: Some("B".into()),
+            origin: "x.jsonl:1".into(),
+            ..Default::default()
+        }
+        .with_hash();
+        let mut b = a.clone();
+        b.id = "b:7".into();
+        b.origin = "y.jsonl:9".into();
+        assert_eq!(a.content_hash(), b.content_hash());
+        b.answer = Some("A".into());
+        assert_ne!(a.hash, b.content_hash());
+    }
+
+    #[test]
+    fn task_names_round_trip() {
+        for t in [Task::Mcq, Task::YesNoMaybe, Task::Dialogue, Task::Instruction, Task::Preference, Task::Safety] {
+            assert_eq!(Task::parse(t.as_str()), Some(t));
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The `ingest` stage kind: reads every source and writes one normalized `examples` table, plus the
+//! `rejected` table of records set aside under `on_error: quarantine`.
+//!
+//! Rows in = rows out + rows rejected, always; the counts are the metrics `rows_in`, `rows_out`,
+//! `rows_rejected`, and the same per source (`rows_in.medqa`).
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+
+use medalign_engine::{CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::example::Example;
+use crate::ingest::record::{FileInput, Parsed, RecordError};
+use crate::ingest::source::Source;
+use crate::table::{self, Rejection};
+
+/// What to do with a record that cannot be read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Stop the stage, naming each bad record as `file:line: field "x": what is wrong`.
+    #[default]
+    Fail,
+    /// Write bad records, with the reason, to the `rejected` output and go on.
+    Quarantine,
+}
+
+/// Params of the `ingest` stage kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IngestConfig {
+    /// The files or folders to read, each with its format.
+    pub sources: Vec<Source>,
+    /// `fail` (the default) stops at malformed records; `quarantine` sets them aside in `rejected`.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// How many errors a failing ingest lists before summing up the rest.
+const ERRORS_SHOWN: usize = 20;
+
+/// Row counts of one source or of the whole stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Records read.
+    pub rows_in: u64,
+    /// Examples written.
+    pub rows_out: u64,
+    /// Records rejected.
+    pub rows_rejected: u64,
+}
+
+/// What [`IngestConfig::ingest`] produced.
+#[derive(Clone, Debug, Default)]
+pub struct Ingested {
+    /// The examples, in source and file order.
+    pub examples: Vec<Example>,
+    /// The rejected records (empty unless quarantining).
+    pub rejected: Vec<Rejection>,
+    /// Counts per source name, in source order.
+    pub counts: Vec<(String, Counts)>,
+}
+
+impl IngestConfig {
+    /// Reads every source; `resolve` turns a params path into a file path. Fails on the first bad file,
+    /// or on bad records unless quarantining.
+    pub fn ingest(&self, resolve: impl Fn(&str) -> std::path::PathBuf) -> Result<Ingested, StageError> {
+        let mut out = Ingested::default();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut errors = Vec::new();
+        for source in &self.sources {
+            let mut counts = Counts::default();
+            let resolved = resolve(&source.path);
+            let files = source.files(&resolved).map_err(|e| format!("{}: {e}", source.path))?;
+            for file in files {
+                let bytes = std::fs::read(&file.path).map_err(|e| format!("{}: {e}", file.display))?;
+                let text = String::from_utf8(bytes).map_err(|e| format!("{}: not UTF-8 text: {e}", file.display))?;
+                let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+                let stem = file.path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                let input = FileInput { display: &file.display, text, stem };
+                for (index, Parsed { line, raw, result }) in source.parse(&input)?.into_iter().enumerate() {
+                    counts.rows_in += 1;
+                    let origin = format!("{}:{line}", file.display);
+                    let result = result.map(|e| finish(e, source, &file.prefix, index, &origin, raw.clone())).and_then(|e| {
+                        match seen.entry(e.id.clone()) {
+                            Entry::Occupied(first) => {
+                                let msg = format!("duplicate id {:?} (first at {})", e.id, first.get());
+                                Err(RecordError::field("id", msg))
+                            }
+                            Entry::Vacant(slot) => {
+                                slot.insert(origin.clone());
+                                Ok(e)
+                            }
+                        }
+                    });
+                    match result {
+                        Ok(e) => {
+                            counts.rows_out += 1;
+                            out.examples.push(e);
+                        }
+                        Err(err) => {
+                            counts.rows_rejected += 1;
+                            let reason = err.reason();
+                            match self.on_error {
+                                OnError::Fail => errors.push(format!("{origin}: {reason}")),
+                                OnError::Quarantine => {
+                                    out.rejected.push(Rejection { source: source.name().into(), origin, reason, record: raw })
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            out.counts.push((source.name().to_string(), counts));
+        }
+        if !errors.is_empty() {
+            let mut msg = errors.iter().take(ERRORS_SHOWN).cloned().collect::<Vec<_>>().join("\n");
+            if errors.len() > ERRORS_SHOWN {
+                msg.push_str(&format!("\n... and {} more malformed records", errors.len() - ERRORS_SHOWN));
+            }
+            return Err(msg.into());
+        }
+        Ok(out)
+    }
+}
+
+/// Fills the provenance columns of a parsed example and hashes it.
+fn finish(mut e: Example, source: &Source, prefix: &str, index: usize, origin: &str, raw: String) -> Example {
+    e.id = if e.id.is_empty() { format!("{prefix}:{index}") } else { format!("{prefix}:{}", e.id) };
+    e.source = source.name().to_string();
+    e.origin = origin.to_string();
+    e.original = raw;
+    if source.split.is_some() {
+        e.split = source.split.clone();
+    }
+    e.with_hash()
+}
+
+impl StageConfig for IngestConfig {
+    const KIND: &'static str = "ingest";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Reads medical datasets in their public formats (MedQA, PubMedQA, MedMCQA, MedDialog, MMLU, \
+        OpenAI chat, Alpaca, preference pairs, MedSafetyBench, or any JSONL/CSV through a field mapping) into one \
+        normalized examples table. Malformed records stop the stage, or go to `rejected` with on_error: quarantine.";
+
+    fn inputs() -> &'static [InputSlot] {
+        &[]
+    }
+
+    fn outputs() -> &'static [OutputSlot] {
+        &[
+            OutputSlot { name: "examples", kind: "examples", doc: "the normalized examples, in source order" },
+            OutputSlot { name: "rejected", kind: "rejected", doc: "records set aside under on_error: quarantine" },
+        ]
+    }
+
+    fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
+        let mut errors = Vec::new();
+        if self.sources.is_empty() {
+            errors.push(ParamError::new("sources", "give at least one source"));
+        }
+        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            let at = |field: &str| format!("sources[{i}].{field}");
+            if let Some(first) = names.insert(s.name(), i) {
+                let msg = format!("{:?} is already the name of sources[{first}]; give each source its own name", s.name());
+                errors.push(ParamError::new(at("name"), msg));
+            }
+            if !cx.resolve(&s.path).exists() {
+                errors.push(ParamError::new(at("path"), format!("{} does not exist", cx.resolve(&s.path).display())));
+            }
+            let fmt = s.format.name();
+            match (s.format.is_generic(), &s.fields, &s.task) {
+                (true, None, _) => errors.push(ParamError::new(at("fields"), format!("format {fmt} needs a field mapping"))),
+                (true, _, None) => errors.push(ParamError::new(at("task"), format!("format {fmt} needs a task"))),
+                (false, Some(_), _) => errors.push(ParamError::new(at("fields"), "only formats jsonl and csv take a field mapping")),
+                (false, _, Some(_)) => errors.push(ParamError::new(at("task"), format!("format {fmt} sets its own task"))),
+                _ => {}
+            }
+        }
+        errors
+    }
+
+    fn input_files(&self, cx: &CheckContext) -> Vec<InputFile> {
+        let mut files = Vec::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            for f in s.files(&cx.resolve(&s.path)).unwrap_or_default() {
+                files.push(InputFile { param: format!("sources[{i}].path"), path: f.path });
+            }
+        }
+        files
+    }
+
+    fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
+        cx.progress().set_message("reading sources");
+        let ingested = self.ingest(|p| cx.resolve(p))?;
+        table::write_examples(&cx.output_table("examples"), &ingested.examples)?;
+        table::write_rejected(&cx.output_table("rejected"), &ingested.rejected)?;
+        let mut total = Counts::default();
+        for (name, c) in &ingested.counts {
+            cx.metric(format!("rows_in.{name}"), c.rows_in);
+            cx.metric(format!("rows_out.{name}"), c.rows_out);
+            cx.metric(format!("rows_rejected.{name}"), c.rows_rejected);
+            total.rows_in += c.rows_in;
+            total.rows_out += c.rows_out;
+            total.rows_rejected += c.rows_rejected;
+        }
+        debug_assert_eq!(total.rows_in, total.rows_out + total.rows_rejected);
+        cx.metric("rows_in", total.rows_in);
+        cx.metric("rows_out", total.rows_out);
+        cx.metric("rows_rejected", total.rows_rejected);
+        Ok(())
+    }
+}
