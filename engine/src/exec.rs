@@ -284,6 +284,7 @@ fn execute(
         inputs,
         outputs,
         work_dir: store.work_dir(key)?,
+        store_dir: store.root().to_path_buf(),
         seed: plan.seed,
         metrics: BTreeMap::new(),
         pins: Vec::new(),

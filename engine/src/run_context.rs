@@ -35,6 +35,7 @@ pub struct RunContext<'a> {
     pub(crate) inputs: BTreeMap<&'static str, Vec<InputArtifact>>,
     pub(crate) outputs: BTreeMap<&'static str, PathBuf>,
     pub(crate) work_dir: PathBuf,
+    pub(crate) store_dir: PathBuf,
     pub(crate) seed: u64,
     pub(crate) metrics: BTreeMap<String, serde_json::Value>,
     pub(crate) pins: Vec<(String, String)>,
@@ -58,12 +59,15 @@ impl<'a> RunContext<'a> {
         }
         let work_dir = dir.join(".work");
         std::fs::create_dir_all(&work_dir)?;
+        let store_dir = dir.join(".store");
+        std::fs::create_dir_all(&store_dir)?;
         Ok(RunContext {
             stage_id: "standalone",
             check,
             inputs,
             outputs: out,
             work_dir,
+            store_dir,
             seed: 0,
             metrics: BTreeMap::new(),
             pins: Vec::new(),
@@ -108,6 +112,18 @@ impl<'a> RunContext<'a> {
     /// once the artifact is published.
     pub fn work_dir(&self) -> &Path {
         &self.work_dir
+    }
+    /// The store's root directory, for stages that keep state beside the artifacts (the model
+    /// registry). Artifacts themselves are reached through [`Self::inputs`], never by path.
+    pub fn store_dir(&self) -> &Path {
+        &self.store_dir
+    }
+    /// A persistent cache directory shared by every run on this store, `<store>/cache/<name>`
+    /// (created): e.g. answers of an LLM endpoint, so a rerun sends nothing already answered.
+    pub fn cache_dir(&self, name: &str) -> std::io::Result<PathBuf> {
+        let d = self.store_dir.join("cache").join(name);
+        std::fs::create_dir_all(&d)?;
+        Ok(d)
     }
     /// The pipeline seed.
     pub fn seed(&self) -> u64 {

@@ -9,6 +9,7 @@
 //! <store>/refs/<pipeline>/<stage>.json   the key each manifest stage last resolved to (gc roots)
 //! <store>/pins/<name>.json               keys a registered model needs (gc roots)
 //! <store>/statcache.json                 input-file hashes by stat
+//! <store>/cache/<name>/                  caches stages share across runs (e.g. LLM answers)
 //! ```
 
 use std::fs::{self, File};
@@ -230,8 +231,11 @@ impl Store {
         fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
     }
 
-    /// Records the key a manifest stage resolved to.
+    /// Records the key a manifest stage resolved to (a no-op when it already points there).
     pub fn write_ref(&self, pipeline: &str, stage: &str, key: &str) -> Result<()> {
+        if self.read_ref(pipeline, stage).is_some_and(|r| r.key == key) {
+            return Ok(());
+        }
         let r = StageRef { key: key.to_string(), at: crate::record::now_rfc3339() };
         let path = self.root.join("refs").join(pipeline).join(format!("{stage}.json"));
         write_atomic(&path, &serde_json::to_vec_pretty(&r).expect("ref serializes"))
