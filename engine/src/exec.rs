@@ -280,6 +280,7 @@ fn execute(
     }
     let mut cx = RunContext {
         stage_id: &ps.id,
+        key: Some(key.to_string()),
         check: &plan.check,
         inputs,
         outputs,

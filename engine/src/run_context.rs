@@ -31,6 +31,7 @@ impl InputArtifact {
 /// Handed to [`crate::StageConfig::run`].
 pub struct RunContext<'a> {
     pub(crate) stage_id: &'a str,
+    pub(crate) key: Option<String>,
     pub(crate) check: &'a CheckContext,
     pub(crate) inputs: BTreeMap<&'static str, Vec<InputArtifact>>,
     pub(crate) outputs: BTreeMap<&'static str, PathBuf>,
@@ -63,6 +64,7 @@ impl<'a> RunContext<'a> {
         std::fs::create_dir_all(&store_dir)?;
         Ok(RunContext {
             stage_id: "standalone",
+            key: None,
             check,
             inputs,
             outputs: out,
@@ -78,6 +80,10 @@ impl<'a> RunContext<'a> {
     /// The stage id in the manifest.
     pub fn stage_id(&self) -> &str {
         self.stage_id
+    }
+    /// The cache key of the artifact this run publishes (`None` outside the executor).
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
     /// A path from params, relative to the manifest unless absolute.
     pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
