@@ -17,6 +17,20 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// The engine: cached no-op run, status over a large store, file hashing.
     Engine(EngineArgs),
+    /// Generation: prompt processing and decode tokens/s.
+    Generate(medalign_model::cli::BenchGenerateArgs),
+    /// The server: concurrent streaming clients against one, first-token latency.
+    Serve(ServeBenchArgs),
+}
+
+/// Server benchmark options.
+#[derive(Args, Debug)]
+pub struct ServeBenchArgs {
+    #[command(flatten)]
+    inner: medalign_server::bench::BenchServeArgs,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Engine benchmark options.
@@ -47,6 +61,18 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let peer = r.md5sum_gb_per_s.map(|m| format!(", md5sum {m:.2} GB/s (ratio {:.1}x)", r.blake3_gb_per_s / m)).unwrap_or_default();
                 eprintln!("hash {} MiB: blake3 {:.2} GB/s{peer}", a.hash_mib, r.blake3_gb_per_s);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Serve(a) => {
+            let r = medalign_server::bench::run(&a.inner)?;
+            if a.json {
+                print_json(&r)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Generate(a) => {
+            // Prints its own figures (JSON on stdout with --json).
+            medalign_model::cli::run_bench_generate(&a)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -49,6 +49,14 @@ enum Command {
     Stages(stages::StagesArgs),
     /// Free artifacts no manifest and no registered model needs.
     Gc(gc::GcArgs),
+    /// Chat with a model: the prompt is chat-formatted and the answer streamed to stdout.
+    Generate(medalign_model::cli::GenerateArgs),
+    /// Log-likelihood of a continuation given a context.
+    Score(medalign_model::cli::ScoreArgs),
+    /// The model registry: list, show, promote, upload.
+    Models(medalign_stages::register::cli::ModelsArgs),
+    /// Serve a model behind an OpenAI-compatible API (and Vertex AI's custom-container contract).
+    Serve(medalign_server::ServeArgs),
     /// Measure speed.
     Bench(bench::BenchArgs),
 }
@@ -64,6 +72,22 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(a) => inspect::validate(a),
         Command::Stages(a) => stages::stages(a),
         Command::Gc(a) => gc::gc(a),
+        Command::Generate(a) => {
+            medalign_model::cli::run_generate(&a)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Score(a) => {
+            medalign_model::cli::run_score(&a)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models(a) => {
+            medalign_stages::register::cli::run(&a)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(a) => {
+            medalign_server::run(&a)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(a) => bench::bench(a),
     }
 }

@@ -103,10 +103,12 @@ pub struct Example {
 impl Example {
     /// Computes [`Example::hash`] from the content fields, in a fixed order with length prefixes.
     pub fn content_hash(&self) -> String {
-        let mut h = blake3::Hasher::new();
+        // The same bytes as feeding a `blake3::Hasher` field by field, gathered first: one hash call
+        // over a buffer is several times faster than thirty small updates.
+        let mut buf = Vec::with_capacity(256 + self.original.len() / 2);
         let mut put = |s: &str| {
-            h.update(&(s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
+            buf.extend_from_slice(&(s.len() as u64).to_le_bytes());
+            buf.extend_from_slice(s.as_bytes());
         };
         put("medalign-example-v1");
         put(&self.task);
@@ -122,7 +124,7 @@ impl Example {
         put("|");
         put(self.answer.as_deref().unwrap_or("\u{0}"));
         put(self.rejected.as_deref().unwrap_or("\u{0}"));
-        h.finalize().to_hex().to_string()
+        blake3::hash(&buf).to_hex().to_string()
     }
 
     /// Sets the content hash; call once the content fields are final.
@@ -134,6 +136,12 @@ impl Example {
     /// The text dedupe compares: every message, the context and the choices, newline-separated.
     pub fn content_text(&self) -> String {
         let mut out = String::new();
+        self.write_content_text(&mut out);
+        out
+    }
+
+    /// Appends [`Example::content_text`] to `out`, to reuse one buffer over many rows.
+    pub fn write_content_text(&self, out: &mut String) {
         for m in &self.messages {
             out.push_str(&m.content);
             out.push('\n');
@@ -146,7 +154,6 @@ impl Example {
             out.push_str(c);
             out.push('\n');
         }
-        out
     }
 
     /// The last assistant message, which is the reference answer of instruction-like tasks.

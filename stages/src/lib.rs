@@ -2,9 +2,16 @@
 //! [`register`].
 #![warn(missing_docs)]
 
+pub mod columns;
 pub mod dedupe;
+pub mod eval;
 pub mod example;
+pub mod generate;
 pub mod ingest;
+pub mod judge;
+pub mod register;
+pub mod llm;
+pub mod pair;
 pub mod table;
 
 use medalign_engine::{ArtifactKind, KindRegistry};
@@ -30,9 +37,29 @@ pub const REMOVED: ArtifactKind = ArtifactKind {
     schema_json: Some(include_str!("../../schemas/removed.json")),
 };
 
+/// The `predictions` artifact kind: eval's per-model, per-item outcomes.
+pub const PREDICTIONS: ArtifactKind = ArtifactKind {
+    name: "predictions",
+    doc: "eval predictions: model, suite, task, item, gold, prediction, choice log-likelihoods, reply",
+    schema_json: Some(include_str!("../../schemas/predictions.json")),
+};
+
+/// The `eval_metrics` artifact kind: eval's metrics with 95% intervals and base-vs-candidate deltas.
+pub const EVAL_METRICS: ArtifactKind = ArtifactKind {
+    name: "eval_metrics",
+    doc: "eval metrics per model, suite, task and metric: value, n, 95% interval, delta rows with p-value",
+    schema_json: Some(include_str!("../../schemas/eval_metrics.json")),
+};
+
 /// Registers every stage kind and artifact kind of this crate.
 pub fn register(registry: &mut KindRegistry) {
     registry.artifact(EXAMPLES).artifact(REJECTED).artifact(REMOVED);
     registry.register::<ingest::IngestConfig>();
     registry.register::<dedupe::DedupeConfig>();
+    registry.artifact(generate::CANDIDATES).artifact(judge::JUDGMENTS).artifact(pair::PAIRS);
+    registry.register::<generate::GenerateConfig>().register::<judge::JudgeConfig>().register::<pair::PairConfig>();
+    registry.artifact(PREDICTIONS).artifact(EVAL_METRICS);
+    registry.register::<eval::EvalConfig>();
+    registry.artifact(register::ADAPTER).artifact(register::EVAL_REPORT).artifact(register::REGISTERED_MODEL);
+    registry.register::<register::RegisterConfig>();
 }

@@ -5,13 +5,14 @@
 //! that survives a duplicate group is the one from the most trusted source; kept rows stay in input order.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 use rayon::prelude::*;
 
 use crate::dedupe::config::DedupeConfig;
 use crate::dedupe::contamination::EvalIndex;
-use crate::dedupe::minhash::{optimal_bands, set_jaccard, shingle_set, LshIndex, MinHasher};
-use crate::dedupe::text::{exact_key, words, Words};
+use crate::dedupe::minhash::{optimal_bands, set_jaccard, shingle_set, LshIndex, MinHasher, PassThrough};
+use crate::dedupe::text::{exact_key, split_words, words};
 use crate::example::Example;
 use crate::table::Removal;
 
@@ -21,6 +22,16 @@ struct Verdict {
     reason: &'static str,
     matched: Option<String>,
     score: Option<f64>,
+}
+
+/// What the pass needs of a row's text.
+struct RowText {
+    /// The word hashes (empty unless decontamination or near-duplicate search reads them).
+    hashes: Vec<u64>,
+    /// Characters of the trimmed content text, for the length filters.
+    chars: usize,
+    /// The exact-duplicate key of the normalized words.
+    key: u128,
 }
 
 /// What a pass produced.
@@ -53,19 +64,31 @@ pub fn priority_order(rows: &[Example], priority: &[String]) -> Vec<usize> {
 
 /// Runs the pass. `seed` draws the MinHash permutations.
 pub fn dedupe(cfg: &DedupeConfig, rows: Vec<Example>, eval: &[Example], seed: u64) -> Outcome {
-    let texts: Vec<(Words, usize)> = rows
+    // Word hashes are kept only for the steps that read them; the exact key is taken at once, so no
+    // normalized text outlives its row's turn.
+    let keep_hashes = !eval.is_empty() || cfg.near.enabled;
+    let texts: Vec<RowText> = rows
         .par_iter()
-        .map(|e| {
-            let t = e.content_text();
-            (words(&t), t.trim().chars().count())
-        })
+        .map_init(
+            || (String::new(), String::new(), Vec::new()),
+            |(text, normalized, hashes), e| {
+                text.clear();
+                e.write_content_text(text);
+                split_words(text, normalized, hashes);
+                RowText {
+                    hashes: if keep_hashes { hashes.clone() } else { Vec::new() },
+                    chars: text.trim().chars().count(),
+                    key: u128::from_le_bytes(exact_key(normalized)),
+                }
+            },
+        )
         .collect();
     let order = priority_order(&rows, &cfg.priority);
     let mut verdicts: Vec<Option<Verdict>> = vec![None; rows.len()];
     let mut out = Outcome::default();
 
     for (i, e) in rows.iter().enumerate() {
-        if let Some(reason) = cfg.quality.reject(e, texts[i].1) {
+        if let Some(reason) = cfg.quality.reject(e, texts[i].chars) {
             verdicts[i] = Some(Verdict { reason, matched: None, score: None });
         }
     }
@@ -79,7 +102,7 @@ pub fn dedupe(cfg: &DedupeConfig, rows: Vec<Example>, eval: &[Example], seed: u6
             .into_par_iter()
             .filter(|&i| verdicts[i].is_none())
             .filter_map(|i| {
-                let o = index.overlap(&texts[i].0.hashes, min)?;
+                let o = index.overlap(&texts[i].hashes, min)?;
                 let matched = Some(eval[o.eval as usize].id.clone());
                 Some((i, Verdict { reason: "contaminated", matched, score: Some(o.share) }))
             })
@@ -90,18 +113,18 @@ pub fn dedupe(cfg: &DedupeConfig, rows: Vec<Example>, eval: &[Example], seed: u6
     }
 
     if cfg.exact {
-        let keys: Vec<[u8; 16]> = texts.par_iter().map(|(w, _)| exact_key(&w.normalized)).collect();
-        let mut first: HashMap<[u8; 16], usize> = HashMap::with_capacity(rows.len());
+        let mut first: HashMap<u128, usize, BuildHasherDefault<PassThrough>> = HashMap::default();
+        first.reserve(rows.len());
         for &i in &order {
             if verdicts[i].is_some() {
                 continue;
             }
-            match first.get(&keys[i]) {
+            match first.get(&texts[i].key) {
                 Some(&k) => {
                     verdicts[i] = Some(Verdict { reason: "exact_duplicate", matched: Some(rows[k].id.clone()), score: Some(1.0) })
                 }
                 None => {
-                    first.insert(keys[i], i);
+                    first.insert(texts[i].key, i);
                 }
             }
         }
@@ -120,7 +143,7 @@ pub fn dedupe(cfg: &DedupeConfig, rows: Vec<Example>, eval: &[Example], seed: u6
         let sigs: Vec<Option<(Vec<u32>, Vec<u32>)>> = (0..rows.len())
             .into_par_iter()
             .map(|i| {
-                let w = &texts[i].0.hashes;
+                let w = &texts[i].hashes;
                 (verdicts[i].is_none() && !w.is_empty()).then(|| (hasher.signature(w), shingle_set(&hasher, w)))
             })
             .collect();
@@ -145,6 +168,9 @@ pub fn dedupe(cfg: &DedupeConfig, rows: Vec<Example>, eval: &[Example], seed: u6
         }
     }
 
+    let removed = verdicts.iter().filter(|v| v.is_some()).count();
+    out.kept.reserve(rows.len() - removed);
+    out.removed.reserve(removed);
     for (e, v) in rows.into_iter().zip(verdicts) {
         match v {
             None => out.kept.push(e),

@@ -34,34 +34,63 @@ pub fn combine(words: &[u64]) -> u64 {
 
 /// Splits `text` into lowercase alphanumeric words.
 pub fn words(text: &str) -> Words {
+    let mut out = Words { normalized: String::with_capacity(text.len()), hashes: Vec::with_capacity(text.len() / 5) };
+    split_words(text, &mut out.normalized, &mut out.hashes);
+    out
+}
+
+/// [`words`] into buffers the caller reuses over many texts (both are cleared first). ASCII, the
+/// common case, takes a byte-wise path; other characters go through Unicode's rules.
+pub fn split_words(text: &str, normalized: &mut String, hashes: &mut Vec<u64>) {
     const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0100_0000_01b3;
-    let mut out = Words { normalized: String::with_capacity(text.len()), hashes: Vec::with_capacity(text.len() / 5) };
+    normalized.clear();
+    hashes.clear();
+    let bytes = text.as_bytes();
     let mut h = FNV_OFFSET;
     let mut in_word = false;
-    for c in text.chars() {
-        if c.is_alphanumeric() {
-            if !in_word && !out.normalized.is_empty() {
-                out.normalized.push(' ');
-            }
-            in_word = true;
-            for l in c.to_lowercase() {
-                out.normalized.push(l);
-                let mut buf = [0u8; 4];
-                for b in l.encode_utf8(&mut buf).bytes() {
-                    h = (h ^ b as u64).wrapping_mul(FNV_PRIME);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            i += 1;
+            if b.is_ascii_alphanumeric() {
+                if !in_word && !normalized.is_empty() {
+                    normalized.push(' ');
                 }
+                in_word = true;
+                let l = b.to_ascii_lowercase();
+                normalized.push(l as char);
+                h = (h ^ l as u64).wrapping_mul(FNV_PRIME);
+                continue;
             }
-        } else if in_word {
-            out.hashes.push(mix(h));
+        } else {
+            let c = text[i..].chars().next().unwrap_or_default();
+            i += c.len_utf8();
+            if c.is_alphanumeric() {
+                if !in_word && !normalized.is_empty() {
+                    normalized.push(' ');
+                }
+                in_word = true;
+                for l in c.to_lowercase() {
+                    normalized.push(l);
+                    let mut buf = [0u8; 4];
+                    for b in l.encode_utf8(&mut buf).bytes() {
+                        h = (h ^ b as u64).wrapping_mul(FNV_PRIME);
+                    }
+                }
+                continue;
+            }
+        }
+        if in_word {
+            hashes.push(mix(h));
             h = FNV_OFFSET;
             in_word = false;
         }
     }
     if in_word {
-        out.hashes.push(mix(h));
+        hashes.push(mix(h));
     }
-    out
 }
 
 /// The exact-duplicate key of a normalized text.
@@ -84,6 +113,14 @@ mod tests {
         assert_eq!(a.normalized, "which drug metformin or insulin");
         assert_eq!(a.hashes.len(), 5);
         assert_ne!(words("metformin or insulin").hashes, words("insulin or metformin").hashes);
+    }
+
+    #[test]
+    fn unicode_words_are_lowercased_and_split() {
+        let a = words("Ménière's DISEASE—ÉTAT 2e");
+        assert_eq!(a.normalized, "ménière s disease état 2e");
+        assert_eq!(a.hashes, words("ménière s disease état 2e").hashes);
+        assert_eq!(a.hashes.len(), 5);
     }
 
     #[test]

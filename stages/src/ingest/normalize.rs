@@ -7,8 +7,11 @@ use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 /// NFC, `\r\n` and `\r` to `\n`, every run of horizontal whitespace (tabs, no-break and other Unicode
 /// spaces) to one space, no spaces at line ends, at most one blank line in a row, trimmed.
 pub fn text(s: &str) -> String {
+    if s.is_ascii() && is_tidy_ascii(s.as_bytes()) {
+        return s.to_string();
+    }
     let nfc;
-    let s = if is_nfc_quick(s.chars()) == IsNormalized::Yes {
+    let s = if s.is_ascii() || is_nfc_quick(s.chars()) == IsNormalized::Yes {
         s
     } else {
         nfc = s.nfc().collect::<String>();
@@ -46,6 +49,30 @@ pub fn text(s: &str) -> String {
         }
     }
     out
+}
+
+/// Whether ASCII text is already as [`text`] writes it: no whitespace at either end, and every run of
+/// whitespace between words exactly one space, one newline or two newlines (the common case, copied as is).
+fn is_tidy_ascii(b: &[u8]) -> bool {
+    let space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
+    if b.first().is_some_and(|&c| space(c)) || b.last().is_some_and(|&c| space(c)) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if !space(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && space(b[i]) {
+            i += 1;
+        }
+        if !matches!(&b[start..i], b" " | b"\n" | b"\n\n") {
+            return false;
+        }
+    }
+    true
 }
 
 /// Like [`text`], with an empty result read as absent.
@@ -88,6 +115,17 @@ mod tests {
         assert_eq!(text("  Fever\t and\u{00a0}cough \r\n\r\n\r\n\nsince  2 days \n"), "Fever and cough\n\nsince 2 days");
         assert_eq!(text("line one  \nline two"), "line one\nline two");
         assert_eq!(text(" \n \t"), "");
+    }
+
+    #[test]
+    fn tidy_ascii_is_copied_and_untidy_is_not() {
+        for s in ["Fever and cough", "a\nb", "a\n\nb", "x", ""] {
+            assert!(is_tidy_ascii(s.as_bytes()), "{s:?}");
+        }
+        for s in [" a", "a ", "a  b", "a\tb", "a \nb", "a\n b", "a\n\n\nb", "a\r\nb", "a\x0bb", "\n"] {
+            assert!(!is_tidy_ascii(s.as_bytes()), "{s:?}");
+            assert_ne!(text(s), s, "{s:?}");
+        }
     }
 
     #[test]

@@ -62,15 +62,22 @@ pub struct Ingested {
     pub counts: Vec<(String, Counts)>,
 }
 
+/// One record after parsing and [`finish`]: the finished example, or the error and the record's text.
+struct Read {
+    origin: String,
+    result: Result<Example, (RecordError, String)>,
+}
+
 impl IngestConfig {
     /// Reads every source; `resolve` turns a params path into a file path. Fails on the first bad file,
     /// or on bad records unless quarantining.
+    ///
+    /// Files are parsed and their rows finished (ids, provenance, content hash) in parallel; the
+    /// duplicate-id check then runs once over all of them, in source and file order.
     pub fn ingest(&self, resolve: impl Fn(&str) -> std::path::PathBuf) -> Result<Ingested, StageError> {
-        let mut out = Ingested::default();
-        let mut seen: HashMap<String, String> = HashMap::new();
-        let mut errors = Vec::new();
-        for source in &self.sources {
-            let mut counts = Counts::default();
+        use rayon::prelude::*;
+        let mut files_read: Vec<(usize, Vec<Read>)> = Vec::new();
+        for (s, source) in self.sources.iter().enumerate() {
             let resolved = resolve(&source.path);
             let files = source.files(&resolved).map_err(|e| format!("{}: {e}", source.path))?;
             for file in files {
@@ -79,41 +86,59 @@ impl IngestConfig {
                 let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
                 let stem = file.path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
                 let input = FileInput { display: &file.display, text, stem };
-                for (index, Parsed { line, raw, result }) in source.parse(&input)?.into_iter().enumerate() {
-                    counts.rows_in += 1;
-                    let origin = format!("{}:{line}", file.display);
-                    let result = result.map(|e| finish(e, source, &file.prefix, index, &origin, raw.clone())).and_then(|e| {
-                        match seen.entry(e.id.clone()) {
-                            Entry::Occupied(first) => {
-                                let msg = format!("duplicate id {:?} (first at {})", e.id, first.get());
-                                Err(RecordError::field("id", msg))
-                            }
-                            Entry::Vacant(slot) => {
-                                slot.insert(origin.clone());
-                                Ok(e)
-                            }
-                        }
-                    });
-                    match result {
-                        Ok(e) => {
-                            counts.rows_out += 1;
-                            out.examples.push(e);
-                        }
-                        Err(err) => {
-                            counts.rows_rejected += 1;
-                            let reason = err.reason();
-                            match self.on_error {
-                                OnError::Fail => errors.push(format!("{origin}: {reason}")),
-                                OnError::Quarantine => {
-                                    out.rejected.push(Rejection { source: source.name().into(), origin, reason, record: raw })
-                                }
+let t0=std::time::Instant::now(); let parsed = source.parse(&input)?; eprintln!("TIMING parse {:?} cpu {}", t0.elapsed(), cpu()); let t0=std::time::Instant::now();
+                let reads: Vec<Read> = parsed
+                    .into_par_iter()
+                    .enumerate()
+                    .map(|(index, Parsed { line, raw, result })| {
+                        let origin = format!("{}:{line}", file.display);
+                        let result = match result {
+                            Ok(e) => Ok(finish(e, source, &file.prefix, index, &origin, raw)),
+                            Err(err) => Err((err, raw)),
+                        };
+                        Read { origin, result }
+                    })
+                    .collect();
+eprintln!("TIMING finish {:?} cpu {}", t0.elapsed(), cpu());
+                files_read.push((s, reads));
+            }
+        }
+let t0=std::time::Instant::now();
+        let duplicates = duplicate_ids(&files_read);
+eprintln!("TIMING dup {:?} cpu {}", t0.elapsed(), cpu()); let t0=std::time::Instant::now();
+
+        let mut out = Ingested::default();
+        out.examples.reserve(files_read.iter().map(|(_, r)| r.len()).sum());
+        let mut counts = vec![Counts::default(); self.sources.len()];
+        let mut errors = Vec::new();
+        for (f, (s, reads)) in files_read.into_iter().enumerate() {
+            let (source, counts) = (&self.sources[s], &mut counts[s]);
+            for (r, Read { origin, result }) in reads.into_iter().enumerate() {
+                counts.rows_in += 1;
+                let result = match (result, duplicates.get(&(f, r))) {
+                    (Ok(e), Some(msg)) => Err((RecordError::field("id", msg.clone()), e.original)),
+                    (result, _) => result,
+                };
+                match result {
+                    Ok(e) => {
+                        counts.rows_out += 1;
+                        out.examples.push(e);
+                    }
+                    Err((err, raw)) => {
+                        counts.rows_rejected += 1;
+                        let reason = err.reason();
+                        match self.on_error {
+                            OnError::Fail => errors.push(format!("{origin}: {reason}")),
+                            OnError::Quarantine => {
+                                out.rejected.push(Rejection { source: source.name().into(), origin, reason, record: raw })
                             }
                         }
                     }
                 }
             }
-            out.counts.push((source.name().to_string(), counts));
         }
+eprintln!("TIMING assemble {:?} cpu {}", t0.elapsed(), cpu());
+        out.counts = self.sources.iter().zip(counts).map(|(s, c)| (s.name().to_string(), c)).collect();
         if !errors.is_empty() {
             let mut msg = errors.iter().take(ERRORS_SHOWN).cloned().collect::<Vec<_>>().join("\n");
             if errors.len() > ERRORS_SHOWN {
@@ -123,6 +148,26 @@ impl IngestConfig {
         }
         Ok(out)
     }
+}
+
+/// The rows, as (file, row) positions, whose id an earlier row already has, each with its message.
+fn duplicate_ids(files: &[(usize, Vec<Read>)]) -> HashMap<(usize, usize), String> {
+    let mut first: HashMap<&str, &str> = HashMap::with_capacity(files.iter().map(|(_, r)| r.len()).sum());
+    let mut duplicates = HashMap::new();
+    for (f, (_, reads)) in files.iter().enumerate() {
+        for (r, read) in reads.iter().enumerate() {
+            let Ok(e) = &read.result else { continue };
+            match first.entry(e.id.as_str()) {
+                Entry::Occupied(at) => {
+                    duplicates.insert((f, r), format!("duplicate id {:?} (first at {})", e.id, at.get()));
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(read.origin.as_str());
+                }
+            }
+        }
+    }
+    duplicates
 }
 
 /// Fills the provenance columns of a parsed example and hashes it.
@@ -213,3 +258,5 @@ impl StageConfig for IngestConfig {
         Ok(())
     }
 }
+
+fn cpu() -> f64 { let s = std::fs::read_to_string("/proc/self/stat").unwrap(); let f: Vec<&str> = s.rsplit_once(')').unwrap().1.split_whitespace().collect(); (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0 }

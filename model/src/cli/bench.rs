@@ -1,0 +1,91 @@
+//! `medalign bench generate`: prompt-processing and decode throughput on this machine, greedy,
+//! with a KV cache, for users to size their hardware.
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use clap::Args;
+use serde::Serialize;
+
+use crate::kv_cache::KvCache;
+use crate::{Error, Result};
+
+const TEXT: &str = "Acetaminophen overdose can cause acute liver failure. Patients taking warfarin should avoid \
+NSAIDs such as ibuprofen because of the increased risk of bleeding. ";
+
+/// Arguments of `medalign bench generate`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchGenerateArgs {
+    /// A .gguf file, a safetensors directory, or a known name.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    pub model: String,
+    /// Prompt length.
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+    /// Tokens to decode (EOS is ignored).
+    #[arg(long, default_value_t = 64)]
+    pub new_tokens: usize,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Exact f32 weights instead of quantized ones.
+    #[arg(long)]
+    pub f32: bool,
+}
+
+/// The measured throughput.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Prompt tokens processed per second (one forward pass over the whole prompt).
+    pub prefill_tokens_per_s: f64,
+    /// Tokens generated per second after the prompt.
+    pub decode_tokens_per_s: f64,
+    /// Prompt length.
+    pub prompt_tokens: usize,
+    /// Tokens decoded.
+    pub new_tokens: usize,
+}
+
+/// Runs `medalign bench generate`.
+pub fn run_bench_generate(args: &BenchGenerateArgs) -> Result<BenchReport> {
+    let lm = super::load(&args.model, args.f32, None)?;
+    if args.prompt_tokens == 0 || args.new_tokens == 0 {
+        return Err(Error::InvalidRequest("--prompt-tokens and --new-tokens must be positive".into()));
+    }
+    let mut ids = vec![];
+    while ids.len() < args.prompt_tokens {
+        ids.extend(lm.tokenizer.encode(TEXT, false)?);
+    }
+    ids.truncate(args.prompt_tokens);
+    let dev = lm.model.device();
+    // Warm-up: thread pools and allocator.
+    let mut cache = KvCache::new(lm.config());
+    lm.model.forward_last(&Tensor::new(&ids[..8.min(ids.len())], dev)?.unsqueeze(0)?, Some(&mut cache), None)?;
+    let mut cache = KvCache::new(lm.config());
+    let t0 = Instant::now();
+    let logits = lm.model.forward_last(&Tensor::new(ids.as_slice(), dev)?.unsqueeze(0)?, Some(&mut cache), None)?;
+    let mut next = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?[0];
+    let prefill = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    for _ in 1..args.new_tokens {
+        let logits = lm.model.forward_last(&Tensor::new(&[[next]], dev)?, Some(&mut cache), None)?;
+        next = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?[0];
+    }
+    let decode = t1.elapsed().as_secs_f64();
+    let report = BenchReport {
+        prefill_tokens_per_s: ids.len() as f64 / prefill,
+        // The first new token comes out of the prefill, as in llama.cpp's and torch's timings.
+        decode_tokens_per_s: (args.new_tokens - 1).max(1) as f64 / decode.max(1e-9),
+        prompt_tokens: ids.len(),
+        new_tokens: args.new_tokens,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report).expect("serializable"));
+    } else {
+        eprintln!(
+            "prompt {} tokens: {:.1} tok/s; decode {} tokens: {:.1} tok/s",
+            report.prompt_tokens, report.prefill_tokens_per_s, report.new_tokens, report.decode_tokens_per_s
+        );
+    }
+    Ok(report)
+}

@@ -1,0 +1,90 @@
+//! `x @ W^T` for a frozen `W` whose backward returns only the input gradient.
+//!
+//! Candle's matmul backward always computes (and keeps) the weight gradient, even for a tensor
+//! that is not trained; with LoRA that is almost a full backward for nothing. Quantized matmuls
+//! have no backward at all. This op computes the product outside the graph, then attaches a
+//! backward that only propagates `grad @ W` to the input, dequantizing `W` when it is quantized
+//! (which is what QLoRA needs).
+
+use std::sync::Mutex;
+
+use candle_core::quantized::QMatMul;
+use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Storage, Tensor};
+
+struct FrozenMatmul {
+    weight: QMatMul,
+    out: Mutex<Option<Tensor>>,
+}
+
+impl CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(&self, _s: &CpuStorage, _l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = self
+            .out
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("frozen-matmul: poisoned".into()))?
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("frozen-matmul: forward run twice".into()))?
+            .contiguous()?;
+        let (storage, layout) = out.storage_and_layout();
+        let Storage::Cpu(cpu) = &*storage else {
+            candle_core::bail!("frozen-matmul: expected a cpu tensor")
+        };
+        let start = layout.start_offset();
+        let n = layout.shape().elem_count();
+        let data = match cpu {
+            CpuStorage::F32(v) => CpuStorage::F32(v[start..start + n].to_vec()),
+            _ => candle_core::bail!("frozen-matmul: expected f32"),
+        };
+        Ok((data, layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let w = match &self.weight {
+            QMatMul::QTensor(q) => q.dequantize(arg.device())?,
+            QMatMul::Tensor(w) | QMatMul::TensorF16(w) => w.to_dtype(arg.dtype())?,
+        };
+        let (out_dim, in_dim) = w.dims2()?;
+        let lead: Vec<usize> = grad.dims()[..grad.rank() - 1].to_vec();
+        let g = grad.reshape(((), out_dim))?.matmul(&w)?;
+        let mut shape = lead;
+        shape.push(in_dim);
+        Ok(Some(g.reshape(shape)?))
+    }
+}
+
+/// From this many rows on, a quantized weight is dequantized for one f32 GEMM: candle's
+/// quantized kernels are dot products that beat GEMM only for a few rows (decoding).
+const GEMM_ROWS: usize = 16;
+
+/// `x @ W^T` without autograd: quantized kernels for a few rows, f32 GEMM for many.
+fn product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Tensor> {
+    let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
+    match weight {
+        QMatMul::QTensor(q) if rows >= GEMM_ROWS && x.device().is_cpu() => {
+            let w = q.dequantize(x.device())?;
+            let (out_dim, in_dim) = w.dims2()?;
+            let mut shape = x.dims().to_vec();
+            *shape.last_mut().expect("rank >= 1") = out_dim;
+            x.reshape(((), in_dim))?.matmul(&w.t()?)?.reshape(shape)
+        }
+        QMatMul::QTensor(q) => match super::q4_1::q4_1_matmul(x, q)? {
+            Some(y) => Ok(y),
+            None => weight.forward(x),
+        },
+        _ => weight.forward(x),
+    }
+}
+
+/// `x @ W^T` where `W` is frozen: differentiable in `x` only, on CPU; elsewhere, or when `x`
+/// carries no gradient, the plain product.
+pub fn frozen_matmul(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Tensor> {
+    let out = product(&x.detach(), weight)?;
+    if !x.track_op() || !x.device().is_cpu() {
+        return Ok(out);
+    }
+    x.apply_op1(FrozenMatmul { weight: weight.clone(), out: Mutex::new(Some(out)) })
+}

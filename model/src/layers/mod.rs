@@ -1,0 +1,15 @@
+//! The building blocks shared by every architecture: projections that carry LoRA, RMSNorm and RoPE.
+//! Each picks candle's fast kernel at inference and a differentiable path when gradients flow.
+
+mod frozen_matmul;
+mod fused;
+mod linear;
+mod norm;
+mod q4_1;
+mod rope;
+
+pub use frozen_matmul::frozen_matmul;
+pub use fused::FusedLinear;
+pub use linear::Linear;
+pub use norm::RmsNorm;
+pub use rope::RotaryEmbedding;

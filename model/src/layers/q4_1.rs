@@ -1,0 +1,204 @@
+//! A SIMD matrix-vector product for Q4_1 weights, the format of the default SmolLM2 GGUF.
+//!
+//! Candle has only a scalar kernel for Q4_1, so it was re-quantized to Q8_0 at load; but
+//! decoding a small model is bound by memory traffic, and Q4_1 is 40% smaller than Q8_0. This
+//! follows llama.cpp's `q4_1 x q8_1` dot product: activations are quantized to 8 bits per block
+//! of 32 with their block sum, weights stay 4-bit with a scale and a minimum.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+
+const QK: usize = 32;
+const BLOCK_BYTES: usize = 20;
+
+/// Activations of one row quantized per block of 32: scale, scale x sum, values.
+struct Q8Row {
+    d: Vec<f32>,
+    s: Vec<f32>,
+    q: Vec<i8>,
+}
+
+fn quantize_row(x: &[f32]) -> Q8Row {
+    let nb = x.len() / QK;
+    let mut row = Q8Row { d: Vec::with_capacity(nb), s: Vec::with_capacity(nb), q: vec![0; x.len()] };
+    for (b, chunk) in x.chunks_exact(QK).enumerate() {
+        let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
+        for (j, v) in chunk.iter().enumerate() {
+            let q = (v * id).round() as i8;
+            row.q[b * QK + j] = q;
+            sum += q as i32;
+        }
+        row.d.push(d);
+        row.s.push(d * sum as f32);
+    }
+    row
+}
+
+#[inline]
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([bytes[at], bytes[at + 1]])).to_f32()
+}
+
+fn dot_scalar(w: &[u8], x: &Q8Row) -> f32 {
+    let mut total = 0f32;
+    for (b, blk) in w.chunks_exact(BLOCK_BYTES).enumerate() {
+        let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
+        let xq = &x.q[b * QK..(b + 1) * QK];
+        let mut acc = 0i32;
+        for j in 0..QK / 2 {
+            acc += (blk[4 + j] & 0x0F) as i32 * xq[j] as i32 + (blk[4 + j] >> 4) as i32 * xq[j + QK / 2] as i32;
+        }
+        total += d * x.d[b] * acc as f32 + m * x.s[b];
+    }
+    total
+}
+
+/// One block's 32 nibbles as bytes (low nibbles are weights 0..16, high ones 16..32), and its
+/// scale and minimum.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn unpack(blk: &[u8]) -> (std::arch::x86_64::__m256i, f32, f32) {
+    use std::arch::x86_64::*;
+    // d and m are the block's two leading f16s: one F16C conversion for both.
+    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]])));
+    // SAFETY: `blk` is a whole 20-byte block, so bytes 4..20 are in bounds.
+    let qs = unsafe { _mm_loadu_si128(blk.as_ptr().add(4) as *const __m128i) };
+    let both = _mm256_inserti128_si256(_mm256_castsi128_si256(qs), _mm_srli_epi16(qs, 4), 1);
+    let w8 = _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+    (w8, _mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum(acc: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// The kernel, generic over the 8-bit dot product of 32 unsigned weight and signed activation
+/// bytes into eight i32 sums.
+macro_rules! q4_1_dot {
+    ($name:ident, $features:literal, $dot32:expr) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        fn $name(w: &[u8], x: &Q8Row) -> f32 {
+            use std::arch::x86_64::*;
+            // Two independent accumulators hide the latency of the convert + FMA chain.
+            let mut acc = [_mm256_setzero_ps(); 2];
+            let mut mins = 0f32;
+            for (b, blk) in w.chunks_exact(BLOCK_BYTES).enumerate() {
+                let (w8, d, m) = unpack(blk);
+                let xq = &x.q[b * QK..(b + 1) * QK];
+                // SAFETY: `xq` holds exactly 32 bytes.
+                let x8 = unsafe { _mm256_loadu_si256(xq.as_ptr() as *const __m256i) };
+                let p: __m256i = $dot32(w8, x8);
+                acc[b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d[b]), _mm256_cvtepi32_ps(p), acc[b & 1]);
+                mins += m * x.s[b];
+            }
+            hsum(_mm256_add_ps(acc[0], acc[1])) + mins
+        }
+    };
+}
+
+q4_1_dot!(dot_avx2, "avx2,fma,f16c", |w8, x8| _mm256_madd_epi16(_mm256_maddubs_epi16(w8, x8), _mm256_set1_epi16(1)));
+q4_1_dot!(dot_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w8, x8| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w8, x8));
+
+/// Which kernel this CPU runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    Scalar,
+    Avx2,
+    Vnni,
+}
+
+fn kernel() -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+        if avx2 && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+            return Kernel::Vnni;
+        }
+        if avx2 {
+            return Kernel::Avx2;
+        }
+    }
+    Kernel::Scalar
+}
+
+fn dot(w: &[u8], x: &Q8Row, kernel: Kernel) -> f32 {
+    match kernel {
+        // SAFETY: `kernel()` picked these only after detecting their features at run time.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Vnni => unsafe { dot_vnni(w, x) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { dot_avx2(w, x) },
+        _ => dot_scalar(w, x),
+    }
+}
+
+/// `x @ W^T` for a Q4_1 `W` `(n, k)` and an f32 `x` `(..., k)` on the CPU, or `None` when this
+/// kernel does not apply (another type or device).
+pub fn q4_1_matmul(x: &Tensor, w: &QTensor) -> candle_core::Result<Option<Tensor>> {
+    if w.dtype() != GgmlDType::Q4_1 || !x.device().is_cpu() || !w.device().is_cpu() {
+        return Ok(None);
+    }
+    let (n, k) = w.shape().dims2()?;
+    if k % QK != 0 || x.dim(candle_core::D::Minus1)? != k {
+        return Ok(None);
+    }
+    let kernel = kernel();
+    let data = w.data()?;
+    let row_bytes = k / QK * BLOCK_BYTES;
+    let xs: Vec<f32> = x.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+    let mut out = vec![0f32; xs.len() / k * n];
+    let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(16);
+    for (xrow, orow) in xs.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+        let q = quantize_row(xrow);
+        orow.par_chunks_mut(chunk).enumerate().for_each(|(c, dst)| {
+            for (i, o) in dst.iter_mut().enumerate() {
+                let r = c * chunk + i;
+                *o = dot(&data[r * row_bytes..(r + 1) * row_bytes], &q, kernel);
+            }
+        });
+    }
+    let mut shape = x.dims().to_vec();
+    *shape.last_mut().expect("rank >= 1") = n;
+    Ok(Some(Tensor::from_vec(out, shape, &Device::Cpu)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_the_dequantized_product() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.1, (70, 96), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 96), &dev).unwrap();
+        let exact = x.matmul(&q.dequantize(&dev).unwrap().t().unwrap()).unwrap();
+        let got = q4_1_matmul(&x, &q).unwrap().unwrap();
+        let xs: Vec<f32> = x.get(0).unwrap().to_vec1().unwrap();
+        let row = quantize_row(&xs);
+        let data = q.data().unwrap();
+        let w0 = &data[..96 / QK * BLOCK_BYTES];
+        let reference = dot_scalar(w0, &row);
+        for k in [Kernel::Avx2, Kernel::Vnni] {
+            if k == Kernel::Avx2 && kernel() == Kernel::Scalar || k == Kernel::Vnni && kernel() != Kernel::Vnni {
+                continue;
+            }
+            assert!((dot(w0, &row, k) - reference).abs() < 1e-4 * reference.abs().max(1.0));
+        }
+        let diff = (exact - &got).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = got.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 0.02 * scale, "diff {diff} of {scale}");
+    }
+}

@@ -1,0 +1,36 @@
+//! The LLM on candle: Llama, Mistral and Qwen2 decoders loaded from GGUF or safetensors, LoRA in
+//! PEFT's format, the tokenizer and chat template of a checkpoint, generation with a KV cache,
+//! and log-likelihood scoring. Train, eval, judge, pair and serve all run on this crate.
+#![warn(missing_docs)]
+
+pub mod chat_template;
+pub mod cli;
+pub mod config;
+mod error;
+pub mod fetch;
+pub mod generation;
+pub mod kv_cache;
+pub mod layers;
+pub mod losses;
+pub mod lora;
+pub mod mask;
+pub mod pretrained;
+pub mod resolve;
+pub mod scoring;
+pub mod tokenizer;
+pub mod transformer;
+pub mod weights;
+
+pub use chat_template::{ChatTemplate, Message};
+pub use config::{Architecture, Config};
+pub use error::{Error, Result};
+pub use generation::{generate, Generation, GenerationConfig, SamplingParams};
+pub use kv_cache::KvCache;
+pub use losses::{causal_lm_loss, dpo_loss};
+pub use lora::{LoraAdapter, LoraConfig, TargetModule};
+pub use pretrained::{LanguageModel, LoadOptions};
+pub use resolve::{resolve_model, ModelLocation};
+pub use scoring::{score_tokens, sequence_logprobs, LogLikelihood};
+pub use tokenizer::Tokenizer;
+pub use transformer::Model;
+pub use weights::{LinearFormat, Weights};

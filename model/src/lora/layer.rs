@@ -1,0 +1,58 @@
+//! One LoRA update `scaling * B A x` with trainable `A (r, in)` and `B (out, r)`.
+
+use candle_core::{Tensor, Var};
+
+use crate::Result;
+
+/// The trainable low-rank pair attached to one projection.
+#[derive(Debug, Clone)]
+pub struct LoraLayer {
+    a: Var,
+    b: Var,
+    scaling: f64,
+    dropout: f32,
+}
+
+impl LoraLayer {
+    /// Wraps existing variables: `a` is `(r, in)`, `b` is `(out, r)`.
+    pub fn new(a: Var, b: Var, scaling: f64, dropout: f32) -> Self {
+        Self { a, b, scaling, dropout }
+    }
+
+    /// The down-projection `A`.
+    pub fn a(&self) -> &Var {
+        &self.a
+    }
+
+    /// The up-projection `B`.
+    pub fn b(&self) -> &Var {
+        &self.b
+    }
+
+    /// The factor applied to `B A x`.
+    pub fn scaling(&self) -> f64 {
+        self.scaling
+    }
+
+    /// `scaling * B A`, the update to the weight, `(out, in)`.
+    pub fn delta_weight(&self) -> Result<Tensor> {
+        Ok((self.b.as_tensor().matmul(self.a.as_tensor())? * self.scaling)?)
+    }
+
+    /// `scaling * B A dropout(x)` for `x` of shape `(..., in)`.
+    pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        let x = if training && self.dropout > 0.0 {
+            candle_nn::ops::dropout(x, self.dropout)?
+        } else {
+            x.clone()
+        };
+        let dims = x.dims().to_vec();
+        let in_dim = dims[dims.len() - 1];
+        let flat = x.reshape(((), in_dim))?;
+        let h = flat.matmul(&self.a.as_tensor().t()?)?;
+        let y = (h.matmul(&self.b.as_tensor().t()?)? * self.scaling)?;
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("rank >= 1") = y.dim(1)?;
+        Ok(y.reshape(out_dims)?)
+    }
+}

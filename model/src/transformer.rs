@@ -1,0 +1,283 @@
+//! The Llama-family decoder (Touvron et al. 2023, <https://arxiv.org/abs/2302.13971>): RMSNorm,
+//! rotary attention with grouped-query heads (Ainslie et al. 2023, <https://arxiv.org/abs/2305.13245>),
+//! SwiGLU MLP. Mistral adds a sliding window, Qwen2 biases on q/k/v (read when present).
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Module, Tensor, D};
+
+use crate::config::Config;
+use crate::kv_cache::KvCache;
+use crate::layers::{FusedLinear, Linear, RmsNorm, RotaryEmbedding};
+use crate::mask::attention_mask;
+use crate::weights::Weights;
+use crate::Result;
+
+/// Whether fused projections may copy quantized weights: worth it below ~2B parameters, where
+/// per-matmul overhead rather than memory bandwidth bounds decoding.
+fn fuse_copies(cfg: &Config) -> bool {
+    let per_layer = cfg.hidden_size * (cfg.num_attention_heads + 2 * cfg.kv_heads()) * cfg.head_dim()
+        + 3 * cfg.hidden_size * cfg.intermediate_size;
+    per_layer * cfg.num_hidden_layers < 2_000_000_000
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    gate_up: Option<FusedLinear>,
+}
+
+impl Mlp {
+    fn new(cfg: &Config, w: Weights) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let mut gate_proj = Linear::new(h, i, w.pp("gate_proj"))?;
+        let mut up_proj = Linear::new(h, i, w.pp("up_proj"))?;
+        let gate_up = FusedLinear::new(&mut [&mut gate_proj, &mut up_proj], fuse_copies(cfg))?;
+        Ok(Self { gate_proj, up_proj, down_proj: Linear::new(i, h, w.pp("down_proj"))?, gate_up })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (gate, up) = match &self.gate_up {
+            Some(f) if !x.track_op() && self.gate_proj.lora().is_none() && self.up_proj.lora().is_none() => {
+                let mut parts = f.forward(x).map_err(candle_core::Error::wrap)?.into_iter();
+                (parts.next().expect("gate"), parts.next().expect("up"))
+            }
+            _ => (self.gate_proj.forward(x)?, self.up_proj.forward(x)?),
+        };
+        self.down_proj.forward(&(gate.silu()? * up)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    qkv: Option<FusedLinear>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    rotary: Arc<RotaryEmbedding>,
+}
+
+impl Attention {
+    fn new(cfg: &Config, rotary: Arc<RotaryEmbedding>, w: Weights) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim());
+        let (heads, kv) = (cfg.num_attention_heads, cfg.kv_heads());
+        let mut q_proj = Linear::new(h, heads * hd, w.pp("q_proj"))?;
+        let mut k_proj = Linear::new(h, kv * hd, w.pp("k_proj"))?;
+        let mut v_proj = Linear::new(h, kv * hd, w.pp("v_proj"))?;
+        Ok(Self {
+            qkv: FusedLinear::new(&mut [&mut q_proj, &mut k_proj, &mut v_proj], fuse_copies(cfg))?,
+            q_proj,
+            k_proj,
+            v_proj,
+            o_proj: Linear::new(heads * hd, h, w.pp("o_proj"))?,
+            num_heads: heads,
+            num_kv_heads: kv,
+            head_dim: hd,
+            rotary,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<(&mut KvCache, usize)>, offset: usize) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (hd, kvh) = (self.head_dim, self.num_kv_heads);
+        let plain = [&self.q_proj, &self.k_proj, &self.v_proj].iter().all(|l| l.lora().is_none());
+        let (q, k, v) = match &self.qkv {
+            Some(f) if plain && !x.track_op() => {
+                let mut parts = f.forward(x)?.into_iter();
+                (parts.next().expect("q"), parts.next().expect("k"), parts.next().expect("v"))
+            }
+            _ => (self.q_proj.forward(x)?, self.k_proj.forward(x)?, self.v_proj.forward(x)?),
+        };
+        let q = q.reshape((b, t, self.num_heads, hd))?.transpose(1, 2)?;
+        let k = k.reshape((b, t, kvh, hd))?.transpose(1, 2)?;
+        let v = v.reshape((b, t, kvh, hd))?.transpose(1, 2)?;
+        let (q, k) = self.rotary.apply(&q, &k, offset)?;
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, &k, &v)?,
+            None => (k, v.contiguous()?),
+        };
+        let s = k.dim(2)?;
+        // Grouped-query attention without copying keys: the n_rep query heads sharing a kv head
+        // are adjacent, so fold them into the query length.
+        let n_rep = self.num_heads / kvh;
+        let q = q.contiguous()?.reshape((b, kvh, n_rep * t, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut att = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(mask) = mask {
+            att = att.reshape((b, kvh, n_rep, t, s))?.broadcast_add(&mask.unsqueeze(1)?)?.reshape((b, kvh, n_rep * t, s))?;
+        }
+        let att = if att.track_op() {
+            candle_nn::ops::softmax(&att, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&att)?
+        };
+        let y = att.matmul(&v)?.reshape((b, self.num_heads, t, hd))?.transpose(1, 2)?;
+        Ok(self.o_proj.forward(&y.reshape((b, t, self.num_heads * hd))?)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    self_attn: Attention,
+    mlp: Mlp,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    fn new(cfg: &Config, rotary: Arc<RotaryEmbedding>, w: Weights) -> Result<Self> {
+        Ok(Self {
+            self_attn: Attention::new(cfg, rotary, w.pp("self_attn"))?,
+            mlp: Mlp::new(cfg, w.pp("mlp"))?,
+            input_layernorm: RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, w.pp("input_layernorm"))?,
+            post_attention_layernorm: RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, w.pp("post_attention_layernorm"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<(&mut KvCache, usize)>, offset: usize) -> Result<Tensor> {
+        let h = self.self_attn.forward(&self.input_layernorm.forward(x)?, mask, cache, offset)?;
+        let x = (x + h)?;
+        let h = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
+        Ok((x + h)?)
+    }
+
+    fn projections_mut(&mut self) -> [(&'static str, &mut Linear); 7] {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        [
+            ("self_attn.q_proj", &mut a.q_proj),
+            ("self_attn.k_proj", &mut a.k_proj),
+            ("self_attn.v_proj", &mut a.v_proj),
+            ("self_attn.o_proj", &mut a.o_proj),
+            ("mlp.gate_proj", &mut m.gate_proj),
+            ("mlp.up_proj", &mut m.up_proj),
+            ("mlp.down_proj", &mut m.down_proj),
+        ]
+    }
+}
+
+/// A Llama, Mistral or Qwen2 causal language model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    embed_tokens: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    config: Config,
+    device: Device,
+}
+
+impl Model {
+    /// Builds the model from weights named as in the Hugging Face checkpoint.
+    pub fn new(cfg: &Config, w: Weights) -> Result<Self> {
+        let freq_factors = if w.contains("rope_freqs.weight") {
+            Some(w.get(cfg.head_dim() / 2, "rope_freqs.weight")?)
+        } else {
+            None
+        };
+        let rotary = Arc::new(RotaryEmbedding::new(cfg, freq_factors.as_ref(), w.device())?);
+        let m = w.pp("model");
+        let embed_tokens = m.pp("embed_tokens").get((cfg.vocab_size, cfg.hidden_size), "weight")?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::new(cfg, rotary.clone(), m.pp("layers").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
+        let lm_head = if w.pp("lm_head").contains("weight") {
+            Linear::new(cfg.hidden_size, cfg.vocab_size, w.pp("lm_head"))?
+        } else {
+            Linear::new(cfg.hidden_size, cfg.vocab_size, m.pp("embed_tokens"))?
+        };
+        Ok(Self { embed_tokens, layers, norm, lm_head, config: cfg.clone(), device: w.device().clone() })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Final hidden states `(b, t, hidden)` for `input_ids` `(b, t)`, appending to `cache` when
+    /// given. `left_pad[b]` leading positions of row `b` are padding and are never attended to.
+    pub fn forward_hidden(&self, input_ids: &Tensor, mut cache: Option<&mut KvCache>, left_pad: Option<&[usize]>) -> Result<Tensor> {
+        let (_, t) = input_ids.dims2()?;
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let window = self.config.effective_sliding_window();
+        let mask = attention_mask(t, offset, left_pad, window, &self.device)?;
+        let ids = input_ids.to_dtype(DType::U32)?;
+        let (b, t) = ids.dims2()?;
+        let mut x = self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let c = cache.as_deref_mut().map(|c| (c, i));
+            x = layer.forward(&x, mask.as_ref(), c, offset)?;
+        }
+        if let Some(c) = cache {
+            c.advance(t);
+        }
+        Ok(self.norm.forward(&x)?)
+    }
+
+    /// Logits over the vocabulary for hidden states of any shape `(..., hidden)`.
+    pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.lm_head.forward(hidden)?)
+    }
+
+    /// Logits `(b, t, vocab)` for every position.
+    pub fn forward(&self, input_ids: &Tensor, cache: Option<&mut KvCache>, left_pad: Option<&[usize]>) -> Result<Tensor> {
+        self.lm_head(&self.forward_hidden(input_ids, cache, left_pad)?)
+    }
+
+    /// Logits `(b, vocab)` of the last position only (what generation needs).
+    pub fn forward_last(&self, input_ids: &Tensor, cache: Option<&mut KvCache>, left_pad: Option<&[usize]>) -> Result<Tensor> {
+        let h = self.forward_hidden(input_ids, cache, left_pad)?;
+        let t = h.dim(1)?;
+        self.lm_head(&h.narrow(1, t - 1, 1)?.squeeze(1)?)
+    }
+
+    /// Every adaptable projection with its Hugging Face module path
+    /// (`model.layers.0.self_attn.q_proj`), for attaching LoRA.
+    pub fn projections_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out = Vec::with_capacity(self.layers.len() * 7);
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for (name, linear) in layer.projections_mut() {
+                out.push((format!("model.layers.{i}.{name}"), linear));
+            }
+        }
+        out
+    }
+
+    /// Turns every attached LoRA update on or off.
+    pub fn set_lora_enabled(&mut self, enabled: bool) {
+        self.projections_mut().into_iter().for_each(|(_, l)| l.set_lora_enabled(enabled));
+    }
+
+    /// Folds every attached LoRA update into its weight.
+    pub fn merge_lora(&mut self) -> Result<()> {
+        self.projections_mut().into_iter().try_for_each(|(_, l)| l.merge_lora())
+    }
+
+    /// Undoes `merge_lora`.
+    pub fn unmerge_lora(&mut self) -> Result<()> {
+        self.projections_mut().into_iter().try_for_each(|(_, l)| l.unmerge_lora())
+    }
+
+    /// Removes every LoRA update.
+    pub fn remove_lora(&mut self) -> Result<()> {
+        self.projections_mut().into_iter().try_for_each(|(_, l)| l.set_lora(None))
+    }
+
+    /// Training mode turns on LoRA dropout.
+    pub fn set_training(&mut self, training: bool) {
+        self.projections_mut().into_iter().for_each(|(_, l)| l.set_training(training));
+    }
+}

@@ -1,0 +1,19 @@
+//! The `eval` stage kind: medical benchmarks scored like lm-evaluation-harness, medication safety,
+//! refusal, statistics and the comparison report.
+
+pub mod data;
+pub mod generative;
+pub mod html;
+pub mod loglik;
+pub mod medication;
+pub mod metrics;
+pub mod refusal;
+pub mod report;
+pub mod runner;
+pub mod stage;
+pub mod stats;
+pub mod tables;
+pub mod template;
+
+pub use report::report_table;
+pub use stage::{EvalConfig, Mode, Precision};

@@ -1,0 +1,282 @@
+//! The `eval` stage kind: its params, its slots, and how a run ties the suites together (load
+//! each model, run the suites, compute metrics and deltas, write tables and the report).
+
+use std::path::{Path, PathBuf};
+
+use medalign_engine::{Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use medalign_model::{LanguageModel, LinearFormat, LoadOptions};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::eval::data::EvalSet;
+use crate::eval::refusal::RULE_SET_NAME;
+use crate::eval::runner::{self, Settings};
+use crate::eval::{medication, metrics, report, tables};
+use crate::table;
+
+/// How benchmarks are answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// By the log-likelihood of each choice, as lm-evaluation-harness scores them.
+    #[default]
+    Loglikelihood,
+    /// By a greedy reply through the chat template, with the answer read out of it.
+    Generative,
+    /// Both.
+    Both,
+}
+
+/// How the weights are held while evaluating.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// float32 (GGUF blocks dequantized), as `transformers` computes: the reference.
+    #[default]
+    F32,
+    /// Quantized matmuls: faster on CPU, scores differ slightly.
+    Quantized,
+}
+
+/// RxSafeBench-style medication-safety suite.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MedicationConfig {
+    /// An RxSafeBench contraindication file (`[{indication, Contradiction: [...]}]`), relative to the manifest.
+    pub path: String,
+}
+
+fn default_model() -> String {
+    "smollm2-135m-instruct".into()
+}
+fn default_batch_tokens() -> usize {
+    4096
+}
+fn default_generation_batch() -> usize {
+    8
+}
+fn default_answer_tokens() -> usize {
+    16
+}
+fn default_reply_tokens() -> usize {
+    64
+}
+fn default_safety_limit() -> Option<usize> {
+    Some(25)
+}
+
+/// Params of the `eval` stage kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// The base model: a known name (`smollm2-135m-instruct`), a GGUF file or a safetensors folder.
+    #[serde(default = "default_model")]
+    pub base: String,
+    /// The candidate model. By default the base with the `adapter` input applied; with neither,
+    /// only the base is evaluated.
+    #[serde(default)]
+    pub candidate: Option<String>,
+    /// `loglikelihood` (the harness's scoring), `generative` (chat template and answer
+    /// extraction) or `both`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Few-shot examples per prompt, the first ones of the `fewshot` input for the same task.
+    #[serde(default)]
+    pub num_fewshot: usize,
+    /// Keep the first `limit` items of each benchmark (all by default).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Keep the first items of each safety set (harmful, benign, medication); `null` for all.
+    #[serde(default = "default_safety_limit")]
+    pub safety_limit: Option<usize>,
+    /// `f32` (the reference, as `transformers`) or `quantized` (faster).
+    #[serde(default)]
+    pub precision: Precision,
+    /// Padded tokens per forward pass when scoring.
+    #[serde(default = "default_batch_tokens")]
+    pub batch_tokens: usize,
+    /// Prompts per generation batch.
+    #[serde(default = "default_generation_batch")]
+    pub generation_batch: usize,
+    /// New tokens for a benchmark answer in generative mode.
+    #[serde(default = "default_answer_tokens")]
+    pub answer_tokens: usize,
+    /// New tokens for a reply to a safety request or medication question.
+    #[serde(default = "default_reply_tokens")]
+    pub reply_tokens: usize,
+    /// The medication-safety suite, when given.
+    #[serde(default)]
+    pub medication_safety: Option<MedicationConfig>,
+}
+
+fn is_path(spec: &str) -> bool {
+    spec.contains('/') || spec.contains('\\') || spec.ends_with(".gguf")
+}
+
+impl EvalConfig {
+    /// The suite settings these params give.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            loglikelihood: self.mode != Mode::Generative,
+            generative: self.mode != Mode::Loglikelihood,
+            num_fewshot: self.num_fewshot,
+            batch_tokens: self.batch_tokens,
+            generation_batch: self.generation_batch,
+            answer_tokens: self.answer_tokens,
+            reply_tokens: self.reply_tokens,
+        }
+    }
+
+    /// Load options for [`Self::precision`].
+    pub fn load_options(&self) -> LoadOptions {
+        let format = match self.precision {
+            Precision::F32 => LinearFormat::F32,
+            Precision::Quantized => LinearFormat::Quantized,
+        };
+        LoadOptions { format, ..LoadOptions::inference() }
+    }
+}
+
+/// The PEFT folder inside an `adapter` artifact: the artifact directory or its `adapter/`.
+fn adapter_dir(dir: &Path) -> PathBuf {
+    let nested = dir.join("adapter");
+    if dir.join("adapter_config.json").is_file() || !nested.is_dir() {
+        dir.to_path_buf()
+    } else {
+        nested
+    }
+}
+
+impl StageConfig for EvalConfig {
+    const KIND: &'static str = "eval";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Evaluates a base and a candidate model on medical benchmarks scored like \
+        lm-evaluation-harness (MedQA, PubMedQA, MedMCQA, MMLU medical; log-likelihood or generative), \
+        medication safety (RxSafeBench) and refusal (harmful vs benign requests), with 95% intervals, \
+        paired deltas and a Markdown + HTML report.";
+
+    fn inputs() -> &'static [InputSlot] {
+        &[
+            InputSlot { name: "examples", kinds: &["examples"], arity: Arity::AtLeastOne, doc: "eval sets: mcq and yes_no_maybe rows are benchmarks, safety rows harmful requests, instruction rows benign questions" },
+            InputSlot { name: "fewshot", kinds: &["examples"], arity: Arity::Many, doc: "few-shot pool (e.g. MMLU dev), first items per task" },
+            InputSlot { name: "adapter", kinds: &["adapter"], arity: Arity::Optional, doc: "a LoRA adapter applied to the candidate" },
+        ]
+    }
+
+    fn outputs() -> &'static [OutputSlot] {
+        &[
+            OutputSlot { name: "report", kind: "eval_report", doc: "report.md, table.txt, report.html, metrics.json (what register records)" },
+            OutputSlot { name: "metrics", kind: "eval_metrics", doc: "per model, task and metric, with 95% intervals and deltas" },
+            OutputSlot { name: "predictions", kind: "predictions", doc: "per model and item: prediction, gold, log-likelihoods, reply" },
+        ]
+    }
+
+    fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
+        let mut errors = Vec::new();
+        for (name, spec) in [("base", Some(&self.base)), ("candidate", self.candidate.as_ref())] {
+            match spec {
+                Some(s) if s.trim().is_empty() => errors.push(ParamError::new(name, "give a model name, GGUF file or folder")),
+                Some(s) if is_path(s) && !cx.resolve(s).exists() => {
+                    errors.push(ParamError::new(name, format!("{} does not exist", cx.resolve(s).display())))
+                }
+                _ => {}
+            }
+        }
+        if let Some(m) = &self.medication_safety {
+            if !cx.resolve(&m.path).is_file() {
+                errors.push(ParamError::new("medication_safety.path", format!("{} is not a file", cx.resolve(&m.path).display())));
+            }
+        }
+        if self.batch_tokens < 16 {
+            errors.push(ParamError::new("batch_tokens", format!("expected at least 16, got {}", self.batch_tokens)));
+        }
+        for (name, v) in [("generation_batch", self.generation_batch), ("answer_tokens", self.answer_tokens), ("reply_tokens", self.reply_tokens)] {
+            if v == 0 {
+                errors.push(ParamError::new(name, "expected at least 1"));
+            }
+        }
+        errors
+    }
+
+    fn input_files(&self, cx: &CheckContext) -> Vec<InputFile> {
+        let mut files = Vec::new();
+        for (name, spec) in [("base", Some(&self.base)), ("candidate", self.candidate.as_ref())] {
+            if let Some(s) = spec.filter(|s| is_path(s) && cx.resolve(s).is_file()) {
+                files.push(InputFile { param: name.into(), path: cx.resolve(s) });
+            }
+        }
+        if let Some(m) = &self.medication_safety {
+            files.push(InputFile { param: "medication_safety.path".into(), path: cx.resolve(&m.path) });
+        }
+        files
+    }
+
+    fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
+        let mut rows = Vec::new();
+        for input in cx.inputs("examples") {
+            rows.extend(table::read_examples(&input.table())?);
+        }
+        let set = EvalSet::from_examples(rows, self.limit, self.safety_limit)?;
+        let mut pool_rows = Vec::new();
+        for input in cx.inputs("fewshot") {
+            pool_rows.extend(table::read_examples(&input.table())?);
+        }
+        let pool = EvalSet::fewshot_pool(pool_rows)?;
+        let consultations = match &self.medication_safety {
+            Some(m) => medication::load(&cx.resolve(&m.path), &m.path, self.safety_limit)?,
+            None => Vec::new(),
+        };
+        let adapter = cx.input("adapter").map(|a| adapter_dir(&a.dir));
+        let mut models: Vec<(&str, String, Option<PathBuf>)> = vec![("base", self.base.clone(), None)];
+        match (&self.candidate, &adapter) {
+            (Some(c), a) => models.push(("candidate", c.clone(), a.clone())),
+            (None, Some(a)) => models.push(("candidate", self.base.clone(), Some(a.clone()))),
+            (None, None) => {}
+        }
+        let settings = self.settings();
+        let mut preds = Vec::new();
+        for (label, spec, adapter) in &models {
+            cx.progress().set_message(format!("{label}: loading {spec}"));
+            let mut lm = LanguageModel::load(spec, &self.load_options()).map_err(|e| format!("{label} model {spec}: {e}"))?;
+            if let Some(dir) = adapter {
+                lm.load_adapter(dir).map_err(|e| format!("adapter {}: {e}", dir.display()))?;
+            }
+            let progress = cx.progress();
+            let (bench, rate) = runner::benchmarks(&lm, label, &set, &pool, &settings, &mut |m| progress.set_message(m.to_string()))?;
+            preds.extend(bench);
+            if let Some(r) = rate {
+                cx.metric(format!("questions_per_s.{label}"), (r * 100.0).round() / 100.0);
+            }
+            if !consultations.is_empty() {
+                cx.progress().set_message(format!("{label}: medication safety, {} consultations", consultations.len()));
+                preds.extend(runner::medication(&lm, label, &consultations, &settings)?);
+            }
+            if !set.harmful.is_empty() || !set.benign.is_empty() {
+                cx.progress().set_message(format!("{label}: refusal, {} harmful and {} benign", set.harmful.len(), set.benign.len()));
+                preds.extend(runner::refusal(&lm, label, &set, &settings)?);
+            }
+        }
+        let rows = metrics::compute(&preds, RULE_SET_NAME, cx.seed());
+        tables::write_predictions(&cx.output_table("predictions"), &preds)?;
+        tables::write_metrics(&cx.output_table("metrics"), &rows)?;
+        let names: Vec<(String, String)> = models.iter().map(|(l, s, a)| (l.to_string(), describe(s, a.as_deref()))).collect();
+        report::write(cx.output_dir("report"), &rows, &names, RULE_SET_NAME, &serde_json::to_value(self)?)?;
+        let mut headline = serde_json::Map::new();
+        for r in rows.iter().filter(|r| matches!(r.metric.as_str(), "acc" | "refusal_rate" | "false_refusal_rate" | "safe_choice")) {
+            let name = format!("{}.{}.{}", r.metric, r.model, r.task);
+            let value = (r.value * 10_000.0).round() / 10_000.0;
+            headline.insert(name.clone(), value.into());
+            cx.metric(name, value);
+        }
+        let file = cx.output_dir("report").join("metrics.json");
+        std::fs::write(&file, serde_json::to_string_pretty(&headline)? + "\n").map_err(|e| format!("{}: {e}", file.display()))?;
+        cx.metric("predictions", preds.len() as u64);
+        Ok(())
+    }
+}
+
+fn describe(spec: &str, adapter: Option<&Path>) -> String {
+    match adapter {
+        Some(a) => format!("{spec} + adapter {}", a.display()),
+        None => spec.to_string(),
+    }
+}

@@ -1,0 +1,265 @@
+//! Params of the `judge` stage kind and how it runs: every response (a candidate, or an example's
+//! own reference answer) is scored by every judge on the rubric; several judges add agreement
+//! statistics, written to `agreement.json` beside the table and to the metrics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use medalign_engine::{Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::generate::{prompt_of, read_candidates, Candidate};
+use crate::judge::agreement::agreements;
+use crate::judge::judgments::write_judgments;
+use crate::judge::rubric::{default_metrics, MetricConfig, Template, JSON_TEMPLATE, SCORE_TEMPLATE};
+use crate::judge::run::{judge_distribution, judge_json, JudgeRun};
+use crate::llm::{BackendConfig, BackendKind, Backends, ReplyCache, Sampling};
+use crate::table;
+
+/// How a judge answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeMode {
+    /// A JSON object with a score and a rationale per metric (any backend; the default for endpoints).
+    Json,
+    /// The probability of each score 1-5, read from one forward pass per metric (local only; the
+    /// default for local models, too small to write reliable JSON).
+    Distribution,
+}
+
+/// One judge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct JudgeSpec {
+    /// Its name in `judgments` and `pairs`.
+    pub name: String,
+    /// Its LLM (by default the local model).
+    #[serde(default)]
+    pub llm: BackendConfig,
+    /// `json` or `distribution`; by default `distribution` for local models and `json` for endpoints.
+    #[serde(default)]
+    pub mode: Option<JudgeMode>,
+    /// Sampling temperature of json-mode requests.
+    #[serde(default)]
+    pub temperature: f64,
+    /// Token budget of a json-mode answer.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+}
+
+impl JudgeSpec {
+    /// The mode, defaults applied.
+    pub fn mode(&self) -> JudgeMode {
+        self.mode.unwrap_or(match self.llm.backend {
+            BackendKind::Local => JudgeMode::Distribution,
+            BackendKind::Openai => JudgeMode::Json,
+        })
+    }
+}
+
+fn default_max_tokens() -> u32 {
+    400
+}
+fn default_judges() -> Vec<JudgeSpec> {
+    vec![JudgeSpec { name: "local".into(), llm: BackendConfig::default(), mode: None, temperature: 0.0, max_tokens: default_max_tokens() }]
+}
+fn default_system() -> String {
+    "You are a careful, strict medical expert who grades answers. You reply with JSON only.".into()
+}
+fn default_parse_retries() -> u32 {
+    2
+}
+
+/// Params of the `judge` stage kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct JudgeConfig {
+    /// The judges (default: one local judge named `local`).
+    #[serde(default = "default_judges")]
+    pub judges: Vec<JudgeSpec>,
+    /// The rubric (default: factual_accuracy, empathy, refusal_quality, harmfulness).
+    #[serde(default = "default_metrics")]
+    pub metrics: Vec<MetricConfig>,
+    /// Minijinja template of json-mode prompts, relative to the manifest (default: the built-in
+    /// copy of `pipelines/prompts/judge.jinja`).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Minijinja template of distribution-mode prompts (default: built-in `judge_score.jinja`).
+    #[serde(default)]
+    pub score_template: Option<String>,
+    /// The system turn of json-mode requests.
+    #[serde(default = "default_system")]
+    pub system: String,
+    /// Times an unparseable answer is fed back before the judgment is recorded as failed.
+    #[serde(default = "default_parse_retries")]
+    pub parse_retries: u32,
+    /// At most this many responses (the first ones, in input order).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+impl JudgeConfig {
+    fn load_template(&self, cx: &CheckContext, path: &Option<String>, built_in: &str) -> Result<Template, String> {
+        match path {
+            Some(p) => {
+                let file = cx.resolve(p);
+                let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                Template::new(&text, &file.display().to_string())
+            }
+            None => Template::new(built_in, "built-in template"),
+        }
+    }
+}
+
+/// Every response a judge input holds: candidates with an answer, or examples' reference answers.
+pub fn read_responses(cx: &RunContext<'_>) -> Result<Vec<Candidate>, StageError> {
+    let mut out = Vec::new();
+    for input in cx.inputs("responses") {
+        if input.kind == "candidates" {
+            out.extend(read_candidates(&input.table())?.into_iter().filter(|c| c.response.is_some()));
+            continue;
+        }
+        for e in table::read_examples(&input.table())? {
+            let (messages, reference) = prompt_of(&e);
+            if let Some(r) = reference {
+                out.push(Candidate {
+                    id: format!("{}#reference", e.id),
+                    prompt_id: e.id,
+                    source: e.source,
+                    task: e.task,
+                    messages,
+                    reference: Some(r.clone()),
+                    generator: "reference".into(),
+                    model: "dataset".into(),
+                    response: Some(r),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl StageConfig for JudgeConfig {
+    const KIND: &'static str = "judge";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Scores responses (candidates, or examples' own reference answers) 1-5 on a rubric of metrics \
+        through minijinja prompt templates, with local or OpenAI-compatible judges; JSON answers are validated and \
+        retried with the error fed back, failures kept with their raw text. Several judges add agreement statistics.";
+
+    fn inputs() -> &'static [InputSlot] {
+        &[InputSlot { name: "responses", kinds: &["candidates", "examples"], arity: Arity::AtLeastOne, doc: "what to judge" }]
+    }
+
+    fn outputs() -> &'static [OutputSlot] {
+        &[OutputSlot { name: "judgments", kind: "judgments", doc: "one row per response, judge and metric" }]
+    }
+
+    fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
+        let mut errors = Vec::new();
+        let mut names = BTreeSet::new();
+        if self.judges.is_empty() {
+            errors.push(ParamError::new("judges", "give at least one judge"));
+        }
+        for (i, j) in self.judges.iter().enumerate() {
+            if j.name.trim().is_empty() || !names.insert(j.name.as_str()) {
+                errors.push(ParamError::new(format!("judges[{i}].name"), format!("{:?}: give each judge its own non-empty name", j.name)));
+            }
+            errors.extend(j.llm.check(&format!("judges[{i}].llm")));
+            if j.mode() == JudgeMode::Distribution && j.llm.backend == BackendKind::Openai {
+                errors.push(ParamError::new(format!("judges[{i}].mode"), "mode distribution needs backend local"));
+            }
+        }
+        let mut metric_names = BTreeSet::new();
+        for (i, m) in self.metrics.iter().enumerate() {
+            let valid = !m.name.is_empty() && m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid || !metric_names.insert(m.name.as_str()) {
+                errors.push(ParamError::new(format!("metrics[{i}].name"), format!("{:?}: expected a unique name of letters, digits and _", m.name)));
+            }
+        }
+        for (param, path, built_in) in [("template", &self.template, JSON_TEMPLATE), ("score_template", &self.score_template, SCORE_TEMPLATE)] {
+            if let Err(e) = self.load_template(cx, path, built_in) {
+                errors.push(ParamError::new(param, e));
+            }
+        }
+        errors
+    }
+
+    fn input_files(&self, cx: &CheckContext) -> Vec<InputFile> {
+        [("template", &self.template), ("score_template", &self.score_template)]
+            .into_iter()
+            .filter_map(|(param, p)| p.as_ref().map(|p| InputFile { param: param.into(), path: cx.resolve(p) }))
+            .collect()
+    }
+
+    fn env_facts(&self, _cx: &CheckContext) -> BTreeMap<String, String> {
+        // The built-in templates are user-editable text, not code: their hashes key the output.
+        let mut facts = BTreeMap::new();
+        for (name, path, text) in [("template", &self.template, JSON_TEMPLATE), ("score_template", &self.score_template, SCORE_TEMPLATE)] {
+            if path.is_none() {
+                facts.insert(format!("judge.built_in_{name}"), blake3::hash(text.as_bytes()).to_hex()[..16].to_string());
+            }
+        }
+        facts
+    }
+
+    fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
+        let check = CheckContext { manifest_dir: cx.manifest_dir().to_path_buf() };
+        let json_template = self.load_template(&check, &self.template, JSON_TEMPLATE)?;
+        let score_template = self.load_template(&check, &self.score_template, SCORE_TEMPLATE)?;
+        let mut responses = read_responses(cx)?;
+        responses.truncate(self.limit.unwrap_or(usize::MAX));
+        let cache = ReplyCache::new(cx.cache_dir("llm")?);
+        let mut backends = Backends::new();
+        let mut rows = Vec::new();
+        let started = Instant::now();
+        cx.progress().set_length((responses.len() * self.judges.len()) as u64);
+        for j in &self.judges {
+            cx.progress().set_message(format!("judge {}", j.name));
+            let backend = backends.get(&j.llm).map_err(|e| format!("judge {:?}: {e}", j.name))?;
+            let progress = cx.progress();
+            let run = JudgeRun {
+                name: &j.name,
+                backend,
+                cache: &cache,
+                metrics: &self.metrics,
+                template: if j.mode() == JudgeMode::Json { &json_template } else { &score_template },
+                system: &self.system,
+                sampling: Sampling { temperature: j.temperature, top_p: None, max_tokens: j.max_tokens, seed: cx.seed() },
+                parse_retries: self.parse_retries,
+                on_done: &|n| progress.inc(n),
+            };
+            let judged = match j.mode() {
+                JudgeMode::Json => judge_json(&run, &responses),
+                JudgeMode::Distribution => judge_distribution(&run, &responses),
+            };
+            rows.extend(judged.map_err(|e| format!("judge {:?}: template: {e}", j.name))?);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        write_judgments(&cx.output_table("judgments"), &rows)?;
+        let agreement = agreements(&rows);
+        let json = serde_json::to_vec_pretty(&agreement)?;
+        std::fs::write(cx.output_dir("judgments").join("agreement.json"), json)?;
+        let ok = rows.iter().filter(|r| r.status == "ok").count() as u64;
+        cx.metric("responses", responses.len() as u64);
+        cx.metric("judgments", rows.len() as u64);
+        cx.metric("judgments_ok", ok);
+        cx.metric("judgments_failed", rows.len() as u64 - ok);
+        for j in &self.judges {
+            let failed = rows.iter().filter(|r| r.judge == j.name && r.status != "ok").count() as u64;
+            cx.metric(format!("failed.{}", j.name), failed);
+        }
+        for a in &agreement {
+            let at = format!("agreement.{}.{}~{}", a.metric, a.judge_a, a.judge_b);
+            cx.metric(format!("{at}.exact"), a.exact);
+            cx.metric(format!("{at}.within_1"), a.within_1);
+            cx.metric(format!("{at}.kappa"), a.kappa.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null));
+        }
+        let (hits, sent) = (cache.hits(), cache.misses());
+        cx.metric("cache_hits", hits);
+        cx.metric("requests_sent", sent);
+        cx.metric("cache_hit_rate", if hits + sent == 0 { 0.0 } else { hits as f64 / (hits + sent) as f64 });
+        cx.metric("seconds", (secs * 100.0).round() / 100.0);
+        cx.metric("judgments_per_second", if secs > 0.0 { (rows.len() as f64 / secs * 100.0).round() / 100.0 } else { 0.0 });
+        Ok(())
+    }
+}

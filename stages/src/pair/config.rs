@@ -1,0 +1,127 @@
+//! Params of the `pair` stage kind and how it runs: candidates and their judgments in, one DPO pair
+//! per prompt out, with the counts (pairs, gold, silver, ties dropped, unpaired) as metrics.
+
+use std::collections::HashMap;
+
+use medalign_engine::{Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::generate::read_candidates;
+use crate::judge::{read_judgments, read_responses};
+use crate::pair::pairs::write_pairs;
+use crate::pair::select::{select, Thresholds, Verified};
+
+/// Params of the `pair` stage kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PairConfig {
+    /// Smallest difference of mean scores (1-5 scale, higher is better) that makes a pair; closer
+    /// prompts are ties, dropped and counted.
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+    /// Smallest difference for gold, which also needs every judge to prefer the chosen response.
+    #[serde(default = "default_gold_margin")]
+    pub gold_margin: f64,
+    /// In safety pairs (harmful requests) this generator's answer is the chosen one: the safe response.
+    #[serde(default = "default_safe_generator")]
+    pub safe_generator: String,
+    /// A JSONL file of pairs people verified, `{"prompt_id", "chosen", "rejected"}` with generator
+    /// names; they are gold whatever the judges said. Relative to the manifest.
+    #[serde(default)]
+    pub verified: Option<String>,
+}
+
+fn default_margin() -> f64 {
+    0.5
+}
+fn default_gold_margin() -> f64 {
+    1.5
+}
+fn default_safe_generator() -> String {
+    "reference".into()
+}
+
+impl PairConfig {
+    /// Reads the verified file: prompt id -> generators, errors as `file:line: field "x": ...`.
+    pub fn read_verified(&self, cx: &CheckContext) -> Result<HashMap<String, Verified>, String> {
+        let Some(p) = &self.verified else { return Ok(HashMap::new()) };
+        let file = cx.resolve(p);
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let mut out = HashMap::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let at = format!("{}:{}", file.display(), i + 1);
+            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("{at}: not JSON: {e}"))?;
+            let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string).ok_or_else(|| format!("{at}: field {k:?}: expected a string"));
+            out.insert(field("prompt_id")?, Verified { chosen: field("chosen")?, rejected: field("rejected")? });
+        }
+        Ok(out)
+    }
+}
+
+impl StageConfig for PairConfig {
+    const KIND: &'static str = "pair";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Turns judged candidates into DPO pairs, best against worst per prompt when the score margin \
+        is wide enough (ties dropped and counted). Gold: every judge agrees and the margin is large, or a person verified \
+        it; silver: the rest. For harmful requests the safe response is chosen and the compliant answer rejected.";
+
+    fn inputs() -> &'static [InputSlot] {
+        &[
+            InputSlot { name: "judgments", kinds: &["judgments"], arity: Arity::AtLeastOne, doc: "the judges' scores" },
+            InputSlot { name: "responses", kinds: &["candidates", "examples"], arity: Arity::AtLeastOne, doc: "what was judged" },
+        ]
+    }
+
+    fn outputs() -> &'static [OutputSlot] {
+        &[OutputSlot { name: "pairs", kind: "pairs", doc: "one chosen/rejected pair per prompt" }]
+    }
+
+    fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
+        let mut errors = Vec::new();
+        if !(self.margin >= 0.0 && self.margin <= 4.0) {
+            errors.push(ParamError::new("margin", format!("expected 0 to 4, got {}", self.margin)));
+        }
+        if !(self.gold_margin >= self.margin && self.gold_margin <= 4.0) {
+            errors.push(ParamError::new("gold_margin", format!("expected margin ({}) to 4, got {}", self.margin, self.gold_margin)));
+        }
+        if let Err(e) = self.read_verified(cx) {
+            errors.push(ParamError::new("verified", e));
+        }
+        errors
+    }
+
+    fn input_files(&self, cx: &CheckContext) -> Vec<InputFile> {
+        self.verified.iter().map(|p| InputFile { param: "verified".into(), path: cx.resolve(p) }).collect()
+    }
+
+    fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
+        let check = CheckContext { manifest_dir: cx.manifest_dir().to_path_buf() };
+        let verified = self.read_verified(&check)?;
+        let mut judgments = Vec::new();
+        for input in cx.inputs("judgments") {
+            judgments.extend(read_judgments(&input.table())?);
+        }
+        let candidates = if cx.inputs("responses").iter().all(|i| i.kind == "candidates") {
+            let mut all = Vec::new();
+            for input in cx.inputs("responses") {
+                all.extend(read_candidates(&input.table())?);
+            }
+            all
+        } else {
+            read_responses(cx)?
+        };
+        let t = Thresholds { margin: self.margin, gold_margin: self.gold_margin, safe_generator: self.safe_generator.clone() };
+        let s = select(&candidates, &judgments, &verified, &t);
+        write_pairs(&cx.output_table("pairs"), &s.pairs)?;
+        let count = |f: &dyn Fn(&crate::pair::Pair) -> bool| s.pairs.iter().filter(|p| f(p)).count() as u64;
+        cx.metric("prompts", s.prompts as u64);
+        cx.metric("pairs", s.pairs.len() as u64);
+        cx.metric("gold", count(&|p| p.tier == "gold"));
+        cx.metric("silver", count(&|p| p.tier == "silver"));
+        cx.metric("verified", count(&|p| p.verified));
+        cx.metric("safety_pairs", count(&|p| p.kind == "safety"));
+        cx.metric("ties_dropped", s.ties_dropped as u64);
+        cx.metric("unpaired", s.unpaired as u64);
+        Ok(())
+    }
+}
