@@ -1,7 +1,10 @@
-//! Throughput figures, run by hand: `cargo nextest run --release -p medalign-stages --run-ignored only -E 'binary(bench)' --no-capture`.
+//! Throughput figures, run by hand: `stages/tests/bench/run.sh` runs these and the datasketch
+//! comparison in one go (see `stages/BENCHMARKS.md`); alone:
+//! `cargo nextest run --release -p medalign-stages --run-ignored only -E 'binary(bench)' --no-capture`.
 //!
 //! `MEDALIGN_BENCH_DIR` keeps the near-duplicate corpus and the pairs found, for
-//! `tests/bench/datasketch_lsh.py` to compare with datasketch's MinHashLSH.
+//! `tests/bench/datasketch_lsh.py` to compare with datasketch's MinHashLSH. Each figure comes with the
+//! CPU time it took (user + system, all threads), since the machine may be shared.
 
 mod common;
 
@@ -20,6 +23,14 @@ fn rng(seed: u64) -> impl FnMut() -> u64 {
         s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         s >> 33
     }
+}
+
+/// CPU seconds this process has used so far (user + system, every thread); 0 where `/proc` is missing.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0 // utime and stime, in clock ticks of 1/100 s
 }
 
 const VOCAB: &str = "patient fever cough pain chest abdomen dose tablet insulin glucose kidney liver heart lung blood \
@@ -46,22 +57,27 @@ fn ingest_and_exact_dedupe_1m() {
     }
     drop(f);
     let cfg: IngestConfig = serde_json::from_str(r#"{"sources": [{"path": "medmcqa.jsonl", "format": "medmcqa"}]}"#).unwrap();
-    let t = Instant::now();
+    let (t, cpu0) = (Instant::now(), cpu_seconds());
     let ingested = cfg.ingest(|p| dir.path().join(p)).unwrap();
-    let t_ingest = t.elapsed().as_secs_f64();
+    let (t_ingest, cpu1) = (t.elapsed().as_secs_f64(), cpu_seconds());
     let dd = DedupeConfig { near: NearConfig { enabled: false, ..Default::default() }, ..Default::default() };
     let t = Instant::now();
     let out = dedupe(&dd, ingested.examples, &[], 0);
-    let t_dedupe = t.elapsed().as_secs_f64();
+    let (t_dedupe, cpu2) = (t.elapsed().as_secs_f64(), cpu_seconds());
     let t = Instant::now();
     medalign_stages::table::write_examples(&dir.path().join("out.parquet"), &out.kept).unwrap();
     let t_write = t.elapsed().as_secs_f64();
     let total = t_ingest + t_dedupe;
+    let cpu = cpu2 - cpu0;
     println!(
-        "1M synthetic MedMCQA records on {} threads: ingest {t_ingest:.2}s, exact dedupe {t_dedupe:.2}s -> {:.0} records/s; \
-         Parquet write of {} rows {t_write:.2}s; {} exact duplicates",
+        "1M synthetic MedMCQA records on {} threads: ingest {t_ingest:.2}s ({:.2} CPU-s), exact dedupe {t_dedupe:.2}s \
+         ({:.2} CPU-s) -> {:.0} records/s wall, {:.0} records per CPU-second; Parquet write of {} rows {t_write:.2}s; \
+         {} exact duplicates",
         rayon::current_num_threads(),
+        cpu1 - cpu0,
+        cpu2 - cpu1,
         n as f64 / total,
+        n as f64 / cpu.max(1e-9),
         out.kept.len(),
         out.count("exact_duplicate")
     );
@@ -104,8 +120,8 @@ fn minhash_lsh_corpus() {
         docs.push(w.join(" "));
     }
     let (perms, shingle, threshold) = (128, 5, 0.8);
-    let recall_weight: f64 = std::env::var("MEDALIGN_RECALL_WEIGHT").map_or(0.9, |v| v.parse().unwrap());
-    let (b, r) = optimal_bands(threshold, perms, recall_weight); // 0.5 is datasketch's own choice
+    let recall_weight: f64 = std::env::var("MEDALIGN_RECALL_WEIGHT").map_or(0.99, |v| v.parse().unwrap());
+    let (b, r) = optimal_bands(threshold, perms, recall_weight); // the dedupe default; 0.5 is datasketch's own choice
     let t = Instant::now();
     let hasher = MinHasher::new(perms, shingle, 0);
     use rayon::prelude::*;

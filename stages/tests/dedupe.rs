@@ -182,7 +182,7 @@ fn the_stage_explains_every_removed_row() {
     assert_eq!(ran.count("rows_in"), ran.count("rows_out") + ran.count("rows_removed"));
     assert_eq!(ran.count("removed.exact_duplicate"), 12);
     assert_eq!(ran.count("removed.contaminated"), 0);
-    assert_eq!((ran.count("lsh_bands"), ran.count("lsh_rows_per_band")), (20, 6));
+    assert_eq!((ran.count("lsh_bands"), ran.count("lsh_rows_per_band")), (25, 5));
     let removed = read_examples(&ran.table("removed")).unwrap();
     assert_eq!(removed.len(), 12);
     assert!(removed.iter().all(|e| e.source == "medqa_copy"));

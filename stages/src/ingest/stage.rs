@@ -86,8 +86,8 @@ impl IngestConfig {
                 let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
                 let stem = file.path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
                 let input = FileInput { display: &file.display, text, stem };
-let t0=std::time::Instant::now(); let parsed = source.parse(&input)?; eprintln!("TIMING parse {:?} cpu {}", t0.elapsed(), cpu()); let t0=std::time::Instant::now();
-                let reads: Vec<Read> = parsed
+                let reads = source
+                    .parse(&input)?
                     .into_par_iter()
                     .enumerate()
                     .map(|(index, Parsed { line, raw, result })| {
@@ -99,13 +99,10 @@ let t0=std::time::Instant::now(); let parsed = source.parse(&input)?; eprintln!(
                         Read { origin, result }
                     })
                     .collect();
-eprintln!("TIMING finish {:?} cpu {}", t0.elapsed(), cpu());
                 files_read.push((s, reads));
             }
         }
-let t0=std::time::Instant::now();
         let duplicates = duplicate_ids(&files_read);
-eprintln!("TIMING dup {:?} cpu {}", t0.elapsed(), cpu()); let t0=std::time::Instant::now();
 
         let mut out = Ingested::default();
         out.examples.reserve(files_read.iter().map(|(_, r)| r.len()).sum());
@@ -137,7 +134,6 @@ eprintln!("TIMING dup {:?} cpu {}", t0.elapsed(), cpu()); let t0=std::time::Inst
                 }
             }
         }
-eprintln!("TIMING assemble {:?} cpu {}", t0.elapsed(), cpu());
         out.counts = self.sources.iter().zip(counts).map(|(s, c)| (s.name().to_string(), c)).collect();
         if !errors.is_empty() {
             let mut msg = errors.iter().take(ERRORS_SHOWN).cloned().collect::<Vec<_>>().join("\n");
@@ -258,5 +254,3 @@ impl StageConfig for IngestConfig {
         Ok(())
     }
 }
-
-fn cpu() -> f64 { let s = std::fs::read_to_string("/proc/self/stat").unwrap(); let f: Vec<&str> = s.rsplit_once(')').unwrap().1.split_whitespace().collect(); (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0 }
