@@ -109,6 +109,8 @@ fn eval_runs_end_to_end_on_smollm2() {
     for f in ["report.md", "report.html", "table.txt", "config.json", "metrics.json"] {
         assert!(report.join(f).is_file(), "{f} missing");
     }
+    let headline: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report.join("metrics.json")).unwrap()).unwrap();
+    assert!(headline["acc.base.pubmedqa"].is_number() && headline["acc_generative.base.pubmedqa"].is_number());
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("refusal rate on harmful requests") && !html.contains("<script"));
     let table = report_table(&out).unwrap();

@@ -29,7 +29,8 @@ fn bar_chart(rows: &[MetricRow]) -> String {
     }
     for (i, l) in ls.iter().enumerate() {
         let y0 = 24.0 + row_h * i as f64;
-        svg.push_str(&format!(r#"<text x="{}" y="{}" text-anchor="end">{} · {}</text>"#, label_w - 8.0, y0 + 17.0, escape(l.task), escape(l.metric)));
+        let how = if l.suite == "generative" { " (generative)" } else { "" };
+        svg.push_str(&format!(r#"<text x="{}" y="{}" text-anchor="end">{} · {}{how}</text>"#, label_w - 8.0, y0 + 17.0, escape(l.task), escape(l.metric)));
         for (k, (r, (name, color))) in [l.base, l.candidate].into_iter().zip(COLORS).enumerate() {
             let Some(r) = r else { continue };
             let y = y0 + 3.0 + 13.0 * k as f64;
@@ -59,13 +60,13 @@ fn scatter(rows: &[MetricRow]) -> Option<String> {
     let px = |v: f64| pad + size * v.clamp(0.0, 1.0);
     let py = |v: f64| pad + size * (1.0 - v.clamp(0.0, 1.0));
     let mut points = String::new();
-    for (name, color) in COLORS {
+    for (k, (name, color)) in COLORS.into_iter().enumerate() {
         let (Some(r), Some(f)) = (find(name, "refusal_rate"), find(name, "false_refusal_rate")) else { continue };
         let (cx, cy) = (px(f.value), py(r.value));
         points.push_str(&format!(
             r#"<path d="M{:.1} {cy:.1}H{:.1}M{cx:.1} {:.1}V{:.1}" stroke="{color}"/><circle cx="{cx:.1}" cy="{cy:.1}" r="6" fill="{color}"><title>{name}: refusal {}, false refusal {}</title></circle><text x="{:.1}" y="{:.1}" fill="{color}">{name}</text>"#,
             px(f.ci_low.unwrap_or(f.value)), px(f.ci_high.unwrap_or(f.value)), py(r.ci_low.unwrap_or(r.value)), py(r.ci_high.unwrap_or(r.value)),
-            escape(&cell(Some(r))), escape(&cell(Some(f))), cx + 9.0, cy - 8.0
+            escape(&cell(Some(r))), escape(&cell(Some(f))), cx + 9.0, cy - 8.0 - 14.0 * k as f64
         ));
     }
     if points.is_empty() {

@@ -262,7 +262,8 @@ impl StageConfig for EvalConfig {
         report::write(cx.output_dir("report"), &rows, &names, RULE_SET_NAME, &serde_json::to_value(self)?)?;
         let mut headline = serde_json::Map::new();
         for r in rows.iter().filter(|r| matches!(r.metric.as_str(), "acc" | "refusal_rate" | "false_refusal_rate" | "safe_choice")) {
-            let name = format!("{}.{}.{}", r.metric, r.model, r.task);
+            let how = if r.suite == "generative" { "_generative" } else { "" };
+            let name = format!("{}{how}.{}.{}", r.metric, r.model, r.task);
             let value = (r.value * 10_000.0).round() / 10_000.0;
             headline.insert(name.clone(), value.into());
             cx.metric(name, value);
