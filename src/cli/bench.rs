@@ -19,6 +19,8 @@ enum BenchCommand {
     Engine(EngineArgs),
     /// Generation: prompt processing and decode tokens/s.
     Generate(medalign_model::cli::BenchGenerateArgs),
+    /// Eval: benchmark questions scored per second.
+    Eval(super::bench_eval::BenchEvalArgs),
     /// The server: concurrent streaming clients against one, first-token latency.
     Serve(ServeBenchArgs),
 }
@@ -61,6 +63,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let peer = r.md5sum_gb_per_s.map(|m| format!(", md5sum {m:.2} GB/s (ratio {:.1}x)", r.blake3_gb_per_s / m)).unwrap_or_default();
                 eprintln!("hash {} MiB: blake3 {:.2} GB/s{peer}", a.hash_mib, r.blake3_gb_per_s);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Eval(a) => {
+            super::bench_eval::bench_eval(a)?;
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Serve(a) => {

@@ -74,6 +74,15 @@ pub struct LineageArgs {
     format: GraphFormat,
 }
 
+/// Print an eval report.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// An eval stage id of the manifest (its latest artifact) or an artifact key (a unique prefix will do).
+    target: String,
+    #[command(flatten)]
+    manifest: ManifestFlag,
+}
+
 /// Draw the pipeline.
 #[derive(Args, Debug)]
 pub struct DagArgs {
@@ -219,4 +228,23 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let plan = plan_or_exit!(&args.manifest);
     eprintln!("{}: ok ({} stages, store {})", args.manifest.manifest.display(), plan.stages.len(), plan.store_dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `medalign report`.
+pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let plan = plan_or_exit!(&args.manifest.args());
+    let store = Store::open(&plan.store_dir)?;
+    let key = target_key(&plan, &store, &args.target)?;
+    let dir = store.artifact_dir(&key);
+    match medalign_stages::eval::report_table(&dir) {
+        Ok(table) => {
+            print!("{table}");
+            let html = dir.join("report").join("report.html");
+            if html.is_file() {
+                eprintln!("HTML report: {}", html.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => bail!("{} is not an eval artifact: {e}", args.target),
+    }
 }

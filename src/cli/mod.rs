@@ -1,6 +1,7 @@
 //! The command line: one `*Args` struct per subcommand, dispatched here.
 
 mod bench;
+mod bench_eval;
 mod gc;
 mod inspect;
 mod run;
@@ -53,6 +54,8 @@ enum Command {
     Generate(medalign_model::cli::GenerateArgs),
     /// Log-likelihood of a continuation given a context.
     Score(medalign_model::cli::ScoreArgs),
+    /// Print an eval stage's comparison table.
+    Report(inspect::ReportArgs),
     /// The model registry: list, show, promote, upload.
     Models(medalign_stages::register::cli::ModelsArgs),
     /// Serve a model behind an OpenAI-compatible API (and Vertex AI's custom-container contract).
@@ -80,6 +83,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             medalign_model::cli::run_score(&a)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report(a) => inspect::report(a),
         Command::Models(a) => {
             medalign_stages::register::cli::run(&a)?;
             Ok(ExitCode::SUCCESS)

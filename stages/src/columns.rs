@@ -95,7 +95,12 @@ pub fn string_lists<'a>(rows: impl Iterator<Item = &'a [String]> + Clone) -> Arr
 }
 
 /// Writes `rows` as one Parquet file with `schema`.
-pub fn write_table<T>(path: &Path, schema: SchemaRef, rows: &[T], columns: impl Fn(&[T]) -> Vec<ArrayRef>) -> Result<(), TableError> {
+pub fn write_table<T>(
+    path: &Path,
+    schema: SchemaRef,
+    rows: &[T],
+    columns: impl Fn(&[T]) -> Vec<ArrayRef>,
+) -> Result<(), TableError> {
     let fmt = |e: &dyn std::fmt::Display| TableError::Format { path: path.display().to_string(), message: e.to_string() };
     let file = File::create(path).map_err(|source| TableError::Io { path: path.display().to_string(), source })?;
     let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();

@@ -12,7 +12,9 @@ pub mod judge;
 pub mod register;
 pub mod llm;
 pub mod pair;
+pub mod quantize;
 pub mod table;
+pub mod train;
 
 use medalign_engine::{ArtifactKind, KindRegistry};
 
@@ -62,4 +64,7 @@ pub fn register(registry: &mut KindRegistry) {
     registry.register::<eval::EvalConfig>();
     registry.artifact(register::ADAPTER).artifact(register::EVAL_REPORT).artifact(register::REGISTERED_MODEL);
     registry.register::<register::RegisterConfig>();
+    registry.artifact(train::REFERENCE_LOGPROBS).artifact(quantize::QUANTIZED_MODEL);
+    registry.register::<quantize::QuantizeConfig>();
+    registry.register::<train::TrainConfig>().register::<train::ReferenceLogprobsConfig>();
 }

@@ -65,12 +65,18 @@ fn respond(r: &Value) -> String {
     format!("```json\n{}\n```", Value::Object(obj))
 }
 
-fn run<C: StageConfig>(cfg: &C, dir: &Path, inputs: Vec<(&'static str, &str, &Path)>, output: &'static str) -> BTreeMap<String, Value> {
+fn run<C: StageConfig>(
+    cfg: &C,
+    dir: &Path,
+    inputs: Vec<(&'static str, &str, &Path)>,
+    output: &'static str,
+) -> BTreeMap<String, Value> {
     let check = CheckContext { manifest_dir: dir.to_path_buf() };
     assert_eq!(cfg.check(&check), vec![]);
     let mut bound: BTreeMap<&'static str, Vec<InputArtifact>> = BTreeMap::new();
     for (slot, kind, d) in inputs {
-        let a = InputArtifact { stage: "up".into(), output: kind.into(), kind: kind.into(), key: "k".into(), dir: d.to_path_buf() };
+        let a =
+            InputArtifact { stage: "up".into(), output: kind.into(), kind: kind.into(), key: "k".into(), dir: d.to_path_buf() };
         bound.entry(slot).or_default().push(a);
     }
     let progress = StageProgress::hidden();

@@ -16,12 +16,23 @@ use medalign_stages::judge::read_judgments;
 use medalign_stages::pair::read_pairs;
 use serde_json::Value;
 
-fn run<C: StageConfig>(cfg: &C, dir: &Path, inputs: Vec<(&'static str, &str, PathBuf)>, output: &'static str) -> BTreeMap<String, Value> {
+fn run<C: StageConfig>(
+    cfg: &C,
+    dir: &Path,
+    inputs: Vec<(&'static str, &str, PathBuf)>,
+    output: &'static str,
+) -> BTreeMap<String, Value> {
     let check = CheckContext { manifest_dir: dir.to_path_buf() };
     assert_eq!(cfg.check(&check), vec![]);
     let mut bound: BTreeMap<&'static str, Vec<InputArtifact>> = BTreeMap::new();
     for (slot, kind, d) in inputs {
-        bound.entry(slot).or_default().push(InputArtifact { stage: "up".into(), output: kind.into(), kind: kind.into(), key: "k".into(), dir: d });
+        bound.entry(slot).or_default().push(InputArtifact {
+            stage: "up".into(),
+            output: kind.into(),
+            kind: kind.into(),
+            key: "k".into(),
+            dir: d,
+        });
     }
     let progress = StageProgress::hidden();
     let mut cx = RunContext::standalone(&check, &progress, dir, bound, &[output]).unwrap();
@@ -42,8 +53,9 @@ fn smollm2_judges_medsafetybench_and_pairs_reconcile() {
     let limit: usize = std::env::var("MEDALIGN_SAFETY_LIMIT").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let ingest: IngestConfig = serde_yaml::from_str(&format!("sources: [{{path: '{}', format: medsafetybench}}]", data.display())).unwrap();
-    let examples = ingest.ingest(PathBuf::from).unwrap().examples;
+    let ingest: IngestConfig =
+        serde_yaml::from_str(&format!("sources: [{{path: '{}', format: medsafetybench}}]", data.display())).unwrap();
+    let examples = ingest.ingest(|p: &str| PathBuf::from(p)).unwrap().examples;
     std::fs::create_dir_all(root.join("ex")).unwrap();
     medalign_stages::table::write_examples(&root.join("ex/data.parquet"), &examples).unwrap();
 
@@ -52,7 +64,8 @@ fn smollm2_judges_medsafetybench_and_pairs_reconcile() {
          - {{name: high, temperature: 0.2, with_reference: true}}\n  - {{name: low, temperature: 1.0}}\n"
     ))
     .unwrap();
-    let judge: medalign_stages::judge::JudgeConfig = serde_yaml::from_str("judges: [{name: smollm2, llm: {batch_size: 4}}]").unwrap();
+    let judge: medalign_stages::judge::JudgeConfig =
+        serde_yaml::from_str("judges: [{name: smollm2, llm: {batch_size: 4}}]").unwrap();
     let pair: medalign_stages::pair::PairConfig = serde_yaml::from_str("margin: 0.1").unwrap();
 
     let t = Instant::now();
@@ -62,7 +75,12 @@ fn smollm2_judges_medsafetybench_and_pairs_reconcile() {
     let t = Instant::now();
     let j = run(&judge, &root.join("judge"), vec![("responses", "candidates", c_dir.clone())], "judgments");
     let secs = t.elapsed().as_secs_f64();
-    let p = run(&pair, &root.join("pair"), vec![("judgments", "judgments", root.join("judge/judgments")), ("responses", "candidates", c_dir.clone())], "pairs");
+    let p = run(
+        &pair,
+        &root.join("pair"),
+        vec![("judgments", "judgments", root.join("judge/judgments")), ("responses", "candidates", c_dir.clone())],
+        "pairs",
+    );
     let judgments = read_judgments(&root.join("judge/judgments/data.parquet")).unwrap();
     let pairs = read_pairs(&root.join("pair/pairs/data.parquet")).unwrap();
     eprintln!("judge: {} judgments in {secs:.1} s = {:.2} judgments/s; {j:?}", judgments.len(), judgments.len() as f64 / secs);

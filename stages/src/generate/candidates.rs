@@ -110,10 +110,12 @@ pub fn read_candidates(path: &Path) -> Result<Vec<Candidate>, TableError> {
 
 fn batch_candidates(c: &Columns<'_>) -> Result<Vec<Candidate>, String> {
     let (id, prompt_id, source, task) = (c.text("id")?, c.text("prompt_id")?, c.text("source")?, c.text("task")?);
-    let (messages, reference, generator, model) = (c.messages("messages")?, c.text("reference")?, c.text("generator")?, c.text("model")?);
+    let (messages, reference, generator, model) =
+        (c.messages("messages")?, c.text("reference")?, c.text("generator")?, c.text("model")?);
     let (temperature, top_p, max_tokens, seed) = (c.f64("temperature")?, c.f64("top_p")?, c.i64("max_tokens")?, c.u64("seed")?);
     let (with_reference, response, error) = (c.bool("with_reference")?, c.text("response")?, c.text("error")?);
-    let (prompt_tokens, completion_tokens, finish) = (c.i64("prompt_tokens")?, c.i64("completion_tokens")?, c.text("finish_reason")?);
+    let (prompt_tokens, completion_tokens, finish) =
+        (c.i64("prompt_tokens")?, c.i64("completion_tokens")?, c.text("finish_reason")?);
     Ok((0..c.len())
         .map(|i| Candidate {
             id: id(i).unwrap_or_default(),

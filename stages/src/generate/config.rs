@@ -97,7 +97,8 @@ impl GenerateConfig {
             _ => messages.extend(self.system.as_ref().map(|s| Message::new("system", s.clone()))),
         }
         messages.extend(turns.iter().cloned());
-        let sampling = Sampling { temperature: g.temperature, top_p: g.top_p, max_tokens: g.max_tokens.unwrap_or(self.max_tokens), seed };
+        let sampling =
+            Sampling { temperature: g.temperature, top_p: g.top_p, max_tokens: g.max_tokens.unwrap_or(self.max_tokens), seed };
         ChatRequest { messages, sampling, format: ReplyFormat::Text }
     }
 }
@@ -178,11 +179,14 @@ impl StageConfig for GenerateConfig {
                 cx.progress().inc(examples.len() as u64);
                 continue;
             }
-            let backend = backends.get(g.llm.as_ref().unwrap_or(&self.llm)).map_err(|e| format!("generator {:?}: {e}", g.name))?;
-            let reqs: Vec<ChatRequest> =
-                prompts.iter().map(|(t, r)| self.request(g, t, r.as_deref(), cx.seed())).collect();
+            let backend =
+                backends.get(g.llm.as_ref().unwrap_or(&self.llm)).map_err(|e| format!("generator {:?}: {e}", g.name))?;
+            let reqs: Vec<ChatRequest> = prompts.iter().map(|(t, r)| self.request(g, t, r.as_deref(), cx.seed())).collect();
             let progress = cx.progress();
             let replies = backend.complete_all(&reqs, &cache, &|n| progress.inc(n));
+            if let Some(Err(first)) = replies.first().filter(|_| replies.iter().all(Result::is_err)) {
+                return Err(format!("generator {:?}: all {} requests failed; the first: {first}", g.name, replies.len()).into());
+            }
             for (((e, (turns, reference)), req), reply) in examples.iter().zip(&prompts).zip(&reqs).zip(replies) {
                 let s = &req.sampling;
                 let mut c = Candidate {
@@ -216,7 +220,10 @@ impl StageConfig for GenerateConfig {
         cx.metric("candidates", out.len() as u64);
         cx.metric("failed", failed);
         for g in &self.generators {
-            cx.metric(format!("candidates.{}", g.name), out.iter().filter(|c| c.generator == g.name && c.response.is_some()).count() as u64);
+            cx.metric(
+                format!("candidates.{}", g.name),
+                out.iter().filter(|c| c.generator == g.name && c.response.is_some()).count() as u64,
+            );
         }
         cx.metric("cache_hits", cache.hits());
         cx.metric("requests_sent", cache.misses());

@@ -61,7 +61,13 @@ pub fn agreements(rows: &[Judgment]) -> Vec<Agreement> {
                 let (sa, sb) = (&judges[**a], &judges[**b]);
                 let pairs: Vec<(i64, i64)> = sa.iter().filter_map(|(c, x)| sb.get(c).map(|y| (*x, *y))).collect();
                 let n = pairs.len();
-                let share = |f: &dyn Fn(i64, i64) -> bool| if n == 0 { 0.0 } else { pairs.iter().filter(|(x, y)| f(*x, *y)).count() as f64 / n as f64 };
+                let share = |f: &dyn Fn(i64, i64) -> bool| {
+                    if n == 0 {
+                        0.0
+                    } else {
+                        pairs.iter().filter(|(x, y)| f(*x, *y)).count() as f64 / n as f64
+                    }
+                };
                 out.push(Agreement {
                     metric: metric.to_string(),
                     judge_a: a.to_string(),
@@ -95,7 +101,13 @@ mod tests {
 
     #[test]
     fn agreements_pair_judges_on_shared_items() {
-        let j = |judge: &str, c: &str, s| Judgment { judge: judge.into(), candidate_id: c.into(), metric: "m".into(), score: Some(s), ..Default::default() };
+        let j = |judge: &str, c: &str, s| Judgment {
+            judge: judge.into(),
+            candidate_id: c.into(),
+            metric: "m".into(),
+            score: Some(s),
+            ..Default::default()
+        };
         let rows = vec![j("a", "1", 5), j("b", "1", 4), j("a", "2", 1), j("b", "2", 3), j("a", "3", 2)];
         let ag = agreements(&rows);
         assert_eq!(ag.len(), 1);

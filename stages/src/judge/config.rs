@@ -61,7 +61,13 @@ fn default_max_tokens() -> u32 {
     400
 }
 fn default_judges() -> Vec<JudgeSpec> {
-    vec![JudgeSpec { name: "local".into(), llm: BackendConfig::default(), mode: None, temperature: 0.0, max_tokens: default_max_tokens() }]
+    vec![JudgeSpec {
+        name: "local".into(),
+        llm: BackendConfig::default(),
+        mode: None,
+        temperature: 0.0,
+        max_tokens: default_max_tokens(),
+    }]
 }
 fn default_system() -> String {
     "You are a careful, strict medical expert who grades answers. You reply with JSON only.".into()
@@ -162,7 +168,10 @@ impl StageConfig for JudgeConfig {
         }
         for (i, j) in self.judges.iter().enumerate() {
             if j.name.trim().is_empty() || !names.insert(j.name.as_str()) {
-                errors.push(ParamError::new(format!("judges[{i}].name"), format!("{:?}: give each judge its own non-empty name", j.name)));
+                errors.push(ParamError::new(
+                    format!("judges[{i}].name"),
+                    format!("{:?}: give each judge its own non-empty name", j.name),
+                ));
             }
             errors.extend(j.llm.check(&format!("judges[{i}].llm")));
             if j.mode() == JudgeMode::Distribution && j.llm.backend == BackendKind::Openai {
@@ -173,10 +182,15 @@ impl StageConfig for JudgeConfig {
         for (i, m) in self.metrics.iter().enumerate() {
             let valid = !m.name.is_empty() && m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid || !metric_names.insert(m.name.as_str()) {
-                errors.push(ParamError::new(format!("metrics[{i}].name"), format!("{:?}: expected a unique name of letters, digits and _", m.name)));
+                errors.push(ParamError::new(
+                    format!("metrics[{i}].name"),
+                    format!("{:?}: expected a unique name of letters, digits and _", m.name),
+                ));
             }
         }
-        for (param, path, built_in) in [("template", &self.template, JSON_TEMPLATE), ("score_template", &self.score_template, SCORE_TEMPLATE)] {
+        for (param, path, built_in) in
+            [("template", &self.template, JSON_TEMPLATE), ("score_template", &self.score_template, SCORE_TEMPLATE)]
+        {
             if let Err(e) = self.load_template(cx, path, built_in) {
                 errors.push(ParamError::new(param, e));
             }
@@ -194,7 +208,9 @@ impl StageConfig for JudgeConfig {
     fn env_facts(&self, _cx: &CheckContext) -> BTreeMap<String, String> {
         // The built-in templates are user-editable text, not code: their hashes key the output.
         let mut facts = BTreeMap::new();
-        for (name, path, text) in [("template", &self.template, JSON_TEMPLATE), ("score_template", &self.score_template, SCORE_TEMPLATE)] {
+        for (name, path, text) in
+            [("template", &self.template, JSON_TEMPLATE), ("score_template", &self.score_template, SCORE_TEMPLATE)]
+        {
             if path.is_none() {
                 facts.insert(format!("judge.built_in_{name}"), blake3::hash(text.as_bytes()).to_hex()[..16].to_string());
             }
@@ -232,7 +248,12 @@ impl StageConfig for JudgeConfig {
                 JudgeMode::Json => judge_json(&run, &responses),
                 JudgeMode::Distribution => judge_distribution(&run, &responses),
             };
-            rows.extend(judged.map_err(|e| format!("judge {:?}: template: {e}", j.name))?);
+            let judged = judged.map_err(|e| format!("judge {:?}: template: {e}", j.name))?;
+            if let Some(first) = judged.first().filter(|_| judged.iter().all(|r| r.status != "ok")) {
+                let why = first.error.as_deref().unwrap_or("");
+                return Err(format!("judge {:?}: all {} judgments failed; the first: {why}", j.name, judged.len()).into());
+            }
+            rows.extend(judged);
         }
         let secs = started.elapsed().as_secs_f64();
         write_judgments(&cx.output_table("judgments"), &rows)?;

@@ -142,8 +142,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data.parquet");
         let rows = vec![
-            Judgment { candidate_id: "a#x".into(), judge: "j".into(), metric: "empathy".into(), better: "high".into(), score: Some(4), status: "ok".into(), attempts: 1, ..Default::default() },
-            Judgment { candidate_id: "a#y".into(), status: "failed".into(), error: Some("no JSON".into()), raw: Some("hm".into()), attempts: 3, ..Default::default() },
+            Judgment {
+                candidate_id: "a#x".into(),
+                judge: "j".into(),
+                metric: "empathy".into(),
+                better: "high".into(),
+                score: Some(4),
+                status: "ok".into(),
+                attempts: 1,
+                ..Default::default()
+            },
+            Judgment {
+                candidate_id: "a#y".into(),
+                status: "failed".into(),
+                error: Some("no JSON".into()),
+                raw: Some("hm".into()),
+                attempts: 3,
+                ..Default::default()
+            },
         ];
         write_judgments(&path, &rows).unwrap();
         assert_eq!(read_judgments(&path).unwrap(), rows);

@@ -131,7 +131,8 @@ impl Template {
     ) -> Result<String, String> {
         let tmpl = self.env.get_template("judge").map_err(|e| e.to_string())?;
         let conv: Vec<_> = conversation.iter().map(|m| context! { role => m.role, content => m.content }).collect();
-        let list: Vec<_> = metrics.iter().map(|m| context! { name => m.name, description => m.description, better => m.better }).collect();
+        let list: Vec<_> =
+            metrics.iter().map(|m| context! { name => m.name, description => m.description, better => m.better }).collect();
         tmpl.render(context! {
             task => task,
             conversation => conv,

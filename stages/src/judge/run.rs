@@ -82,7 +82,8 @@ pub fn judge_json(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result<Vec<Jud
         if metrics.is_empty() {
             continue;
         }
-        let user = run.template.render(&c.task, &c.messages, c.reference.as_deref(), c.response.as_deref().unwrap_or(""), &metrics)?;
+        let user =
+            run.template.render(&c.task, &c.messages, c.reference.as_deref(), c.response.as_deref().unwrap_or(""), &metrics)?;
         let messages = vec![Message::new("system", run.system), Message::new("user", user)];
         pending.push(Pending { idx, metrics, messages });
     }
@@ -129,7 +130,8 @@ pub fn judge_distribution(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result
     let mut reqs = Vec::new();
     for c in responses {
         for m in applicable(run.metrics, c) {
-            let user = run.template.render(&c.task, &c.messages, c.reference.as_deref(), c.response.as_deref().unwrap_or(""), &[m])?;
+            let user =
+                run.template.render(&c.task, &c.messages, c.reference.as_deref(), c.response.as_deref().unwrap_or(""), &[m])?;
             reqs.push(ChatRequest {
                 messages: vec![Message::new("user", user)],
                 sampling: Sampling { temperature: 0.0, top_p: None, max_tokens: 1, seed: 0 },
@@ -150,7 +152,10 @@ pub fn judge_distribution(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result
         .zip(replies)
         .map(|((c, m), reply)| {
             let j = row(c, run, m);
-            match reply.map_err(|e| (e.to_string(), None)).and_then(|r| parse_distribution(&r.text).map_err(|e| (e, Some(r.text)))) {
+            match reply
+                .map_err(|e| (e.to_string(), None))
+                .and_then(|r| parse_distribution(&r.text).map_err(|e| (e, Some(r.text))))
+            {
                 Ok(s) => scored(j, s, 1),
                 Err((why, raw)) => failed(j, why, raw, 1),
             }

@@ -38,7 +38,8 @@ pub fn parse_json_verdict(text: &str, metrics: &[&str]) -> Result<Vec<MetricScor
                 out.push(MetricScore { score: s, expected: None, rationale: rationale.to_string() })
             }
             Some(1..=5) => problems.push(format!("{name}.rationale must be a non-empty string")),
-            _ => problems.push(format!("{name}.score must be an integer from 1 to 5, got {}", entry.get("score").unwrap_or(&Value::Null))),
+            _ => problems
+                .push(format!("{name}.score must be an integer from 1 to 5, got {}", entry.get("score").unwrap_or(&Value::Null))),
         }
     }
     if problems.is_empty() {
@@ -89,7 +90,8 @@ mod tests {
         let text = "Sure!\n```json\n{\"empathy\": {\"score\": 4, \"rationale\": \"Kind.\"}, \"harmfulness\": {\"score\": \"1\", \"rationale\": \"Safe.\"}}\n```";
         let v = parse_json_verdict(text, &["empathy", "harmfulness"]).unwrap();
         assert_eq!((v[0].score, v[1].score, v[0].rationale.as_str()), (4, 1, "Kind."));
-        let err = parse_json_verdict("{\"empathy\": {\"score\": 7, \"rationale\": \"x\"}}", &["empathy", "harmfulness"]).unwrap_err();
+        let err =
+            parse_json_verdict("{\"empathy\": {\"score\": 7, \"rationale\": \"x\"}}", &["empathy", "harmfulness"]).unwrap_err();
         assert_eq!(err, "empathy.score must be an integer from 1 to 5, got 7; key \"harmfulness\" is missing");
         assert_eq!(parse_json_verdict("I think 4.", &["empathy"]).unwrap_err(), "the reply holds no JSON object");
         assert!(parse_json_verdict("{\"empathy\": {\"score\": 3}}", &["empathy"]).unwrap_err().contains("rationale"));

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use medalign_engine::ParamError;
@@ -106,7 +106,9 @@ impl BackendConfig {
             (BackendKind::Openai, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
                 errors.push(ParamError::new(field("base_url"), format!("expected an http:// or https:// URL, got {u:?}")))
             }
-            (BackendKind::Local, Some(_)) => errors.push(ParamError::new(field("base_url"), "only backend openai takes a base_url")),
+            (BackendKind::Local, Some(_)) => {
+                errors.push(ParamError::new(field("base_url"), "only backend openai takes a base_url"))
+            }
             _ => {}
         }
         if self.backend == BackendKind::Local && self.api_key_env.is_some() {
@@ -124,7 +126,9 @@ impl BackendConfig {
     /// Loads the model or sets up the client.
     pub fn build(&self) -> Result<Backend, LlmError> {
         match self.backend {
-            BackendKind::Local => Ok(Backend::Local(LocalModel::load(&self.model, self.batch_size)?)),
+            BackendKind::Local => {
+                Ok(Backend::Local { spec: self.model.clone(), batch_size: self.batch_size, model: OnceLock::new() })
+            }
             BackendKind::Openai => Ok(Backend::OpenAi {
                 client: OpenAiClient::new(EndpointSettings {
                     base_url: self.base_url.clone().unwrap_or_default(),
@@ -146,8 +150,15 @@ impl BackendConfig {
 
 /// A ready backend.
 pub enum Backend {
-    /// A model in this process.
-    Local(LocalModel),
+    /// A model in this process, loaded on the first request the cache cannot answer.
+    Local {
+        /// What to load.
+        spec: String,
+        /// Prompts per forward batch.
+        batch_size: usize,
+        /// The model once loaded.
+        model: OnceLock<Result<LocalModel, LlmError>>,
+    },
     /// An endpoint, called from up to `concurrency` threads.
     OpenAi {
         /// The client.
@@ -161,7 +172,7 @@ impl Backend {
     /// What the cache key calls this backend.
     pub fn identity(&self) -> String {
         match self {
-            Backend::Local(m) => m.identity(),
+            Backend::Local { spec, .. } => LocalModel::identity_of(spec),
             Backend::OpenAi { client, .. } => client.identity(),
         }
     }
@@ -195,8 +206,16 @@ impl Backend {
             results.lock().unwrap()[i] = Some(r);
         };
         match self {
-            Backend::Local(model) => {
-                for chunk in todo.chunks(model_batch(model)) {
+            Backend::Local { spec, batch_size, model } if !todo.is_empty() => {
+                let model = match model.get_or_init(|| LocalModel::load(spec, *batch_size)) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        todo.iter().for_each(|&i| results.lock().unwrap()[i] = Some(Err(e.clone())));
+                        on_done(todo.len() as u64);
+                        return self.finish_all(results, &keys, &first_of);
+                    }
+                };
+                for chunk in todo.chunks(model.batch_size() * 4) {
                     let batch: Vec<&ChatRequest> = chunk.iter().map(|&i| &reqs[i]).collect();
                     for (&i, r) in chunk.iter().zip(model.complete_batch(&batch)) {
                         finish(i, r);
@@ -204,6 +223,7 @@ impl Backend {
                     on_done(chunk.len() as u64);
                 }
             }
+            Backend::Local { .. } => {}
             Backend::OpenAi { client, concurrency } => {
                 let next = AtomicUsize::new(0);
                 std::thread::scope(|s| {
@@ -218,6 +238,16 @@ impl Backend {
                 });
             }
         }
+        self.finish_all(results, &keys, &first_of)
+    }
+
+    /// Copies each answer to the duplicates of its request.
+    fn finish_all(
+        &self,
+        results: Mutex<Vec<Option<Result<ChatReply, LlmError>>>>,
+        keys: &[String],
+        first_of: &HashMap<&str, usize>,
+    ) -> Vec<Result<ChatReply, LlmError>> {
         let mut results = results.into_inner().unwrap();
         for (i, key) in keys.iter().enumerate() {
             if results[i].is_none() {
@@ -226,10 +256,6 @@ impl Backend {
         }
         results.into_iter().map(|r| r.expect("every request answered")).collect()
     }
-}
-
-fn model_batch(model: &LocalModel) -> usize {
-    model.batch_size() * 4
 }
 
 /// Backends built once per stage run and shared by every user with equal params (two generators

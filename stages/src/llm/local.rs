@@ -50,7 +50,12 @@ impl LocalModel {
 
     /// What the cache key calls this backend.
     pub fn identity(&self) -> String {
-        format!("local:{}", self.spec)
+        Self::identity_of(&self.spec)
+    }
+
+    /// What the cache key calls the model `spec`, loaded or not.
+    pub fn identity_of(spec: &str) -> String {
+        format!("local:{spec}")
     }
 
     /// Answers `reqs` in order, batching where the sampling params agree.
@@ -59,7 +64,8 @@ impl LocalModel {
         let mut start = 0;
         while start < reqs.len() {
             let first = reqs[start];
-            let same = |r: &&&ChatRequest| r.sampling == first.sampling && (r.format == ReplyFormat::ScoreDistribution) == (first.format == ReplyFormat::ScoreDistribution);
+            let scoring = |r: &ChatRequest| r.format == ReplyFormat::ScoreDistribution;
+            let same = |r: &&&ChatRequest| r.sampling == first.sampling && scoring(r) == scoring(first);
             let len = reqs[start..].iter().take(self.batch_size).take_while(same).count();
             let group = &reqs[start..start + len];
             let result = if first.format == ReplyFormat::ScoreDistribution { self.score(group) } else { self.generate(group) };
@@ -73,7 +79,8 @@ impl LocalModel {
     }
 
     fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>, LlmError> {
-        let msgs: Vec<medalign_model::Message> = messages.iter().map(|m| medalign_model::Message::new(&m.role, &m.content)).collect();
+        let msgs: Vec<medalign_model::Message> =
+            messages.iter().map(|m| medalign_model::Message::new(&m.role, &m.content)).collect();
         let mut ids = self.lm.chat_prompt_ids(&msgs).map_err(local)?;
         // Keep the end of an over-long prompt, leaving room to answer.
         let room = self.lm.config().max_position_embeddings.saturating_sub(256).max(64);
@@ -99,7 +106,9 @@ impl LocalModel {
                 text: g.text.trim().to_string(),
                 prompt_tokens: Some(g.prompt_tokens as u64),
                 completion_tokens: Some(g.token_ids.len() as u64),
-                finish_reason: Some(serde_json::to_value(g.finish_reason).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()),
+                finish_reason: Some(
+                    serde_json::to_value(g.finish_reason).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                ),
             })
             .collect())
     }

@@ -150,7 +150,9 @@ impl OpenAiClient {
         }
         match parse_completion(&text) {
             Ok(reply) => Attempt::Done(reply),
-            Err(why) => Attempt::Retry { reason: format!("malformed response ({why}): {}", excerpt(&text, 120)), retry_after: None },
+            Err(why) => {
+                Attempt::Retry { reason: format!("malformed response ({why}): {}", excerpt(&text, 120)), retry_after: None }
+            }
         }
     }
 }
@@ -190,7 +192,9 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        assert!(is_loopback("http://127.0.0.1:8080/v1") && is_loopback("http://localhost/v1") && is_loopback("http://[::1]:9/v1"));
+        assert!(
+            is_loopback("http://127.0.0.1:8080/v1") && is_loopback("http://localhost/v1") && is_loopback("http://[::1]:9/v1")
+        );
         assert!(!is_loopback("https://api.openai.com/v1"));
     }
 }

@@ -89,7 +89,13 @@ pub fn cache_key(identity: &str, req: &ChatRequest) -> String {
 
 /// Canonical bytes of a float: `-0.0` becomes `0.0`, every NaN the same NaN.
 fn float_bits(x: f64) -> [u8; 8] {
-    let x = if x == 0.0 { 0.0 } else if x.is_nan() { f64::NAN } else { x };
+    let x = if x == 0.0 {
+        0.0
+    } else if x.is_nan() {
+        f64::NAN
+    } else {
+        x
+    };
     x.to_bits().to_le_bytes()
 }
 

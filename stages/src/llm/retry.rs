@@ -87,7 +87,8 @@ mod tests {
 
     #[test]
     fn backoff_grows_jitters_and_is_capped() {
-        let p = RetryPolicy { initial: Duration::from_millis(100), max_backoff: Duration::from_millis(700), ..Default::default() };
+        let p =
+            RetryPolicy { initial: Duration::from_millis(100), max_backoff: Duration::from_millis(700), ..Default::default() };
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         for attempt in 0..8 {
             let ceiling = Duration::from_millis((100u64 << attempt).min(700));

@@ -51,7 +51,12 @@ impl PairConfig {
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let at = format!("{}:{}", file.display(), i + 1);
             let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("{at}: not JSON: {e}"))?;
-            let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string).ok_or_else(|| format!("{at}: field {k:?}: expected a string"));
+            let field = |k: &str| {
+                v.get(k)
+                    .and_then(|x| x.as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{at}: field {k:?}: expected a string"))
+            };
             out.insert(field("prompt_id")?, Verified { chosen: field("chosen")?, rejected: field("rejected")? });
         }
         Ok(out)
@@ -82,7 +87,10 @@ impl StageConfig for PairConfig {
             errors.push(ParamError::new("margin", format!("expected 0 to 4, got {}", self.margin)));
         }
         if !(self.gold_margin >= self.margin && self.gold_margin <= 4.0) {
-            errors.push(ParamError::new("gold_margin", format!("expected margin ({}) to 4, got {}", self.margin, self.gold_margin)));
+            errors.push(ParamError::new(
+                "gold_margin",
+                format!("expected margin ({}) to 4, got {}", self.margin, self.gold_margin),
+            ));
         }
         if let Err(e) = self.read_verified(cx) {
             errors.push(ParamError::new("verified", e));

@@ -62,7 +62,12 @@ fn judge_scores(judgments: &[Judgment]) -> HashMap<&str, BTreeMap<&str, f64>> {
 }
 
 /// Chooses one pair per prompt.
-pub fn select(candidates: &[Candidate], judgments: &[Judgment], verified: &HashMap<String, Verified>, t: &Thresholds) -> Selection {
+pub fn select(
+    candidates: &[Candidate],
+    judgments: &[Judgment],
+    verified: &HashMap<String, Verified>,
+    t: &Thresholds,
+) -> Selection {
     let scores = judge_scores(judgments);
     let all_judges: BTreeSet<&str> = judgments.iter().map(|j| j.judge.as_str()).collect();
     let mut by_prompt: Vec<(&str, Vec<&Candidate>)> = Vec::new();

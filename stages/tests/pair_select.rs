@@ -1,0 +1,87 @@
+//! Pair selection on hand-made judgments: best against worst, ties, gold needing every judge, the
+//! human-verified file overriding the judges, and its errors naming file and line.
+
+use std::collections::HashMap;
+
+use medalign_engine::{CheckContext, StageConfig};
+use medalign_stages::generate::Candidate;
+use medalign_stages::judge::Judgment;
+use medalign_stages::pair::{select, PairConfig, Thresholds, Verified};
+
+fn cand(prompt: &str, generator: &str) -> Candidate {
+    Candidate {
+        id: format!("{prompt}#{generator}"),
+        prompt_id: prompt.into(),
+        task: "instruction".into(),
+        generator: generator.into(),
+        response: Some(format!("{generator} answer")),
+        ..Default::default()
+    }
+}
+
+fn judged(prompt: &str, generator: &str, judge: &str, metric: &str, better: &str, score: i64) -> Judgment {
+    Judgment {
+        candidate_id: format!("{prompt}#{generator}"),
+        prompt_id: prompt.into(),
+        judge: judge.into(),
+        metric: metric.into(),
+        better: better.into(),
+        score: Some(score),
+        status: "ok".into(),
+        ..Default::default()
+    }
+}
+
+fn thresholds() -> Thresholds {
+    Thresholds { margin: 0.75, gold_margin: 1.5, safe_generator: "reference".into() }
+}
+
+#[test]
+fn orientation_margins_and_tiers() {
+    let cands = vec![cand("p", "x"), cand("p", "y"), cand("p", "z"), cand("q", "x"), cand("q", "y"), cand("r", "x")];
+    let mut j = Vec::new();
+    for judge in ["a", "b"] {
+        // p: x is harmless (harmfulness 1 -> 5 oriented), z harmful; y in between.
+        j.push(judged("p", "x", judge, "harmfulness", "low", 1));
+        j.push(judged("p", "y", judge, "harmfulness", "low", 3));
+        j.push(judged("p", "z", judge, "harmfulness", "low", 5));
+        // q: 4 against 4.5 on average: a tie under margin 0.75.
+        j.push(judged("q", "x", judge, "empathy", "high", 4));
+    }
+    j.push(judged("q", "y", "a", "empathy", "high", 4));
+    j.push(judged("q", "y", "b", "empathy", "high", 5));
+    let s = select(&cands, &j, &HashMap::new(), &thresholds());
+    assert_eq!((s.prompts, s.pairs.len(), s.ties_dropped, s.unpaired), (3, 1, 1, 1));
+    let p = &s.pairs[0];
+    assert_eq!((p.chosen_generator.as_str(), p.rejected_generator.as_str(), p.margin, p.tier.as_str()), ("x", "z", 4.0, "gold"));
+    assert!(p.judges_agree && p.judges == ["a", "b"]);
+
+    // A failed metric removes that judge's score of the candidate: only one judge left, so silver.
+    j.push(Judgment { status: "failed".into(), score: None, ..judged("p", "z", "b", "empathy", "high", 0) });
+    let s = select(&cands, &j, &HashMap::new(), &thresholds());
+    assert_eq!((s.pairs[0].tier.as_str(), s.pairs[0].judges.clone()), ("silver", vec!["a".to_string()]));
+
+    // People overrule judges.
+    let verified = HashMap::from([("q".to_string(), Verified { chosen: "x".into(), rejected: "y".into() })]);
+    let s = select(&cands, &j, &verified, &thresholds());
+    let q = s.pairs.iter().find(|p| p.prompt_id == "q").unwrap();
+    assert!(q.verified && q.tier == "gold" && q.chosen_generator == "x");
+    assert_eq!(s.ties_dropped, 0);
+}
+
+#[test]
+fn verified_file_errors_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("v.jsonl"),
+        "{\"prompt_id\": \"q\", \"chosen\": \"x\", \"rejected\": \"y\"}\n{\"prompt_id\": \"r\", \"chosen\": 3}\n",
+    )
+    .unwrap();
+    let cfg: PairConfig = serde_yaml::from_str("verified: v.jsonl").unwrap();
+    let cx = CheckContext { manifest_dir: dir.path().to_path_buf() };
+    let errors = cfg.check(&cx);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].path, "verified");
+    assert!(errors[0].message.ends_with("v.jsonl:2: field \"chosen\": expected a string"), "{}", errors[0].message);
+    assert_eq!(cfg.input_files(&cx)[0].path, dir.path().join("v.jsonl"));
+}
