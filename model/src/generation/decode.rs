@@ -1,5 +1,6 @@
-//! The decoding loop: one left-padded batch, one prefill, then one token per sequence per step
-//! through the KV cache, with incremental detokenization for streaming and stop strings.
+//! The decoding loop: each prompt prefilled alone into its own KV cache, then one token per live
+//! sequence per step in one batched pass, with incremental detokenization for streaming and stop
+//! strings.
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -72,10 +73,17 @@ struct Sequence {
     text: String,
     done: Option<FinishReason>,
     sampler: Sampler,
+    budget: usize,
+    cache: KvCache,
 }
 
 /// Generates a continuation of every prompt in one batch. `on_token` sees each token as it is
 /// chosen; returning `false` stops the whole batch.
+///
+/// Each prompt is prefilled alone into its own KV cache, then every live sequence advances one
+/// token per step through [`Model::forward_rows`] (one batched pass over the weights, attention
+/// per row) and leaves the batch as soon as it ends. No row is padded, so a sequence gets exactly
+/// the logits it gets when generated alone: greedy answers do not depend on the batch.
 pub fn generate(
     model: &Model,
     tokenizer: &Tokenizer,
@@ -87,15 +95,7 @@ pub fn generate(
         return Err(Error::InvalidRequest("every prompt needs at least one token".into()));
     }
     let dev = model.device();
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let max_ctx = model.config().max_position_embeddings.min(32_768);
-    let budget = cfg.max_new_tokens.min(max_ctx.saturating_sub(longest));
-    let pad_id = cfg.eos_ids.first().copied().unwrap_or(0);
-    let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
-    let rows: Vec<u32> = prompts
-        .iter()
-        .flat_map(|p| std::iter::repeat_n(pad_id, longest - p.len()).chain(p.iter().copied()))
-        .collect();
     let mut seqs: Vec<Sequence> = prompts
         .iter()
         .enumerate()
@@ -106,23 +106,31 @@ pub fn generate(
             text: String::new(),
             done: None,
             sampler: Sampler::new(&cfg.sampling, i as u64),
+            budget: cfg.max_new_tokens.min(max_ctx.saturating_sub(p.len())),
+            cache: KvCache::new(model.config()),
         })
         .collect();
-    let mut cache = KvCache::new(model.config());
-    let input = Tensor::from_vec(rows, (prompts.len(), longest), dev)?;
-    let pad_arg = pads.iter().any(|&p| p > 0).then_some(pads.as_slice());
-    let mut logits = model.forward_last(&input, Some(&mut cache), pad_arg)?;
+    // Next-token logits of every live sequence, in sequence order.
+    let mut logits: Vec<(usize, Vec<f32>)> = Vec::with_capacity(seqs.len());
+    for (i, seq) in seqs.iter_mut().enumerate() {
+        if seq.budget == 0 {
+            seq.done = Some(FinishReason::Length);
+            continue;
+        }
+        let input = Tensor::new(seq.history.as_slice(), dev)?.unsqueeze(0)?;
+        let l = model.forward_last(&input, Some(&mut seq.cache), None)?;
+        logits.push((i, l.squeeze(0)?.to_vec1()?));
+    }
     let mut stopped = false;
-    for step in 0..budget {
-        let all: Vec<Vec<f32>> = logits.to_vec2()?;
-        let mut next = Vec::with_capacity(seqs.len());
-        for (i, (seq, mut row)) in seqs.iter_mut().zip(all).enumerate() {
-            if seq.done.is_some() || stopped {
-                next.push(pad_id);
-                continue;
+    while !logits.is_empty() && !stopped {
+        let mut live = Vec::with_capacity(logits.len());
+        let mut next = Vec::with_capacity(logits.len());
+        for (i, mut row) in logits.drain(..) {
+            let seq = &mut seqs[i];
+            if stopped {
+                break;
             }
             let tok = seq.sampler.sample(&mut row, &seq.history);
-            next.push(tok);
             seq.history.push(tok);
             if cfg.eos_ids.contains(&tok) {
                 seq.done = Some(FinishReason::Eos);
@@ -132,7 +140,7 @@ pub fn generate(
                 if let Some(cut) = cfg.stop.iter().filter_map(|s| seq.text.find(s.as_str())).min() {
                     seq.text.truncate(cut);
                     seq.done = Some(FinishReason::Stop);
-                } else if step + 1 == budget {
+                } else if seq.generated.len() >= seq.budget {
                     seq.done = Some(FinishReason::Length);
                 }
             }
@@ -142,12 +150,22 @@ pub fn generate(
             if !on_token(TokenEvent { sequence: i, token: tok, text: delta }) {
                 stopped = true;
             }
+            if seq.done.is_none() {
+                live.push(i);
+                next.push(tok);
+            }
         }
-        if stopped || seqs.iter().all(|s| s.done.is_some()) || step + 1 == budget {
+        if stopped || live.is_empty() {
             break;
         }
-        let input = Tensor::from_vec(next, (seqs.len(), 1), dev)?;
-        logits = model.forward_last(&input, Some(&mut cache), pad_arg)?;
+        let mut caches: Vec<&mut KvCache> = seqs
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| live.binary_search(i).is_ok())
+            .map(|(_, s)| &mut s.cache)
+            .collect();
+        let all: Vec<Vec<f32>> = model.forward_rows(&next, &mut caches)?.to_vec2()?;
+        logits.extend(live.into_iter().zip(all));
     }
     Ok(seqs
         .into_iter()

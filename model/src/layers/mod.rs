@@ -1,6 +1,7 @@
 //! The building blocks shared by every architecture: projections that carry LoRA, RMSNorm and RoPE.
 //! Each picks candle's fast kernel at inference and a differentiable path when gradients flow.
 
+mod decode_attention;
 mod frozen_matmul;
 mod fused;
 mod linear;
@@ -8,6 +9,7 @@ mod norm;
 mod q4_1;
 mod rope;
 
+pub use decode_attention::decode_attention;
 pub use frozen_matmul::frozen_matmul;
 pub use fused::FusedLinear;
 pub use linear::Linear;

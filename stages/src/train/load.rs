@@ -1,0 +1,90 @@
+//! What train and reference_logprobs read: the base model (full precision, the checkpoint's own
+//! quantization, or a `quantized_model` artifact from the quantize stage), an optional starting
+//! adapter, and conversations or preference pairs from `examples` or `pairs` tables.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::Device;
+use medalign_engine::InputArtifact;
+use medalign_model::quant::QuantizedModel;
+use medalign_model::{LanguageModel, LinearFormat, LoadOptions, Message, Model, Weights};
+
+use crate::pair::read_pairs;
+use crate::table::read_examples;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The file of a `quantized_model` artifact holding the weights.
+pub const QUANTIZED_WEIGHTS_FILE: &str = "model.safetensors";
+/// The file of a `quantized_model` artifact describing it.
+pub const QUANTIZATION_FILE: &str = "quantization.json";
+
+/// Reads the `base_model` a `quantized_model` artifact was made from.
+pub fn quantized_base_spec(dir: &Path) -> Result<String, Error> {
+    let path = dir.join(QUANTIZATION_FILE);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?)?;
+    Ok(v["base_model"].as_str().ok_or_else(|| format!("{}: no base_model", path.display()))?.to_string())
+}
+
+/// Loads the frozen base: from a `quantized_model` artifact when given (its weights, the original
+/// checkpoint's tokenizer and template), else `spec` with f32 or stored-quantized projections.
+pub fn load_base(spec: &str, quantized: bool, artifact: Option<&Path>) -> Result<LanguageModel, Error> {
+    match artifact {
+        Some(dir) => {
+            let base = quantized_base_spec(dir)?;
+            let mut lm = LanguageModel::load(&base, &LoadOptions::inference())?;
+            let q = QuantizedModel::load(&dir.join(QUANTIZED_WEIGHTS_FILE))?;
+            let cfg = lm.config().clone();
+            lm.model = Model::new(&cfg, Weights::new(Arc::new(q), Device::Cpu, LinearFormat::Quantized))?;
+            Ok(lm)
+        }
+        None => {
+            let opts = if quantized { LoadOptions::inference() } else { LoadOptions::default() };
+            Ok(LanguageModel::load(spec, &opts)?)
+        }
+    }
+}
+
+fn to_model(messages: &[crate::example::Message]) -> Vec<Message> {
+    messages.iter().map(|m| Message::new(m.role.clone(), m.content.clone())).collect()
+}
+
+/// Conversations with at least one assistant turn, by id: examples as they are; pairs as the
+/// prompt and the chosen reply.
+pub fn read_conversations(input: &InputArtifact) -> Result<Vec<(String, Vec<Message>)>, Error> {
+    if input.kind == "pairs" {
+        return Ok(read_pairs(&input.table())?
+            .into_iter()
+            .map(|p| {
+                let mut m = to_model(&p.messages);
+                m.push(Message::new("assistant", p.chosen));
+                (p.prompt_id, m)
+            })
+            .collect());
+    }
+    Ok(read_examples(&input.table())?
+        .into_iter()
+        .filter(|e| e.messages.iter().any(|m| m.role == "assistant"))
+        .map(|e| (e.id, to_model(&e.messages)))
+        .collect())
+}
+
+/// One preference pair: id, prompt turns, chosen reply, rejected reply.
+pub type PreferencePair = (String, Vec<Message>, String, String);
+
+/// Preference pairs: a `pairs` table, or examples with a `rejected` reply (the last assistant turn
+/// is the chosen one).
+pub fn read_preference_pairs(input: &InputArtifact) -> Result<Vec<PreferencePair>, Error> {
+    if input.kind == "pairs" {
+        return Ok(read_pairs(&input.table())?.into_iter().map(|p| (p.prompt_id, to_model(&p.messages), p.chosen, p.rejected)).collect());
+    }
+    Ok(read_examples(&input.table())?
+        .into_iter()
+        .filter_map(|e| {
+            let rejected = e.rejected.clone()?;
+            let last = e.messages.iter().rposition(|m| m.role == "assistant")?;
+            Some((e.id, to_model(&e.messages[..last]), e.messages[last].content.clone(), rejected))
+        })
+        .collect())
+}

@@ -1,0 +1,133 @@
+//! The `train` stage kind: reads conversations or pairs, tokenizes them with the model's chat
+//! template, trains a LoRA adapter with the [`Trainer`], and writes the adapter in PEFT's format
+//! with the resolved config, the metrics table and TensorBoard events.
+
+use std::collections::HashMap;
+
+use medalign_engine::{Arity, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use medalign_model::LoraAdapter;
+
+use super::config::{Method, TrainConfig};
+use super::data::{is_held_out, pack, ChatTokenizer, PairSequence, Sequence};
+use super::load::{load_base, quantized_base_spec, read_conversations, read_preference_pairs};
+use super::metrics::{write_events, write_metrics};
+use super::reference::{compute_reference, read_reference};
+use super::trainer::{Objective, Trainer};
+
+/// The resolved config written next to the adapter.
+pub const TRAINING_CONFIG_FILE: &str = "training_config.json";
+/// The metrics table inside the adapter artifact.
+pub const METRICS_FILE: &str = "metrics.parquet";
+
+impl StageConfig for TrainConfig {
+    const KIND: &'static str = "train";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Trains a LoRA adapter with SFT (loss on assistant tokens, packing without cross-example \
+        attention) or DPO (sigmoid, ipo or hinge against cached reference log-probabilities) over a frozen base, \
+        full precision or quantized (QLoRA). AdamW, warmup + cosine/linear, gradient accumulation, clipping; \
+        checkpoints in the work directory make a killed run resume to the same bytes. Writes the adapter in \
+        PEFT's format, training_config.json, metrics.parquet and TensorBoard events.";
+
+    fn inputs() -> &'static [InputSlot] {
+        &[
+            InputSlot { name: "data", kinds: &["examples", "pairs"], arity: Arity::One, doc: "Conversations (SFT) or preference pairs (DPO)." },
+            InputSlot { name: "base", kinds: &["quantized_model"], arity: Arity::Optional, doc: "A quantized frozen base from the quantize stage." },
+            InputSlot { name: "adapter", kinds: &["adapter"], arity: Arity::Optional, doc: "An adapter to continue from (e.g. SFT's, for DPO)." },
+            InputSlot { name: "reference", kinds: &["reference_logprobs"], arity: Arity::Optional, doc: "DPO reference log-probabilities (computed here when absent)." },
+        ]
+    }
+
+    fn outputs() -> &'static [OutputSlot] {
+        &[OutputSlot { name: "adapter", kind: "adapter", doc: "The PEFT adapter, training_config.json, metrics.parquet, tensorboard/." }]
+    }
+
+    fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
+        self.problems(cx)
+    }
+
+    fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
+        let data = cx.input("data").ok_or("no data input")?.clone();
+        let base_dir = cx.input("base").map(|a| a.dir.clone());
+        let spec = match &base_dir {
+            Some(d) => quantized_base_spec(d)?,
+            None => self.model.clone(),
+        };
+        cx.progress().set_message("loading the model");
+        let mut lm = load_base(&self.model, self.quantized_base, base_dir.as_deref())?;
+        let adapter = match cx.input("adapter") {
+            Some(a) => LoraAdapter::load(&a.dir, &mut lm.model)?,
+            None => LoraAdapter::init(&mut lm.model, self.lora.to_lora_config()?, self.seed)?,
+        };
+        let pad = lm.tokenizer.eos_id().unwrap_or(0);
+        let tk = ChatTokenizer { tokenizer: &lm.tokenizer, template: &lm.chat_template, max_len: self.max_seq_len };
+        cx.progress().set_message("tokenizing");
+        let (objective, batches) = match self.method {
+            Method::Sft => {
+                let (mut train, mut eval) = (Vec::<Sequence>::new(), Vec::new());
+                for (id, messages) in read_conversations(&data)? {
+                    if let Some(s) = tk.sequence(&messages, self.loss_on)? {
+                        if is_held_out(&id, self.eval_fraction, self.seed) { eval.push(s) } else { train.push(s) }
+                    }
+                }
+                let refs: Vec<&Sequence> = train.iter().collect();
+                let batches = pack(&refs, self.max_seq_len, self.packing).len().div_ceil(self.batch_size);
+                (Objective::Sft { train, eval }, batches)
+            }
+            Method::Dpo => {
+                let (mut train, mut eval) = (Vec::<PairSequence>::new(), Vec::new());
+                for (id, prompt, chosen, rejected) in read_preference_pairs(&data)? {
+                    if let Some(p) = tk.pair(&id, &prompt, &chosen, &rejected)? {
+                        if is_held_out(&id, self.eval_fraction, self.seed) { eval.push(p) } else { train.push(p) }
+                    }
+                }
+                let reference: HashMap<_, _> = match cx.input("reference") {
+                    Some(r) => read_reference(&r.table())?,
+                    None => {
+                        cx.progress().set_message("reference log-probabilities");
+                        let all: Vec<PairSequence> = train.iter().chain(&eval).cloned().collect();
+                        compute_reference(&lm.model, &all, self.batch_size, pad)?.into_iter().collect()
+                    }
+                };
+                for p in train.iter().chain(&eval) {
+                    match reference.get(&p.id) {
+                        Some(r) if r.chosen_tokens == p.chosen.targets() && r.rejected_tokens == p.rejected.targets() => {}
+                        Some(_) => return Err(format!("reference log-probabilities of pair {} were computed with another model or max_seq_len", p.id).into()),
+                        None => return Err(format!("no reference log-probabilities for pair {}", p.id).into()),
+                    }
+                }
+                let batches = train.len().div_ceil(self.batch_size);
+                (Objective::Dpo { train, eval, reference, params: self.dpo }, batches)
+            }
+        };
+        let hyper = self.hyper(batches, pad);
+        let progress = cx.progress();
+        progress.set_length(hyper.total_steps as u64);
+        let trainer = Trainer { model: &lm.model, adapter: &adapter, hyper: hyper.clone(), objective, work_dir: cx.work_dir().to_path_buf() };
+        let metrics = trainer.run(&mut |r| {
+            progress.inc(1);
+            progress.set_message(format!("loss {:.4} lr {:.2e} {:.0} tok/s", r.loss, r.lr, r.tokens_per_s));
+            true
+        })?;
+        let out = cx.output_dir("adapter").to_path_buf();
+        adapter.save(&out, &spec)?;
+        let resolved = serde_json::json!({
+            "params": self,
+            "base_model": spec,
+            "total_steps": hyper.total_steps,
+            "warmup_steps": hyper.warmup_steps,
+            "lora": adapter.config().to_peft_json(&spec),
+        });
+        std::fs::write(out.join(TRAINING_CONFIG_FILE), serde_json::to_vec_pretty(&resolved)?)?;
+        write_metrics(&out.join(METRICS_FILE), &metrics)?;
+        write_events(&out.join("tensorboard"), &metrics)?;
+        for tag in ["train/loss", "eval/loss", "eval/rewards_margin", "eval/rewards_accuracy", "train/tokens_per_s"] {
+            if let Some(last) = metrics.iter().rev().find(|m| m.tag == tag) {
+                cx.metric(tag.replace('/', "_"), last.value);
+            }
+        }
+        if let Some(first) = metrics.iter().find(|m| m.tag == "eval/loss") {
+            cx.metric("eval_loss_before", first.value);
+        }
+        Ok(())
+    }
+}
