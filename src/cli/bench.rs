@@ -19,6 +19,8 @@ enum BenchCommand {
     Engine(EngineArgs),
     /// Generation: prompt processing and decode tokens/s.
     Generate(medalign_model::cli::BenchGenerateArgs),
+    /// Training: LoRA/QLoRA steps on synthetic tokens (tokens/s, s/step, peak RSS).
+    Train(medalign_stages::train::bench::BenchTrainArgs),
     /// Eval: benchmark questions scored per second.
     Eval(super::bench_eval::BenchEvalArgs),
     /// The server: concurrent streaming clients against one, first-token latency.
@@ -63,6 +65,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let peer = r.md5sum_gb_per_s.map(|m| format!(", md5sum {m:.2} GB/s (ratio {:.1}x)", r.blake3_gb_per_s / m)).unwrap_or_default();
                 eprintln!("hash {} MiB: blake3 {:.2} GB/s{peer}", a.hash_mib, r.blake3_gb_per_s);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Train(a) => {
+            // Prints its own figures (JSON on stdout with --json).
+            medalign_stages::train::bench::run(&a).map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Eval(a) => {
