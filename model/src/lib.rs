@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 mod error;
 pub mod fetch;
+pub mod fused_ce;
 pub mod generation;
 pub mod kv_cache;
 pub mod layers;
@@ -20,6 +21,7 @@ pub mod quant;
 pub mod resolve;
 pub mod scoring;
 pub mod tokenizer;
+pub mod train_attention;
 pub mod transformer;
 pub mod weights;
 

@@ -140,6 +140,12 @@ impl Attention {
         // are adjacent, so fold them into the query length.
         let n_rep = self.num_heads / kvh;
         let q = q.contiguous()?.reshape((b, kvh, n_rep * t, hd))?;
+        if q.track_op() || k.track_op() || v.track_op() {
+            // Training: one op that keeps no (t x s) tensor for backward.
+            let y = crate::train_attention::attention(&q, &k, &v, mask, n_rep, scale)?;
+            let y = y.reshape((b, self.num_heads, t, hd))?.transpose(1, 2)?;
+            return Ok(y.reshape((b, t, self.num_heads * hd))?);
+        }
         let mut att = (q.matmul(&k.t()?)? * scale)?;
         if let Some(mask) = mask {
             att = att.reshape((b, kvh, n_rep, t, s))?.broadcast_add(&mask.unsqueeze(1)?)?.reshape((b, kvh, n_rep * t, s))?;
@@ -281,6 +287,11 @@ impl Model {
     /// Logits over the vocabulary for hidden states of any shape `(..., hidden)`.
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
         Ok(self.lm_head.forward(hidden)?)
+    }
+
+    /// The vocabulary head (for fused losses that never materialize all logits).
+    pub fn lm_head_linear(&self) -> &Linear {
+        &self.lm_head
     }
 
     /// Logits `(b, t, vocab)` for every position.

@@ -58,6 +58,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         print_json(&reports)?;
     }
     eprint!("{}", medalign_engine::table(&reports));
+    if !args.dry_run {
+        print_eval_reports(&plan, &reports);
+    }
     let failed: Vec<&str> = reports.iter().filter(|r| r.status == StageStatus::Failed).map(|r| r.id.as_str()).collect();
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -66,5 +69,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: stage \"{}\" failed: {}", r.id, r.reason);
         }
         Ok(ExitCode::from(EXIT_FAILED))
+    }
+}
+
+/// Ends a run with each eval stage's comparison table and where its HTML report is.
+fn print_eval_reports(plan: &medalign_engine::Plan, reports: &[medalign_engine::StageReport]) {
+    let store = medalign_engine::Store::open(&plan.store_dir);
+    for r in reports.iter().filter(|r| r.kind == "eval" && matches!(r.status, StageStatus::Ran | StageStatus::Cached)) {
+        let (Ok(store), Some(key)) = (&store, &r.key) else { continue };
+        let dir = store.artifact_dir(key);
+        if let Ok(table) = medalign_stages::eval::report_table(&dir) {
+            eprintln!("\n{} (base vs tuned):\n{table}", r.id);
+            eprintln!("HTML report: {}", dir.join("report").join("report.html").display());
+        }
     }
 }

@@ -2,15 +2,23 @@
 //!
 //! Inputs: `examples` (one or more tables to merge and clean) and `eval` (eval sets to decontaminate
 //! against). Outputs: `examples` (what survives) and `removed` (every dropped row, with the reason).
+//! Relevance scores of kept rows are reported as distribution metrics (`relevance.p50`, ...), since
+//! the `examples` schema has no column for them; removed rows carry theirs in `removed.score`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
-use medalign_engine::{Arity, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use medalign_engine::{
+    Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError,
+};
+use medalign_model::bert::SentenceEncoder;
+use medalign_model::fetch::{KnownEncoder, KNOWN_ENCODERS};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::dedupe::pass::dedupe;
+use crate::dedupe::pass::dedupe_with;
 use crate::dedupe::quality::{QualityConfig, REASONS};
+use crate::dedupe::semantic::{distribution, EncoderEmbedder, Embedder, RelevanceConfig, SemanticConfig};
 use crate::table;
 
 fn yes() -> bool {
@@ -118,6 +126,12 @@ pub struct DedupeConfig {
     /// Quality filters.
     #[serde(default)]
     pub quality: QualityConfig,
+    /// Semantic near-duplicates from sentence embeddings (off by default).
+    #[serde(default)]
+    pub semantic: SemanticConfig,
+    /// Clinical relevance: similarity to topic descriptions, with an optional minimum.
+    #[serde(default)]
+    pub relevance: RelevanceConfig,
 }
 
 impl Default for DedupeConfig {
@@ -128,22 +142,62 @@ impl Default for DedupeConfig {
             near: NearConfig::default(),
             decontaminate: DecontaminateConfig::default(),
             quality: QualityConfig::default(),
+            semantic: SemanticConfig::default(),
+            relevance: RelevanceConfig::default(),
         }
+    }
+}
+
+/// Where the sentence encoder's files are.
+enum EncoderSource {
+    /// A model fetched by name into the cache.
+    Known(&'static KnownEncoder),
+    /// A sentence-transformers directory named in the params.
+    Dir(PathBuf),
+}
+
+/// The files of a sentence-transformers directory that decide its output.
+const ENCODER_FILES: [&str; 5] =
+    ["config.json", "tokenizer.json", "model.safetensors", "sentence_bert_config.json", "1_Pooling/config.json"];
+
+impl DedupeConfig {
+    /// Whether a step needs sentence embeddings.
+    pub fn needs_embeddings(&self) -> bool {
+        self.semantic.enabled || self.relevance.enabled()
+    }
+
+    /// Resolves `semantic.model`: a known name, else a directory with `config.json`.
+    fn encoder_source(&self, cx: &CheckContext) -> Result<EncoderSource, String> {
+        if let Some(known) = KnownEncoder::by_name(&self.semantic.model) {
+            return Ok(EncoderSource::Known(known));
+        }
+        let dir = cx.resolve(&self.semantic.model);
+        if dir.join("config.json").is_file() {
+            return Ok(EncoderSource::Dir(dir));
+        }
+        let names: Vec<&str> = KNOWN_ENCODERS.iter().map(|m| m.name).collect();
+        Err(format!(
+            "{:?} is neither a known encoder ({}) nor a directory with config.json, tokenizer.json and model.safetensors",
+            self.semantic.model,
+            names.join(", ")
+        ))
     }
 }
 
 /// Every reason a row can be removed for.
 pub fn removal_reasons() -> impl Iterator<Item = &'static str> {
-    REASONS.into_iter().chain(["contaminated", "exact_duplicate", "near_duplicate"])
+    REASONS.into_iter().chain(["contaminated", "exact_duplicate", "near_duplicate", "semantic_duplicate", "low_relevance"])
 }
 
 impl StageConfig for DedupeConfig {
     const KIND: &'static str = "dedupe";
     // 2: near-duplicate bands chosen with recall weight 0.99 (was 0.9), which finds more pairs.
-    const VERSION: u32 = 2;
+    // 3: `semantic` and `relevance` steps; metrics `removed.semantic_duplicate` and `removed.low_relevance`.
+    const VERSION: u32 = 3;
     const DOC: &'static str = "Merges examples tables and removes low-quality rows, rows overlapping eval sets \
-        (13-gram decontamination), exact duplicates and MinHash/LSH near-duplicates; the most trusted source's \
-        copy survives, and every removed row goes to `removed` with the reason and the id it matched.";
+        (13-gram decontamination), exact duplicates, MinHash/LSH near-duplicates and (when enabled) semantic \
+        near-duplicates by sentence-embedding cosine, and scores clinical relevance against topic descriptions; \
+        the most trusted source's copy survives, and every removed row goes to `removed` with the reason and the id it matched.";
 
     fn inputs() -> &'static [InputSlot] {
         &[
@@ -159,7 +213,7 @@ impl StageConfig for DedupeConfig {
         ]
     }
 
-    fn check(&self, _cx: &CheckContext) -> Vec<ParamError> {
+    fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
         let mut errors = Vec::new();
         let near = &self.near;
         if !(near.threshold > 0.0 && near.threshold <= 1.0) {
@@ -183,6 +237,7 @@ impl StageConfig for DedupeConfig {
         if self.decontaminate.ngram == 0 {
             errors.push(ParamError::new("decontaminate.ngram", "expected at least 1 word"));
         }
+        errors.extend(self.check_embedding_steps(cx));
         let mut seen = BTreeSet::new();
         for (i, p) in self.priority.iter().enumerate() {
             if !seen.insert(p) {
@@ -190,6 +245,27 @@ impl StageConfig for DedupeConfig {
             }
         }
         errors
+    }
+
+    fn input_files(&self, cx: &CheckContext) -> Vec<InputFile> {
+        match self.encoder_source(cx) {
+            Ok(EncoderSource::Dir(dir)) if self.needs_embeddings() => ENCODER_FILES
+                .iter()
+                .map(|f| dir.join(f))
+                .filter(|p| p.is_file())
+                .map(|path| InputFile { param: "semantic.model".into(), path })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn env_facts(&self, cx: &CheckContext) -> BTreeMap<String, String> {
+        // A known encoder is pinned: its weights' sha256 is checked when fetched, so it keys the output.
+        let mut facts = BTreeMap::new();
+        if let (true, Ok(EncoderSource::Known(m))) = (self.needs_embeddings(), self.encoder_source(cx)) {
+            facts.insert("dedupe.encoder".into(), format!("{} {}=={} sha256:{}", m.name, m.package, m.version, m.weights_sha256));
+        }
+        facts
     }
 
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
@@ -203,7 +279,8 @@ impl StageConfig for DedupeConfig {
         }
         let rows_in = rows.len();
         cx.progress().set_message(format!("{rows_in} rows, {} eval items", eval.len()));
-        let out = dedupe(self, rows, &eval, cx.seed());
+        let embedder = self.load_embedder(cx)?;
+        let out = dedupe_with(self, rows, &eval, cx.seed(), embedder.as_ref().map(|e| e as &dyn Embedder))?;
         table::write_examples(&cx.output_table("examples"), &out.kept)?;
         table::write_removed(&cx.output_table("removed"), &out.removed)?;
         cx.metric("rows_in", rows_in as u64);
@@ -218,7 +295,60 @@ impl StageConfig for DedupeConfig {
             cx.metric("lsh_bands", out.lsh.0 as u64);
             cx.metric("lsh_rows_per_band", out.lsh.1 as u64);
         }
+        if let Some(scores) = &out.relevance {
+            for (name, v) in distribution(scores) {
+                cx.metric(format!("relevance.{name}"), v);
+            }
+        }
         Ok(())
+    }
+}
+
+impl DedupeConfig {
+    /// The errors of the `semantic` and `relevance` sections.
+    fn check_embedding_steps(&self, cx: &CheckContext) -> Vec<ParamError> {
+        let mut errors = Vec::new();
+        let s = &self.semantic;
+        if !(s.threshold > 0.0 && s.threshold <= 1.0) {
+            errors.push(ParamError::new("semantic.threshold", format!("expected a cosine in (0, 1], got {}", s.threshold)));
+        }
+        if !(1..=4096).contains(&s.batch) {
+            errors.push(ParamError::new("semantic.batch", format!("expected 1..4096, got {}", s.batch)));
+        }
+        if self.needs_embeddings() {
+            if let Err(e) = self.encoder_source(cx) {
+                errors.push(ParamError::new("semantic.model", e));
+            }
+        }
+        let r = &self.relevance;
+        if let Some(m) = r.min_score {
+            if !(-1.0..=1.0).contains(&m) {
+                errors.push(ParamError::new("relevance.min_score", format!("expected a cosine in [-1, 1], got {m}")));
+            }
+            if r.topics.is_empty() {
+                errors.push(ParamError::new("relevance.min_score", "needs relevance.topics: a list of topic descriptions"));
+            }
+        }
+        for (i, t) in r.topics.iter().enumerate() {
+            if t.trim().is_empty() {
+                errors.push(ParamError::new(format!("relevance.topics[{i}]"), "expected a topic description, got an empty string"));
+            }
+        }
+        errors
+    }
+
+    /// The sentence encoder, when a step needs it (fetching a known model on first use).
+    fn load_embedder(&self, cx: &RunContext<'_>) -> Result<Option<EncoderEmbedder>, StageError> {
+        if !self.needs_embeddings() {
+            return Ok(None);
+        }
+        let check = CheckContext { manifest_dir: cx.manifest_dir().to_path_buf() };
+        let dir = match self.encoder_source(&check).map_err(|e| format!("semantic.model: {e}"))? {
+            EncoderSource::Known(m) => m.ensure().map_err(|e| format!("semantic.model: {e}"))?,
+            EncoderSource::Dir(d) => d,
+        };
+        let encoder = SentenceEncoder::load(&dir).map_err(|e| format!("semantic.model {}: {e}", dir.display()))?;
+        Ok(Some(EncoderEmbedder { encoder, batch: self.semantic.batch }))
     }
 }
 

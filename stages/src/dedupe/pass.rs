@@ -1,5 +1,6 @@
-//! One dedupe pass over a table: quality filters, eval decontamination, exact duplicates, then
-//! MinHash/LSH near-duplicates, each row removed at most once and always with a reason.
+//! One dedupe pass over a table: quality filters, eval decontamination, exact duplicates, MinHash/LSH
+//! near-duplicates, then (with an [`Embedder`]) semantic near-duplicates and clinical relevance, each
+//! row removed at most once and always with a reason.
 //!
 //! Rows are visited in priority order (the `priority` list of sources, then input order), so the copy
 //! that survives a duplicate group is the one from the most trusted source; kept rows stay in input order.
@@ -12,6 +13,7 @@ use rayon::prelude::*;
 use crate::dedupe::config::DedupeConfig;
 use crate::dedupe::contamination::EvalIndex;
 use crate::dedupe::minhash::{optimal_bands, set_jaccard, shingle_set, LshIndex, MinHasher, PassThrough};
+use crate::dedupe::semantic::{relevance, semantic_duplicates, Embedder};
 use crate::dedupe::text::{exact_key, split_words, words};
 use crate::example::Example;
 use crate::table::Removal;
@@ -45,6 +47,8 @@ pub struct Outcome {
     pub lsh: (usize, usize),
     /// Eval items too short to decontaminate against.
     pub eval_skipped: usize,
+    /// Each kept row's best cosine with a relevance topic, aligned with `kept`, when relevance is on.
+    pub relevance: Option<Vec<f64>>,
 }
 
 impl Outcome {
@@ -62,8 +66,24 @@ pub fn priority_order(rows: &[Example], priority: &[String]) -> Vec<usize> {
     order
 }
 
-/// Runs the pass. `seed` draws the MinHash permutations.
+/// Runs the pass without the embedding steps (`semantic`, `relevance`), which need an [`Embedder`]:
+/// see [`dedupe_with`]. `seed` draws the MinHash permutations.
 pub fn dedupe(cfg: &DedupeConfig, rows: Vec<Example>, eval: &[Example], seed: u64) -> Outcome {
+    match dedupe_with(cfg, rows, eval, seed, None) {
+        Ok(out) => out,
+        Err(e) => unreachable!("only embedding fails, and there is no embedder: {e}"),
+    }
+}
+
+/// Runs the pass; with `embedder`, also the `semantic` and `relevance` steps the config enables.
+/// Fails only when the embedder does.
+pub fn dedupe_with(
+    cfg: &DedupeConfig,
+    rows: Vec<Example>,
+    eval: &[Example],
+    seed: u64,
+    embedder: Option<&dyn Embedder>,
+) -> Result<Outcome, String> {
     // Word hashes are kept only for the steps that read them; the exact key is taken at once, so no
     // normalized text outlives its row's turn.
     let keep_hashes = !eval.is_empty() || cfg.near.enabled;
@@ -168,6 +188,10 @@ pub fn dedupe(cfg: &DedupeConfig, rows: Vec<Example>, eval: &[Example], seed: u6
         }
     }
 
+    if let Some(embedder) = embedder.filter(|_| cfg.semantic.enabled || cfg.relevance.enabled()) {
+        out.relevance = embedding_steps(cfg, &rows, &order, &mut verdicts, embedder)?;
+    }
+
     let removed = verdicts.iter().filter(|v| v.is_some()).count();
     out.kept.reserve(rows.len() - removed);
     out.removed.reserve(removed);
@@ -177,5 +201,46 @@ pub fn dedupe(cfg: &DedupeConfig, rows: Vec<Example>, eval: &[Example], seed: u6
             Some(v) => out.removed.push(Removal { example: e, reason: v.reason.to_string(), matched_id: v.matched, score: v.score }),
         }
     }
-    out
+    Ok(out)
+}
+
+/// Embeds the rows still alive, removes semantic duplicates, then scores (and filters) relevance;
+/// returns the relevance of the rows that survive, in input order, when relevance is on.
+fn embedding_steps(
+    cfg: &DedupeConfig,
+    rows: &[Example],
+    order: &[usize],
+    verdicts: &mut [Option<Verdict>],
+    embedder: &dyn Embedder,
+) -> Result<Option<Vec<f64>>, String> {
+    let alive: Vec<usize> = order.iter().copied().filter(|&i| verdicts[i].is_none()).collect();
+    let texts: Vec<String> = alive.par_iter().map(|&i| rows[i].content_text()).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = embedder.embed(&refs)?;
+    let mut emb: Vec<Vec<f32>> = vec![Vec::new(); rows.len()];
+    for (&i, v) in alive.iter().zip(vectors) {
+        emb[i] = v;
+    }
+    if cfg.semantic.enabled {
+        for (i, k, c) in semantic_duplicates(&alive, &emb, cfg.semantic.threshold) {
+            verdicts[i] = Some(Verdict { reason: "semantic_duplicate", matched: Some(rows[k].id.clone()), score: Some(c) });
+        }
+    }
+    if !cfg.relevance.enabled() {
+        return Ok(None);
+    }
+    let topics: Vec<&str> = cfg.relevance.topics.iter().map(String::as_str).collect();
+    let topic_emb = embedder.embed(&topics)?;
+    let survivors: Vec<usize> = (0..rows.len()).filter(|&i| verdicts[i].is_none()).collect();
+    let vs: Vec<&[f32]> = survivors.iter().map(|&i| emb[i].as_slice()).collect();
+    let mut kept = Vec::with_capacity(survivors.len());
+    for (&i, (score, topic)) in survivors.iter().zip(relevance(&vs, &topic_emb)) {
+        if cfg.relevance.min_score.is_some_and(|m| score < m) {
+            let matched = Some(cfg.relevance.topics[topic].clone());
+            verdicts[i] = Some(Verdict { reason: "low_relevance", matched, score: Some(score) });
+        } else {
+            kept.push(score);
+        }
+    }
+    Ok(Some(kept))
 }

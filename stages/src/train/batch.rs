@@ -16,6 +16,8 @@ pub struct Batch {
     pub positions: Tensor,
     /// `(n, 1)` the target id at each of them.
     pub targets: Tensor,
+    /// The same target ids on the host.
+    pub target_ids: Vec<u32>,
     /// The row of each target.
     pub row_of: Vec<usize>,
     /// Number of rows.
@@ -54,7 +56,8 @@ impl Batch {
             ids: Tensor::from_vec(ids, (rows.len(), t), device)?,
             mask: Tensor::from_vec(mask, (rows.len(), 1, t, t), device)?,
             positions: Tensor::from_vec(positions, n, device)?,
-            targets: Tensor::from_vec(targets, (n, 1), device)?,
+            targets: Tensor::from_vec(targets.clone(), (n, 1), device)?,
+            target_ids: targets,
             row_of,
             rows: rows.len(),
             pair_ids: None,
@@ -85,10 +88,17 @@ impl Batch {
 }
 
 /// `log p(target)` at every target of `batch`, `(n,)`, differentiable through the LoRA variables.
+/// The vocabulary head runs fused with the log-softmax, a block of rows at a time (see
+/// [`medalign_model::fused_ce`]), unless it carries a LoRA update or a bias.
 pub fn token_logprobs(model: &Model, batch: &Batch) -> medalign_model::Result<Tensor> {
     let hidden = model.forward_hidden_masked(&batch.ids, &batch.mask)?;
     let h = hidden.dim(D::Minus1)?;
     let picked = hidden.reshape(((), h))?.index_select(&batch.positions, 0)?;
+    let head = model.lm_head_linear();
+    let plain = head.bias().is_none() && (head.lora().is_none() || head.is_merged());
+    if plain && picked.device().is_cpu() {
+        return Ok(medalign_model::fused_ce::target_logprobs(&picked, head.weight(), &batch.target_ids)?);
+    }
     let logp = candle_nn::ops::log_softmax(&model.lm_head(&picked)?, D::Minus1)?;
     Ok(logp.gather(&batch.targets, 1)?.squeeze(1)?)
 }
