@@ -20,6 +20,7 @@ pub mod pretrained;
 pub mod quant;
 pub mod resolve;
 pub mod scoring;
+pub mod testing;
 pub mod tokenizer;
 pub mod train_attention;
 pub mod transformer;

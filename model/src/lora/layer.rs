@@ -39,7 +39,7 @@ impl LoraLayer {
         Ok((self.b.as_tensor().matmul(self.a.as_tensor())? * self.scaling)?)
     }
 
-    /// `scaling * B A dropout(x)` for `x` of shape `(..., in)`.
+    /// `B (scaling * A dropout(x))` for `x` of shape `(..., in)`.
     pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
         let x = if training && self.dropout > 0.0 {
             candle_nn::ops::dropout(x, self.dropout)?
@@ -49,8 +49,10 @@ impl LoraLayer {
         let dims = x.dims().to_vec();
         let in_dim = dims[dims.len() - 1];
         let flat = x.reshape(((), in_dim))?;
-        let h = flat.matmul(&self.a.as_tensor().t()?)?;
-        let y = (h.matmul(&self.b.as_tensor().t()?)? * self.scaling)?;
+        // Scale the rank-r activations, not the full-width output: one fewer (tokens, out)
+        // tensor kept alive for backward per projection.
+        let h = (flat.matmul(&self.a.as_tensor().t()?)? * self.scaling)?;
+        let y = h.matmul(&self.b.as_tensor().t()?)?;
         let mut out_dims = dims;
         *out_dims.last_mut().expect("rank >= 1") = y.dim(1)?;
         Ok(y.reshape(out_dims)?)

@@ -1,0 +1,95 @@
+//! The main job, shrunk: `pipelines/medalign.yaml` on a tiny random model with a few steps, run by the
+//! real binary end to end (ingest -> dedupe -> generate -> judge -> pair -> quantize -> sft -> dpo ->
+//! eval -> register). Then a rerun is fully cached, and editing the DPO beta reruns dpo, eval and
+//! register only.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The default manifest with smaller budgets that fit the tiny model's 128-token context.
+fn shrunk(beta: &str) -> String {
+    let text = std::fs::read_to_string(root().join("pipelines/medalign.yaml")).unwrap();
+    let replacements = [
+        ("limit: 12", "limit: 4"),
+        ("max_tokens: 96", "max_tokens: 12"),
+        ("max_seq_len: 256", "max_seq_len: 96"),
+        ("max_steps: 8", "max_steps: 2"),
+        ("max_steps: 4", "max_steps: 2"),
+        ("checkpoint_every: 4", "checkpoint_every: 1"),
+        ("limit: 10\n", "limit: 2\n"),
+        ("safety_limit: 8", "safety_limit: 2"),
+        ("block_size: 64", "block_size: 32"),
+        // A random model judges every answer alike; people-verified pairs make the DPO data.
+        ("gold_margin: 1.5}", "gold_margin: 1.5, verified: verified.jsonl}"),
+        ("beta: 0.1", beta),
+    ];
+    let mut out = text.clone();
+    for (from, to) in replacements {
+        assert!(out.contains(from), "the default pipeline no longer has {from:?}: update this test");
+        out = out.replace(from, to);
+    }
+    out
+}
+
+/// Runs the binary; on failure, the error with stderr.
+fn run(dir: &Path, model: &Path) -> Result<Vec<Value>, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_medalign"))
+        .args(["run", "medalign.yaml", "--json", "-q"])
+        .arg("--var")
+        .arg(format!("model={}", model.display()))
+        .arg("--var")
+        .arg(format!("data={}", root().join("data").display()))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(format!("medalign run failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn statuses(reports: &[Value]) -> Vec<(String, String)> {
+    reports.iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string())).collect()
+}
+
+#[test]
+fn the_default_pipeline_runs_end_to_end_caches_and_reruns_only_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny-model");
+    std::fs::create_dir(&model).unwrap();
+    medalign_model::testing::write_tiny_model(&model).unwrap();
+    std::fs::write(dir.path().join("medalign.yaml"), shrunk("beta: 0.1")).unwrap();
+    let verified: String = (0..4)
+        .map(|i| format!("{{\"prompt_id\": \"medsafetybench:med_safety_demonstrations_category_1:{i}\", \"chosen\": \"reference\", \"rejected\": \"low\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("verified.jsonl"), verified).unwrap();
+
+    // A failed run keeps the directory (store, manifest, model) for a look, and says where.
+    let or_keep = |r: Result<Vec<Value>, String>, dir: tempfile::TempDir| match r {
+        Ok(v) => (v, dir),
+        Err(e) => panic!("{e}\n(kept {})", dir.keep().display()),
+    };
+    let (first, dir) = or_keep(run(dir.path(), &model), dir);
+    assert!(first.iter().all(|r| r["status"] == "ran"), "{:#?}", statuses(&first));
+    let by_id = |id: &str| first.iter().find(|r| r["id"] == id).unwrap().clone();
+    let ingest = by_id("ingest");
+    assert_eq!(ingest["metrics"]["rows_in"], ingest["metrics"]["rows_out"]);
+    assert_eq!(by_id("pair")["metrics"]["verified"], 4);
+    assert!(by_id("register")["metrics"].as_object().is_some());
+
+    let (second, dir) = or_keep(run(dir.path(), &model), dir);
+    assert!(second.iter().all(|r| r["status"] == "cached"), "{:#?}", statuses(&second));
+
+    std::fs::write(dir.path().join("medalign.yaml"), shrunk("beta: 0.2")).unwrap();
+    let (third, _dir) = or_keep(run(dir.path(), &model), dir);
+    let ran: Vec<String> = statuses(&third).into_iter().filter(|(_, s)| s == "ran").map(|(id, _)| id).collect();
+    assert_eq!(ran, ["dpo", "eval", "register"]);
+    let dpo = third.iter().find(|r| r["id"] == "dpo").unwrap();
+    assert_eq!(dpo["reason"], "params.dpo.beta changed 0.1 -> 0.2");
+}
