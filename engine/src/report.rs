@@ -57,6 +57,15 @@ pub struct StageReport {
     pub metrics: BTreeMap<String, serde_json::Value>,
 }
 
+/// At most three of a reason's `; `-separated changes; `medalign why` shows them all.
+fn short_reason(reason: &str) -> String {
+    let parts: Vec<&str> = reason.split("; ").collect();
+    if parts.len() <= 3 {
+        return reason.to_string();
+    }
+    format!("{}; and {} more (medalign why lists them)", parts[..3].join("; "), parts.len() - 3)
+}
+
 /// The summary table: stage, kind, status, duration, key, reason.
 pub fn table(reports: &[StageReport]) -> String {
     let rows: Vec<[String; 6]> = reports
@@ -72,7 +81,7 @@ pub fn table(reports: &[StageReport]) -> String {
                     "-".into()
                 },
                 r.key.as_deref().map(|k| k[..k.len().min(12)].to_string()).unwrap_or_else(|| "-".into()),
-                r.reason.clone(),
+                short_reason(&r.reason),
             ]
         })
         .collect();
