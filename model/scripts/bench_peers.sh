@@ -2,13 +2,13 @@
 # Side-by-side generation throughput on one GGUF with 2 threads: medalign-model (candle),
 # PyTorch + transformers (../shared/peers/torch_peer.py) and llama.cpp (llamacpp_peer.py).
 # Usage: bench_peers.sh GGUF [VENV]   (VENV has torch, transformers, gguf, llama-cpp-python)
-# Build first: cargo build --release -p medalign-model --example model_cli
+# Build first: cargo build --release --bin medalign
 set -euo pipefail
 GGUF=${1:?GGUF path}
 VENV=${2:-/work/venv-peer}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PEERS=${PEERS:-$HERE/../../../shared/peers}
-BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/medalign-target}/release/examples/model_cli}
+BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/medalign-target}/release/medalign}
 export RAYON_NUM_THREADS=2 CANDLE_NUM_THREADS=2 OMP_NUM_THREADS=2
 for i in 1 2; do
   echo "{\"peer\": \"medalign-model\", \"run\": $i, \"result\": $("$BIN" bench generate --model "$GGUF" --prompt-tokens 512 --new-tokens 64 --json 2>/dev/null)}"
