@@ -145,15 +145,7 @@ fn stage(
 ) -> Outcome {
     let plan = resolver.plan;
     let ps = &plan.stages[i];
-    let report = |status, reason: String, key: Option<String>| StageReport {
-        id: ps.id.clone(),
-        kind: ps.kind.to_string(),
-        status,
-        reason,
-        key,
-        seconds: 0.0,
-        metrics: BTreeMap::new(),
-    };
+    let report = |status, reason: String, key: Option<String>| StageReport::new(&ps.id, ps.kind, status, reason, key);
     if mode == Mode::Skip {
         return Outcome::NotBuilt(report(StageStatus::Skipped, not_selected.to_string(), None));
     }
@@ -203,9 +195,7 @@ fn stage(
     });
     match result {
         Ok(Ok((record, pins))) => {
-            let mut r = report(StageStatus::Ran, reason, Some(key.clone()));
-            r.seconds = record.seconds;
-            r.metrics = record.metrics.clone();
+            let r = report(StageStatus::Ran, reason, Some(key.clone())).recorded(&record);
             sp.finish(&format!("ran in {:.1}s", record.seconds));
             for (name, note) in pins {
                 if let Err(e) = store.pin(&name, &Pin { keys: vec![key.clone()], note }) {
@@ -220,9 +210,7 @@ fn stage(
         }
         Err(e) => {
             sp.finish("failed");
-            let mut r = report(StageStatus::Failed, e.to_string(), Some(key));
-            r.seconds = 0.0;
-            Outcome::NotBuilt(r)
+            Outcome::NotBuilt(report(StageStatus::Failed, e.to_string(), Some(key)))
         }
     }
 }
@@ -241,9 +229,7 @@ fn cached(
     if let Err(e) = resolver.store.write_ref(&plan.name, &plan.stages[i].id, key) {
         return Some(Outcome::NotBuilt(report(StageStatus::Failed, e.to_string(), Some(key.to_string()))));
     }
-    let mut r = report(StageStatus::Cached, reason, Some(key.to_string()));
-    r.seconds = record.seconds;
-    r.metrics = record.metrics.clone();
+    let r = report(StageStatus::Cached, reason, Some(key.to_string())).recorded(&record);
     Some(Outcome::Built(Built { record, cause: None, ran: false }, r))
 }
 

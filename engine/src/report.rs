@@ -57,6 +57,19 @@ pub struct StageReport {
     pub metrics: BTreeMap<String, serde_json::Value>,
 }
 
+impl StageReport {
+    /// A report that has not run: no time, no metrics yet.
+    pub fn new(id: &str, kind: &str, status: StageStatus, reason: String, key: Option<String>) -> Self {
+        StageReport { id: id.to_string(), kind: kind.to_string(), status, reason, key, seconds: 0.0, metrics: BTreeMap::new() }
+    }
+    /// Takes the time and the metrics the artifact recorded when it ran.
+    pub fn recorded(mut self, record: &crate::record::ArtifactRecord) -> Self {
+        self.seconds = record.seconds;
+        self.metrics = record.metrics.clone();
+        self
+    }
+}
+
 /// At most three of a reason's `; `-separated changes; `medalign why` shows them all.
 fn short_reason(reason: &str) -> String {
     let parts: Vec<&str> = reason.split("; ").collect();

@@ -28,15 +28,7 @@ fn resolve_all(plan: &Plan, opts: &RunOptions, dry: bool) -> Result<Vec<StageRep
     let mut causes: BTreeMap<usize, Option<String>> = BTreeMap::new();
     let mut reports = Vec::with_capacity(plan.stages.len());
     for (i, ps) in plan.stages.iter().enumerate() {
-        let mut report = StageReport {
-            id: ps.id.clone(),
-            kind: ps.kind.to_string(),
-            status: StageStatus::Skipped,
-            reason: String::new(),
-            key: None,
-            seconds: 0.0,
-            metrics: BTreeMap::new(),
-        };
+        let mut report = StageReport::new(&ps.id, ps.kind, StageStatus::Skipped, String::new(), None);
         if modes[i] == Mode::Skip {
             report.reason = not_selected.clone();
             reports.push(report);
@@ -69,10 +61,9 @@ fn resolve_all(plan: &Plan, opts: &RunOptions, dry: bool) -> Result<Vec<StageRep
         let key = ingredients.key();
         report.key = Some(key.clone());
         if let (false, Some(record)) = (forced, resolver.store.record(&key)?) {
+            report = report.recorded(&record);
             report.status = fresh;
             report.reason = resolver.cached_reason(i, &key, None);
-            report.seconds = record.seconds;
-            report.metrics = record.metrics.clone();
             built.insert(i, Built { record, cause: None, ran: false });
         } else {
             let cause_of = |id: &str| plan.index(id).and_then(|u| causes.get(&u).cloned().flatten());

@@ -1,6 +1,6 @@
 //! `medalign status`, `why`, `lineage`, `dag` and `validate`: questions answered without running.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -143,16 +143,9 @@ pub fn why(args: WhyArgs) -> anyhow::Result<ExitCode> {
 
 /// `medalign lineage`.
 pub fn lineage(args: LineageArgs) -> anyhow::Result<ExitCode> {
-    let registry = registry();
-    let (store, key) = match load_plan(&args.manifest.args(), &registry) {
-        Ok(Ok(plan)) => {
-            let store = Store::open(&plan.store_dir)?;
-            let key = target_key(&plan, &store, &args.target)?;
-            (store, key)
-        }
-        Ok(Err(code)) => return Ok(code),
-        Err(e) => return Err(e),
-    };
+    let plan = plan_or_exit!(&args.manifest.args());
+    let store = Store::open(&plan.store_dir)?;
+    let key = target_key(&plan, &store, &args.target)?;
     let tree = medalign_engine::lineage(&store, &key)?;
     if args.json {
         print_json(&tree)?;
@@ -175,10 +168,8 @@ fn target_key(plan: &Plan, store: &Store, target: &str) -> anyhow::Result<String
     }
     match store.resolve_prefix(target)? {
         Some(k) => Ok(k),
-        None => {
-            plan.require(target)?;
-            unreachable!("require fails for an unknown id")
-        }
+        // Neither a key nor a stage: the error lists the stage ids, with a "did you mean".
+        None => Err(plan.require(target).expect_err("target is not a stage id").into()),
     }
 }
 
@@ -235,16 +226,21 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let plan = plan_or_exit!(&args.manifest.args());
     let store = Store::open(&plan.store_dir)?;
     let key = target_key(&plan, &store, &args.target)?;
-    let dir = store.artifact_dir(&key);
-    match medalign_stages::eval::report_table(&dir) {
-        Ok(table) => {
+    match eval_report(&store.artifact_dir(&key)) {
+        Ok((table, html)) => {
             print!("{table}");
-            let html = dir.join("report").join("report.html");
-            if html.is_file() {
+            if let Some(html) = html {
                 eprintln!("HTML report: {}", html.display());
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => bail!("{} is not an eval artifact: {e}", args.target),
     }
+}
+
+/// An eval artifact's base-vs-tuned table and its HTML report (when written), if `dir` is one.
+pub fn eval_report(dir: &Path) -> Result<(String, Option<PathBuf>), String> {
+    let table = medalign_stages::eval::report_table(dir)?;
+    let html = dir.join("report").join("report.html");
+    Ok((table, html.is_file().then_some(html)))
 }

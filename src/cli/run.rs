@@ -77,10 +77,11 @@ fn print_eval_reports(plan: &medalign_engine::Plan, reports: &[medalign_engine::
     let store = medalign_engine::Store::open(&plan.store_dir);
     for r in reports.iter().filter(|r| r.kind == "eval" && matches!(r.status, StageStatus::Ran | StageStatus::Cached)) {
         let (Ok(store), Some(key)) = (&store, &r.key) else { continue };
-        let dir = store.artifact_dir(key);
-        if let Ok(table) = medalign_stages::eval::report_table(&dir) {
+        if let Ok((table, html)) = super::inspect::eval_report(&store.artifact_dir(key)) {
             eprintln!("\n{} (base vs tuned):\n{table}", r.id);
-            eprintln!("HTML report: {}", dir.join("report").join("report.html").display());
+            if let Some(html) = html {
+                eprintln!("HTML report: {}", html.display());
+            }
         }
     }
 }
