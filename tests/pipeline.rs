@@ -1,7 +1,7 @@
 //! The main job, shrunk: `pipelines/medalign.yaml` on a tiny random model with a few steps, run by the
 //! real binary end to end (ingest -> dedupe -> generate -> judge -> pair -> quantize -> sft -> dpo ->
-//! eval -> register). Then a rerun is fully cached, and editing the DPO beta reruns dpo, eval and
-//! register only.
+//! eval, export -> register). Then a rerun is fully cached, and editing the DPO beta reruns dpo,
+//! export, eval and register only.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,6 +82,7 @@ fn the_default_pipeline_runs_end_to_end_caches_and_reruns_only_what_changed() {
     assert_eq!(ingest["metrics"]["rows_in"], ingest["metrics"]["rows_out"]);
     assert_eq!(by_id("pair")["metrics"]["verified"], 4);
     assert!(by_id("register")["metrics"].as_object().is_some());
+    assert!(by_id("export")["metrics"]["gguf_q8_0_mb"].as_f64().unwrap() > 0.0);
 
     let (second, dir) = or_keep(run(dir.path(), &model), dir);
     assert!(second.iter().all(|r| r["status"] == "cached"), "{:#?}", statuses(&second));
@@ -89,7 +90,7 @@ fn the_default_pipeline_runs_end_to_end_caches_and_reruns_only_what_changed() {
     std::fs::write(dir.path().join("medalign.yaml"), shrunk("beta: 0.2")).unwrap();
     let (third, _dir) = or_keep(run(dir.path(), &model), dir);
     let ran: Vec<String> = statuses(&third).into_iter().filter(|(_, s)| s == "ran").map(|(id, _)| id).collect();
-    assert_eq!(ran, ["dpo", "eval", "register"]);
+    assert_eq!(ran, ["dpo", "eval", "export", "register"]);
     let dpo = third.iter().find(|r| r["id"] == "dpo").unwrap();
     assert_eq!(dpo["reason"], "params.dpo.beta changed 0.1 -> 0.2");
 }

@@ -5,6 +5,7 @@
 
 pub mod bert;
 pub mod chat_template;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 mod error;

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor, Var, D};
+
+use crate::checkpoint::{checkpoint, grad_disabled, CheckpointGrads, Recompute};
 
 use crate::config::Config;
 use crate::kv_cache::KvCache;
@@ -192,6 +194,16 @@ impl DecoderLayer {
         Ok((x + h)?)
     }
 
+    /// The trainable LoRA variables this layer reads.
+    fn lora_vars(&self) -> Vec<Var> {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
+            .iter()
+            .filter_map(|l| l.lora())
+            .flat_map(|l| [l.a().clone(), l.b().clone()])
+            .collect()
+    }
+
     fn projections_mut(&mut self) -> [(&'static str, &mut Linear); 7] {
         let (a, m) = (&mut self.self_attn, &mut self.mlp);
         [
@@ -215,6 +227,7 @@ pub struct Model {
     lm_head: Linear,
     config: Config,
     device: Device,
+    checkpointing: Option<Arc<CheckpointGrads>>,
 }
 
 impl Model {
@@ -237,7 +250,7 @@ impl Model {
         } else {
             Linear::new(cfg.hidden_size, cfg.vocab_size, m.pp("embed_tokens"))?
         };
-        Ok(Self { embed_tokens, layers, norm, lm_head, config: cfg.clone(), device: w.device().clone() })
+        Ok(Self { embed_tokens, layers, norm, lm_head, config: cfg.clone(), device: w.device().clone(), checkpointing: None })
     }
 
     /// The hyper-parameters.
@@ -279,9 +292,30 @@ impl Model {
         let (b, t) = ids.dims2()?;
         let mut x = self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
         for layer in &self.layers {
-            x = layer.forward(&x, Some(mask), None, 0)?;
+            let params = layer.lora_vars();
+            x = match &self.checkpointing {
+                Some(grads) if !params.is_empty() && !grad_disabled() => {
+                    let (layer, mask) = (layer.clone(), mask.clone());
+                    let f: Recompute = Arc::new(move |x: &Tensor| layer.forward(x, Some(&mask), None, 0));
+                    checkpoint(&x, f, params, grads)?
+                }
+                _ => layer.forward(&x, Some(mask), None, 0)?,
+            };
         }
         Ok(self.norm.forward(&x)?)
+    }
+
+    /// Turns on gradient checkpointing for [`Self::forward_hidden_masked`] (the training path):
+    /// each adapted layer keeps only its input and recomputes itself in backward. The LoRA
+    /// gradients those recomputations find land in the returned store, not in the outer
+    /// backward's; the trainer adds the two.
+    pub fn enable_gradient_checkpointing(&mut self) -> Arc<CheckpointGrads> {
+        self.checkpointing.get_or_insert_with(Default::default).clone()
+    }
+
+    /// The store of checkpointed gradients, when checkpointing is on.
+    pub fn checkpoint_grads(&self) -> Option<&Arc<CheckpointGrads>> {
+        self.checkpointing.as_ref()
     }
 
     /// Logits over the vocabulary for hidden states of any shape `(..., hidden)`.

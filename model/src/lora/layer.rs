@@ -51,8 +51,13 @@ impl LoraLayer {
         let flat = x.reshape(((), in_dim))?;
         // Scale the rank-r activations, not the full-width output: one fewer (tokens, out)
         // tensor kept alive for backward per projection.
-        let h = (flat.matmul(&self.a.as_tensor().t()?)? * self.scaling)?;
-        let y = h.matmul(&self.b.as_tensor().t()?)?;
+        let (a, b) = if crate::checkpoint::grad_disabled() {
+            (self.a.as_tensor().detach(), self.b.as_tensor().detach())
+        } else {
+            (self.a.as_tensor().clone(), self.b.as_tensor().clone())
+        };
+        let h = (flat.matmul(&a.t()?)? * self.scaling)?;
+        let y = h.matmul(&b.t()?)?;
         let mut out_dims = dims;
         *out_dims.last_mut().expect("rank >= 1") = y.dim(1)?;
         Ok(y.reshape(out_dims)?)

@@ -2,7 +2,7 @@
 
 use medalign_engine::{ArtifactKind, Arity, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
 use medalign_model::quant::{QuantFormat, QuantizedModel};
-use medalign_model::weights::{GgufSource, SafetensorsSource, WeightSource};
+use medalign_model::weights::{GgufSource, GgufType, SafetensorsSource, WeightSource};
 use medalign_model::{resolve_model, Config, ModelLocation};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -53,11 +53,14 @@ pub struct QuantizeConfig {
     pub block_size: usize,
     /// NF4: quantize the block maxima to 8 bits too.
     pub double_quant: bool,
+    /// Export mode: also write the merged model as GGUF, one `model-<type>.gguf` per type
+    /// (`f16`, `q8_0`, `q4_k`), for llama.cpp.
+    pub gguf: Vec<GgufType>,
 }
 
 impl Default for QuantizeConfig {
     fn default() -> Self {
-        Self { mode: QuantizeMode::Quantize, model: "smollm2-135m-instruct".into(), format: Format::Nf4, block_size: 64, double_quant: true }
+        Self { mode: QuantizeMode::Quantize, model: "smollm2-135m-instruct".into(), format: Format::Nf4, block_size: 64, double_quant: true, gguf: vec![] }
     }
 }
 
@@ -78,7 +81,8 @@ impl StageConfig for QuantizeConfig {
     const VERSION: u32 = 1;
     const DOC: &'static str = "mode quantize: turns the base's seven projections per layer into NF4 with double quantization \
         (or ggml Q8_0/Q4_0), the frozen base of QLoRA, and reports each matrix's reconstruction error. mode export: \
-        folds the `adapter` input into the base and writes merged/ (safetensors + config.json + tokenizer) for transformers.";
+        folds the `adapter` input into the base and writes merged/ (safetensors + config.json + tokenizer) for transformers, \
+        and with `gguf: [f16, q8_0, q4_k]` model-<type>.gguf files for llama.cpp.";
 
     fn inputs() -> &'static [InputSlot] {
         &[InputSlot { name: "adapter", kinds: &["adapter"], arity: Arity::Optional, doc: "Export mode: the adapter to merge." }]
@@ -105,8 +109,12 @@ impl StageConfig for QuantizeConfig {
             let out = cx.output_dir("merged").to_path_buf();
             super::export::copy_dir(&adapter, &out)?;
             cx.progress().set_message("merging");
-            let n = export_merged(&self.model, &adapter, &out.join("merged"))?;
-            cx.metric("merged_matrices", n);
+            let exported = export_merged(&self.model, &adapter, &out, &self.gguf)?;
+            cx.metric("merged_matrices", exported.merged);
+            for (ty, _, report) in &exported.gguf {
+                cx.metric(&format!("gguf_{}_mb", ty.name()), report.bytes as f64 / 1048576.0);
+                cx.metric(&format!("gguf_{}_fallback_matrices", ty.name()), report.fallbacks.len());
+            }
             return Ok(());
         }
         let (src, cfg) = open_source(&self.model)?;

@@ -38,6 +38,9 @@ pub struct BenchTrainArgs {
     /// Freeze the base in NF4 (double quantization, blocks of 64), quantized tensor by tensor.
     #[arg(long)]
     pub qlora: bool,
+    /// Gradient checkpointing: recompute each layer in backward.
+    #[arg(long)]
+    pub checkpointing: bool,
     /// Print the figures as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -94,6 +97,9 @@ pub fn run(args: &BenchTrainArgs) -> Result<BenchTrainReport, Box<dyn std::error
     let mut model = load(args)?;
     let lora = LoraConfig { r: args.rank, lora_alpha: 2.0 * args.rank as f64, ..LoraConfig::default() };
     let adapter = LoraAdapter::init(&mut model, lora, 0)?;
+    if args.checkpointing {
+        model.enable_gradient_checkpointing();
+    }
     let vocab = model.config().vocab_size;
     let mut rng = SplitMix64(7);
     let loss_from = args.seq - args.loss_tokens.unwrap_or(args.seq).min(args.seq);

@@ -102,6 +102,9 @@ impl StageConfig for TrainConfig {
         let hyper = self.hyper(batches, pad);
         let progress = cx.progress();
         progress.set_length(hyper.total_steps as u64);
+        if self.gradient_checkpointing {
+            lm.model.enable_gradient_checkpointing();
+        }
         let trainer = Trainer { model: &lm.model, adapter: &adapter, hyper: hyper.clone(), objective, work_dir: cx.work_dir().to_path_buf() };
         let metrics = trainer.run(&mut |r| {
             progress.inc(1);

@@ -251,8 +251,10 @@ impl Trainer<'_> {
             };
             loss += l.to_scalar::<f32>()? as f64;
             let store = l.backward()?;
+            // Checkpointed layers hand their LoRA gradients over on the side.
+            let side = self.model.checkpoint_grads();
             for ((_, v), g) in vars.iter().zip(&mut grads) {
-                if let Some(t) = store.get(v.as_tensor()) {
+                for t in store.get(v.as_tensor()).cloned().into_iter().chain(side.and_then(|s| s.take(v))) {
                     g.iter_mut().zip(t.flatten_all()?.to_vec1::<f32>()?).for_each(|(a, b)| *a += b);
                 }
             }
