@@ -31,6 +31,10 @@ pub struct BenchGenerateArgs {
     /// Exact f32 weights instead of quantized ones.
     #[arg(long)]
     pub f32: bool,
+    /// Also decode this many sequences together, one batched step per token (what a server
+    /// does under load), and report their aggregate tokens/s.
+    #[arg(long, default_value_t = 1)]
+    pub sequences: usize,
 }
 
 /// The measured throughput.
@@ -44,6 +48,9 @@ pub struct BenchReport {
     pub prompt_tokens: usize,
     /// Tokens decoded.
     pub new_tokens: usize,
+    /// With `--sequences N > 1`: tokens/s of all N sequences decoded together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batched_decode_tokens_per_s: Option<f64>,
 }
 
 /// Runs `medalign bench generate`.
@@ -72,7 +79,21 @@ pub fn run_bench_generate(args: &BenchGenerateArgs) -> Result<BenchReport> {
         next = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?[0];
     }
     let decode = t1.elapsed().as_secs_f64();
+    let batched = if args.sequences > 1 {
+        // Every sequence starts from the prompt's cache, fed a different first token.
+        let mut caches: Vec<KvCache> = (0..args.sequences).map(|_| cache.clone()).collect();
+        let mut tokens: Vec<u32> = (0..args.sequences as u32).map(|i| next + i).collect();
+        let t2 = Instant::now();
+        for _ in 1..args.new_tokens {
+            let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+            tokens = lm.model.forward_rows(&tokens, &mut refs)?.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?;
+        }
+        Some(((args.new_tokens - 1).max(1) * args.sequences) as f64 / t2.elapsed().as_secs_f64().max(1e-9))
+    } else {
+        None
+    };
     let report = BenchReport {
+        batched_decode_tokens_per_s: batched,
         prefill_tokens_per_s: ids.len() as f64 / prefill,
         // The first new token comes out of the prefill, as in llama.cpp's and torch's timings.
         decode_tokens_per_s: (args.new_tokens - 1).max(1) as f64 / decode.max(1e-9),
@@ -86,6 +107,9 @@ pub fn run_bench_generate(args: &BenchGenerateArgs) -> Result<BenchReport> {
             "prompt {} tokens: {:.1} tok/s; decode {} tokens: {:.1} tok/s",
             report.prompt_tokens, report.prefill_tokens_per_s, report.new_tokens, report.decode_tokens_per_s
         );
+        if let Some(b) = report.batched_decode_tokens_per_s {
+            eprintln!("{} sequences decoded together: {b:.1} tok/s in all", args.sequences);
+        }
     }
     Ok(report)
 }

@@ -6,6 +6,10 @@
 //! same kernel serves a sequence decoded alone, so a row's result does not depend on the batch.
 
 use candle_core::{DType, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Multiply-adds (heads x cached positions x head size) from which heads run in parallel.
+const PARALLEL_FROM: usize = 1 << 16;
 
 /// `softmax(q k^T * scale) v` for `q` `(1, heads, 1, hd)` and `k`, `v` `(1, kv_heads, s, hd)`
 /// (any strides, f32, CPU) with grouped heads; returns `(1, 1, heads * hd)`, or `None` when the
@@ -30,29 +34,30 @@ pub fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> candl
     }
     let n_rep = heads / kvh;
     let mut out = vec![0f32; heads * hd];
-    let mut scores = vec![0f32; s];
-    for h in 0..heads {
+    let head = |h: usize, o: &mut [f32]| {
         let g = h / n_rep;
         let qh = &q[h * hd..(h + 1) * hd];
         let kbase = kl.start_offset() + g * kst[1];
         let vbase = vl.start_offset() + g * vst[1];
-        let mut max = f32::NEG_INFINITY;
-        for (j, sc) in scores.iter_mut().enumerate() {
-            let kr = &kd[kbase + j * kst[2]..kbase + j * kst[2] + hd];
-            *sc = dot(qh, kr) * scale;
-            max = max.max(*sc);
-        }
+        let mut scores: Vec<f32> = (0..s).map(|j| dot(qh, &kd[kbase + j * kst[2]..kbase + j * kst[2] + hd]) * scale).collect();
+        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
         let mut sum = 0f32;
         for sc in scores.iter_mut() {
             *sc = (*sc - max).exp();
             sum += *sc;
         }
-        let o = &mut out[h * hd..(h + 1) * hd];
         for (j, &p) in scores.iter().enumerate() {
             let vr = &vd[vbase + j * vst[2]..vbase + j * vst[2] + hd];
             let p = p / sum;
             o.iter_mut().zip(vr).for_each(|(o, v)| *o += p * v);
         }
+    };
+    // Heads are independent: over a long cache they are worth spreading over the threads. Each
+    // head's arithmetic is the same either way, so the result does not depend on the split.
+    if heads * s * hd >= PARALLEL_FROM {
+        out.par_chunks_mut(hd).enumerate().for_each(|(h, o)| head(h, o));
+    } else {
+        out.chunks_mut(hd).enumerate().for_each(|(h, o)| head(h, o));
     }
     Ok(Some(Tensor::from_vec(out, (1, 1, heads * hd), &candle_core::Device::Cpu)?))
 }
@@ -79,20 +84,31 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    #[test]
-    fn equals_the_tensor_formula_with_grouped_heads_and_strided_cache() {
+    /// `decode_attention` against the tensor formula on `filled` of `cap` cached positions.
+    fn check(heads: usize, kv: usize, hd: usize, cap: usize, filled: usize) {
         let dev = Device::Cpu;
-        let q = Tensor::randn(0f32, 1.0, (1, 6, 1, 16), &dev).unwrap();
-        // A cache buffer of 10 positions of which 7 are filled: a strided view, as KvCache gives.
-        let kbuf = Tensor::randn(0f32, 1.0, (1, 2, 10, 16), &dev).unwrap();
-        let vbuf = Tensor::randn(0f32, 1.0, (1, 2, 10, 16), &dev).unwrap();
-        let (k, v) = (kbuf.narrow(2, 0, 7).unwrap(), vbuf.narrow(2, 0, 7).unwrap());
+        let q = Tensor::randn(0f32, 1.0, (1, heads, 1, hd), &dev).unwrap();
+        // A strided view of a partly filled buffer, as KvCache gives.
+        let kbuf = Tensor::randn(0f32, 1.0, (1, kv, cap, hd), &dev).unwrap();
+        let vbuf = Tensor::randn(0f32, 1.0, (1, kv, cap, hd), &dev).unwrap();
+        let (k, v) = (kbuf.narrow(2, 0, filled).unwrap(), vbuf.narrow(2, 0, filled).unwrap());
         let got = decode_attention(&q, &k, &v, 0.25).unwrap().unwrap();
-        let qg = q.reshape((1, 2, 3, 16)).unwrap();
+        let qg = q.reshape((1, kv, heads / kv, hd)).unwrap();
         let att = (qg.matmul(&k.contiguous().unwrap().t().unwrap()).unwrap() * 0.25).unwrap();
         let att = candle_nn::ops::softmax_last_dim(&att).unwrap();
-        let want = att.matmul(&v.contiguous().unwrap()).unwrap().reshape((1, 1, 96)).unwrap();
+        let want = att.matmul(&v.contiguous().unwrap()).unwrap().reshape((1, 1, heads * hd)).unwrap();
         let d = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(d < 1e-5, "{d}");
+    }
+
+    #[test]
+    fn equals_the_tensor_formula_with_grouped_heads_and_strided_cache() {
+        check(6, 2, 16, 10, 7);
+    }
+
+    #[test]
+    fn heads_in_parallel_over_a_long_cache_give_the_same_result() {
+        assert!(6 * 300 * 64 >= PARALLEL_FROM);
+        check(6, 2, 64, 320, 300);
     }
 }

@@ -71,7 +71,7 @@ fn product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Tensor> {
             *shape.last_mut().expect("rank >= 1") = out_dim;
             x.reshape(((), in_dim))?.matmul(&w.t()?)?.reshape(shape)
         }
-        QMatMul::QTensor(q) => match super::q4_1::q4_1_matmul(x, q)? {
+        QMatMul::QTensor(q) => match super::qmatvec::quantized_matmul(x, q)? {
             Some(y) => Ok(y),
             None => weight.forward(x),
         },

@@ -6,7 +6,7 @@ mod frozen_matmul;
 mod fused;
 mod linear;
 mod norm;
-mod q4_1;
+mod qmatvec;
 mod rope;
 
 pub use decode_attention::decode_attention;

@@ -135,7 +135,7 @@ impl Weights {
 }
 
 /// Candle has only scalar kernels for these types; Q8_0 runs 2-3x faster on AVX2. (Q4_1 has a
-/// kernel of ours, see `layers::q4_1`.)
+/// kernel of ours, see `layers::qmatvec`.)
 fn requantize_if_slow(qt: QTensor, device: &Device) -> Result<QTensor> {
     match qt.dtype() {
         GgmlDType::Q5_0 | GgmlDType::Q5_1 => {

@@ -1,17 +1,46 @@
-//! A SIMD matrix-vector product for Q4_1 weights, the format of the default SmolLM2 GGUF.
+//! SIMD matrix-vector products for Q4_1 and Q8_0 weights, the formats of the default SmolLM2
+//! GGUF (Q4_1 projections, a Q8_0 embedding that is also the output head).
 //!
-//! Candle has only a scalar kernel for Q4_1, so it was re-quantized to Q8_0 at load; but
-//! decoding a small model is bound by memory traffic, and Q4_1 is 40% smaller than Q8_0. This
-//! follows llama.cpp's `q4_1 x q8_1` dot product: activations are quantized to 8 bits per block
-//! of 32 with their block sum, weights stay 4-bit with a scale and a minimum. Several rows (a
-//! batched decoding step) share one pass over the weight, each block unpacked once for all.
+//! Candle has only a scalar kernel for Q4_1, and its Q8_0 kernel neither uses VNNI nor shares a
+//! weight read between a few rows; decoding a small model is bound by memory traffic, and a
+//! batched decoding step by how often each weight block is unpacked. These follow llama.cpp's
+//! `q4_1 x q8_1` and `q8_0 x q8_0` dot products: activations are quantized to 8 bits per block of
+//! 32 (with their block sum, for Q4_1's minimum), weights stay as stored. Several rows (a batched
+//! decoding step) share one pass over the weight, each block unpacked once for all.
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 const QK: usize = 32;
+/// Q4_1: f16 scale, f16 minimum, 16 bytes of nibbles.
 const BLOCK_BYTES: usize = 20;
+/// Q8_0: f16 scale, 32 signed bytes.
+const Q8_0_BYTES: usize = 34;
+
+/// The weight formats these kernels read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Format {
+    Q4_1,
+    Q8_0,
+}
+
+impl Format {
+    fn of(dtype: GgmlDType) -> Option<Self> {
+        match dtype {
+            GgmlDType::Q4_1 => Some(Self::Q4_1),
+            GgmlDType::Q8_0 => Some(Self::Q8_0),
+            _ => None,
+        }
+    }
+
+    fn block_bytes(self) -> usize {
+        match self {
+            Self::Q4_1 => BLOCK_BYTES,
+            Self::Q8_0 => Q8_0_BYTES,
+        }
+    }
+}
 
 /// Activations of one row quantized per block of 32: scale, scale x sum, values.
 struct Q8Row {
@@ -54,6 +83,16 @@ fn dot_scalar(w: &[u8], x: &Q8Row) -> f32 {
             acc += (blk[4 + j] & 0x0F) as i32 * xq[j] as i32 + (blk[4 + j] >> 4) as i32 * xq[j + QK / 2] as i32;
         }
         total += d * x.d[b] * acc as f32 + m * x.s[b];
+    }
+    total
+}
+
+fn dot_scalar_q8_0(w: &[u8], x: &Q8Row) -> f32 {
+    let mut total = 0f32;
+    for (b, blk) in w.chunks_exact(Q8_0_BYTES).enumerate() {
+        let xq = &x.q[b * QK..(b + 1) * QK];
+        let acc: i32 = blk[2..].iter().zip(xq).map(|(&w, &x)| w as i8 as i32 * x as i32).sum();
+        total += f16_at(blk, 0) * x.d[b] * acc as f32;
     }
     total
 }
@@ -115,7 +154,9 @@ q4_1_dot!(dot_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w8, x8| _mm256_dpbusd_
 /// The same kernel over `ROWS` activation rows at once: each weight block is loaded and unpacked
 /// once for all of them (what makes a batched decoding step cheaper than `ROWS` matvecs). Every
 /// row's arithmetic is exactly that of the one-row kernel, in the same order, so a row's result
-/// does not depend on which other rows share the step.
+/// does not depend on which other rows share the step. The per-block work is written out by a
+/// macro, not a closure: a closure is not inlined into a `target_feature` function, and its
+/// accumulators would then live in memory instead of registers.
 macro_rules! q4_1_dot_rows {
     ($name:ident, $features:literal, $dot32:expr) => {
         #[cfg(target_arch = "x86_64")]
@@ -127,26 +168,29 @@ macro_rules! q4_1_dot_rows {
             let mut acc0 = [_mm256_setzero_ps(); ROWS];
             let mut acc1 = [_mm256_setzero_ps(); ROWS];
             let mut mins = [0f32; ROWS];
-            let step = |b: usize, blk: &[u8], acc: &mut [__m256; ROWS], mins: &mut [f32; ROWS]| {
-                let (w8, d, m) = unpack(blk);
-                for j in 0..ROWS {
-                    let x = &xs[j];
-                    // SAFETY: the block's 32 activation bytes are in bounds.
-                    let x8 = unsafe { _mm256_loadu_si256(x.q.as_ptr().add(b * QK) as *const __m256i) };
-                    let p: __m256i = $dot32(w8, x8);
-                    acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d[b]), _mm256_cvtepi32_ps(p), acc[j]);
-                    mins[j] += m * x.s[b];
-                }
-            };
+            macro_rules! step {
+                ($b:expr, $acc:ident) => {{
+                    let b = $b;
+                    let (w8, d, m) = unpack(&w[b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES]);
+                    for j in 0..ROWS {
+                        let x = &xs[j];
+                        // SAFETY: the block's 32 activation bytes are in bounds.
+                        let x8 = unsafe { _mm256_loadu_si256(x.q.as_ptr().add(b * QK) as *const __m256i) };
+                        let p: __m256i = $dot32(w8, x8);
+                        $acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d[b]), _mm256_cvtepi32_ps(p), $acc[j]);
+                        mins[j] += m * x.s[b];
+                    }
+                }};
+            }
             let nb = w.len() / BLOCK_BYTES;
             let mut b = 0;
             while b + 1 < nb {
-                step(b, &w[b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES], &mut acc0, &mut mins);
-                step(b + 1, &w[(b + 1) * BLOCK_BYTES..(b + 2) * BLOCK_BYTES], &mut acc1, &mut mins);
+                step!(b, acc0);
+                step!(b + 1, acc1);
                 b += 2;
             }
             if b < nb {
-                step(b, &w[b * BLOCK_BYTES..(b + 1) * BLOCK_BYTES], &mut acc0, &mut mins);
+                step!(b, acc0);
             }
             for j in 0..ROWS {
                 out[j] = hsum(_mm256_add_ps(acc0[j], acc1[j])) + mins[j];
@@ -158,8 +202,56 @@ macro_rules! q4_1_dot_rows {
 q4_1_dot_rows!(dot_rows_avx2, "avx2,fma,f16c", |w8, x8| _mm256_madd_epi16(_mm256_maddubs_epi16(w8, x8), _mm256_set1_epi16(1)));
 q4_1_dot_rows!(dot_rows_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w8, x8| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w8, x8));
 
+/// The Q8_0 kernel over `ROWS` rows: signed weights times signed activations, as an unsigned x
+/// signed product of `|w|` and `x` carrying `w`'s sign (llama.cpp's trick). Each row's arithmetic
+/// is the same whatever `ROWS` is, so one row gives the same bits alone and in a batch.
+macro_rules! q8_0_dot_rows {
+    ($name:ident, $features:literal, $dot32:expr) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        fn $name<const ROWS: usize>(w: &[u8], xs: &[Q8Row], out: &mut [f32]) {
+            use std::arch::x86_64::*;
+            let mut acc0 = [_mm256_setzero_ps(); ROWS];
+            let mut acc1 = [_mm256_setzero_ps(); ROWS];
+            macro_rules! step {
+                ($b:expr, $acc:ident) => {{
+                    let b = $b;
+                    let blk = &w[b * Q8_0_BYTES..(b + 1) * Q8_0_BYTES];
+                    let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes([blk[0], blk[1]]) as i32)));
+                    // SAFETY: a Q8_0 block is 34 bytes, so bytes 2..34 are in bounds.
+                    let wq = unsafe { _mm256_loadu_si256(blk.as_ptr().add(2) as *const __m256i) };
+                    let wabs = _mm256_sign_epi8(wq, wq);
+                    for j in 0..ROWS {
+                        let x = &xs[j];
+                        // SAFETY: the block's 32 activation bytes are in bounds.
+                        let x8 = unsafe { _mm256_loadu_si256(x.q.as_ptr().add(b * QK) as *const __m256i) };
+                        let p: __m256i = $dot32(wabs, _mm256_sign_epi8(x8, wq));
+                        $acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d[b]), _mm256_cvtepi32_ps(p), $acc[j]);
+                    }
+                }};
+            }
+            let nb = w.len() / Q8_0_BYTES;
+            let mut b = 0;
+            while b + 1 < nb {
+                step!(b, acc0);
+                step!(b + 1, acc1);
+                b += 2;
+            }
+            if b < nb {
+                step!(b, acc0);
+            }
+            for j in 0..ROWS {
+                out[j] = hsum(_mm256_add_ps(acc0[j], acc1[j]));
+            }
+        }
+    };
+}
+
+q8_0_dot_rows!(q8_0_rows_avx2, "avx2,fma,f16c", |w8, x8| _mm256_madd_epi16(_mm256_maddubs_epi16(w8, x8), _mm256_set1_epi16(1)));
+q8_0_dot_rows!(q8_0_rows_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", |w8, x8| _mm256_dpbusd_epi32(_mm256_setzero_si256(), w8, x8));
+
 /// Which kernel this CPU runs.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kernel {
     Scalar,
     Avx2,
@@ -184,7 +276,10 @@ fn kernel() -> Kernel {
 const ROW_GROUP: usize = 4;
 
 /// `out[j] = w . xs[j]` for every row, groups of `ROW_GROUP` rows sharing each weight read.
-fn dot_rows(w: &[u8], xs: &[Q8Row], out: &mut [f32], kernel: Kernel) {
+fn dot_rows(format: Format, w: &[u8], xs: &[Q8Row], out: &mut [f32], kernel: Kernel) {
+    if format == Format::Q8_0 {
+        return q8_0_dot_rows(w, xs, out, kernel);
+    }
     let mut groups = xs.chunks_exact(ROW_GROUP).zip(out.chunks_exact_mut(ROW_GROUP));
     for (x, o) in &mut groups {
         match kernel {
@@ -202,6 +297,32 @@ fn dot_rows(w: &[u8], xs: &[Q8Row], out: &mut [f32], kernel: Kernel) {
     }
 }
 
+/// [`dot_rows`] for Q8_0: groups of `ROW_GROUP`, then the rest one by one, all through the same
+/// kernel body.
+fn q8_0_dot_rows(w: &[u8], xs: &[Q8Row], out: &mut [f32], kernel: Kernel) {
+    let done = xs.len() / ROW_GROUP * ROW_GROUP;
+    for (x, o) in xs.chunks_exact(ROW_GROUP).zip(out.chunks_exact_mut(ROW_GROUP)) {
+        match kernel {
+            // SAFETY: `kernel()` picked these only after detecting their features at run time.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni => unsafe { q8_0_rows_vnni::<ROW_GROUP>(w, x, o) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { q8_0_rows_avx2::<ROW_GROUP>(w, x, o) },
+            _ => x.iter().zip(o.iter_mut()).for_each(|(x, o)| *o = dot_scalar_q8_0(w, x)),
+        }
+    }
+    for (x, o) in xs[done..].chunks(1).zip(out[done..].chunks_mut(1)) {
+        match kernel {
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni => unsafe { q8_0_rows_vnni::<1>(w, x, o) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { q8_0_rows_avx2::<1>(w, x, o) },
+            _ => o[0] = dot_scalar_q8_0(w, &x[0]),
+        }
+    }
+}
+
 fn dot(w: &[u8], x: &Q8Row, kernel: Kernel) -> f32 {
     match kernel {
         // SAFETY: `kernel()` picked these only after detecting their features at run time.
@@ -213,10 +334,11 @@ fn dot(w: &[u8], x: &Q8Row, kernel: Kernel) -> f32 {
     }
 }
 
-/// `x @ W^T` for a Q4_1 `W` `(n, k)` and an f32 `x` `(..., k)` on the CPU, or `None` when this
-/// kernel does not apply (another type or device).
-pub fn q4_1_matmul(x: &Tensor, w: &QTensor) -> candle_core::Result<Option<Tensor>> {
-    if w.dtype() != GgmlDType::Q4_1 || !x.device().is_cpu() || !w.device().is_cpu() {
+/// `x @ W^T` for a Q4_1 or Q8_0 `W` `(n, k)` and an f32 `x` `(..., k)` on the CPU, or `None`
+/// when these kernels do not apply (another type or device).
+pub fn quantized_matmul(x: &Tensor, w: &QTensor) -> candle_core::Result<Option<Tensor>> {
+    let Some(format) = Format::of(w.dtype()) else { return Ok(None) };
+    if !x.device().is_cpu() || !w.device().is_cpu() {
         return Ok(None);
     }
     let (n, k) = w.shape().dims2()?;
@@ -225,7 +347,7 @@ pub fn q4_1_matmul(x: &Tensor, w: &QTensor) -> candle_core::Result<Option<Tensor
     }
     let kernel = kernel();
     let data = w.data()?;
-    let row_bytes = k / QK * BLOCK_BYTES;
+    let row_bytes = k / QK * format.block_bytes();
     let xs: Vec<f32> = x.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
     let rows: Vec<Q8Row> = xs.chunks_exact(k).map(quantize_row).collect();
     let m = rows.len();
@@ -235,7 +357,7 @@ pub fn q4_1_matmul(x: &Tensor, w: &QTensor) -> candle_core::Result<Option<Tensor
     by_col.par_chunks_mut(chunk * m).enumerate().for_each(|(c, dst)| {
         for (i, o) in dst.chunks_exact_mut(m).enumerate() {
             let r = c * chunk + i;
-            dot_rows(&data[r * row_bytes..(r + 1) * row_bytes], &rows, o, kernel);
+            dot_rows(format, &data[r * row_bytes..(r + 1) * row_bytes], &rows, o, kernel);
         }
     });
     let out = if m == 1 {
@@ -259,15 +381,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matches_the_dequantized_product() {
+    fn q4_1_kernels_match_the_scalar_dot_and_the_dequantized_product() {
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 0.1, (70, 96), &dev).unwrap();
         let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 96), &dev).unwrap();
-        let exact = x.matmul(&q.dequantize(&dev).unwrap().t().unwrap()).unwrap();
-        let got = q4_1_matmul(&x, &q).unwrap().unwrap();
-        let xs: Vec<f32> = x.get(0).unwrap().to_vec1().unwrap();
-        let row = quantize_row(&xs);
+        let row = quantize_row(&x.get(0).unwrap().to_vec1::<f32>().unwrap());
         let data = q.data().unwrap();
         let w0 = &data[..96 / QK * BLOCK_BYTES];
         let reference = dot_scalar(w0, &row);
@@ -277,21 +396,52 @@ mod tests {
             }
             assert!((dot(w0, &row, k) - reference).abs() < 1e-4 * reference.abs().max(1.0));
         }
+        assert_close_to_dequantized(&x, &q);
+    }
+
+    #[test]
+    fn q8_0_kernels_match_the_scalar_dot_and_the_dequantized_product() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.1, (70, 96), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (6, 96), &dev).unwrap();
+        let rows: Vec<Q8Row> = x.to_vec2::<f32>().unwrap().iter().map(|r| quantize_row(r)).collect();
+        let data = q.data().unwrap();
+        let w0 = &data[..96 / QK * Q8_0_BYTES];
+        let reference: Vec<f32> = rows.iter().map(|r| dot_scalar_q8_0(w0, r)).collect();
+        for k in [Kernel::Avx2, Kernel::Vnni] {
+            if k == Kernel::Avx2 && kernel() == Kernel::Scalar || k == Kernel::Vnni && kernel() != Kernel::Vnni {
+                continue;
+            }
+            let mut got = vec![0f32; rows.len()];
+            q8_0_dot_rows(w0, &rows, &mut got, k);
+            for (g, r) in got.iter().zip(&reference) {
+                assert!((g - r).abs() < 1e-4 * r.abs().max(1.0), "{k:?}: {g} vs {r}");
+            }
+        }
+        assert_close_to_dequantized(&x, &q);
+    }
+
+    fn assert_close_to_dequantized(x: &Tensor, q: &QTensor) {
+        let exact = x.matmul(&q.dequantize(&Device::Cpu).unwrap().t().unwrap()).unwrap();
+        let got = quantized_matmul(x, q).unwrap().unwrap();
         let diff = (exact - &got).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         let scale = got.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(diff < 0.02 * scale, "diff {diff} of {scale}");
+        assert!(diff < 0.02 * scale, "{:?}: diff {diff} of {scale}", q.dtype());
     }
 
     #[test]
     fn a_row_gives_the_same_bits_alone_and_in_any_batch() {
         let dev = Device::Cpu;
-        let w = Tensor::randn(0f32, 0.1, (40, 64), &dev).unwrap();
-        let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
-        let x = Tensor::randn(0f32, 1.0, (7, 64), &dev).unwrap();
-        let batch: Vec<Vec<f32>> = q4_1_matmul(&x, &q).unwrap().unwrap().to_vec2().unwrap();
-        for (j, row) in batch.iter().enumerate() {
-            let alone: Vec<Vec<f32>> = q4_1_matmul(&x.narrow(0, j, 1).unwrap(), &q).unwrap().unwrap().to_vec2().unwrap();
-            assert_eq!(&alone[0], row, "row {j}");
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let w = Tensor::randn(0f32, 0.1, (40, 64), &dev).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let x = Tensor::randn(0f32, 1.0, (7, 64), &dev).unwrap();
+            let batch: Vec<Vec<f32>> = quantized_matmul(&x, &q).unwrap().unwrap().to_vec2().unwrap();
+            for (j, row) in batch.iter().enumerate() {
+                let alone: Vec<Vec<f32>> = quantized_matmul(&x.narrow(0, j, 1).unwrap(), &q).unwrap().unwrap().to_vec2().unwrap();
+                assert_eq!(&alone[0], row, "{dtype:?} row {j}");
+            }
         }
     }
 }
