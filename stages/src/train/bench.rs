@@ -80,20 +80,8 @@ fn load(args: &BenchTrainArgs) -> Result<Model, Box<dyn std::error::Error + Send
     Ok(Model::new(&cfg, Weights::new(Arc::new(q), Device::Cpu, LinearFormat::Quantized))?)
 }
 
-/// candle's element-wise ops split work over a spinning barrier pool sized by
-/// `CANDLE_NUM_THREADS`; they are memory-bound, and on a small, shared machine the main thread
-/// spins waiting for a descheduled worker (a fifth of the CPU time in `perf`). One thread for
-/// them (GEMM keeps `RAYON_NUM_THREADS`) made training 1.8x faster on 2 cores. Must run before
-/// candle's first element-wise op; an explicit setting wins.
-pub fn single_threaded_elementwise() {
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
-}
-
 /// Runs the benchmark; prints JSON when asked, a line on stderr otherwise.
 pub fn run(args: &BenchTrainArgs) -> Result<BenchTrainReport, Box<dyn std::error::Error + Send + Sync>> {
-    single_threaded_elementwise();
     let mut model = load(args)?;
     let lora = LoraConfig { r: args.rank, lora_alpha: 2.0 * args.rank as f64, ..LoraConfig::default() };
     let adapter = LoraAdapter::init(&mut model, lora, 0)?;
