@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    medalign_model::threads::single_threaded_elementwise();
+    medalign_model::process::configure();
     let cli = cli::Cli::parse();
     match cli::dispatch(cli) {
         Ok(code) => code,

@@ -22,7 +22,7 @@ pub mod quant;
 pub mod resolve;
 pub mod scoring;
 pub mod testing;
-pub mod threads;
+pub mod process;
 pub mod tokenizer;
 pub mod train_attention;
 pub mod transformer;

@@ -40,6 +40,7 @@ const VOCAB: &str = "patient fever cough pain chest abdomen dose tablet insulin 
 #[test]
 #[ignore]
 fn ingest_and_exact_dedupe_1m() {
+    medalign_model::process::keep_freed_memory(); // as the binary does
     let n = 1_000_000;
     let dir = tempfile::tempdir().unwrap();
     let vocab: Vec<&str> = VOCAB.split_whitespace().collect();
