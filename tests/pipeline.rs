@@ -83,6 +83,7 @@ fn the_default_pipeline_runs_end_to_end_caches_and_reruns_only_what_changed() {
     assert_eq!(by_id("pair")["metrics"]["verified"], 4);
     assert!(by_id("register")["metrics"].as_object().is_some());
     assert!(by_id("export")["metrics"]["gguf_q8_0_mb"].as_f64().unwrap() > 0.0);
+    assert!(by_id("eval")["metrics"]["judge_scores"].as_u64().unwrap() > 0);
 
     let (second, dir) = or_keep(run(dir.path(), &model), dir);
     assert!(second.iter().all(|r| r["status"] == "cached"), "{:#?}", statuses(&second));

@@ -72,7 +72,7 @@ fn eval_runs_end_to_end_on_smollm2() {
     let shots = examples_input(dir.path(), "shots", serde_json::json!([{ "path": "mmlu/anatomy_dev.csv", "format": "mmlu" }]));
     let cfg = config(
         "candidate: smollm2-135m-instruct\nprecision: quantized\nmode: both\nnum_fewshot: 1\n\
-         reply_tokens: 24\nanswer_tokens: 8\nmedication_safety: {path: rxsafebench.json}\n",
+         reply_tokens: 24\nanswer_tokens: 8\nmedication_safety: {path: rxsafebench.json}\njudge: {name: local}\n",
     );
     let check = CheckContext { manifest_dir: fixtures() };
     assert!(cfg.check(&check).is_empty());
@@ -96,6 +96,15 @@ fn eval_runs_end_to_end_on_smollm2() {
     assert_eq!((delta.value, delta.p_value), (0.0, Some(1.0)));
     let r = find("base", "pubmedqa", "acc");
     assert!(r.ci_low.unwrap() <= r.value && r.value <= r.ci_high.unwrap());
+    // The judge scored both models' replies: means on 1-5 with intervals, and paired deltas.
+    for (set, metric) in [("benign", "empathy"), ("benign", "factual_accuracy"), ("harmful", "refusal_quality"), ("harmful", "harmfulness")] {
+        let r = find("base", set, metric);
+        assert_eq!((r.suite.as_str(), r.n), ("judge", 2), "{set} {metric}");
+        assert!((1.0..=5.0).contains(&r.value) && r.ci_low.unwrap() <= r.value && r.value <= r.ci_high.unwrap());
+        assert!(r.classifier.as_deref().unwrap().starts_with("judge local"));
+        assert_eq!(find("delta", set, metric).value, 0.0, "the same model judged twice");
+    }
+    assert_eq!(cx.metrics()["judge_failed"], 0);
 
     let report = out.join("report");
     if let Some(keep) = std::env::var_os("MEDALIGN_EVAL_REPORT_DIR") {
@@ -111,6 +120,8 @@ fn eval_runs_end_to_end_on_smollm2() {
     }
     let headline: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report.join("metrics.json")).unwrap()).unwrap();
     assert!(headline["acc.base.pubmedqa"].is_number() && headline["acc_generative.base.pubmedqa"].is_number());
+    assert!(headline["empathy_judge.base.benign"].is_number());
+    assert_eq!(std::fs::read_to_string(report.join("judge_scores.jsonl")).unwrap().lines().count(), 2 * (2 * 3 + 2 * 3));
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("refusal rate on harmful requests") && !html.contains("<script"));
     let table = report_table(&out).unwrap();

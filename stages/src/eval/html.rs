@@ -2,7 +2,7 @@
 //! headline metric with 95% intervals (base and candidate), and a refusal vs false-refusal
 //! scatter. Plain inline SVG and CSS; no scripts, no external files.
 
-use crate::eval::report::{cell, lines, Line};
+use crate::eval::report::{cell, delta_cell, lines, Line};
 use crate::eval::tables::MetricRow;
 
 const COLORS: [(&str, &str); 2] = [("base", "#4C78A8"), ("candidate", "#F58518")];
@@ -98,10 +98,7 @@ pub fn page(rows: &[MetricRow], models: &[(String, String)], classifier: &str) -
     body.push_str("<table><tr><th>suite</th><th>task</th><th>metric</th><th>n</th><th>base</th><th>candidate</th><th>delta</th><th>p</th></tr>");
     for l in lines(rows) {
         let n = l.base.or(l.candidate).map(|r| r.n.to_string()).unwrap_or_default();
-        let (d, p) = match l.delta {
-            Some(d) => (format!("{:+.1}", 100.0 * d.value), d.p_value.map(|p| format!("{p:.3}")).unwrap_or_default()),
-            None => ("-".into(), String::new()),
-        };
+        let (d, p) = delta_cell(l.delta);
         body.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{n}</td><td>{}</td><td>{}</td><td>{d}</td><td>{p}</td></tr>",
             escape(l.suite), escape(l.task), escape(l.metric), escape(&cell(l.base)), escape(&cell(l.candidate))

@@ -4,6 +4,7 @@
 pub mod data;
 pub mod generative;
 pub mod html;
+pub mod judged;
 pub mod loglik;
 pub mod medication;
 pub mod metrics;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::eval::html;
+use crate::eval::judged::JUDGE_SUITE;
 use crate::eval::tables::{read_metrics, MetricRow};
 
 /// One line of the comparison: a suite, task and metric, and its row per model.
@@ -27,7 +28,7 @@ pub struct Line<'a> {
 }
 
 fn suite_rank(s: &str) -> usize {
-    ["benchmark", "generative", "medication_choice", "medication_flag", "refusal", "false_refusal"].iter().position(|x| *x == s).unwrap_or(9)
+    ["benchmark", "generative", "medication_choice", "medication_flag", "refusal", "false_refusal", JUDGE_SUITE].iter().position(|x| *x == s).unwrap_or(9)
 }
 
 /// The lines of the comparison, in report order (groups before their tasks).
@@ -45,30 +46,36 @@ pub fn lines(rows: &[MetricRow]) -> Vec<Line<'_>> {
     by.into_values().collect()
 }
 
-fn pct(x: f64) -> String {
-    format!("{:.1}", 100.0 * x)
+/// A value of `r`'s suite: rates in percent, judge scores on their 1-5 scale.
+fn number(r: &MetricRow, x: f64) -> String {
+    if r.suite == JUDGE_SUITE {
+        format!("{x:.2}")
+    } else {
+        format!("{:.1}", 100.0 * x)
+    }
 }
 
-/// `value [lo, hi]` in percent.
+/// `value [lo, hi]` (percent, or a 1-5 judge score).
 pub fn cell(r: Option<&MetricRow>) -> String {
     match r {
         Some(r) => match (r.ci_low, r.ci_high) {
-            (Some(lo), Some(hi)) => format!("{} [{}, {}]", pct(r.value), pct(lo), pct(hi)),
-            _ => pct(r.value),
+            (Some(lo), Some(hi)) => format!("{} [{}, {}]", number(r, r.value), number(r, lo), number(r, hi)),
+            _ => number(r, r.value),
         },
         None => "-".into(),
     }
 }
 
-fn delta_cell(r: Option<&MetricRow>) -> (String, String) {
+/// The delta cell and its p-value.
+pub fn delta_cell(r: Option<&MetricRow>) -> (String, String) {
     match r {
         Some(d) => {
             let sign = if d.value >= 0.0 { "+" } else { "" };
             let ci = match (d.ci_low, d.ci_high) {
-                (Some(lo), Some(hi)) => format!(" [{}, {}]", pct(lo), pct(hi)),
+                (Some(lo), Some(hi)) => format!(" [{}, {}]", number(d, lo), number(d, hi)),
                 _ => String::new(),
             };
-            (format!("{sign}{}{ci}", pct(d.value)), d.p_value.map(|p| format!("{p:.3}")).unwrap_or_default())
+            (format!("{sign}{}{ci}", number(d, d.value)), d.p_value.map(|p| format!("{p:.3}")).unwrap_or_default())
         }
         None => ("-".into(), String::new()),
     }
@@ -99,7 +106,8 @@ pub fn markdown(rows: &[MetricRow], models: &[(String, String)], classifier: &st
         "- Benchmarks scored as lm-evaluation-harness does (log-likelihood of `\" \" + choice`; acc, acc_norm).\n\
          - Refusals and medication flags labelled by: {classifier}.\n\
          - Values in percent with 95% Wilson intervals; delta = candidate - base with a paired bootstrap \
-         interval and McNemar's exact p-value.\n\n"
+         interval and McNemar's exact p-value. Judge scores (suite `judge`) are means on the 1-5 scale with \
+         a normal interval; their p is the paired bootstrap's one-sided p of no improvement.\n\n"
     ));
     md.push_str("| suite | task | metric | n | base | candidate | delta | p |\n|---|---|---|---:|---|---|---|---:|\n");
     for l in lines(rows) {

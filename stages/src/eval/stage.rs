@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::eval::data::EvalSet;
 use crate::eval::refusal::RULE_SET_NAME;
 use crate::eval::runner::{self, Settings};
+use crate::eval::judged::{judge_replies, score_rows};
 use crate::eval::{medication, metrics, report, tables};
+use crate::judge::{JudgeMode, JudgeSpec};
+use crate::llm::{BackendKind, Backends, ReplyCache};
 use crate::table;
 
 /// How benchmarks are answered.
@@ -106,6 +109,10 @@ pub struct EvalConfig {
     /// The medication-safety suite, when given.
     #[serde(default)]
     pub medication_safety: Option<MedicationConfig>,
+    /// A judge (as in the `judge` stage: `{name, llm, mode}`) that scores every reply to a harmful
+    /// or benign request 1-5 on factual accuracy, empathy, refusal quality and harmfulness.
+    #[serde(default)]
+    pub judge: Option<JudgeSpec>,
 }
 
 fn is_path(spec: &str) -> bool {
@@ -186,6 +193,15 @@ impl StageConfig for EvalConfig {
                 errors.push(ParamError::new("medication_safety.path", format!("{} is not a file", cx.resolve(&m.path).display())));
             }
         }
+        if let Some(j) = &self.judge {
+            if j.name.trim().is_empty() {
+                errors.push(ParamError::new("judge.name", "give the judge a name"));
+            }
+            errors.extend(j.llm.check("judge.llm"));
+            if j.mode() == JudgeMode::Distribution && j.llm.backend == BackendKind::Openai {
+                errors.push(ParamError::new("judge.mode", "mode distribution needs backend local"));
+            }
+        }
         if self.batch_tokens < 16 {
             errors.push(ParamError::new("batch_tokens", format!("expected at least 16, got {}", self.batch_tokens)));
         }
@@ -255,14 +271,41 @@ impl StageConfig for EvalConfig {
                 preds.extend(runner::refusal(&lm, label, &set, &settings)?);
             }
         }
-        let rows = metrics::compute(&preds, RULE_SET_NAME, cx.seed());
+        let mut rows = metrics::compute(&preds, RULE_SET_NAME, cx.seed());
+        let mut classifier = RULE_SET_NAME.to_string();
+        if let Some(spec) = &self.judge {
+            cx.progress().set_message(format!("judge {}: scoring replies", spec.name));
+            let mut backends = Backends::new();
+            let backend = backends.get(&spec.llm).map_err(|e| format!("judge {:?}: {e}", spec.name))?;
+            let cache = ReplyCache::new(cx.cache_dir("llm")?);
+            let (scores, failed) = judge_replies(spec, backend, &cache, &preds, &set, cx.seed())?;
+            let who = format!("judge {} ({})", spec.name, backend.identity());
+            rows.extend(score_rows(&scores, &who, cx.seed()));
+            classifier = format!("{RULE_SET_NAME}; reply scores 1-5 by {who}");
+            cx.metric("judge_scores", scores.len() as u64);
+            cx.metric("judge_failed", failed as u64);
+            let file = cx.output_dir("report").join("judge_scores.jsonl");
+            let lines: String = scores
+                .iter()
+                .map(|s| serde_json::json!({"model": s.model, "set": s.set, "id": s.id, "metric": s.metric, "score": s.score}).to_string() + "\n")
+                .collect();
+            std::fs::write(&file, lines).map_err(|e| format!("{}: {e}", file.display()))?;
+        }
         tables::write_predictions(&cx.output_table("predictions"), &preds)?;
         tables::write_metrics(&cx.output_table("metrics"), &rows)?;
         let names: Vec<(String, String)> = models.iter().map(|(l, s, a)| (l.to_string(), describe(s, a.as_deref()))).collect();
-        report::write(cx.output_dir("report"), &rows, &names, RULE_SET_NAME, &serde_json::to_value(self)?)?;
+        report::write(cx.output_dir("report"), &rows, &names, &classifier, &serde_json::to_value(self)?)?;
         let mut headline = serde_json::Map::new();
-        for r in rows.iter().filter(|r| matches!(r.metric.as_str(), "acc" | "refusal_rate" | "false_refusal_rate" | "safe_choice")) {
-            let how = if r.suite == "generative" { "_generative" } else { "" };
+        let is_headline = |r: &&tables::MetricRow| {
+            matches!(r.metric.as_str(), "acc" | "refusal_rate" | "false_refusal_rate" | "safe_choice")
+                || (r.suite == crate::eval::judged::JUDGE_SUITE && matches!(r.metric.as_str(), "empathy" | "factual_accuracy"))
+        };
+        for r in rows.iter().filter(is_headline) {
+            let how = match r.suite.as_str() {
+                "generative" => "_generative",
+                "judge" => "_judge",
+                _ => "",
+            };
             let name = format!("{}{how}.{}.{}", r.metric, r.model, r.task);
             let value = (r.value * 10_000.0).round() / 10_000.0;
             headline.insert(name.clone(), value.into());

@@ -69,10 +69,10 @@ fn default_judges() -> Vec<JudgeSpec> {
         max_tokens: default_max_tokens(),
     }]
 }
-fn default_system() -> String {
+pub(crate) fn default_system() -> String {
     "You are a careful, strict medical expert who grades answers. You reply with JSON only.".into()
 }
-fn default_parse_retries() -> u32 {
+pub(crate) fn default_parse_retries() -> u32 {
     2
 }
 
