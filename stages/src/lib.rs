@@ -6,6 +6,7 @@ pub mod columns;
 pub mod dedupe;
 pub mod eval;
 pub mod example;
+pub mod files;
 pub mod generate;
 pub mod ingest;
 pub mod judge;

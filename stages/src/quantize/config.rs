@@ -107,7 +107,7 @@ impl StageConfig for QuantizeConfig {
         if self.mode == QuantizeMode::Export {
             let adapter = cx.input("adapter").ok_or("export mode needs an `adapter` input")?.dir.clone();
             let out = cx.output_dir("merged").to_path_buf();
-            super::export::copy_dir(&adapter, &out)?;
+            crate::files::link_tree(&adapter, &out)?;
             cx.progress().set_message("merging");
             let exported = export_merged(&self.model, &adapter, &out, &self.gguf)?;
             cx.metric("merged_matrices", exported.merged);

@@ -84,17 +84,6 @@ pub fn export_merged(spec: &str, adapter_dir: &Path, out: &Path, gguf: &[GgufTyp
     Ok(Exported { merged, gguf: written })
 }
 
-/// Copies the files of `from` (recursively) into `to`.
-pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        if src.is_dir() { copy_dir(&src, &dst)? } else { std::fs::copy(&src, &dst).map(|_| ())? }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use candle_core::Tensor;

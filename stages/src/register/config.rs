@@ -12,7 +12,8 @@ use medalign_engine::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::files::{copy_tree, hash_model, Registration};
+use super::files::{hash_model, Registration};
+use crate::files::link_tree;
 use super::registry::{check_name, NewVersion, Registry};
 use super::vertex::{write_bundle, VertexParams};
 use super::RegisterError;
@@ -168,7 +169,7 @@ impl RegisterConfig {
             gguf: None,
         };
         if let Some(a) = &adapter_in {
-            copy_tree(&a.dir, &out.join("adapter"))?;
+            link_tree(&a.dir, &out.join("adapter")).map_err(|e| RegisterError::Io(a.dir.clone(), e))?;
             if out.join("adapter/adapter_config.json").is_file() {
                 reg.adapter = Some("adapter".into());
             }

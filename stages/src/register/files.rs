@@ -63,21 +63,6 @@ impl Registration {
     }
 }
 
-/// Copies the tree at `from` into `to` (created).
-pub fn copy_tree(from: &Path, to: &Path) -> Result<(), RegisterError> {
-    std::fs::create_dir_all(to).map_err(|e| RegisterError::Io(to.to_path_buf(), e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| RegisterError::Io(from.to_path_buf(), e))? {
-        let entry = entry.map_err(|e| RegisterError::Io(from.to_path_buf(), e))?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        if src.is_dir() {
-            copy_tree(&src, &dst)?;
-        } else {
-            std::fs::copy(&src, &dst).map_err(|e| RegisterError::Io(src.clone(), e))?;
-        }
-    }
-    Ok(())
-}
-
 /// BLAKE3 of a model's weights: the GGUF file, or the `*.safetensors` of a directory in name
 /// order (each file's hash fed into one hasher).
 pub fn hash_model(path: &Path) -> Result<String, RegisterError> {

@@ -10,7 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::files::{copy_tree, Registration};
+use super::files::Registration;
+use crate::files::{link_file, link_tree};
 use super::RegisterError;
 
 /// Where the model files live inside the serving image.
@@ -119,22 +120,22 @@ pub fn write_bundle(
     std::fs::create_dir_all(&files).map_err(io(&files))?;
     let mut local = reg.clone();
     if let Some(adapter) = &reg.adapter {
-        copy_tree(&model_dir.join(adapter), &files.join(adapter))?;
+        link_tree(&model_dir.join(adapter), &files.join(adapter)).map_err(io(&model_dir.join(adapter)))?;
     }
     for f in [&reg.merged, &reg.gguf].into_iter().flatten() {
         let src = model_dir.join(f);
         if src.is_dir() {
-            copy_tree(&src, &files.join(f))?;
+            link_tree(&src, &files.join(f)).map_err(io(&src))?;
         } else {
-            std::fs::copy(&src, files.join(f)).map_err(io(&src))?;
+            link_file(&src, &files.join(f)).map_err(io(&src))?;
         }
     }
     if let (Some(base), None, None) = (base_file, &reg.merged, &reg.gguf) {
         let name = base.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "base".into());
         if base.is_dir() {
-            copy_tree(base, &files.join(&name))?;
+            link_tree(base, &files.join(&name)).map_err(io(base))?;
         } else {
-            std::fs::copy(base, files.join(&name)).map_err(io(base))?;
+            link_file(base, &files.join(&name)).map_err(io(base))?;
         }
         local.base_model = format!("./{name}");
     }
