@@ -40,6 +40,9 @@ fn params_are_checked() {
     assert_eq!(errors[2], "batch_tokens: expected at least 16, got 4");
     assert_eq!(errors[3], "reply_tokens: expected at least 1");
     assert!(config("{}").check(&cx).is_empty());
+    let judge = config("judge: {name: '', llm: {backend: openai, base_url: 'http://127.0.0.1:9/v1', model: m}, mode: distribution}\n");
+    let errors: Vec<String> = judge.check(&cx).into_iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+    assert_eq!(errors, ["judge.name: give the judge a name", "judge.mode: mode distribution needs backend local"]);
     let mut reg = KindRegistry::new();
     medalign_stages::register(&mut reg);
     let kind = reg.kind("eval").expect("eval is registered");
