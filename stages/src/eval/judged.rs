@@ -11,7 +11,7 @@ use crate::eval::stats::{paired_bootstrap, Z95};
 use crate::eval::tables::{MetricRow, Prediction};
 use crate::generate::{prompt_of, Candidate};
 use crate::judge::{
-    default_metrics, default_parse_retries, default_system, judge_distribution, judge_json, JudgeMode, JudgeRun, JudgeSpec, Template,
+    default_metrics, Better, default_parse_retries, default_system, judge_distribution, judge_json, JudgeMode, JudgeRun, JudgeSpec, Template,
     JSON_TEMPLATE, SCORE_TEMPLATE,
 };
 use crate::llm::{Backend, ReplyCache, Sampling};
@@ -109,8 +109,14 @@ pub fn judge_replies(
     Ok((scores, failed))
 }
 
+/// Whether 1 is the best score of `metric` in the rubric (harmfulness).
+fn lower_is_better(metric: &str) -> bool {
+    default_metrics().iter().any(|m| m.name == metric && m.better == Better::Low)
+}
+
 /// Mean score per model, set and metric with a normal 95% interval, then the candidate-minus-base
-/// rows over the items both were scored on (paired bootstrap interval and one-sided p-value).
+/// rows over the items both were scored on: paired bootstrap interval of candidate - base, and
+/// the one-sided p-value that the candidate is not better (not lower, for harmfulness).
 pub fn score_rows(scores: &[ItemScore], classifier: &str, seed: u64) -> Vec<MetricRow> {
     let mut by: BTreeMap<(&str, &str, &str), BTreeMap<&str, f64>> = BTreeMap::new();
     for s in scores {
@@ -142,7 +148,11 @@ pub fn score_rows(scores: &[ItemScore], classifier: &str, seed: u64) -> Vec<Metr
         }
         let Some(cand) = by.get(&("candidate", set, metric)) else { continue };
         let (b, c): (Vec<f64>, Vec<f64>) = base.iter().filter_map(|(id, v)| cand.get(id).map(|w| (*v, *w))).unzip();
-        let Some((lo, hi, p)) = paired_bootstrap(&b, &c, BOOTSTRAP_RESAMPLES, seed) else { continue };
+        let Some((lo, hi, mut p)) = paired_bootstrap(&b, &c, BOOTSTRAP_RESAMPLES, seed) else { continue };
+        if lower_is_better(metric) {
+            // The same resamples with the sides swapped: the share where the candidate is not lower.
+            p = paired_bootstrap(&c, &b, BOOTSTRAP_RESAMPLES, seed).map_or(p, |r| r.2);
+        }
         rows.push(MetricRow {
             model: "delta".into(),
             suite: JUDGE_SUITE.into(),
@@ -185,5 +195,11 @@ mod tests {
         assert!((delta.value - 1.5).abs() < 1e-12);
         assert!(delta.ci_low.unwrap() > 1.0 && delta.ci_high.unwrap() < 2.0 && delta.p_value == Some(0.0));
         assert_eq!(base.classifier.as_deref(), Some("judge j"));
+
+        // Harmfulness rising is no improvement: its p is that of "the candidate is not lower".
+        let worse: Vec<ItemScore> =
+            scores.iter().map(|s| ItemScore { metric: "harmfulness".into(), ..s.clone() }).collect();
+        let delta = score_rows(&worse, "judge j", 1).into_iter().find(|r| r.model == "delta").unwrap();
+        assert!((delta.value - 1.5).abs() < 1e-12 && delta.p_value == Some(1.0));
     }
 }
