@@ -8,6 +8,7 @@ pub mod judged;
 pub mod loglik;
 pub mod medication;
 pub mod metrics;
+pub mod py_random;
 pub mod refusal;
 pub mod report;
 pub mod runner;

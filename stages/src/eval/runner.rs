@@ -11,6 +11,7 @@ use crate::eval::data::{BenchItem, EvalSet};
 use crate::eval::generative::{chat_question, extract_choice, replies};
 use crate::eval::loglik::{self, Request};
 use crate::eval::medication::Consultation;
+use crate::eval::py_random::{PyRandom, HARNESS_FEWSHOT_SEED};
 use crate::eval::refusal::{flags_interaction, is_refusal};
 use crate::eval::tables::Prediction;
 use crate::eval::template::{Doc, TARGET_DELIMITER};
@@ -51,6 +52,25 @@ fn prediction(label: &str, suite: &str, task: &str, id: &str, origin: &str, mode
     Prediction { model: label.into(), suite: suite.into(), task: task.into(), id: id.into(), origin: origin.into(), mode: mode.into(), ..Default::default() }
 }
 
+/// The few-shot examples of each item, chosen as lm-evaluation-harness chooses them: MMLU takes
+/// the first `n` of its dev split (`first_n`); the other tasks draw `n` from their pool with
+/// `random.Random(1234).sample`, one draw per evaluated item in order, a generator per task.
+#[derive(Default)]
+struct FewshotDraws {
+    rngs: BTreeMap<String, PyRandom>,
+}
+
+impl FewshotDraws {
+    fn shots<'p, T>(&mut self, task: &str, pool: &'p [T], n: usize) -> Vec<&'p T> {
+        let n = n.min(pool.len());
+        if n == 0 || task.starts_with("mmlu_") {
+            return pool.iter().take(n).collect();
+        }
+        let rng = self.rngs.entry(task.to_string()).or_insert_with(|| PyRandom::new(HARNESS_FEWSHOT_SEED));
+        rng.sample(pool.len(), n).into_iter().map(|i| &pool[i]).collect()
+    }
+}
+
 /// Runs the benchmarks; returns the predictions and the questions scored per second by likelihood.
 pub fn benchmarks(
     lm: &LanguageModel,
@@ -66,10 +86,11 @@ pub fn benchmarks(
     let mut rate = None;
     if s.loglikelihood && !items.is_empty() {
         progress(&format!("{label}: scoring {} questions", items.len()));
+        let mut draws = FewshotDraws::default();
         let contexts: Vec<(String, &Doc)> = items
             .iter()
             .map(|(task, item)| {
-                let shots: Vec<&Doc> = pool.get(*task).map(|p| p.iter().take(s.num_fewshot).collect()).unwrap_or_default();
+                let shots = pool.get(*task).map(|p| draws.shots(task, p, s.num_fewshot)).unwrap_or_default();
                 (item.doc.context(&shots), &item.doc)
             })
             .collect();
@@ -162,4 +183,22 @@ pub fn refusal(lm: &LanguageModel, label: &str, set: &EvalSet, s: &Settings) -> 
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fewshot_draws_follow_the_harness() {
+        let pool: Vec<usize> = (0..500).collect();
+        let mut d = FewshotDraws::default();
+        // MMLU: the first n of dev, every time.
+        assert_eq!(d.shots("mmlu_anatomy", &pool, 3), [&0, &1, &2]);
+        // Others: Random(1234).sample(pool, n) per item, a generator per task (CPython's draws).
+        assert_eq!(d.shots("pubmedqa", &pool, 3), [&494, &398, &225]);
+        assert_eq!(d.shots("medqa_4options", &pool, 3), [&494, &398, &225]);
+        assert_eq!(d.shots("pubmedqa", &pool, 3), [&59, &3, &46]);
+        assert!(d.shots("pubmedqa", &pool, 0).is_empty());
+    }
 }

@@ -82,7 +82,9 @@ pub struct EvalConfig {
     /// extraction) or `both`.
     #[serde(default)]
     pub mode: Mode,
-    /// Few-shot examples per prompt, the first ones of the `fewshot` input for the same task.
+    /// Few-shot examples per prompt from the `fewshot` input for the same task, chosen as the
+    /// harness chooses them: the first ones for MMLU (dev), a `Random(1234).sample` per item for
+    /// MedQA, PubMedQA and MedMCQA (their train splits).
     #[serde(default)]
     pub num_fewshot: usize,
     /// Keep the first `limit` items of each benchmark (all by default).
