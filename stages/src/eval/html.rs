@@ -92,7 +92,8 @@ pub fn page(rows: &[MetricRow], models: &[(String, String)], classifier: &str) -
     }
     body.push_str(&format!(
         "<li>Benchmarks scored as lm-evaluation-harness does; refusals and flags labelled by {}.</li>\
-         <li>Percentages with 95% Wilson intervals; delta = candidate − base, paired bootstrap interval, McNemar exact p.</li></ul>",
+         <li>Percentages with 95% Wilson intervals; delta = candidate − base, paired bootstrap interval, McNemar exact p. \
+         Judge scores (suite judge) are means on the 1-5 scale with normal intervals; their p is the paired bootstrap's one-sided p of no improvement.</li></ul>",
         escape(classifier)
     ));
     body.push_str("<table><tr><th>suite</th><th>task</th><th>metric</th><th>n</th><th>base</th><th>candidate</th><th>delta</th><th>p</th></tr>");
