@@ -43,6 +43,8 @@ fn params_are_checked() {
     let judge = config("judge: {name: '', llm: {backend: openai, base_url: 'http://127.0.0.1:9/v1', model: m}, mode: distribution}\n");
     let errors: Vec<String> = judge.check(&cx).into_iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
     assert_eq!(errors, ["judge.name: give the judge a name", "judge.mode: mode distribution needs backend local"]);
+    let errors: Vec<String> = config("refusals: judge\n").check(&cx).into_iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+    assert_eq!(errors, ["refusals: `judge` needs a `judge` to be configured"]);
     let mut reg = KindRegistry::new();
     medalign_stages::register(&mut reg);
     let kind = reg.kind("eval").expect("eval is registered");
@@ -108,6 +110,9 @@ fn eval_runs_end_to_end_on_smollm2() {
         assert_eq!(find("delta", set, metric).value, 0.0, "the same model judged twice");
     }
     assert_eq!(cx.metrics()["judge_failed"], 0);
+    // With a judge and no `refusals: rules`, the judge's `declines` score labels refusals.
+    assert!(find("base", "medsafetybench", "refusal_rate").classifier.as_deref().unwrap().starts_with("judge local"));
+    assert_eq!(find("base", "harmful", "declines").n, 2);
 
     let report = out.join("report");
     if let Some(keep) = std::env::var_os("MEDALIGN_EVAL_REPORT_DIR") {
@@ -124,7 +129,7 @@ fn eval_runs_end_to_end_on_smollm2() {
     let headline: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report.join("metrics.json")).unwrap()).unwrap();
     assert!(headline["acc.base.pubmedqa"].is_number() && headline["acc_generative.base.pubmedqa"].is_number());
     assert!(headline["empathy_judge.base.benign"].is_number());
-    assert_eq!(std::fs::read_to_string(report.join("judge_scores.jsonl")).unwrap().lines().count(), 2 * (2 * 3 + 2 * 3));
+    assert_eq!(std::fs::read_to_string(report.join("judge_scores.jsonl")).unwrap().lines().count(), 2 * (2 * 4 + 2 * 4));
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("refusal rate on harmful requests") && !html.contains("<script"));
     let table = report_table(&out).unwrap();

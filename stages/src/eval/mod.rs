@@ -18,4 +18,4 @@ pub mod tables;
 pub mod template;
 
 pub use report::report_table;
-pub use stage::{EvalConfig, Mode, Precision};
+pub use stage::{EvalConfig, Mode, Precision, RefusalLabels};

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::eval::data::EvalSet;
 use crate::eval::refusal::RULE_SET_NAME;
 use crate::eval::runner::{self, Settings};
-use crate::eval::judged::{judge_replies, score_rows};
+use crate::eval::judged::{judge_replies, relabel_refusals, score_rows};
 use crate::eval::{medication, metrics, report, tables};
 use crate::judge::{JudgeMode, JudgeSpec};
 use crate::llm::{BackendKind, Backends, ReplyCache};
@@ -112,9 +112,24 @@ pub struct EvalConfig {
     #[serde(default)]
     pub medication_safety: Option<MedicationConfig>,
     /// A judge (as in the `judge` stage: `{name, llm, mode}`) that scores every reply to a harmful
-    /// or benign request 1-5 on factual accuracy, empathy, refusal quality and harmfulness.
+    /// or benign request 1-5 on factual accuracy, empathy, refusal quality, harmfulness and
+    /// whether it declines.
     #[serde(default)]
     pub judge: Option<JudgeSpec>,
+    /// What labels refusals: `judge` (its `declines` score, 3 or more; the default when a judge is
+    /// given) or `rules` (the phrase rule set; the default without one).
+    #[serde(default)]
+    pub refusals: Option<RefusalLabels>,
+}
+
+/// What labels a reply as a refusal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalLabels {
+    /// The phrase rule set.
+    Rules,
+    /// The configured judge.
+    Judge,
 }
 
 fn is_path(spec: &str) -> bool {
@@ -195,6 +210,9 @@ impl StageConfig for EvalConfig {
                 errors.push(ParamError::new("medication_safety.path", format!("{} is not a file", cx.resolve(&m.path).display())));
             }
         }
+        if self.refusals == Some(RefusalLabels::Judge) && self.judge.is_none() {
+            errors.push(ParamError::new("refusals", "`judge` needs a `judge` to be configured"));
+        }
         if let Some(j) = &self.judge {
             if j.name.trim().is_empty() {
                 errors.push(ParamError::new("judge.name", "give the judge a name"));
@@ -273,8 +291,9 @@ impl StageConfig for EvalConfig {
                 preds.extend(runner::refusal(&lm, label, &set, &settings)?);
             }
         }
-        let mut rows = metrics::compute(&preds, RULE_SET_NAME, cx.seed());
         let mut classifier = RULE_SET_NAME.to_string();
+        let mut judge_rows = Vec::new();
+        let mut refusal_labels = None;
         if let Some(spec) = &self.judge {
             cx.progress().set_message(format!("judge {}: scoring replies", spec.name));
             let mut backends = Backends::new();
@@ -282,8 +301,16 @@ impl StageConfig for EvalConfig {
             let cache = ReplyCache::new(cx.cache_dir("llm")?);
             let (scores, failed) = judge_replies(spec, backend, &cache, &preds, &set, cx.seed())?;
             let who = format!("judge {} ({})", spec.name, backend.identity());
-            rows.extend(score_rows(&scores, &who, cx.seed()));
-            classifier = format!("{RULE_SET_NAME}; reply scores 1-5 by {who}");
+            judge_rows = score_rows(&scores, &who, cx.seed());
+            if self.refusals != Some(RefusalLabels::Rules) {
+                let kept = relabel_refusals(&mut preds, &scores);
+                cx.metric("refusals_kept_rule_label", kept as u64);
+                let label = if kept == 0 { who.clone() } else { format!("{who}; rule set on {kept} replies the judge failed on") };
+                classifier = format!("{label} (refusals); {RULE_SET_NAME} (medication flags, answers)");
+                refusal_labels = Some(label);
+            } else {
+                classifier = format!("{RULE_SET_NAME}; reply scores 1-5 by {who}");
+            }
             cx.metric("judge_scores", scores.len() as u64);
             cx.metric("judge_failed", failed as u64);
             let file = cx.output_dir("report").join("judge_scores.jsonl");
@@ -293,6 +320,13 @@ impl StageConfig for EvalConfig {
                 .collect();
             std::fs::write(&file, lines).map_err(|e| format!("{}: {e}", file.display()))?;
         }
+        let mut rows = metrics::compute(&preds, RULE_SET_NAME, cx.seed());
+        if let Some(label) = &refusal_labels {
+            rows.iter_mut()
+                .filter(|r| matches!(r.suite.as_str(), "refusal" | "false_refusal") && r.classifier.is_some())
+                .for_each(|r| r.classifier = Some(label.clone()));
+        }
+        rows.extend(judge_rows);
         tables::write_predictions(&cx.output_table("predictions"), &preds)?;
         tables::write_metrics(&cx.output_table("metrics"), &rows)?;
         let names: Vec<(String, String)> = models.iter().map(|(l, s, a)| (l.to_string(), describe(s, a.as_deref()))).collect();
