@@ -94,15 +94,23 @@ impl Attention {
     }
 
     /// One decoding step of independent sequences: row `i` of `x` `(b, 1, hidden)` is the next
-    /// token of the sequence cached in `caches[i]`. The projections run batched; attention runs
-    /// per row over that row's own cache, exactly as when the sequence is decoded alone.
-    fn forward_rows(&self, x: &Tensor, masks: &[Option<Tensor>], caches: &mut [&mut KvCache], layer: usize) -> Result<Tensor> {
+    /// token of the sequence cached in `caches[i]`, at the position `rope` (per-row tables) gives.
+    /// Projections and RoPE run batched; the cache write and attention run per row over that
+    /// row's own cache, exactly as when the sequence is decoded alone.
+    fn forward_rows(&self, x: &Tensor, rope: &(Tensor, Tensor), masks: &[Option<Tensor>], caches: &mut [&mut KvCache], layer: usize) -> Result<Tensor> {
         let (q, k, v) = self.project(x)?;
-        let mut ys = Vec::with_capacity(caches.len());
+        let b = caches.len();
+        let (hd, kvh) = (self.head_dim, self.num_kv_heads);
+        let q = RotaryEmbedding::apply_rows(&q.reshape((b, 1, self.num_heads, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
+        let k = RotaryEmbedding::apply_rows(&k.reshape((b, 1, kvh, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
+        let v = v.reshape((b, 1, kvh, hd))?.transpose(1, 2)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut ys = Vec::with_capacity(b);
         for (i, (cache, mask)) in caches.iter_mut().zip(masks).enumerate() {
-            let offset = cache.len();
             let row = |t: &Tensor| t.narrow(0, i, 1);
-            ys.push(self.attend(&row(&q)?, &row(&k)?, &row(&v)?, mask.as_ref(), Some((&mut **cache, layer)), offset)?);
+            let (q, k, v) = (row(&q)?, row(&k)?, row(&v)?);
+            let (k, v) = cache.append(layer, &k, &v)?;
+            ys.push(self.attend_rotated(&q, &k, &v, mask.as_ref(), scale)?);
         }
         Ok(self.o_proj.forward(&Tensor::cat(&ys, 0)?)?)
     }
@@ -131,9 +139,16 @@ impl Attention {
             Some((cache, layer)) => cache.append(layer, &k, &v)?,
             None => (k, v.contiguous()?),
         };
-        let scale = 1.0 / (hd as f64).sqrt();
+        self.attend_rotated(&q, &k, &v, mask, 1.0 / (hd as f64).sqrt())
+    }
+
+    /// Attention of rotated `q` `(b, heads, t, hd)` over `k`, `v` `(b, kv_heads, s, hd)` (the
+    /// cache included) under `mask`; `(b, t, heads * head_dim)`.
+    fn attend_rotated(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+        let (b, _, t, hd) = q.dims4()?;
+        let kvh = self.num_kv_heads;
         if mask.is_none() && !q.track_op() {
-            if let Some(y) = decode_attention(&q, &k, &v, scale as f32)? {
+            if let Some(y) = decode_attention(q, k, v, scale as f32)? {
                 return Ok(y);
             }
         }
@@ -144,7 +159,7 @@ impl Attention {
         let q = q.contiguous()?.reshape((b, kvh, n_rep * t, hd))?;
         if q.track_op() || k.track_op() || v.track_op() {
             // Training: one op that keeps no (t x s) tensor for backward.
-            let y = crate::train_attention::attention(&q, &k, &v, mask, n_rep, scale)?;
+            let y = crate::train_attention::attention(&q, k, v, mask, n_rep, scale)?;
             let y = y.reshape((b, self.num_heads, t, hd))?.transpose(1, 2)?;
             return Ok(y.reshape((b, t, self.num_heads * hd))?);
         }
@@ -157,7 +172,7 @@ impl Attention {
         } else {
             candle_nn::ops::softmax_last_dim(&att)?
         };
-        let y = att.matmul(&v)?.reshape((b, self.num_heads, t, hd))?.transpose(1, 2)?;
+        let y = att.matmul(v)?.reshape((b, self.num_heads, t, hd))?.transpose(1, 2)?;
         Ok(y.reshape((b, t, self.num_heads * hd))?)
     }
 }
@@ -187,8 +202,8 @@ impl DecoderLayer {
         Ok((x + h)?)
     }
 
-    fn forward_rows(&self, x: &Tensor, masks: &[Option<Tensor>], caches: &mut [&mut KvCache], layer: usize) -> Result<Tensor> {
-        let h = self.self_attn.forward_rows(&self.input_layernorm.forward(x)?, masks, caches, layer)?;
+    fn forward_rows(&self, x: &Tensor, rope: &(Tensor, Tensor), masks: &[Option<Tensor>], caches: &mut [&mut KvCache], layer: usize) -> Result<Tensor> {
+        let h = self.self_attn.forward_rows(&self.input_layernorm.forward(x)?, rope, masks, caches, layer)?;
         let x = (x + h)?;
         let h = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
         Ok((x + h)?)
@@ -227,6 +242,7 @@ pub struct Model {
     lm_head: Linear,
     config: Config,
     device: Device,
+    rotary: Arc<RotaryEmbedding>,
     checkpointing: Option<Arc<CheckpointGrads>>,
 }
 
@@ -250,7 +266,7 @@ impl Model {
         } else {
             Linear::new(cfg.hidden_size, cfg.vocab_size, m.pp("embed_tokens"))?
         };
-        Ok(Self { embed_tokens, layers, norm, lm_head, config: cfg.clone(), device: w.device().clone(), checkpointing: None })
+        Ok(Self { embed_tokens, layers, norm, lm_head, config: cfg.clone(), device: w.device().clone(), rotary, checkpointing: None })
     }
 
     /// The hyper-parameters.
@@ -354,10 +370,12 @@ impl Model {
             .iter()
             .map(|c| attention_mask(1, c.len(), None, window, &self.device))
             .collect::<Result<Vec<_>>>()?;
+        let positions: Vec<usize> = caches.iter().map(|c| c.len()).collect();
+        let rope = self.rotary.at_positions(&positions)?;
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embed_tokens.index_select(&ids, 0)?.reshape((tokens.len(), 1, ()))?;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward_rows(&x, &masks, caches, i)?;
+            x = layer.forward_rows(&x, &rope, &masks, caches, i)?;
         }
         caches.iter_mut().for_each(|c| c.advance(1));
         self.lm_head(&self.norm.forward(&x)?.squeeze(1)?)

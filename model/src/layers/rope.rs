@@ -49,6 +49,24 @@ impl RotaryEmbedding {
         Ok(Self { cos: angles.cos()?, sin: angles.sin()? })
     }
 
+    /// The `(rows, 1, head_dim / 2)` cos and sin tables of one position per row (a decoding step
+    /// of independent sequences, each at its own length).
+    pub fn at_positions(&self, positions: &[usize]) -> Result<(Tensor, Tensor)> {
+        if let Some(&p) = positions.iter().find(|&&p| p >= self.cos.dim(0).unwrap_or(0)) {
+            return Err(Error::InvalidRequest(format!("position {p} exceeds the RoPE table of {} positions", self.cos.dim(0)?)));
+        }
+        let ids: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+        let ids = Tensor::new(ids.as_slice(), self.cos.device())?;
+        let pick = |t: &Tensor| -> Result<Tensor> { Ok(t.index_select(&ids, 0)?.unsqueeze(1)?.contiguous()?) };
+        Ok((pick(&self.cos)?, pick(&self.sin)?))
+    }
+
+    /// Rotates `x` `(rows, heads, 1, head_dim)` with per-row tables from [`Self::at_positions`]:
+    /// the same arithmetic, element by element, as [`Self::apply`] on each row alone.
+    pub fn apply_rows(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?)
+    }
+
     /// Rotates `q` and `k` (`(batch, heads, seq, head_dim)`) for positions `offset..offset+seq`.
     pub fn apply(&self, q: &Tensor, k: &Tensor, offset: usize) -> Result<(Tensor, Tensor)> {
         let seq = q.dim(2)?;
