@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Module, Tensor, Var, D};
+use rayon::prelude::*;
 
 use crate::checkpoint::{checkpoint, grad_disabled, CheckpointGrads, Recompute};
 
@@ -105,13 +106,18 @@ impl Attention {
         let k = RotaryEmbedding::apply_rows(&k.reshape((b, 1, kvh, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
         let v = v.reshape((b, 1, kvh, hd))?.transpose(1, 2)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let mut ys = Vec::with_capacity(b);
-        for (i, (cache, mask)) in caches.iter_mut().zip(masks).enumerate() {
+        let mut rows = Vec::with_capacity(b);
+        for (i, cache) in caches.iter_mut().enumerate() {
             let row = |t: &Tensor| t.narrow(0, i, 1);
-            let (q, k, v) = (row(&q)?, row(&k)?, row(&v)?);
-            let (k, v) = cache.append(layer, &k, &v)?;
-            ys.push(self.attend_rotated(&q, &k, &v, mask.as_ref(), scale)?);
+            let (k, v) = cache.append(layer, &row(&k)?, &row(&v)?)?;
+            rows.push((row(&q)?, k, v));
         }
+        // Rows attend over their own caches independently: one row per thread.
+        let ys = rows
+            .par_iter()
+            .zip(masks.par_iter())
+            .map(|((q, k, v), mask)| self.attend_rotated(q, k, v, mask.as_ref(), scale))
+            .collect::<Result<Vec<_>>>()?;
         Ok(self.o_proj.forward(&Tensor::cat(&ys, 0)?)?)
     }
 
