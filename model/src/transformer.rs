@@ -11,7 +11,7 @@ use crate::checkpoint::{checkpoint, grad_disabled, CheckpointGrads, Recompute};
 
 use crate::config::Config;
 use crate::kv_cache::KvCache;
-use crate::layers::{decode_attention, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
+use crate::layers::{decode_attention, generation_kernels, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
 use crate::mask::attention_mask;
 use crate::weights::Weights;
 use crate::Result;
@@ -239,6 +239,16 @@ impl DecoderLayer {
     }
 }
 
+/// Runs `f` on a thread of rayon's pool: a forward pass opens a parallel region per matmul, and
+/// one started from outside the pool hands each region to sleeping workers and sleeps itself
+/// (three context switches per region), where a worker forks and joins with its peers directly.
+fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    rayon::scope(|_| f())
+}
+
 /// A Llama, Mistral or Qwen2 causal language model.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -355,11 +365,16 @@ impl Model {
         self.lm_head(&self.forward_hidden(input_ids, cache, left_pad)?)
     }
 
-    /// Logits `(b, vocab)` of the last position only (what generation needs).
+    /// Logits `(b, vocab)` of the last position only (what generation needs), computed with the
+    /// generation kernels ([`generation_kernels`]).
     pub fn forward_last(&self, input_ids: &Tensor, cache: Option<&mut KvCache>, left_pad: Option<&[usize]>) -> Result<Tensor> {
-        let h = self.forward_hidden(input_ids, cache, left_pad)?;
-        let t = h.dim(1)?;
-        self.lm_head(&h.narrow(1, t - 1, 1)?.squeeze(1)?)
+        on_pool(|| {
+            generation_kernels(|| {
+                let h = self.forward_hidden(input_ids, cache, left_pad)?;
+                let t = h.dim(1)?;
+                self.lm_head(&h.narrow(1, t - 1, 1)?.squeeze(1)?)
+            })
+        })
     }
 
     /// One decoding step of independent sequences (continuous batching): `tokens[i]` is the next
@@ -368,6 +383,10 @@ impl Model {
     /// attention runs per row, so a row's logits are those of decoding its sequence alone and
     /// sequences can join (prefilled alone) or leave between steps.
     pub fn forward_rows(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        on_pool(|| generation_kernels(|| self.decode_rows(tokens, caches)))
+    }
+
+    fn decode_rows(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
         if tokens.len() != caches.len() || tokens.is_empty() {
             return Err(crate::Error::InvalidRequest(format!("{} tokens for {} caches", tokens.len(), caches.len())));
         }

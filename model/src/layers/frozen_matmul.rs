@@ -6,6 +6,7 @@
 //! backward that only propagates `grad @ W` to the input, dequantizing `W` when it is quantized
 //! (which is what QLoRA needs).
 
+use std::cell::Cell;
 use std::sync::Mutex;
 
 use candle_core::quantized::QMatMul;
@@ -56,17 +57,43 @@ impl CustomOp1 for FrozenMatmul {
     }
 }
 
-/// From this many rows on, a quantized weight is dequantized for one f32 GEMM: the int8 dot
-/// kernels beat dequantizing (a full f32 copy of the weight) only for a few dozen rows. Measured
-/// on SmolLM2 Q4_1 (`bench generate --prompt-tokens N`): 16 rows 370 vs 190 tok/s, 32 rows 370 vs
-/// 290, 48 rows about even, 96 rows 330 vs 480.
+/// From this many rows on, a quantized weight is dequantized for one exact f32 GEMM (scoring and
+/// training), unless generation asked for the int8 kernels ([`generation_kernels`]). Without the
+/// packed AVX-512 kernels, the stored-layout int8 kernels beat dequantizing (a full f32 copy of
+/// the weight) only for a few dozen rows, so generation uses the same cut-over there. Measured on
+/// SmolLM2 Q4_1 with AVX2 (`bench generate --prompt-tokens N`): 16 rows 370 vs 190 tok/s, 32 rows
+/// 370 vs 290, 48 rows about even, 96 rows 330 vs 480.
 const GEMM_ROWS: usize = 48;
+
+thread_local! {
+    static GENERATION: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with quantized products on the int8 kernels whatever their row count, where the
+/// packed kernels make that the faster choice: what generation (prefill and decoding) wants, as
+/// llama.cpp does. A 64-token prompt of SmolLM2 Q4_1 prefills at 600 tok/s this way against 210
+/// through dequantize + GEMM, and a row's logits no longer depend on how many rows share its
+/// step. Scoring and training stay on the exact f32 product, which matches `transformers`.
+pub fn generation_kernels<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GENERATION.set(self.0);
+        }
+    }
+    let _restore = Restore(GENERATION.replace(true));
+    f()
+}
+
+fn exact_product(rows: usize) -> bool {
+    rows >= GEMM_ROWS && !(GENERATION.get() && super::qpacked::available())
+}
 
 /// `x @ W^T` without autograd: quantized kernels for a few rows, f32 GEMM for many.
 fn product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Tensor> {
     let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
     match weight {
-        QMatMul::QTensor(q) if rows >= GEMM_ROWS && x.device().is_cpu() => {
+        QMatMul::QTensor(q) if exact_product(rows) && x.device().is_cpu() => {
             let w = q.dequantize(x.device())?;
             let (out_dim, in_dim) = w.dims2()?;
             let mut shape = x.dims().to_vec();

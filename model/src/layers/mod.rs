@@ -7,10 +7,11 @@ mod fused;
 mod linear;
 mod norm;
 mod qmatvec;
+mod qpacked;
 mod rope;
 
 pub use decode_attention::decode_attention;
-pub use frozen_matmul::frozen_matmul;
+pub use frozen_matmul::{frozen_matmul, generation_kernels};
 pub use fused::FusedLinear;
 pub use linear::Linear;
 pub use norm::RmsNorm;

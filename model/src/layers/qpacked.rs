@@ -1,0 +1,262 @@
+//! Q4_1 and Q8_0 weights repacked for AVX-512 VNNI: sixteen output rows interleaved per block,
+//! so that one `vpdpbusd` multiplies four activation bytes (broadcast) into sixteen rows at once
+//! and the block scales are applied to sixteen outputs in one vector FMA.
+//!
+//! The GGUF layout keeps each output row's blocks together, which makes the scale arithmetic of
+//! every 32-weight block a scalar chain per row (llama.cpp's `q4_1 x q8_1` dot). Interleaving the
+//! rows (the idea of llama.cpp's repacked `q4_0_8x8` CPU kernels) turns it into vector work and
+//! lets a batched decoding step unpack each weight block once for all its rows. A row's result is
+//! computed by the same instructions in the same order whatever other rows share the call, so a
+//! sequence decodes to the same bits alone and in a batch.
+//!
+//! Packed copies are made on first use and kept while their weight lives ([`packed`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+
+use candle_core::quantized::{GgmlDType, QTensor};
+
+use super::qmatvec::{Q8Row, QK};
+
+/// Output rows interleaved in one group (the lanes of a 512-bit vector of i32).
+pub const LANES: usize = 16;
+/// Activation rows sharing one pass over a group's weights.
+const ROW_TILE: usize = 8;
+
+/// A weight in the interleaved layout.
+pub struct Packed {
+    dtype: GgmlDType,
+    /// Output rows (the last group is padded with zero rows).
+    rows: usize,
+    /// Blocks of 32 per output row.
+    blocks: usize,
+    /// `scales[(g * blocks + b) * 16 + l]`: block `b`'s scale of row `16 g + l`.
+    scales: Vec<f32>,
+    /// Q4_1's block minimums, same indexing (empty for Q8_0).
+    mins: Vec<f32>,
+    /// Per (group, block): Q4_1, 4 chunks of 64 bytes, chunk `c` lane `l` holding row `l`'s
+    /// packed bytes `4c..4c+4` (low nibbles: weights `4c..`, high nibbles: weights `16+4c..`);
+    /// Q8_0, 8 chunks of 64 bytes, chunk `c` lane `l` holding row `l`'s weights `4c..4c+4` plus 128.
+    qs: Vec<u8>,
+}
+
+const Q4_1_BYTES: usize = 20;
+const Q8_0_BYTES: usize = 34;
+
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([bytes[at], bytes[at + 1]])).to_f32()
+}
+
+impl Packed {
+    /// Repacks `data` (GGUF blocks of a `(rows, k)` weight), or `None` for another type.
+    pub fn new(dtype: GgmlDType, data: &[u8], rows: usize, k: usize) -> Option<Self> {
+        let (block_bytes, chunk_count) = match dtype {
+            GgmlDType::Q4_1 => (Q4_1_BYTES, 4),
+            GgmlDType::Q8_0 => (Q8_0_BYTES, 8),
+            _ => return None,
+        };
+        let blocks = k / QK;
+        let groups = rows.div_ceil(LANES);
+        let group_bytes = chunk_count * 64;
+        let mut p = Packed {
+            dtype,
+            rows,
+            blocks,
+            scales: vec![0.0; groups * blocks * LANES],
+            mins: if dtype == GgmlDType::Q4_1 { vec![0.0; groups * blocks * LANES] } else { Vec::new() },
+            qs: vec![if dtype == GgmlDType::Q8_0 { 128 } else { 0 }; groups * blocks * group_bytes],
+        };
+        for r in 0..rows {
+            let (g, l) = (r / LANES, r % LANES);
+            for b in 0..blocks {
+                let blk = &data[(r * blocks + b) * block_bytes..][..block_bytes];
+                let at = (g * blocks + b) * LANES + l;
+                p.scales[at] = f16_at(blk, 0);
+                let dst = &mut p.qs[(g * blocks + b) * group_bytes..][..group_bytes];
+                match dtype {
+                    GgmlDType::Q4_1 => {
+                        p.mins[at] = f16_at(blk, 2);
+                        for c in 0..4 {
+                            dst[c * 64 + l * 4..][..4].copy_from_slice(&blk[4 + 4 * c..][..4]);
+                        }
+                    }
+                    _ => {
+                        for c in 0..8 {
+                            for i in 0..4 {
+                                dst[c * 64 + l * 4 + i] = (blk[2 + 4 * c + i] as i8 as i16 + 128) as u8;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Some(p)
+    }
+
+    /// Output rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Groups of [`LANES`] rows.
+    pub fn groups(&self) -> usize {
+        self.rows.div_ceil(LANES)
+    }
+
+    /// `out[j * 16 + l] = W[16 g + l] . xs[j]` for group `g` and every activation row `j`.
+    pub fn group(&self, g: usize, xs: &[Q8Row], out: &mut [f32]) {
+        for (x, o) in xs.chunks(ROW_TILE).zip(out.chunks_mut(ROW_TILE * LANES)) {
+            macro_rules! tile {
+                ($($n:literal)*) => {
+                    match x.len() {
+                        // SAFETY: `packed` hands out packed weights only where `available()`
+                        // found AVX-512 F, BW and VNNI.
+                        $($n => unsafe {
+                            if self.dtype == GgmlDType::Q4_1 { q4_1_tile::<$n>(self, g, x, o) } else { q8_0_tile::<$n>(self, g, x, o) }
+                        },)*
+                        _ => unreachable!("tiles hold 1..=8 rows"),
+                    }
+                };
+            }
+            tile!(1 2 3 4 5 6 7 8);
+        }
+    }
+}
+
+/// Whether this CPU runs the packed kernels.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+type Cache = HashMap<usize, (Weak<QTensor>, Arc<Packed>)>;
+
+static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Default::default);
+
+/// The packed copy of `w`, made on first use, or `None` where the kernels do not apply (another
+/// type, a row width not in whole blocks, no AVX-512 VNNI). Keyed by the weight's allocation: the
+/// entry's `Weak` keeps that address from being reused while the entry exists, and entries of
+/// dropped weights are removed whenever a new one is added.
+pub fn packed(w: &Arc<QTensor>) -> candle_core::Result<Option<Arc<Packed>>> {
+    if !matches!(w.dtype(), GgmlDType::Q4_1 | GgmlDType::Q8_0) || !available() {
+        return Ok(None);
+    }
+    let (rows, k) = w.shape().dims2()?;
+    if k % QK != 0 {
+        return Ok(None);
+    }
+    let key = Arc::as_ptr(w) as usize;
+    let mut cache = CACHE.lock().map_err(|_| candle_core::Error::Msg("packed weights: poisoned lock".into()))?;
+    if let Some((_, p)) = cache.get(&key) {
+        return Ok(Some(p.clone()));
+    }
+    let Some(p) = Packed::new(w.dtype(), &w.data()?, rows, k) else { return Ok(None) };
+    let p = Arc::new(p);
+    cache.retain(|_, (weak, _)| weak.strong_count() > 0);
+    cache.insert(key, (Arc::downgrade(w), p.clone()));
+    Ok(Some(p))
+}
+
+/// The 64-byte chunks `c...` of a packed block starting at `q`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! chunks {
+    ($q:expr; $($c:literal)*) => {
+        [$(_mm512_loadu_si512($q.add($c * 64) as *const _)),*]
+    };
+}
+
+/// Dot products of chunks with consecutive 4-byte activation words (broadcast to every lane),
+/// summed per lane: `chain!(xp, 4; w0, w1)` uses words 4 and 5 of `xp`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! chain {
+    ($xp:expr, $first:expr; $($w:expr),*) => {{
+        let mut s = _mm512_setzero_si512();
+        let mut i = $first;
+        $(
+            s = _mm512_dpbusd_epi32(s, $w, _mm512_set1_epi32($xp.add(i).read_unaligned()));
+            i += 1;
+        )*
+        let _ = i;
+        s
+    }};
+}
+
+/// Q4_1 over `R` activation rows for one group: each block's 256 bytes of nibbles are unpacked
+/// once for all rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let nb = p.blocks;
+    let mut acc = [_mm512_setzero_ps(); R];
+    let mut macc = [_mm512_setzero_ps(); R];
+    let low = _mm512_set1_epi8(0x0F);
+    for b in 0..nb {
+        let at = (g * nb + b) * LANES;
+        let d = _mm512_loadu_ps(p.scales.as_ptr().add(at));
+        let m = _mm512_loadu_ps(p.mins.as_ptr().add(at));
+        let q = p.qs.as_ptr().add((g * nb + b) * 256);
+        let raw = chunks!(q; 0 1 2 3);
+        macro_rules! nibbles {
+            ($($c:literal)*) => {
+                ([$(_mm512_and_si512(raw[$c], low)),*], [$(_mm512_and_si512(_mm512_srli_epi16(raw[$c], 4), low)),*])
+            };
+        }
+        let (lo, hi) = nibbles!(0 1 2 3);
+        for j in 0..R {
+            let x = &xs[j];
+            let xp = x.q.as_ptr().add(b * QK) as *const i32;
+            let a = chain!(xp, 0; lo[0], lo[1], lo[2], lo[3]);
+            let h = chain!(xp, 4; hi[0], hi[1], hi[2], hi[3]);
+            let isum = _mm512_add_epi32(a, h);
+            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(*x.d.get_unchecked(b))), _mm512_cvtepi32_ps(isum), acc[j]);
+            macc[j] = _mm512_fmadd_ps(m, _mm512_set1_ps(*x.s.get_unchecked(b)), macc[j]);
+        }
+    }
+    for j in 0..R {
+        _mm512_storeu_ps(out.as_mut_ptr().add(j * LANES), _mm512_add_ps(acc[j], macc[j]));
+    }
+}
+
+/// Q8_0 over `R` activation rows for one group. The weights are stored plus 128 (unsigned, as
+/// `vpdpbusd` wants them); `128 * sum(x)` per block takes the offset back out, exactly.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn q8_0_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let nb = p.blocks;
+    let mut acc = [_mm512_setzero_ps(); R];
+    for b in 0..nb {
+        let d = _mm512_loadu_ps(p.scales.as_ptr().add((g * nb + b) * LANES));
+        let q = p.qs.as_ptr().add((g * nb + b) * 512);
+        let w = chunks!(q; 0 1 2 3 4 5 6 7);
+        for j in 0..R {
+            let x = &xs[j];
+            let xp = x.q.as_ptr().add(b * QK) as *const i32;
+            let a = chain!(xp, 0; w[0], w[1], w[2], w[3]);
+            let h = chain!(xp, 4; w[4], w[5], w[6], w[7]);
+            let offset = _mm512_set1_epi32(128 * *x.qsum.get_unchecked(b));
+            let isum = _mm512_sub_epi32(_mm512_add_epi32(a, h), offset);
+            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(*x.d.get_unchecked(b))), _mm512_cvtepi32_ps(isum), acc[j]);
+        }
+    }
+    for j in 0..R {
+        _mm512_storeu_ps(out.as_mut_ptr().add(j * LANES), acc[j]);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn q4_1_tile<const R: usize>(_: &Packed, _: usize, _: &[Q8Row], _: &mut [f32]) {
+    unreachable!("packed kernels need x86_64")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn q8_0_tile<const R: usize>(_: &Packed, _: usize, _: &[Q8Row], _: &mut [f32]) {
+    unreachable!("packed kernels need x86_64")
+}
