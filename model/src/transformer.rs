@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use crate::checkpoint::{checkpoint, grad_disabled, CheckpointGrads, Recompute};
 
 use crate::config::Config;
+use crate::process::on_pool;
 use crate::kv_cache::KvCache;
 use crate::layers::{decode_attention, generation_kernels, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
 use crate::mask::attention_mask;
@@ -237,16 +238,6 @@ impl DecoderLayer {
             ("mlp.down_proj", &mut m.down_proj),
         ]
     }
-}
-
-/// Runs `f` on a thread of rayon's pool: a forward pass opens a parallel region per matmul, and
-/// one started from outside the pool hands each region to sleeping workers and sleeps itself
-/// (three context switches per region), where a worker forks and joins with its peers directly.
-fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() {
-        return f();
-    }
-    rayon::scope(|_| f())
 }
 
 /// A Llama, Mistral or Qwen2 causal language model.

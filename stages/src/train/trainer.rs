@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
+use medalign_model::process::on_pool;
 use medalign_model::{LoraAdapter, Model};
 
 use super::batch::{row_logprobs, token_logprobs, Batch};
@@ -197,7 +198,7 @@ impl Trainer<'_> {
                 micro.push(b);
                 state.cursor += 1;
             }
-            let (loss, mut grads, tokens, extra) = self.gradients(&micro, &vars)?;
+            let (loss, mut grads, tokens, extra) = on_pool(|| self.gradients(&micro, &vars))?;
             let norm = clip_grad_norm(&mut grads, h.max_grad_norm);
             let lr = learning_rate(h.lr, h.schedule, state.step, h.warmup_steps, h.total_steps);
             opt.update(&mut params, &grads, lr, &h.adamw);
