@@ -58,6 +58,24 @@ pub(crate) struct Q8Row {
 }
 
 fn quantize_row(x: &[f32]) -> Q8Row {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+        // SAFETY: both features were detected at run time.
+        return unsafe { quantize_row_avx512(x) };
+    }
+    quantize_row_any(x)
+}
+
+/// [`quantize_row_any`] compiled for AVX-512, where the compiler vectorizes the rounding (a libm
+/// call per value otherwise). The same operations in the same order: the same bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn quantize_row_avx512(x: &[f32]) -> Q8Row {
+    quantize_row_any(x)
+}
+
+#[inline(always)]
+fn quantize_row_any(x: &[f32]) -> Q8Row {
     let nb = x.len() / QK;
     let mut row = Q8Row { d: Vec::with_capacity(nb), s: Vec::with_capacity(nb), qsum: Vec::with_capacity(nb), q: vec![0; x.len()] };
     for (b, chunk) in x.chunks_exact(QK).enumerate() {
