@@ -117,3 +117,32 @@ pub fn frozen_matmul(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Tensor
     }
     x.apply_op1(FrozenMatmul { weight: weight.clone(), out: Mutex::new(Some(out)) })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::Device;
+
+    use super::*;
+
+    #[test]
+    fn many_rows_score_exactly_and_generation_takes_the_int8_kernels_only_inside_its_scope() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.1, (48, 64), &dev).unwrap();
+        let q = Arc::new(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap());
+        let weight = QMatMul::QTensor(q.clone());
+        let x = Tensor::randn(0f32, 1.0, (GEMM_ROWS + 16, 64), &dev).unwrap();
+        let exact = x.matmul(&q.dequantize(&dev).unwrap().t().unwrap()).unwrap();
+        let int8 = super::super::qmatvec::quantized_matmul(&x, &q).unwrap().unwrap();
+        let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(bits(&frozen_matmul(&x, &weight).unwrap()), bits(&exact));
+        let generated = generation_kernels(|| frozen_matmul(&x, &weight).unwrap());
+        let want = if super::super::qpacked::available() { &int8 } else { &exact };
+        assert_eq!(bits(&generated), bits(want));
+        assert_ne!(bits(&int8), bits(&exact), "8-bit activations round differently");
+        // The scope is over: scoring is exact again.
+        assert_eq!(bits(&frozen_matmul(&x, &weight).unwrap()), bits(&exact));
+    }
+}
