@@ -248,8 +248,8 @@ unsafe fn q8_0_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: &mu
             acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(*x.d.get_unchecked(b))), _mm512_cvtepi32_ps(isum), acc[j]);
         }
     }
-    for j in 0..R {
-        _mm512_storeu_ps(out.as_mut_ptr().add(j * LANES), acc[j]);
+    for (j, a) in acc.iter().enumerate() {
+        _mm512_storeu_ps(out.as_mut_ptr().add(j * LANES), *a);
     }
 }
 

@@ -123,7 +123,7 @@ fn nearest_level(x: f32) -> u8 {
 impl Nf4Tensor {
     /// Quantizes `data` (row-major `(rows, cols)`); `cols` must be a multiple of the even `block_size`.
     pub fn quantize(data: &[f32], (rows, cols): (usize, usize), block_size: usize, double: bool) -> Result<Self> {
-        if block_size == 0 || block_size % 2 != 0 || cols % block_size != 0 || data.len() != rows * cols {
+        if block_size == 0 || !block_size.is_multiple_of(2) || cols % block_size != 0 || data.len() != rows * cols {
             return Err(Error::Unsupported(format!(
                 "NF4 needs an even block size dividing the row length: {rows}x{cols} with blocks of {block_size}"
             )));
