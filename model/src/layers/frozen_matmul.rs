@@ -60,9 +60,9 @@ impl CustomOp1 for FrozenMatmul {
 /// From this many rows on, a quantized weight is dequantized for one exact f32 GEMM (scoring and
 /// training), unless generation asked for the int8 kernels ([`generation_kernels`]). Without the
 /// packed AVX-512 kernels, the stored-layout int8 kernels beat dequantizing (a full f32 copy of
-/// the weight) only for a few dozen rows, so generation uses the same cut-over there. Measured on
-/// SmolLM2 Q4_1 with AVX2 (`bench generate --prompt-tokens N`): 16 rows 370 vs 190 tok/s, 32 rows
-/// 370 vs 290, 48 rows about even, 96 rows 330 vs 480.
+/// the weight) only for a few dozen rows, so generation uses the same cut-over there. Measured with
+/// the stored-layout kernels on SmolLM2 Q4_1 (`bench generate --prompt-tokens N`, int8 vs GEMM):
+/// 16 rows 370 vs 190 tok/s, 32 rows 370 vs 290, 48 rows about even, 96 rows 330 vs 480.
 const GEMM_ROWS: usize = 48;
 
 thread_local! {
