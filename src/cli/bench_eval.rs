@@ -33,7 +33,7 @@ pub struct BenchEvalArgs {
     #[arg(long, default_value = "f32")]
     precision: String,
     /// Padded tokens per forward pass.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = medalign_stages::eval::stage::DEFAULT_BATCH_TOKENS)]
     batch_tokens: usize,
     /// Also write per-item predictions to this JSON file.
     #[arg(long)]
