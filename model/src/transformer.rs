@@ -10,10 +10,10 @@ use rayon::prelude::*;
 use crate::checkpoint::{checkpoint, grad_disabled, CheckpointGrads, Recompute};
 
 use crate::config::Config;
-use crate::process::on_pool;
 use crate::kv_cache::KvCache;
 use crate::layers::{decode_attention, generation_kernels, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
 use crate::mask::attention_mask;
+use crate::process::on_pool;
 use crate::weights::Weights;
 use crate::Result;
 

@@ -135,11 +135,11 @@ mod tests {
         let weight = QMatMul::QTensor(q.clone());
         let x = Tensor::randn(0f32, 1.0, (GEMM_ROWS + 16, 64), &dev).unwrap();
         let exact = x.matmul(&q.dequantize(&dev).unwrap().t().unwrap()).unwrap();
-        let int8 = super::super::qmatvec::quantized_matmul(&x, &q).unwrap().unwrap();
+        let int8 = crate::layers::qmatvec::quantized_matmul(&x, &q).unwrap().unwrap();
         let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(bits(&frozen_matmul(&x, &weight).unwrap()), bits(&exact));
         let generated = generation_kernels(|| frozen_matmul(&x, &weight).unwrap());
-        let want = if super::super::qpacked::available() { &int8 } else { &exact };
+        let want = if crate::layers::qpacked::available() { &int8 } else { &exact };
         assert_eq!(bits(&generated), bits(want));
         assert_ne!(bits(&int8), bits(&exact), "8-bit activations round differently");
         // The scope is over: scoring is exact again.

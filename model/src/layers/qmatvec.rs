@@ -27,13 +27,13 @@ const Q8_0_BYTES: usize = 34;
 
 /// The weight formats these kernels read.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Format {
+pub(crate) enum Format {
     Q4_1,
     Q8_0,
 }
 
 impl Format {
-    fn of(dtype: GgmlDType) -> Option<Self> {
+    pub(crate) fn of(dtype: GgmlDType) -> Option<Self> {
         match dtype {
             GgmlDType::Q4_1 => Some(Self::Q4_1),
             GgmlDType::Q8_0 => Some(Self::Q8_0),
@@ -41,7 +41,7 @@ impl Format {
         }
     }
 
-    fn block_bytes(self) -> usize {
+    pub(crate) fn block_bytes(self) -> usize {
         match self {
             Self::Q4_1 => BLOCK_BYTES,
             Self::Q8_0 => Q8_0_BYTES,
@@ -96,7 +96,7 @@ fn quantize_row_any(x: &[f32]) -> Q8Row {
 }
 
 #[inline]
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
+pub(crate) fn f16_at(bytes: &[u8], at: usize) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([bytes[at], bytes[at + 1]])).to_f32()
 }
 
@@ -441,7 +441,7 @@ mod tests {
             })
             .collect();
         let mut candidates = vec![("stored", reference)];
-        if let Some(p) = Packed::new(dtype, &data, n, k).filter(|_| qpacked::available()) {
+        if let Some(p) = Packed::new(format, &data, n, k) {
             candidates.push(("packed", packed_product(&p, &rows)));
         }
         for (name, got) in candidates {

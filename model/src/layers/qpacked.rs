@@ -16,9 +16,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::QTensor;
 
-use super::qmatvec::{Q8Row, QK};
+use super::qmatvec::{f16_at, Format, Q8Row, QK};
 
 /// Output rows interleaved in one group (the lanes of a 512-bit vector of i32).
 pub const LANES: usize = 16;
@@ -27,7 +27,7 @@ const ROW_TILE: usize = 8;
 
 /// A weight in the interleaved layout.
 pub struct Packed {
-    dtype: GgmlDType,
+    format: Format,
     /// Output rows (the last group is padded with zero rows).
     rows: usize,
     /// Blocks of 32 per output row.
@@ -42,31 +42,25 @@ pub struct Packed {
     qs: Vec<u8>,
 }
 
-const Q4_1_BYTES: usize = 20;
-const Q8_0_BYTES: usize = 34;
-
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([bytes[at], bytes[at + 1]])).to_f32()
-}
-
 impl Packed {
-    /// Repacks `data` (GGUF blocks of a `(rows, k)` weight), or `None` for another type.
-    pub fn new(dtype: GgmlDType, data: &[u8], rows: usize, k: usize) -> Option<Self> {
-        let (block_bytes, chunk_count) = match dtype {
-            GgmlDType::Q4_1 => (Q4_1_BYTES, 4),
-            GgmlDType::Q8_0 => (Q8_0_BYTES, 8),
-            _ => return None,
-        };
+    /// Repacks `data` (GGUF blocks of a `(rows, k)` weight), or `None` where this CPU cannot run
+    /// the packed kernels: a `Packed` exists only where [`Packed::group`] may run them.
+    pub fn new(format: Format, data: &[u8], rows: usize, k: usize) -> Option<Self> {
+        if !available() {
+            return None;
+        }
+        let block_bytes = format.block_bytes();
+        let chunk_count = if format == Format::Q4_1 { 4 } else { 8 };
         let blocks = k / QK;
         let groups = rows.div_ceil(LANES);
         let group_bytes = chunk_count * 64;
         let mut p = Packed {
-            dtype,
+            format,
             rows,
             blocks,
             scales: vec![0.0; groups * blocks * LANES],
-            mins: if dtype == GgmlDType::Q4_1 { vec![0.0; groups * blocks * LANES] } else { Vec::new() },
-            qs: vec![if dtype == GgmlDType::Q8_0 { 128 } else { 0 }; groups * blocks * group_bytes],
+            mins: if format == Format::Q4_1 { vec![0.0; groups * blocks * LANES] } else { Vec::new() },
+            qs: vec![if format == Format::Q8_0 { 128 } else { 0 }; groups * blocks * group_bytes],
         };
         for r in 0..rows {
             let (g, l) = (r / LANES, r % LANES);
@@ -75,14 +69,14 @@ impl Packed {
                 let at = (g * blocks + b) * LANES + l;
                 p.scales[at] = f16_at(blk, 0);
                 let dst = &mut p.qs[(g * blocks + b) * group_bytes..][..group_bytes];
-                match dtype {
-                    GgmlDType::Q4_1 => {
+                match format {
+                    Format::Q4_1 => {
                         p.mins[at] = f16_at(blk, 2);
                         for c in 0..4 {
                             dst[c * 64 + l * 4..][..4].copy_from_slice(&blk[4 + 4 * c..][..4]);
                         }
                     }
-                    _ => {
+                    Format::Q8_0 => {
                         for c in 0..8 {
                             for i in 0..4 {
                                 dst[c * 64 + l * 4 + i] = (blk[2 + 4 * c + i] as i8 as i16 + 128) as u8;
@@ -111,10 +105,10 @@ impl Packed {
             macro_rules! tile {
                 ($($n:literal)*) => {
                     match x.len() {
-                        // SAFETY: `packed` hands out packed weights only where `available()`
+                        // SAFETY: `Packed::new` builds a `Packed` only where `available()`
                         // found AVX-512 F, BW and VNNI.
                         $($n => unsafe {
-                            if self.dtype == GgmlDType::Q4_1 { q4_1_tile::<$n>(self, g, x, o) } else { q8_0_tile::<$n>(self, g, x, o) }
+                            if self.format == Format::Q4_1 { q4_1_tile::<$n>(self, g, x, o) } else { q8_0_tile::<$n>(self, g, x, o) }
                         },)*
                         _ => unreachable!("tiles hold 1..=8 rows"),
                     }
@@ -146,9 +140,8 @@ static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Default::default);
 /// entry's `Weak` keeps that address from being reused while the entry exists, and entries of
 /// dropped weights are removed whenever a new one is added.
 pub fn packed(w: &Arc<QTensor>) -> candle_core::Result<Option<Arc<Packed>>> {
-    if !matches!(w.dtype(), GgmlDType::Q4_1 | GgmlDType::Q8_0) || !available() {
-        return Ok(None);
-    }
+    // `Packed::new` checks the CPU too; asking first keeps CPUs without the kernels off the lock.
+    let Some(format) = Format::of(w.dtype()).filter(|_| available()) else { return Ok(None) };
     let (rows, k) = w.shape().dims2()?;
     if k % QK != 0 {
         return Ok(None);
@@ -158,7 +151,7 @@ pub fn packed(w: &Arc<QTensor>) -> candle_core::Result<Option<Arc<Packed>>> {
     if let Some((_, p)) = cache.get(&key) {
         return Ok(Some(p.clone()));
     }
-    let Some(p) = Packed::new(w.dtype(), &w.data()?, rows, k) else { return Ok(None) };
+    let Some(p) = Packed::new(format, &w.data()?, rows, k) else { return Ok(None) };
     let p = Arc::new(p);
     cache.retain(|_, (weak, _)| weak.strong_count() > 0);
     cache.insert(key, (Arc::downgrade(w), p.clone()));
