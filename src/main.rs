@@ -7,6 +7,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc rather than glibc's malloc: ingest builds millions of small strings on every thread,
+/// and glibc served them from fresh pages the kernel had to zero (a fifth of ingest's CPU time);
+/// stages/BENCHMARKS.md has the figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     medalign_model::process::configure();
     let cli = cli::Cli::parse();

@@ -19,23 +19,17 @@ pub fn single_threaded_elementwise() {
     }
 }
 
-/// glibc serves allocations from 128 KiB up with fresh `mmap`s and gives them back on free, so
-/// every batch's column buffers and every step's tensors are new pages the kernel must zero
-/// (`clear_page_erms` was a fifth of ingest's CPU time). Raising the mmap threshold to its
-/// maximum and the trim threshold keeps freed memory in the heap for the next allocation.
+/// The binary allocates with mimalloc, which by default hands freed memory back to the kernel
+/// 10 ms after it is freed; each forward pass's activations then come back as fresh pages the
+/// kernel must zero again. Keeping freed memory for reuse made a 512-token prefill 1.25x faster
+/// (`bench generate`: 708 vs 562 tok/s) and left training's peak RSS unchanged. An explicit
+/// `MIMALLOC_PURGE_DELAY` wins. Does nothing where mimalloc is not the global allocator.
 pub fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn mallopt(param: i32, value: i32) -> i32;
-        }
-        const M_TRIM_THRESHOLD: i32 = -1;
-        const M_MMAP_THRESHOLD: i32 = -3;
-        // SAFETY: mallopt only changes allocator tunables; called before other threads start.
-        unsafe {
-            mallopt(M_MMAP_THRESHOLD, 32 << 20);
-            mallopt(M_TRIM_THRESHOLD, 1 << 30);
-        }
+    /// `mi_option_purge_delay` in mimalloc 2's `mi_option_t` (the bindings do not name it).
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one tunable of mimalloc's option table, which is safe at any time.
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
     }
 }
 

@@ -8,6 +8,10 @@
 
 mod common;
 
+/// The binary's allocator (`src/main.rs`), so these figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Instant;
