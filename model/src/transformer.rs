@@ -95,29 +95,36 @@ impl Attention {
         Ok(self.o_proj.forward(&y)?)
     }
 
-    /// One decoding step of independent sequences: row `i` of `x` `(b, 1, hidden)` is the next
-    /// token of the sequence cached in `caches[i]`, at the position `rope` (per-row tables) gives.
-    /// Projections and RoPE run batched; the cache write and attention run per row over that
-    /// row's own cache, exactly as when the sequence is decoded alone.
-    fn forward_rows(&self, x: &Tensor, rope: &(Tensor, Tensor), masks: &[Option<Tensor>], caches: &mut [&mut KvCache], layer: usize) -> Result<Tensor> {
+    /// One step of independent sequences: `x` `(n, 1, hidden)` stacks the new tokens of every
+    /// sequence, `spans[i]` rows for the sequence cached in `caches[i]`, at the positions `rope`
+    /// (per-row tables) gives. Projections and RoPE run over all rows at once; the cache write and
+    /// attention run per sequence over its own cache (under its causal mask), exactly as when the
+    /// sequence is run alone.
+    fn forward_rows(&self, x: &Tensor, rope: &(Tensor, Tensor), spans: &[usize], masks: &[Option<Tensor>], caches: &mut [&mut KvCache], layer: usize) -> Result<Tensor> {
         let (q, k, v) = self.project(x)?;
-        let b = caches.len();
+        let n = x.dim(0)?;
         let (hd, kvh) = (self.head_dim, self.num_kv_heads);
-        let q = RotaryEmbedding::apply_rows(&q.reshape((b, 1, self.num_heads, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
-        let k = RotaryEmbedding::apply_rows(&k.reshape((b, 1, kvh, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
-        let v = v.reshape((b, 1, kvh, hd))?.transpose(1, 2)?;
+        let q = RotaryEmbedding::apply_rows(&q.reshape((n, 1, self.num_heads, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
+        let k = RotaryEmbedding::apply_rows(&k.reshape((n, 1, kvh, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
+        let v = v.reshape((n, 1, kvh, hd))?.transpose(1, 2)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let mut rows = Vec::with_capacity(b);
-        for (i, cache) in caches.iter_mut().enumerate() {
-            let row = |t: &Tensor| t.narrow(0, i, 1);
-            let (k, v) = cache.append(layer, &row(&k)?, &row(&v)?)?;
-            rows.push((row(&q)?, k, v));
+        let mut seqs = Vec::with_capacity(caches.len());
+        let mut start = 0;
+        for (cache, &t) in caches.iter_mut().zip(spans) {
+            // Rows `(t, heads, 1, hd)` of one sequence as `(1, heads, t, hd)`.
+            let rows = |x: &Tensor| -> candle_core::Result<Tensor> { x.narrow(0, start, t)?.squeeze(2)?.transpose(0, 1)?.unsqueeze(0) };
+            let (k, v) = cache.append(layer, &rows(&k)?, &rows(&v)?)?;
+            seqs.push((rows(&q)?, k, v));
+            start += t;
         }
-        // Rows attend over their own caches independently: one row per thread.
-        let ys = rows
+        // Sequences attend over their own caches independently: one per thread.
+        let ys = seqs
             .par_iter()
             .zip(masks.par_iter())
-            .map(|((q, k, v), mask)| self.attend_rotated(q, k, v, mask.as_ref(), scale))
+            .map(|((q, k, v), mask)| -> Result<Tensor> {
+                let y = self.attend_rotated(q, k, v, mask.as_ref(), scale)?;
+                Ok(y.reshape(((), 1, self.num_heads * hd))?)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(self.o_proj.forward(&Tensor::cat(&ys, 0)?)?)
     }
@@ -209,8 +216,8 @@ impl DecoderLayer {
         Ok((x + h)?)
     }
 
-    fn forward_rows(&self, x: &Tensor, rope: &(Tensor, Tensor), masks: &[Option<Tensor>], caches: &mut [&mut KvCache], layer: usize) -> Result<Tensor> {
-        let h = self.self_attn.forward_rows(&self.input_layernorm.forward(x)?, rope, masks, caches, layer)?;
+    fn forward_rows(&self, x: &Tensor, rope: &(Tensor, Tensor), spans: &[usize], masks: &[Option<Tensor>], caches: &mut [&mut KvCache], layer: usize) -> Result<Tensor> {
+        let h = self.self_attn.forward_rows(&self.input_layernorm.forward(x)?, rope, spans, masks, caches, layer)?;
         let x = (x + h)?;
         let h = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
         Ok((x + h)?)
@@ -370,31 +377,49 @@ impl Model {
 
     /// One decoding step of independent sequences (continuous batching): `tokens[i]` is the next
     /// token of the sequence whose keys and values `caches[i]` holds, each at its own length.
-    /// Returns the next-token logits `(b, vocab)`. The matmuls read each weight once for all rows;
-    /// attention runs per row, so a row's logits are those of decoding its sequence alone and
-    /// sequences can join (prefilled alone) or leave between steps.
+    /// Returns the next-token logits `(b, vocab)`. See [`Self::forward_ragged`].
     pub fn forward_rows(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
-        on_pool(|| generation_kernels(|| self.decode_rows(tokens, caches)))
+        let seqs: Vec<&[u32]> = tokens.chunks(1).collect();
+        self.forward_ragged(&seqs, caches)
     }
 
-    fn decode_rows(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
-        if tokens.len() != caches.len() || tokens.is_empty() {
-            return Err(crate::Error::InvalidRequest(format!("{} tokens for {} caches", tokens.len(), caches.len())));
+    /// One step of independent sequences that each bring any number of new tokens: `seqs[i]`
+    /// continues the sequence whose keys and values `caches[i]` holds (a whole prompt to
+    /// prefill, or one token to decode). Returns the logits of each sequence's last new token,
+    /// `(b, vocab)`. The matmuls read each weight once for all the new tokens, and with the
+    /// generation kernels a row's product does not depend on the other rows; attention runs per
+    /// sequence. So a sequence's logits are those of running it alone, and sequences can join
+    /// (with their prompts) or leave between steps.
+    pub fn forward_ragged(&self, seqs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        on_pool(|| generation_kernels(|| self.ragged_step(seqs, caches)))
+    }
+
+    fn ragged_step(&self, seqs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        if seqs.len() != caches.len() || seqs.is_empty() || seqs.iter().any(|s| s.is_empty()) {
+            return Err(crate::Error::InvalidRequest(format!("{} token sequences (each non-empty) for {} caches", seqs.len(), caches.len())));
         }
         let window = self.config.effective_sliding_window();
-        let masks = caches
+        let masks = seqs
             .iter()
-            .map(|c| attention_mask(1, c.len(), None, window, &self.device))
+            .zip(caches.iter())
+            .map(|(s, c)| attention_mask(s.len(), c.len(), None, window, &self.device))
             .collect::<Result<Vec<_>>>()?;
-        let positions: Vec<usize> = caches.iter().map(|c| c.len()).collect();
+        let positions: Vec<usize> = seqs.iter().zip(caches.iter()).flat_map(|(s, c)| c.len()..c.len() + s.len()).collect();
+        let spans: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let rope = self.rotary.at_positions(&positions)?;
-        let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self.embed_tokens.index_select(&ids, 0)?.reshape((tokens.len(), 1, ()))?;
+        let ids = Tensor::new(seqs.concat(), &self.device)?;
+        let mut x = self.embed_tokens.index_select(&ids, 0)?.reshape((positions.len(), 1, ()))?;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward_rows(&x, &rope, &masks, caches, i)?;
+            x = layer.forward_rows(&x, &rope, &spans, &masks, caches, i)?;
         }
-        caches.iter_mut().for_each(|c| c.advance(1));
-        self.lm_head(&self.norm.forward(&x)?.squeeze(1)?)
+        caches.iter_mut().zip(&spans).for_each(|(c, &t)| c.advance(t));
+        // The last new row of each sequence.
+        let last: Vec<u32> = spans.iter().scan(0, |end, &t| {
+            *end += t;
+            Some(*end as u32 - 1)
+        }).collect();
+        let x = x.squeeze(1)?.index_select(&Tensor::new(last, &self.device)?, 0)?;
+        self.lm_head(&self.norm.forward(&x)?)
     }
 
     /// Every adaptable projection with its Hugging Face module path

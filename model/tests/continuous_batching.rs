@@ -74,6 +74,34 @@ fn rows_joining_and_leaving_get_the_logits_of_decoding_alone() {
     }
 }
 
+/// Prompts prefilled in the same step as another sequence's decoding (and as each other) get
+/// the logits of prefilling each alone, and their caches decode on exactly as alone.
+#[test]
+fn prompts_prefilled_beside_a_decoding_row_get_the_logits_of_prefilling_alone() {
+    for arch in [Architecture::Llama, Architecture::Mistral, Architecture::Qwen2] {
+        let m = tiny_model(arch, LinearFormat::Quantized);
+        let (mut running, first) = prefill(&m, PROMPTS[0]);
+        let mut running_alone = running.clone();
+        let next = argmax(&first);
+        let mut caches: Vec<KvCache> = (0..2).map(|_| KvCache::new(m.config())).collect();
+        let mut alone = caches.clone();
+        let [a, b] = &mut caches[..] else { unreachable!() };
+        let step: Vec<Vec<f32>> = m.forward_ragged(&[&[next], PROMPTS[1], PROMPTS[2]], &mut [&mut running, a, b]).unwrap().to_vec2().unwrap();
+        let last = |t: candle_core::Tensor| -> Vec<f32> { t.squeeze(0).unwrap().to_vec1().unwrap() };
+        assert_eq!(step[0], last(m.forward_last(&ids(&[next]), Some(&mut running_alone), None).unwrap()), "{arch:?}");
+        for (i, p) in [PROMPTS[1], PROMPTS[2]].iter().enumerate() {
+            assert_eq!(step[i + 1], last(m.forward_last(&ids(p), Some(&mut alone[i]), None).unwrap()), "{arch:?} prompt {i}");
+            assert_eq!(caches[i].len(), p.len());
+        }
+        let tokens = [argmax(&step[1]), argmax(&step[2])];
+        let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+        let decoded: Vec<Vec<f32>> = m.forward_rows(&tokens, &mut refs).unwrap().to_vec2().unwrap();
+        for (i, c) in alone.iter_mut().enumerate() {
+            assert_eq!(decoded[i], last(m.forward_last(&ids(&[tokens[i]]), Some(c), None).unwrap()), "{arch:?} decode {i}");
+        }
+    }
+}
+
 #[test]
 fn batched_generation_of_different_lengths_equals_each_alone() {
     let m = tiny_model(Architecture::Llama, LinearFormat::Quantized);

@@ -3,17 +3,19 @@
 //! boundary instead of waiting for the batch to finish.
 //!
 //! Every request owns its KV cache (Orca's iteration-level scheduling, Yu et al. 2022,
-//! <https://www.usenix.org/conference/osdi22/presentation/yu>): a new request is prefilled alone
-//! and its first token sent at once, then it joins the running batch; a decoding step runs
-//! [`medalign_model::Model::forward_rows`] over the live rows (one pass over the weights for
-//! all of them, attention per row); a finished or cancelled row leaves immediately. Nothing is
-//! padded or recomputed, so a greedy answer under load equals the same answer alone.
+//! <https://www.usenix.org/conference/osdi22/presentation/yu>). Each step is one
+//! [`medalign_model::Model::forward_ragged`] pass over the live requests: the ones decoding
+//! bring one token, the ones just arrived bring their prompt (in chunks of at most
+//! [`PREFILL_CHUNK`] tokens, within a step's [`PREFILL_BUDGET`]), so arrivals are prefilled
+//! together and beside the running decodes instead of one at a time while everything else
+//! waits. One pass reads the weights once for all rows; attention runs per request. A finished
+//! or cancelled row leaves immediately. Nothing is padded or recomputed and a row's arithmetic
+//! does not depend on its neighbours, so a greedy answer under load equals the same answer alone.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use candle_core::Tensor;
 use medalign_model::generation::{FinishReason, Sampler};
 use medalign_model::{KvCache, LanguageModel, SamplingParams};
 use tokio::sync::mpsc::UnboundedSender;
@@ -63,8 +65,18 @@ pub struct BatchLimits {
     pub max_context: usize,
 }
 
+/// Most prompt tokens one request prefills in a step; a longer prompt takes several steps, cut
+/// at the same places whatever else runs, so its logits do not depend on the load.
+pub const PREFILL_CHUNK: usize = 512;
+
+/// Prompt tokens one step takes on (whole chunks in arrival order, at least one chunk), so a
+/// burst of long prompts holds the running decodes up for a bounded time.
+pub const PREFILL_BUDGET: usize = 512;
+
 struct Row {
     req: GenRequest,
+    /// Prompt tokens already in the cache.
+    prefilled: usize,
     history: Vec<u32>,
     generated: Vec<u32>,
     emitted: usize,
@@ -80,6 +92,7 @@ impl Row {
     fn new(req: GenRequest, cache: KvCache) -> Row {
         Row {
             history: req.prompt.clone(),
+            prefilled: 0,
             sampler: Sampler::new(&req.sampling, 0),
             req,
             generated: Vec::new(),
@@ -88,6 +101,17 @@ impl Row {
             cache,
             next: 0,
             done: false,
+        }
+    }
+
+    /// The tokens this row feeds at the next step: the next chunk of its prompt, or the token
+    /// it sampled last.
+    fn input(&self) -> &[u32] {
+        let prompt = &self.req.prompt;
+        if self.prefilled < prompt.len() {
+            &prompt[self.prefilled..prompt.len().min(self.prefilled + PREFILL_CHUNK)]
+        } else {
+            std::slice::from_ref(&self.next)
         }
     }
 
@@ -191,7 +215,7 @@ pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: 
         }
         rows.retain(|r| !r.done);
         for req in arrived {
-            if let Some(row) = join(&lm, req, &eos, limits, &metrics) {
+            if let Some(row) = join(req, &lm, limits, &metrics) {
                 rows.push(row);
             }
         }
@@ -199,49 +223,65 @@ pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: 
             continue;
         }
         let started = Instant::now();
-        let tokens: Vec<u32> = rows.iter().map(|r| r.next).collect();
-        let mut caches: Vec<&mut KvCache> = rows.iter_mut().map(|r| &mut r.cache).collect();
-        let logits = lm.model.forward_rows(&tokens, &mut caches).and_then(|l| Ok(l.to_vec2::<f32>()?));
+        // Decoding rows, and the prompt chunks that fit this step's budget.
+        let stepping = plan_step(rows.iter().map(|r| (r.prefilled < r.req.prompt.len()).then(|| r.input().len())), PREFILL_BUDGET);
+        let inputs: Vec<Vec<u32>> = rows.iter().zip(&stepping).filter(|(_, &s)| s).map(|(r, _)| r.input().to_vec()).collect();
+        let seqs: Vec<&[u32]> = inputs.iter().map(Vec::as_slice).collect();
+        let mut caches: Vec<&mut KvCache> = rows.iter_mut().zip(&stepping).filter(|(_, &s)| s).map(|(r, _)| &mut r.cache).collect();
+        let logits = lm.model.forward_ragged(&seqs, &mut caches).and_then(|l| Ok(l.to_vec2::<f32>()?));
+        let mut produced = 0;
         match logits {
             Ok(all) => {
-                for (row, l) in rows.iter_mut().zip(all) {
+                let stepped = rows.iter_mut().zip(&stepping).filter(|(_, &s)| s).map(|(r, _)| r);
+                for ((row, l), fed) in stepped.zip(all).zip(&inputs) {
+                    if row.prefilled < row.req.prompt.len() {
+                        row.prefilled += fed.len();
+                        if row.prefilled < row.req.prompt.len() {
+                            continue; // the rest of the prompt comes at a later step
+                        }
+                        metrics.prefill(row.req.prompt.len(), started.elapsed());
+                    }
+                    produced += 1;
                     row.advance(l, &lm, &eos, limits.max_context, &metrics);
                 }
             }
             Err(e) => fail_all(&mut rows, &e.to_string(), &metrics),
         }
-        let produced = rows.len();
         rows.retain(|r| !r.done);
         metrics.decode_step(produced, started.elapsed(), rows.len());
     }
 }
 
-/// Prefills a new request alone and sends its first token; the row to decode, if it goes on.
-fn join(lm: &LanguageModel, req: GenRequest, eos: &[u32], limits: BatchLimits, metrics: &Metrics) -> Option<Row> {
+/// Which rows take part in a step, given each row's prompt chunk length (`None` for a row that
+/// decodes): every decoding row, and in arrival order each prompt chunk that still fits `budget`
+/// (the first one always, so a chunk larger than the budget still runs).
+fn plan_step(rows: impl Iterator<Item = Option<usize>>, budget: usize) -> Vec<bool> {
+    let mut left = budget;
+    rows.map(|chunk| match chunk {
+        None => true,
+        Some(n) if n <= left || left == budget => {
+            left = left.saturating_sub(n);
+            true
+        }
+        Some(_) => false,
+    })
+    .collect()
+}
+
+/// A new request's row, prefilled at the next step; `None` when it was cancelled or its prompt
+/// cannot fit (reported to it alone, so it cannot fail the others' step).
+fn join(req: GenRequest, lm: &LanguageModel, limits: BatchLimits, metrics: &Metrics) -> Option<Row> {
     if req.events.is_closed() {
         metrics.request_cancelled();
         return None;
     }
-    let started = Instant::now();
-    let result = (|| -> medalign_model::Result<(KvCache, Vec<f32>)> {
-        let mut cache = KvCache::new(lm.config());
-        let input = Tensor::new(req.prompt.as_slice(), lm.model.device())?.unsqueeze(0)?;
-        let logits = lm.model.forward_last(&input, Some(&mut cache), None)?.squeeze(0)?.to_vec1()?;
-        Ok((cache, logits))
-    })();
-    match result {
-        Ok((cache, logits)) => {
-            metrics.prefill(req.prompt.len(), started.elapsed());
-            let mut row = Row::new(req, cache);
-            row.advance(logits, lm, eos, limits.max_context, metrics);
-            (!row.done).then_some(row)
-        }
-        Err(e) => {
-            let _ = req.events.send(GenEvent::Error(e.to_string()));
-            metrics.request_cancelled();
-            None
-        }
+    if req.prompt.is_empty() || req.prompt.len() >= limits.max_context {
+        let why = format!("a prompt of {} tokens does not fit the context of {} tokens", req.prompt.len(), limits.max_context);
+        let _ = req.events.send(GenEvent::Error(why));
+        metrics.request_cancelled();
+        return None;
     }
+    Some(Row::new(req, KvCache::new(lm.config())))
 }
 
 fn fail_all(rows: &mut [Row], e: &str, metrics: &Metrics) {
@@ -254,7 +294,15 @@ fn fail_all(rows: &mut [Row], e: &str, metrics: &Metrics) {
 
 #[cfg(test)]
 mod tests {
-    use super::stable_prefix;
+    use super::{plan_step, stable_prefix};
+
+    #[test]
+    fn a_step_takes_every_decoding_row_and_the_prompts_that_fit_its_budget() {
+        let rows = [None, Some(300), Some(300), None, Some(200), Some(20)];
+        assert_eq!(plan_step(rows.into_iter(), 512), [true, true, false, true, true, false]);
+        // A chunk over the whole budget still runs when it comes first, and alone.
+        assert_eq!(plan_step([Some(600), Some(1), None].into_iter(), 512), [true, false, true]);
+    }
 
     #[test]
     fn holds_back_possible_stop_strings_and_partial_characters() {
