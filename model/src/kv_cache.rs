@@ -1,8 +1,8 @@
 //! The key/value cache of one generation batch, kept outside the model so that one loaded model
 //! can serve many sessions.
 //!
-//! For continuous batching each sequence owns a batch-1 cache: it is prefilled alone, and a
-//! decoding step stacks the rows of whichever caches are live ([`crate::Model::forward_rows`]).
+//! For continuous batching each sequence owns a batch-1 cache, and a step stacks the new tokens
+//! of whichever caches are live, a prompt or one decoded token each ([`crate::Model::forward_ragged`]).
 //! A sequence joins the batch by adding its cache to that list and leaves by dropping it; no row
 //! is ever padded or recomputed.
 

@@ -19,13 +19,15 @@ pub fn single_threaded_elementwise() {
     }
 }
 
-/// The binary allocates with mimalloc, which by default hands freed memory back to the kernel
-/// 10 ms after it is freed; each forward pass's activations then come back as fresh pages the
-/// kernel must zero again. Keeping freed memory for reuse made a 512-token prefill 1.25x faster
-/// (`bench generate`: 708 vs 562 tok/s) and left training's peak RSS unchanged. An explicit
+/// The binary allocates with mimalloc (version 3, as the `mimalloc` crate builds it), which hands
+/// freed memory back to the kernel a second after it is freed; activations freed between forward
+/// passes then come back as fresh pages the kernel must zero again. Keeping freed memory for reuse
+/// made a 512-token prefill 1.09x faster (`bench generate`, means of four alternating runs: 631 vs
+/// 579 tok/s; glibc's malloc 626) and left training's peak RSS within 3%. An explicit
 /// `MIMALLOC_PURGE_DELAY` wins. Does nothing where mimalloc is not the global allocator.
 pub fn keep_freed_memory() {
-    /// `mi_option_purge_delay` in mimalloc 2's `mi_option_t` (the bindings do not name it).
+    /// `mi_option_purge_delay` in mimalloc's `mi_option_t` (the same index in versions 2 and 3;
+    /// the bindings do not name it).
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets one tunable of mimalloc's option table, which is safe at any time.

@@ -4,8 +4,9 @@
 //! (a left-padded row's RoPE positions, a longer softmax) can flip a rounding and, some tokens
 //! later, a greedy choice; re-prefilling a decoded history (f32 GEMM instead of the 8-bit
 //! kernels) moves SmolLM2's logits by 0.5-1.0. Both made batched answers differ from answers
-//! alone. Rows now keep their own caches, are prefilled alone and never padded: the tests ask
-//! for equal bits, not a tolerance.
+//! alone. Rows now keep their own caches and are never padded; a prompt is prefilled alone or in
+//! one step beside other rows, whose products never mix with its own. The tests ask for equal
+//! bits, not a tolerance.
 
 mod common;
 

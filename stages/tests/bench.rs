@@ -8,10 +8,6 @@
 
 mod common;
 
-/// The binary's allocator (`src/main.rs`), so these figures are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Instant;
@@ -20,6 +16,10 @@ use medalign_stages::dedupe::minhash::{optimal_bands, set_jaccard, shingle_set, 
 use medalign_stages::dedupe::text::words;
 use medalign_stages::dedupe::{dedupe, DedupeConfig, NearConfig};
 use medalign_stages::ingest::IngestConfig;
+
+/// The binary's allocator (`src/main.rs`), so these figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn rng(seed: u64) -> impl FnMut() -> u64 {
     let mut s = seed;
