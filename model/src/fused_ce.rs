@@ -8,23 +8,54 @@
 use std::sync::Mutex;
 
 use candle_core::quantized::QMatMul;
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
+
+use crate::layers::bf16_gemm::{self, PackedB};
+use crate::layers::weight_f32;
 use rayon::prelude::*;
 
 /// Rows of logits materialized at once.
 const BLOCK_ROWS: usize = 128;
 
-fn weight_f32(w: &QMatMul) -> candle_core::Result<Tensor> {
-    match w {
-        QMatMul::QTensor(q) => q.dequantize(&q.device()),
-        QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.to_dtype(candle_core::DType::F32),
+/// One side of the head's products: f32 through candle's GEMM, or packed for bfloat16 inside a
+/// [`bf16_products`](crate::layers::bf16_products) scope.
+enum Operand {
+    F32(Tensor),
+    Bf16(PackedB),
+}
+
+impl Operand {
+    /// `W^T`, the right operand of the logits `h W^T`.
+    fn head(weight: &QMatMul, bf16: bool) -> candle_core::Result<Self> {
+        let w = weight_f32(weight, &Device::Cpu)?;
+        Ok(if bf16 { Self::Bf16(PackedB::of_transposed(&w)?) } else { Self::F32(w.t()?) })
+    }
+
+    /// `W`, the right operand of the input gradient `d W`.
+    fn input_grad(weight: &QMatMul, bf16: bool) -> candle_core::Result<Self> {
+        let w = weight_f32(weight, &Device::Cpu)?;
+        Ok(if bf16 { Self::Bf16(PackedB::of_plain(&w)?) } else { Self::F32(w) })
+    }
+
+    fn columns(&self) -> candle_core::Result<usize> {
+        match self {
+            Self::F32(w) => w.dim(1),
+            Self::Bf16(b) => Ok(b.n()),
+        }
+    }
+
+    fn product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::F32(w) => x.matmul(w),
+            Self::Bf16(b) => bf16_gemm::product(x, b),
+        }
     }
 }
 
 /// `(rows, vocab)` logits of a block as an owned contiguous vector.
-fn block_logits(h: &Tensor, w: &Tensor, start: usize, rows: usize) -> candle_core::Result<Vec<f32>> {
+fn block_logits(h: &Tensor, head: &Operand, start: usize, rows: usize) -> candle_core::Result<Vec<f32>> {
     let x = h.narrow(0, start, rows)?.contiguous()?;
-    x.matmul(&w.t()?)?.flatten_all()?.to_vec1::<f32>()
+    head.product(&x)?.flatten_all()?.to_vec1::<f32>()
 }
 
 /// Log-sum-exp and target logit of each row of `logits` `(rows, vocab)`.
@@ -45,6 +76,8 @@ struct FusedLogprob {
     targets: Vec<u32>,
     lse: Vec<f32>,
     out: Mutex<Option<Vec<f32>>>,
+    /// The forward ran in bfloat16, so the backward does too.
+    bf16: bool,
 }
 
 impl CustomOp1 for FusedLogprob {
@@ -63,8 +96,9 @@ impl CustomOp1 for FusedLogprob {
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let w = weight_f32(&self.weight)?;
-        let (vocab, _) = w.dims2()?;
+        let head = Operand::head(&self.weight, self.bf16)?;
+        let w = Operand::input_grad(&self.weight, self.bf16)?;
+        let vocab = head.columns()?;
         let n = arg.dim(0)?;
         let g = grad.flatten_all()?.to_vec1::<f32>()?;
         let h = arg.detach();
@@ -72,7 +106,7 @@ impl CustomOp1 for FusedLogprob {
         let mut start = 0;
         while start < n {
             let rows = BLOCK_ROWS.min(n - start);
-            let mut logits = block_logits(&h, &w, start, rows)?;
+            let mut logits = block_logits(&h, &head, start, rows)?;
             let (tg, lse, gs) = (&self.targets[start..start + rows], &self.lse[start..start + rows], &g[start..start + rows]);
             logits.par_chunks_mut(vocab).enumerate().for_each(|(i, row)| {
                 let (m, gi) = (lse[i], gs[i]);
@@ -82,7 +116,7 @@ impl CustomOp1 for FusedLogprob {
                 row[tg[i] as usize] += gi;
             });
             let d = Tensor::from_vec(logits, (rows, vocab), arg.device())?;
-            parts.push(d.matmul(&w)?);
+            parts.push(w.product(&d)?);
             start += rows;
         }
         Ok(Some(Tensor::cat(&parts, 0)?))
@@ -96,15 +130,17 @@ pub fn target_logprobs(h: &Tensor, weight: &QMatMul, targets: &[u32]) -> candle_
     if targets.len() != n {
         candle_core::bail!("fused-logprob: {} targets for {n} rows", targets.len());
     }
-    let w = weight_f32(weight)?;
+    let bf16 = bf16_gemm::active() && h.device().is_cpu();
+    let head = Operand::head(weight, bf16)?;
+    let vocab = head.columns()?;
     let hd = h.detach();
     let mut lse = Vec::with_capacity(n);
     let mut out = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
         let rows = BLOCK_ROWS.min(n - start);
-        let logits = block_logits(&hd, &w, start, rows)?;
-        for (l, t) in lse_rows(&logits, w.dim(0)?, &targets[start..start + rows]) {
+        let logits = block_logits(&hd, &head, start, rows)?;
+        for (l, t) in lse_rows(&logits, vocab, &targets[start..start + rows]) {
             lse.push(l);
             out.push(t - l);
         }
@@ -113,8 +149,8 @@ pub fn target_logprobs(h: &Tensor, weight: &QMatMul, targets: &[u32]) -> candle_
     if !h.track_op() || !h.device().is_cpu() {
         return Tensor::from_vec(out, n, h.device());
     }
-    drop(w);
-    h.apply_op1(FusedLogprob { weight: weight.clone(), targets: targets.to_vec(), lse, out: Mutex::new(Some(out)) })
+    drop(head);
+    h.apply_op1(FusedLogprob { weight: weight.clone(), targets: targets.to_vec(), lse, out: Mutex::new(Some(out)), bf16 })
 }
 
 #[cfg(test)]

@@ -11,18 +11,11 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
 
+use crate::layers::softmax::{masked_softmax, softmax_backward};
+
 /// `(b, kvh, n_rep * t, s)` attention probabilities; `mask` is `(b or 1, 1, t, s)`.
 fn probs(q: &Tensor, k: &Tensor, mask: Option<&Tensor>, n_rep: usize, scale: f64) -> candle_core::Result<Tensor> {
-    let (b, kvh, rt, _) = q.dims4()?;
-    let s = k.dim(2)?;
-    let mut att = (q.matmul(&k.t()?)? * scale)?;
-    if let Some(mask) = mask {
-        att = att
-            .reshape((b, kvh, n_rep, rt / n_rep, s))?
-            .broadcast_add(&mask.unsqueeze(1)?)?
-            .reshape((b, kvh, rt, s))?;
-    }
-    candle_nn::ops::softmax_last_dim(&att)
+    masked_softmax(&q.matmul(&k.t()?)?, mask, n_rep, scale as f32)
 }
 
 struct Attention {
@@ -55,7 +48,7 @@ impl CustomOp3 for Attention {
         let dv = p.t()?.matmul(&d_o)?;
         let dp = d_o.matmul(&v.t()?)?;
         let row = (&d_o * &o)?.sum_keepdim(D::Minus1)?;
-        let ds = ((p * dp.broadcast_sub(&row)?)? * self.scale)?;
+        let ds = softmax_backward(&p, &dp, &row, self.scale as f32)?;
         let dq = ds.matmul(&k)?;
         let dk = ds.t()?.matmul(&q)?;
         Ok((Some(dq), Some(dk), Some(dv)))

@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Module, Tensor, Var, D};
+use candle_core::{DType, Device, Module, Tensor, Var};
 use rayon::prelude::*;
 
 use crate::checkpoint::{checkpoint, grad_disabled, CheckpointGrads, Recompute};
 
 use crate::config::Config;
 use crate::kv_cache::KvCache;
-use crate::layers::{decode_attention, generation_kernels, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
+use crate::layers::softmax::masked_softmax;
+use crate::layers::{decode_attention, generation_kernels, silu_mul, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
 use crate::mask::attention_mask;
 use crate::process::on_pool;
 use crate::weights::Weights;
@@ -52,7 +53,7 @@ impl Module for Mlp {
             }
             _ => (self.gate_proj.forward(x)?, self.up_proj.forward(x)?),
         };
-        self.down_proj.forward(&(gate.silu()? * up)?)
+        self.down_proj.forward(&silu_mul(&gate, &up)?)
     }
 }
 
@@ -166,7 +167,6 @@ impl Attention {
                 return Ok(y);
             }
         }
-        let s = k.dim(2)?;
         // Grouped-query attention without copying keys: the n_rep query heads sharing a kv head
         // are adjacent, so fold them into the query length.
         let n_rep = self.num_heads / kvh;
@@ -177,15 +177,7 @@ impl Attention {
             let y = y.reshape((b, self.num_heads, t, hd))?.transpose(1, 2)?;
             return Ok(y.reshape((b, t, self.num_heads * hd))?);
         }
-        let mut att = (q.matmul(&k.t()?)? * scale)?;
-        if let Some(mask) = mask {
-            att = att.reshape((b, kvh, n_rep, t, s))?.broadcast_add(&mask.unsqueeze(1)?)?.reshape((b, kvh, n_rep * t, s))?;
-        }
-        let att = if att.track_op() {
-            candle_nn::ops::softmax(&att, D::Minus1)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&att)?
-        };
+        let att = masked_softmax(&q.matmul(&k.t()?)?, mask, n_rep, scale as f32)?;
         let y = att.matmul(v)?.reshape((b, self.num_heads, t, hd))?.transpose(1, 2)?;
         Ok(y.reshape((b, t, self.num_heads * hd))?)
     }

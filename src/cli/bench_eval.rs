@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
+use medalign_model::layers::bf16_products;
 use medalign_model::{LanguageModel, LinearFormat, LoadOptions};
 use medalign_stages::eval::data::EvalSet;
 use medalign_stages::eval::runner::{benchmarks, Settings};
@@ -29,7 +30,8 @@ pub struct BenchEvalArgs {
     /// Items per benchmark.
     #[arg(long)]
     limit: Option<usize>,
-    /// Weights: exact `f32` (what transformers computes) or `quantized`.
+    /// Weights: exact `f32` (what transformers computes), `bf16` (f32 weights, bfloat16 products)
+    /// or `quantized`.
     #[arg(long, default_value = "f32")]
     precision: String,
     /// Padded tokens per forward pass.
@@ -46,9 +48,9 @@ pub struct BenchEvalArgs {
 /// Runs the benchmark.
 pub fn bench_eval(a: BenchEvalArgs) -> anyhow::Result<()> {
     let format = match a.precision.as_str() {
-        "f32" => LinearFormat::F32,
+        "f32" | "bf16" => LinearFormat::F32,
         "quantized" => LinearFormat::Quantized,
-        other => anyhow::bail!("--precision {other}: expected f32 or quantized"),
+        other => anyhow::bail!("--precision {other}: expected f32, bf16 or quantized"),
     };
     let sources = serde_json::json!({ "sources": [
         { "path": a.mmlu, "format": "mmlu" },
@@ -69,8 +71,9 @@ pub fn bench_eval(a: BenchEvalArgs) -> anyhow::Result<()> {
         answer_tokens: 16,
         reply_tokens: 64,
     };
-    let (preds, rate) =
-        benchmarks(&lm, "base", &set, &BTreeMap::new(), &settings, &mut |m| eprintln!("{m}")).map_err(anyhow::Error::msg)?;
+    let bf16 = a.precision == "bf16" && medalign_model::layers::bf16_gemm::available();
+    let (preds, rate) = bf16_products(bf16, || benchmarks(&lm, "base", &set, &BTreeMap::new(), &settings, &mut |m| eprintln!("{m}")))
+        .map_err(anyhow::Error::msg)?;
     let mut tasks = serde_json::Map::new();
     for (task, items) in &set.benchmarks {
         let mine: Vec<_> = preds.iter().filter(|p| &p.task == task).collect();

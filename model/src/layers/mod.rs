@@ -1,6 +1,8 @@
 //! The building blocks shared by every architecture: projections that carry LoRA, RMSNorm and RoPE.
 //! Each picks candle's fast kernel at inference and a differentiable path when gradients flow.
 
+mod activation;
+pub mod bf16_gemm;
 mod decode_attention;
 mod frozen_matmul;
 mod fused;
@@ -9,8 +11,14 @@ mod norm;
 mod qmatvec;
 mod qpacked;
 mod rope;
+pub mod softmax;
+#[cfg(target_arch = "x86_64")]
+mod vexp;
 
 pub use decode_attention::decode_attention;
+pub use activation::silu_mul;
+pub use bf16_gemm::bf16_products;
+pub(crate) use frozen_matmul::weight_f32;
 pub use frozen_matmul::{frozen_matmul, generation_kernels};
 pub use fused::FusedLinear;
 pub use linear::Linear;

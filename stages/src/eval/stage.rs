@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use medalign_engine::{Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use medalign_model::layers::bf16_products;
 use medalign_model::{LanguageModel, LinearFormat, LoadOptions};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,16 @@ pub enum Precision {
     F32,
     /// Quantized matmuls: faster on CPU, scores differ slightly.
     Quantized,
+    /// float32 weights, products of many rows in bfloat16 with f32 accumulation where the CPU has
+    /// AVX-512 BF16 (f32 elsewhere): about twice as fast, scores differ slightly.
+    Bf16,
+}
+
+impl Precision {
+    /// Whether products run in bf16 on this machine.
+    pub fn bf16(self) -> bool {
+        self == Precision::Bf16 && medalign_model::layers::bf16_gemm::available()
+    }
 }
 
 /// RxSafeBench-style medication-safety suite.
@@ -98,7 +109,7 @@ pub struct EvalConfig {
     /// Keep the first items of each safety set (harmful, benign, medication); `null` for all.
     #[serde(default = "default_safety_limit")]
     pub safety_limit: Option<usize>,
-    /// `f32` (the reference, as `transformers`) or `quantized` (faster).
+    /// `f32` (the reference, as `transformers`), `bf16` or `quantized` (faster).
     #[serde(default)]
     pub precision: Precision,
     /// Padded tokens per forward pass when scoring.
@@ -158,7 +169,7 @@ impl EvalConfig {
     /// Load options for [`Self::precision`].
     pub fn load_options(&self) -> LoadOptions {
         let format = match self.precision {
-            Precision::F32 => LinearFormat::F32,
+            Precision::F32 | Precision::Bf16 => LinearFormat::F32,
             Precision::Quantized => LinearFormat::Quantized,
         };
         LoadOptions { format, ..LoadOptions::inference() }
@@ -282,7 +293,9 @@ impl StageConfig for EvalConfig {
                 lm.load_adapter(dir).map_err(|e| format!("adapter {}: {e}", dir.display()))?;
             }
             let progress = cx.progress();
-            let (bench, rate) = runner::benchmarks(&lm, label, &set, &pool, &settings, &mut |m| progress.set_message(m.to_string()))?;
+            let (bench, rate) = bf16_products(self.precision.bf16(), || {
+                runner::benchmarks(&lm, label, &set, &pool, &settings, &mut |m| progress.set_message(m.to_string()))
+            })?;
             preds.extend(bench);
             if let Some(r) = rate {
                 cx.metric(format!("questions_per_s.{label}"), (r * 100.0).round() / 100.0);

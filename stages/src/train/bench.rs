@@ -41,6 +41,10 @@ pub struct BenchTrainArgs {
     /// Gradient checkpointing: recompute each layer in backward.
     #[arg(long)]
     pub checkpointing: bool,
+    /// Keep the frozen base's products in f32 (by default they run in bf16 where the CPU has
+    /// AVX-512 BF16, as the train stage's `precision: auto` does).
+    #[arg(long)]
+    pub f32: bool,
     /// Print the figures as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -112,6 +116,7 @@ pub fn run(args: &BenchTrainArgs) -> Result<BenchTrainReport, Box<dyn std::error
         eval_every: 0,
         seed: 0,
         pad_id: 0,
+        bf16: !args.f32 && medalign_model::layers::bf16_gemm::available(),
     };
     let work = std::env::temp_dir().join(format!("medalign-bench-train-{}", std::process::id()));
     let trainer = Trainer { model: &model, adapter: &adapter, hyper, objective: Objective::Sft { train, eval: vec![] }, work_dir: work };
@@ -119,6 +124,9 @@ pub fn run(args: &BenchTrainArgs) -> Result<BenchTrainReport, Box<dyn std::error
     trainer.run(&mut |r| {
         if r.step == 1 {
             timed_from = Some(Instant::now());
+        }
+        if std::env::var_os("MEDALIGN_BENCH_STEPS").is_some() {
+            eprintln!("step {} at {:?}", r.step, timed_from.map(|t| t.elapsed()));
         }
         true
     })?;

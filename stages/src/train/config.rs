@@ -108,8 +108,31 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Checkpoint every this many steps (0: never).
     pub checkpoint_every: usize,
+    /// `auto` (bf16 where the CPU has AVX-512 BF16), `bf16` or `f32`: the precision of the
+    /// frozen base's products. bf16 rounds their inputs and accumulates in f32, as autocast does.
+    pub precision: Precision,
     /// DPO loss parameters.
     pub dpo: DpoParams,
+}
+
+/// The precision of the frozen base's products in training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// bf16 where the CPU has the instructions for it (AVX-512 BF16), f32 elsewhere.
+    #[default]
+    Auto,
+    /// bf16 inputs, f32 accumulation (f32 where the CPU lacks AVX-512 BF16).
+    Bf16,
+    /// f32 throughout.
+    F32,
+}
+
+impl Precision {
+    /// Whether products run in bf16 on this machine.
+    pub fn bf16(self) -> bool {
+        self != Precision::F32 && medalign_model::layers::bf16_gemm::available()
+    }
 }
 
 impl Default for TrainConfig {
@@ -139,6 +162,7 @@ impl Default for TrainConfig {
             eval_fraction: 0.05,
             eval_every: 0,
             checkpoint_every: 50,
+            precision: Precision::Auto,
             dpo: DpoParams::default(),
         }
     }
@@ -186,6 +210,7 @@ impl TrainConfig {
             eval_every: self.eval_every,
             seed: self.seed,
             pad_id,
+            bf16: self.precision.bf16(),
         }
     }
 }

@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use medalign_engine::{ArtifactKind, Arity, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use medalign_model::layers::bf16_products;
 use medalign_model::{LoraAdapter, Model};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::batch::{row_logprobs, Batch};
+use super::config::Precision;
 use super::data::{ChatTokenizer, PairSequence, Row};
 use super::load::{load_base, read_preference_pairs};
 use super::trainer::ReferenceLogprobs;
@@ -70,8 +72,13 @@ pub fn read_reference(path: &Path) -> Result<HashMap<String, ReferenceLogprobs>,
     Ok(rows.into_iter().collect())
 }
 
-/// Scores every pair with `model` as it is (no gradients), `batch_size` pairs at a time.
-pub fn compute_reference(model: &Model, pairs: &[PairSequence], batch_size: usize, pad_id: u32) -> medalign_model::Result<Vec<(String, ReferenceLogprobs)>> {
+/// Scores every pair with `model` as it is (no gradients), `batch_size` pairs at a time, the
+/// frozen products in bf16 when `bf16` (as the policy's in training).
+pub fn compute_reference(model: &Model, pairs: &[PairSequence], batch_size: usize, pad_id: u32, bf16: bool) -> medalign_model::Result<Vec<(String, ReferenceLogprobs)>> {
+    bf16_products(bf16, || score_pairs(model, pairs, batch_size, pad_id))
+}
+
+fn score_pairs(model: &Model, pairs: &[PairSequence], batch_size: usize, pad_id: u32) -> medalign_model::Result<Vec<(String, ReferenceLogprobs)>> {
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(batch_size.max(1)) {
         let one = |s: &super::data::Sequence| {
@@ -103,11 +110,13 @@ pub struct ReferenceLogprobsConfig {
     pub max_seq_len: usize,
     /// Pairs per forward pass.
     pub batch_size: usize,
+    /// Precision of the frozen base's products; must match the train stage's.
+    pub precision: Precision,
 }
 
 impl Default for ReferenceLogprobsConfig {
     fn default() -> Self {
-        Self { model: "smollm2-135m-instruct".into(), quantized_base: false, max_seq_len: 512, batch_size: 4 }
+        Self { model: "smollm2-135m-instruct".into(), quantized_base: false, max_seq_len: 512, batch_size: 4, precision: Precision::Auto }
     }
 }
 
@@ -156,7 +165,7 @@ impl StageConfig for ReferenceLogprobsConfig {
         let pad = lm.tokenizer.eos_id().unwrap_or(0);
         let mut rows = Vec::with_capacity(pairs.len());
         for chunk in pairs.chunks(self.batch_size * 4) {
-            rows.extend(compute_reference(&lm.model, chunk, self.batch_size, pad)?);
+            rows.extend(compute_reference(&lm.model, chunk, self.batch_size, pad, self.precision.bf16())?);
             cx.progress().inc(chunk.len() as u64);
         }
         write_reference(&cx.output_table("reference"), &rows)?;

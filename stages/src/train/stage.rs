@@ -85,7 +85,7 @@ impl StageConfig for TrainConfig {
                     None => {
                         cx.progress().set_message("reference log-probabilities");
                         let all: Vec<PairSequence> = train.iter().chain(&eval).cloned().collect();
-                        compute_reference(&lm.model, &all, self.batch_size, pad)?.into_iter().collect()
+                        compute_reference(&lm.model, &all, self.batch_size, pad, self.precision.bf16())?.into_iter().collect()
                     }
                 };
                 for p in train.iter().chain(&eval) {

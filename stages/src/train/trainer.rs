@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
+use medalign_model::layers::bf16_products;
 use medalign_model::process::on_pool;
 use medalign_model::{LoraAdapter, Model};
 
@@ -49,6 +50,8 @@ pub struct Hyper {
     pub seed: u64,
     /// Padding token id.
     pub pad_id: u32,
+    /// The frozen base's products in bf16 ([`bf16_products`]).
+    pub bf16: bool,
 }
 
 /// Reference log-probabilities of one pair: summed over the reply, and the reply's token count.
@@ -172,7 +175,7 @@ impl Trainer<'_> {
             None => {
                 let state = TrainState { step: 0, epoch: 0, cursor: 0, rng: SplitMix64(h.seed), tokens: 0, elapsed_s: 0.0 };
                 let mut metrics = vec![];
-                self.evaluate(0, &mut metrics)?;
+                bf16_products(h.bf16, || self.evaluate(0, &mut metrics))?;
                 (state, AdamW::new(&params.iter().map(Vec::len).collect::<Vec<_>>()), metrics)
             }
         };
@@ -198,7 +201,7 @@ impl Trainer<'_> {
                 micro.push(b);
                 state.cursor += 1;
             }
-            let (loss, mut grads, tokens, extra) = on_pool(|| self.gradients(&micro, &vars))?;
+            let (loss, mut grads, tokens, extra) = on_pool(|| bf16_products(h.bf16, || self.gradients(&micro, &vars)))?;
             let norm = clip_grad_norm(&mut grads, h.max_grad_norm);
             let lr = learning_rate(h.lr, h.schedule, state.step, h.warmup_steps, h.total_steps);
             opt.update(&mut params, &grads, lr, &h.adamw);
@@ -217,7 +220,7 @@ impl Trainer<'_> {
             extra.into_iter().for_each(|(tag, v)| put(&tag, v));
             let last = state.step == h.total_steps;
             if last || (h.eval_every > 0 && state.step % h.eval_every == 0) {
-                self.evaluate(state.step, &mut metrics)?;
+                bf16_products(h.bf16, || self.evaluate(state.step, &mut metrics))?;
             }
             if h.checkpoint_every > 0 && (state.step % h.checkpoint_every == 0 || last) {
                 let named = vars.iter().zip(&shapes).zip(&params).map(|(((n, _), s), p)| (n.clone(), s.clone(), p.clone())).collect();

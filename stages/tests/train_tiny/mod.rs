@@ -98,5 +98,6 @@ pub fn hyper(total_steps: usize) -> Hyper {
         eval_every: 0,
         seed: 5,
         pad_id: 0,
+        bf16: false,
     }
 }

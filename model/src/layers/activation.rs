@@ -1,0 +1,148 @@
+//! The gated MLP's `silu(gate) * up` as one pass (and one pass back), with `exp` sixteen lanes at
+//! a time on AVX-512.
+//!
+//! Composed from candle ops it is a scalar `exp` per element plus two more passes forward and
+//! half a dozen backward; for scoring that was a tenth of the time.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 14;
+
+/// `silu(gate) * up`, differentiable in both.
+pub fn silu_mul(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;
+    if gate.shape() != up.shape() || !cpu_f32(gate) || !cpu_f32(up) {
+        return gate.silu()? * up;
+    }
+    let (gate, up) = (gate.contiguous()?, up.contiguous()?);
+    if gate.track_op() || up.track_op() {
+        gate.apply_op2(&up, SiluMul)
+    } else {
+        gate.apply_op2_no_bwd(&up, &SiluMul)
+    }
+}
+
+struct SiluMul;
+
+impl CustomOp2 for SiluMul {
+    fn name(&self) -> &'static str {
+        "silu-mul"
+    }
+
+    fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout, us: &CpuStorage, ul: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (g, u) = (contiguous(gs, gl)?, contiguous(us, ul)?);
+        let mut out = vec![0f32; g.len()];
+        out.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((o, g), u)| {
+            let mut s = vec![0f32; g.len()];
+            sigmoid(g, &mut s);
+            for i in 0..o.len() {
+                o[i] = g[i] * s[i] * u[i];
+            }
+        });
+        Ok((CpuStorage::F32(out), gl.shape().clone()))
+    }
+
+    fn bwd(&self, gate: &Tensor, up: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (gate, up, grad) = (gate.contiguous()?, up.contiguous()?, grad.contiguous()?);
+        let (g, u, d) = (f32s(&gate)?, f32s(&up)?, f32s(&grad)?);
+        let mut dg = vec![0f32; g.len()];
+        let mut du = vec![0f32; g.len()];
+        dg.par_chunks_mut(CHUNK).zip(du.par_chunks_mut(CHUNK)).enumerate().for_each(|(c, (dg, du))| {
+            let at = c * CHUNK;
+            let (g, u, d) = (&g[at..at + dg.len()], &u[at..at + dg.len()], &d[at..at + dg.len()]);
+            let mut s = vec![0f32; g.len()];
+            sigmoid(g, &mut s);
+            for i in 0..dg.len() {
+                // silu'(g) = s (1 + g (1 - s)).
+                du[i] = d[i] * g[i] * s[i];
+                dg[i] = d[i] * u[i] * s[i] * (1.0 + g[i] * (1.0 - s[i]));
+            }
+        });
+        let shape = gate.shape();
+        Ok((Some(Tensor::from_vec(dg, shape, gate.device())?), Some(Tensor::from_vec(du, shape, gate.device())?)))
+    }
+}
+
+/// The elements of a contiguous f32 tensor.
+fn f32s(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else { candle_core::bail!("silu-mul: expected a cpu tensor") };
+    Ok(contiguous(cpu, layout)?.to_vec())
+}
+
+fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { candle_core::bail!("silu-mul: expected f32") };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("silu-mul: expected a contiguous tensor"),
+    }
+}
+
+/// `s = 1 / (1 + e^-g)` elementwise, through `e^-|g|` so that `exp` never overflows.
+fn sigmoid(g: &[f32], s: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the feature was detected at run time; both slices have the same length.
+        unsafe { avx512::sigmoid(g, s) };
+        return;
+    }
+    for (s, &g) in s.iter_mut().zip(g) {
+        let e = (-g.abs()).exp();
+        *s = if g >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use crate::layers::vexp::{exp, lanes};
+
+    /// [`super::sigmoid`] sixteen lanes at a time.
+    ///
+    /// # Safety
+    /// AVX-512F must be available and `s` as long as `g`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn sigmoid(g: &[f32], s: &mut [f32]) {
+        assert_eq!(g.len(), s.len());
+        let one = _mm512_set1_ps(1.0);
+        for at in (0..g.len()).step_by(16) {
+            let m = lanes((g.len() - at).min(16));
+            let x = _mm512_maskz_loadu_ps(m, g.as_ptr().add(at));
+            let e = exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+            let inv = _mm512_div_ps(one, _mm512_add_ps(one, e));
+            let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
+            _mm512_mask_storeu_ps(s.as_mut_ptr().add(at), m, _mm512_mask_mul_ps(inv, negative, inv, e));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    #[test]
+    fn equals_silu_times_up_and_its_gradients() {
+        let dev = Device::Cpu;
+        let g = Var::from_tensor(&(Tensor::randn(0f32, 4.0, (3, 40_001), &dev).unwrap())).unwrap();
+        let u = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 40_001), &dev).unwrap()).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (3, 40_001), &dev).unwrap();
+        let close = |a: &Tensor, b: &Tensor| {
+            let (a, b): (Vec<f32>, Vec<f32>) = (a.flatten_all().unwrap().to_vec1().unwrap(), b.flatten_all().unwrap().to_vec1().unwrap());
+            a.iter().zip(&b).enumerate().for_each(|(i, (x, y))| assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "[{i}] {x} vs {y}"));
+        };
+        let want = (g.as_tensor().silu().unwrap() * u.as_tensor()).unwrap();
+        let got = silu_mul(g.as_tensor(), u.as_tensor()).unwrap();
+        close(&got, &want);
+        let gw = (&want * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let gg = (&got * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        close(gg.get(g.as_tensor()).unwrap(), gw.get(g.as_tensor()).unwrap());
+        close(gg.get(u.as_tensor()).unwrap(), gw.get(u.as_tensor()).unwrap());
+        // Without gradients it is the same values.
+        close(&silu_mul(&g.as_tensor().detach(), &u.as_tensor().detach()).unwrap(), &got);
+    }
+}
