@@ -3,19 +3,21 @@
 //! Composed from candle ops, `softmax(q k^T * scale + mask) v` keeps the scores, the masked
 //! scores, the softmax and its intermediates alive for backward: several `(b, heads, t, s)`
 //! tensors per layer, most of a training step's memory. Here forward runs outside the graph
-//! with candle's fused softmax and backward recomputes the probabilities (one extra `q k^T`),
+//! with a one-pass masked softmax and backward recomputes the probabilities (one extra `q k^T`),
 //! as FlashAttention does (Dao et al. 2022, <https://arxiv.org/abs/2205.14135>):
 //! `dV = P^T dO`, `dS = P * (dO V^T - rowsum(dO * O)) * scale`, `dQ = dS K`, `dK = dS^T Q`.
+//! Inside a [`bf16_products`](crate::layers::bf16_products) scope the six products run in bf16.
 
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
 
+use crate::layers::bf16_gemm::matmul_in_scope as mm;
 use crate::layers::softmax::{masked_softmax, softmax_backward};
 
 /// `(b, kvh, n_rep * t, s)` attention probabilities; `mask` is `(b or 1, 1, t, s)`.
 fn probs(q: &Tensor, k: &Tensor, mask: Option<&Tensor>, n_rep: usize, scale: f64) -> candle_core::Result<Tensor> {
-    masked_softmax(&q.matmul(&k.t()?)?, mask, n_rep, scale as f32)
+    masked_softmax(&mm(q, &k.t()?)?, mask, n_rep, scale as f32)
 }
 
 struct Attention {
@@ -45,12 +47,12 @@ impl CustomOp3 for Attention {
         let (q, k, v, o) = (q.detach(), k.detach(), v.detach(), o.detach());
         let d_o = grad.contiguous()?;
         let p = probs(&q, &k, self.mask.as_ref(), self.n_rep, self.scale)?;
-        let dv = p.t()?.matmul(&d_o)?;
-        let dp = d_o.matmul(&v.t()?)?;
+        let dv = mm(&p.t()?, &d_o)?;
+        let dp = mm(&d_o, &v.t()?)?;
         let row = (&d_o * &o)?.sum_keepdim(D::Minus1)?;
         let ds = softmax_backward(&p, &dp, &row, self.scale as f32)?;
-        let dq = ds.matmul(&k)?;
-        let dk = ds.t()?.matmul(&q)?;
+        let dq = mm(&ds, &k)?;
+        let dk = mm(&ds.t()?, &q)?;
         Ok((Some(dq), Some(dk), Some(dv)))
     }
 }
@@ -61,7 +63,7 @@ impl CustomOp3 for Attention {
 /// CPU without keeping any `t x s` tensor between forward and backward.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, n_rep: usize, scale: f64) -> candle_core::Result<Tensor> {
     let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
-    let out = probs(&q.detach(), &k.detach(), mask, n_rep, scale)?.matmul(&v.detach())?;
+    let out = mm(&probs(&q.detach(), &k.detach(), mask, n_rep, scale)?, &v.detach())?;
     let tracked = q.track_op() || k.track_op() || v.track_op();
     if !tracked || !q.device().is_cpu() {
         return Ok(out);

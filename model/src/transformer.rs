@@ -11,6 +11,7 @@ use crate::checkpoint::{checkpoint, grad_disabled, CheckpointGrads, Recompute};
 
 use crate::config::Config;
 use crate::kv_cache::KvCache;
+use crate::layers::bf16_gemm::matmul_in_scope;
 use crate::layers::softmax::masked_softmax;
 use crate::layers::{decode_attention, generation_kernels, silu_mul, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
 use crate::mask::attention_mask;
@@ -177,8 +178,8 @@ impl Attention {
             let y = y.reshape((b, self.num_heads, t, hd))?.transpose(1, 2)?;
             return Ok(y.reshape((b, t, self.num_heads * hd))?);
         }
-        let att = masked_softmax(&q.matmul(&k.t()?)?, mask, n_rep, scale as f32)?;
-        let y = att.matmul(v)?.reshape((b, self.num_heads, t, hd))?.transpose(1, 2)?;
+        let att = masked_softmax(&matmul_in_scope(&q, &k.t()?)?, mask, n_rep, scale as f32)?;
+        let y = matmul_in_scope(&att, v)?.reshape((b, self.num_heads, t, hd))?.transpose(1, 2)?;
         Ok(y.reshape((b, t, self.num_heads * hd))?)
     }
 }

@@ -168,6 +168,51 @@ pub fn product(x: &Tensor, b: &PackedB) -> candle_core::Result<Tensor> {
     Tensor::from_vec(out, (rows, b.n), x.device())
 }
 
+/// `a @ b` over the leading axes of `a` `(.., m, k)` and `b` `(.., k, n)` (any strides): one
+/// product per matrix. `b` is packed straight from its memory when it is the transpose of a
+/// contiguous matrix (`k.t()` in attention), after a copy otherwise.
+pub fn batched(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    let dims = a.dims().to_vec();
+    let r = dims.len();
+    let (m, k, n) = (dims[r - 2], dims[r - 1], b.dim(r - 1)?);
+    if r < 2 || b.rank() != r || b.dim(r - 2)? != k || dims[..r - 2] != b.dims()[..r - 2] {
+        candle_core::bail!("bf16 batched product: shapes {:?} and {:?}", a.dims(), b.dims());
+    }
+    let count: usize = dims[..r - 2].iter().product();
+    let a = a.contiguous()?.reshape((count, m, k))?;
+    let bt = b.transpose(r - 2, r - 1)?;
+    let (b, transposed) = if bt.is_contiguous() { (bt.reshape((count, n, k))?, true) } else { (b.contiguous()?.reshape((count, k, n))?, false) };
+    let mut out = Vec::with_capacity(count * m * n);
+    with_f32(&a, |a| {
+        with_f32(&b, |b| {
+            for i in 0..count {
+                let w = &b[i * k * n..(i + 1) * k * n];
+                let packed = if transposed { PackedB::transposed(w, n, k) } else { PackedB::plain(w, k, n) };
+                out.extend(matmul(&a[i * m * k..(i + 1) * m * k], m, &packed));
+            }
+            Ok(())
+        })
+    })?;
+    let mut shape = dims;
+    shape[r - 1] = n;
+    Tensor::from_vec(out, shape, a.device())
+}
+
+/// Matrices of fewer rows stay in f32 in [`matmul_in_scope`]: packing `b` would cost more than
+/// the product saves.
+const SCOPE_ROWS: usize = 48;
+
+/// `a @ b` for attention's products: in bfloat16 inside a [`bf16_products`] scope when `a` has
+/// enough rows per matrix, exact f32 otherwise.
+pub fn matmul_in_scope(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    let m = a.dim(a.rank().saturating_sub(2))?;
+    if active() && m >= SCOPE_ROWS && a.device().is_cpu() && a.dtype() == candle_core::DType::F32 && b.dtype() == candle_core::DType::F32 {
+        batched(a, b)
+    } else {
+        a.matmul(b)
+    }
+}
+
 /// `f` over the f32 elements of `t` in row-major order, without a copy when `t` is contiguous.
 fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
     let t = t.contiguous()?;
@@ -264,35 +309,44 @@ unsafe fn round_32(src: *const f32, dst: *mut u32) {
     _mm512_storeu_si512(dst.cast(), v);
 }
 
-/// `mr` (1..=8) rows of output, one panel, every pair of `k`.
+/// `mr` (1..=8) rows of output, one panel, every pair of `k`: only the vectors that hold
+/// `cols` columns are multiplied (a 64-wide `B`'s second panel is a third full).
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn kernel(mr: usize, a: *const u32, lda: usize, b: *const u32, c: *mut f32, ldc: usize, cols: usize) {
-    match mr {
-        8 => rows::<8>(a, lda, b, c, ldc, cols),
-        7 => rows::<7>(a, lda, b, c, ldc, cols),
-        6 => rows::<6>(a, lda, b, c, ldc, cols),
-        5 => rows::<5>(a, lda, b, c, ldc, cols),
-        4 => rows::<4>(a, lda, b, c, ldc, cols),
-        3 => rows::<3>(a, lda, b, c, ldc, cols),
-        2 => rows::<2>(a, lda, b, c, ldc, cols),
-        _ => rows::<1>(a, lda, b, c, ldc, cols),
+    macro_rules! by_rows {
+        ($v:literal) => {
+            match mr {
+                8 => rows::<8, $v>(a, lda, b, c, ldc, cols),
+                7 => rows::<7, $v>(a, lda, b, c, ldc, cols),
+                6 => rows::<6, $v>(a, lda, b, c, ldc, cols),
+                5 => rows::<5, $v>(a, lda, b, c, ldc, cols),
+                4 => rows::<4, $v>(a, lda, b, c, ldc, cols),
+                3 => rows::<3, $v>(a, lda, b, c, ldc, cols),
+                2 => rows::<2, $v>(a, lda, b, c, ldc, cols),
+                _ => rows::<1, $v>(a, lda, b, c, ldc, cols),
+            }
+        };
+    }
+    match cols.div_ceil(16) {
+        3 => by_rows!(3),
+        2 => by_rows!(2),
+        _ => by_rows!(1),
     }
 }
 
+/// `R` rows by `V` sixteen-column vectors of one panel.
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
-unsafe fn rows<const R: usize>(a: *const u32, lda: usize, b: *const u32, c: *mut f32, ldc: usize, cols: usize) {
-    let mut acc = [[_mm512_setzero_ps(); 3]; R];
+unsafe fn rows<const R: usize, const V: usize>(a: *const u32, lda: usize, b: *const u32, c: *mut f32, ldc: usize, cols: usize) {
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
     for q in 0..lda {
         let bq = b.add(q * NR);
-        let b0: __m512bh = std::mem::transmute(_mm512_load_si512(bq.cast()));
-        let b1: __m512bh = std::mem::transmute(_mm512_load_si512(bq.add(16).cast()));
-        let b2: __m512bh = std::mem::transmute(_mm512_load_si512(bq.add(32).cast()));
+        let bv: [__m512bh; V] = std::array::from_fn(|v| std::mem::transmute(_mm512_load_si512(bq.add(16 * v).cast())));
         for (r, acc) in acc.iter_mut().enumerate() {
             let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(r * lda + q) as i32));
-            acc[0] = _mm512_dpbf16_ps(acc[0], av, b0);
-            acc[1] = _mm512_dpbf16_ps(acc[1], av, b1);
-            acc[2] = _mm512_dpbf16_ps(acc[2], av, b2);
+            for v in 0..V {
+                acc[v] = _mm512_dpbf16_ps(acc[v], av, bv[v]);
+            }
         }
     }
     for (r, acc) in acc.iter().enumerate() {
@@ -356,6 +410,36 @@ mod tests {
                 assert!((g - w).abs() <= 1e-5 * (k as f32).sqrt(), "({m}, {k}, {n}) [{i}]: {g} vs {w}");
             }
         }
+    }
+
+    #[test]
+    fn batched_products_of_transposed_and_strided_operands_equal_each_matrix_alone() {
+        if !available() {
+            return;
+        }
+        let dev = candle_core::Device::Cpu;
+        let (g, m, k, n) = (3, 50, 20, 33);
+        let a = Tensor::from_vec(data(g * m * k, 5), (g, m, k), &dev).unwrap();
+        let kt = Tensor::from_vec(data(g * n * k, 6), (g, n, k), &dev).unwrap();
+        let each = |b: &Tensor| -> Vec<f32> {
+            (0..g)
+                .flat_map(|i| {
+                    let bi = b.get(i).unwrap().contiguous().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    matmul(&a.get(i).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), m, &PackedB::plain(&bi, k, n))
+                })
+                .collect()
+        };
+        // `k.t()` packs from the keys' own memory; a plain contiguous `b` the other way.
+        let b = kt.transpose(1, 2).unwrap();
+        assert_eq!(batched(&a, &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), each(&b));
+        let b = b.contiguous().unwrap();
+        assert_eq!(batched(&a, &b).unwrap().dims(), &[g, m, n]);
+        assert_eq!(batched(&a, &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), each(&b));
+        // Outside a scope, and for few rows, the product is candle's f32 one.
+        let exact = a.matmul(&b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(matmul_in_scope(&a, &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), exact);
+        let scoped = bf16_products(true, || matmul_in_scope(&a, &b).unwrap());
+        assert_eq!(scoped.flatten_all().unwrap().to_vec1::<f32>().unwrap(), each(&b));
     }
 
     #[test]
