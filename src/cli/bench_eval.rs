@@ -30,9 +30,9 @@ pub struct BenchEvalArgs {
     /// Items per benchmark.
     #[arg(long)]
     limit: Option<usize>,
-    /// Weights: exact `f32` (what transformers computes), `bf16` (f32 weights, bfloat16 products)
-    /// or `quantized`.
-    #[arg(long, default_value = "f32")]
+    /// `bf16` (f32 weights, bfloat16 products: the eval stage's default), exact `f32` (what
+    /// transformers computes) or `quantized`.
+    #[arg(long, default_value = "bf16")]
     precision: String,
     /// Padded tokens per forward pass.
     #[arg(long, default_value_t = medalign_stages::eval::stage::DEFAULT_BATCH_TOKENS)]
