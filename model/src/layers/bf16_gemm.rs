@@ -214,11 +214,11 @@ pub fn matmul_in_scope(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// `f` over the f32 elements of `t` in row-major order, without a copy when `t` is contiguous.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
-        candle_core::bail!("bf16 product: expected an f32 cpu tensor, got {:?}", t.dtype())
+        candle_core::bail!("expected an f32 cpu tensor, got {:?}", t.dtype())
     };
     f(&v[layout.start_offset()..layout.start_offset() + layout.shape().elem_count()])
 }

@@ -6,8 +6,10 @@
 //! that was a fifth of scoring. Here each row is read once, `exp` runs sixteen lanes at a time
 //! (AVX-512), and masked positions are exact zeros.
 
-use candle_core::{CpuStorage, Storage, Tensor};
+use candle_core::Tensor;
 use rayon::prelude::*;
+
+use super::bf16_gemm::with_f32;
 
 /// `softmax(att * scale + mask)` over the last axis of `att` `(b, kvh, n_rep * t, s)`, with the
 /// `n_rep` query heads of a kv head folded into the query axis, and `mask` `(b or 1, 1, t, s)`
@@ -59,16 +61,6 @@ pub fn softmax_backward(p: &Tensor, dp: &Tensor, row: &Tensor, scale: f32) -> ca
         })
     })?;
     Tensor::from_vec(out, p.shape(), p.device())
-}
-
-/// `f` over the f32 elements of `t` in row-major order.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
-        candle_core::bail!("softmax: expected an f32 cpu tensor, got {:?}", t.dtype())
-    };
-    f(&v[layout.start_offset()..layout.start_offset() + layout.shape().elem_count()])
 }
 
 /// One row in place: `x = softmax(x * scale + mask)`.

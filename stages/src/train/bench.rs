@@ -125,9 +125,6 @@ pub fn run(args: &BenchTrainArgs) -> Result<BenchTrainReport, Box<dyn std::error
         if r.step == 1 {
             timed_from = Some(Instant::now());
         }
-        if std::env::var_os("MEDALIGN_BENCH_STEPS").is_some() {
-            eprintln!("step {} at {:?}", r.step, timed_from.map(|t| t.elapsed()));
-        }
         true
     })?;
     let dt = timed_from.map_or(0.0, |t| t.elapsed().as_secs_f64()) / args.steps.max(1) as f64;
