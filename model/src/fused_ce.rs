@@ -9,7 +9,8 @@
 
 use std::sync::Mutex;
 
-use candle_core::quantized::QMatMul;
+use candle_core::quantized::ggml_file::qtensor_from_ggml;
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -47,10 +48,58 @@ impl Operand {
     }
 }
 
-/// The head's f32 rows in chunks of `chunk`: `(first vocabulary id, rows)`.
-fn chunks(w: &Tensor, chunk: usize) -> candle_core::Result<Vec<(usize, Tensor)>> {
-    let vocab = w.dim(0)?;
-    (0..vocab).step_by(chunk).map(|c0| Ok((c0, w.narrow(0, c0, chunk.min(vocab - c0))?))).collect()
+/// The head's rows in f32, a chunk at a time. A quantized head in a ggml block format is
+/// dequantized chunk by chunk from its own bytes (rows are whole blocks), so no f32 copy of the
+/// whole head (113 MB for SmolLM2's tied embedding) is ever alive; other formats are dequantized
+/// once.
+enum Head {
+    Rows(Tensor),
+    Blocks(std::sync::Arc<QTensor>),
+}
+
+impl Head {
+    fn new(weight: &QMatMul) -> candle_core::Result<Self> {
+        Ok(match weight {
+            QMatMul::QTensor(q) if row_blocks(q) => Self::Blocks(q.clone()),
+            _ => Self::Rows(weight_f32(weight, &Device::Cpu)?),
+        })
+    }
+
+    fn vocab(&self) -> candle_core::Result<usize> {
+        match self {
+            Self::Rows(w) => w.dim(0),
+            Self::Blocks(q) => Ok(q.shape().dims()[0]),
+        }
+    }
+
+    /// Rows `c0..c0 + len`, f32 `(len, hidden)`.
+    fn rows(&self, c0: usize, len: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Rows(w) => w.narrow(0, c0, len),
+            Self::Blocks(q) => {
+                let (dtype, cols) = (q.dtype(), q.shape().dims()[1]);
+                let row_bytes = cols / dtype.block_size() * dtype.type_size();
+                let data = q.data()?;
+                let part = qtensor_from_ggml(dtype, &data[c0 * row_bytes..(c0 + len) * row_bytes], vec![len, cols], &Device::Cpu)?;
+                part.dequantize(&Device::Cpu)
+            }
+        }
+    }
+
+    /// `(first vocabulary id, rows)` of each chunk of `chunk` rows.
+    fn chunks(&self, chunk: usize) -> candle_core::Result<impl Iterator<Item = candle_core::Result<(usize, Tensor)>> + '_> {
+        let vocab = self.vocab()?;
+        Ok((0..vocab).step_by(chunk).map(move |c0| Ok((c0, self.rows(c0, chunk.min(vocab - c0))?))))
+    }
+}
+
+/// Whether `q` is a CPU matrix of a ggml format whose rows are whole blocks. NF4 storage, which
+/// reports the Q8_1 or Q3_K tag (`quant::storage`), is never sliced as ggml bytes.
+fn row_blocks(q: &QTensor) -> bool {
+    use candle_core::quantized::GgmlDType as T;
+    let dims = q.shape().dims();
+    let known = matches!(q.dtype(), T::F32 | T::F16 | T::BF16 | T::Q4_0 | T::Q4_1 | T::Q5_0 | T::Q5_1 | T::Q8_0 | T::Q4K | T::Q5K | T::Q6K);
+    known && q.device().is_cpu() && dims.len() == 2 && dims[1] % q.dtype().block_size() == 0
 }
 
 /// The logits `(rows, len)` of one block of rows against one chunk, as an owned vector.
@@ -84,7 +133,7 @@ impl CustomOp1 for FusedLogprob {
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let w = weight_f32(&self.weight, &Device::Cpu)?;
+        let head = Head::new(&self.weight)?;
         let n = arg.dim(0)?;
         let g = grad.flatten_all()?.to_vec1::<f32>()?;
         let h = arg.detach().contiguous()?;
@@ -94,7 +143,8 @@ impl CustomOp1 for FusedLogprob {
             let x = h.narrow(0, start, rows)?;
             let (tg, lse, gs) = (&self.targets[start..start + rows], &self.lse[start..start + rows], &g[start..start + rows]);
             let mut dx: Option<Tensor> = None;
-            for (c0, w_c) in chunks(&w, self.chunk)? {
+            for c in head.chunks(self.chunk)? {
+                let (c0, w_c) = c?;
                 let len = w_c.dim(0)?;
                 let mut d = logits(&x, &Operand::head(&w_c, self.bf16)?)?;
                 d.par_chunks_mut(len).enumerate().for_each(|(i, row)| {
@@ -131,8 +181,8 @@ fn target_logprobs_in_chunks(h: &Tensor, weight: &QMatMul, targets: &[u32], chun
         candle_core::bail!("fused-logprob: {} targets for {n} rows", targets.len());
     }
     let bf16 = bf16_gemm::active() && h.device().is_cpu();
-    let w = weight_f32(weight, &Device::Cpu)?;
-    let vocab = w.dim(0)?;
+    let head = Head::new(weight)?;
+    let vocab = head.vocab()?;
     if let Some(t) = targets.iter().find(|&&t| t as usize >= vocab) {
         candle_core::bail!("fused-logprob: target {t} is outside the vocabulary of {vocab}");
     }
@@ -143,7 +193,8 @@ fn target_logprobs_in_chunks(h: &Tensor, weight: &QMatMul, targets: &[u32], chun
         let rows = BLOCK_ROWS.min(n - start);
         let x = hd.narrow(0, start, rows)?;
         let (tg, acc) = (&targets[start..start + rows], &mut acc[start..start + rows]);
-        for (c0, w_c) in chunks(&w, chunk)? {
+        for c in head.chunks(chunk)? {
+            let (c0, w_c) = c?;
             let len = w_c.dim(0)?;
             let l = logits(&x, &Operand::head(&w_c, bf16)?)?;
             l.par_chunks(len).zip(acc.par_iter_mut()).zip(tg.par_iter()).for_each(|((row, (max, sum, tl)), &t)| {
@@ -161,7 +212,7 @@ fn target_logprobs_in_chunks(h: &Tensor, weight: &QMatMul, targets: &[u32], chun
     if !h.track_op() || !h.device().is_cpu() {
         return Tensor::from_vec(out, n, h.device());
     }
-    drop(w);
+    drop(head);
     h.apply_op1(FusedLogprob { weight: weight.clone(), targets: targets.to_vec(), lse, out: Mutex::new(Some(out)), bf16, chunk })
 }
 
@@ -205,5 +256,18 @@ mod tests {
         let g_bf = (bf * &coef).unwrap().sum_all().unwrap().backward().unwrap();
         let diff = (a - g_bf.get(h.as_tensor()).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 0.05, "bf16 gradient differs by {diff}");
+    }
+
+    #[test]
+    fn a_quantized_head_dequantized_chunk_by_chunk_equals_the_whole_head_dequantized() {
+        use candle_core::quantized::GgmlDType;
+        let dev = Device::Cpu;
+        let (n, d, v) = (20, 64, 45);
+        let q = std::sync::Arc::new(QTensor::quantize(&Tensor::randn(0f32, 1.0, (v, d), &dev).unwrap(), GgmlDType::Q8_0).unwrap());
+        let h = Tensor::randn(0f32, 1.0, (n, d), &dev).unwrap();
+        let targets: Vec<u32> = (0..n as u32).map(|i| (i * 11) % v as u32).collect();
+        let whole = target_logprobs_in_chunks(&h, &QMatMul::Tensor(q.dequantize(&dev).unwrap()), &targets, 16).unwrap();
+        let blocks = target_logprobs_in_chunks(&h, &QMatMul::QTensor(q), &targets, 16).unwrap();
+        assert_eq!(whole.to_vec1::<f32>().unwrap(), blocks.to_vec1::<f32>().unwrap());
     }
 }
