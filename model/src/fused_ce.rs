@@ -99,7 +99,7 @@ fn row_blocks(q: &QTensor) -> bool {
     use candle_core::quantized::GgmlDType as T;
     let dims = q.shape().dims();
     let known = matches!(q.dtype(), T::F32 | T::F16 | T::BF16 | T::Q4_0 | T::Q4_1 | T::Q5_0 | T::Q5_1 | T::Q8_0 | T::Q4K | T::Q5K | T::Q6K);
-    known && q.device().is_cpu() && dims.len() == 2 && dims[1] % q.dtype().block_size() == 0
+    known && q.device().is_cpu() && dims.len() == 2 && dims[1].is_multiple_of(q.dtype().block_size())
 }
 
 /// The logits `(rows, len)` of one block of rows against one chunk, as an owned vector.
