@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use clap::Args;
 use medalign_model::layers::bf16_products;
-use medalign_model::{LanguageModel, LinearFormat, LoadOptions};
+use medalign_model::{LanguageModel, LoadOptions};
 use medalign_stages::eval::data::EvalSet;
 use medalign_stages::eval::runner::{benchmarks, Settings};
+use medalign_stages::eval::stage::Precision;
 use medalign_stages::ingest::IngestConfig;
 
 use super::print_json;
@@ -32,8 +33,8 @@ pub struct BenchEvalArgs {
     limit: Option<usize>,
     /// `bf16` (f32 weights, bfloat16 products: the eval stage's default), exact `f32` (what
     /// transformers computes) or `quantized`.
-    #[arg(long, default_value = "bf16")]
-    precision: String,
+    #[arg(long, value_enum, default_value_t = Precision::Bf16)]
+    precision: Precision,
     /// Padded tokens per forward pass.
     #[arg(long, default_value_t = medalign_stages::eval::stage::DEFAULT_BATCH_TOKENS)]
     batch_tokens: usize,
@@ -47,11 +48,6 @@ pub struct BenchEvalArgs {
 
 /// Runs the benchmark.
 pub fn bench_eval(a: BenchEvalArgs) -> anyhow::Result<()> {
-    let format = match a.precision.as_str() {
-        "f32" | "bf16" => LinearFormat::F32,
-        "quantized" => LinearFormat::Quantized,
-        other => anyhow::bail!("--precision {other}: expected f32, bf16 or quantized"),
-    };
     let sources = serde_json::json!({ "sources": [
         { "path": a.mmlu, "format": "mmlu" },
         { "path": a.pubmedqa, "format": "pubmedqa" },
@@ -60,7 +56,7 @@ pub fn bench_eval(a: BenchEvalArgs) -> anyhow::Result<()> {
     let rows = cfg.ingest(|p: &str| PathBuf::from(p)).map_err(|e| anyhow::anyhow!("{e}"))?.examples;
     let set = EvalSet::from_examples(rows, a.limit, None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let load = Instant::now();
-    let lm = LanguageModel::load(&a.model, &LoadOptions { format, ..LoadOptions::inference() })?;
+    let lm = LanguageModel::load(&a.model, &LoadOptions { format: a.precision.format(), ..LoadOptions::inference() })?;
     let load_seconds = load.elapsed().as_secs_f64();
     let settings = Settings {
         loglikelihood: true,
@@ -71,8 +67,7 @@ pub fn bench_eval(a: BenchEvalArgs) -> anyhow::Result<()> {
         answer_tokens: 16,
         reply_tokens: 64,
     };
-    let bf16 = a.precision == "bf16" && medalign_model::layers::bf16_gemm::available();
-    let (preds, rate) = bf16_products(bf16, || benchmarks(&lm, "base", &set, &BTreeMap::new(), &settings, &mut |m| eprintln!("{m}")))
+    let (preds, rate) = bf16_products(a.precision.bf16(), || benchmarks(&lm, "base", &set, &BTreeMap::new(), &settings, &mut |m| eprintln!("{m}")))
         .map_err(anyhow::Error::msg)?;
     let mut tasks = serde_json::Map::new();
     for (task, items) in &set.benchmarks {

@@ -4,8 +4,10 @@
 //! Composed from candle ops it is a scalar `exp` per element plus two more passes forward and
 //! half a dozen backward; for scoring that was a tenth of the time.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
+
+use super::bf16_gemm::with_f32;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -45,31 +47,28 @@ impl CustomOp2 for SiluMul {
     }
 
     fn bwd(&self, gate: &Tensor, up: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (gate, up, grad) = (gate.contiguous()?, up.contiguous()?, grad.contiguous()?);
-        let (g, u, d) = (f32s(&gate)?, f32s(&up)?, f32s(&grad)?);
-        let mut dg = vec![0f32; g.len()];
-        let mut du = vec![0f32; g.len()];
-        dg.par_chunks_mut(CHUNK).zip(du.par_chunks_mut(CHUNK)).enumerate().for_each(|(c, (dg, du))| {
-            let at = c * CHUNK;
-            let (g, u, d) = (&g[at..at + dg.len()], &u[at..at + dg.len()], &d[at..at + dg.len()]);
-            let mut s = vec![0f32; g.len()];
-            sigmoid(g, &mut s);
-            for i in 0..dg.len() {
-                // silu'(g) = s (1 + g (1 - s)).
-                du[i] = d[i] * g[i] * s[i];
-                dg[i] = d[i] * u[i] * s[i] * (1.0 + g[i] * (1.0 - s[i]));
-            }
-        });
+        let mut dg = vec![0f32; gate.elem_count()];
+        let mut du = vec![0f32; gate.elem_count()];
+        with_f32(gate, |g| {
+            with_f32(up, |u| {
+                with_f32(grad, |d| {
+                    let parts = dg.par_chunks_mut(CHUNK).zip(du.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).zip(d.par_chunks(CHUNK));
+                    parts.for_each(|((((dg, du), g), u), d)| {
+                        let mut s = vec![0f32; g.len()];
+                        sigmoid(g, &mut s);
+                        for i in 0..dg.len() {
+                            // silu'(g) = s (1 + g (1 - s)).
+                            du[i] = d[i] * g[i] * s[i];
+                            dg[i] = d[i] * u[i] * s[i] * (1.0 + g[i] * (1.0 - s[i]));
+                        }
+                    });
+                    Ok(())
+                })
+            })
+        })?;
         let shape = gate.shape();
         Ok((Some(Tensor::from_vec(dg, shape, gate.device())?), Some(Tensor::from_vec(du, shape, gate.device())?)))
     }
-}
-
-/// The elements of a contiguous f32 tensor.
-fn f32s(t: &Tensor) -> candle_core::Result<Vec<f32>> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else { candle_core::bail!("silu-mul: expected a cpu tensor") };
-    Ok(contiguous(cpu, layout)?.to_vec())
 }
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {

@@ -282,6 +282,7 @@ fn row_pairs(src: &[f32], dst: &mut [u32]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 /// `dst[i] = src[i * stride]` for 16 lanes.
 #[target_feature(enable = "avx512f")]
 unsafe fn gather_16(src: *const u32, stride: usize, dst: *mut u32) {
@@ -290,6 +291,7 @@ unsafe fn gather_16(src: *const u32, stride: usize, dst: *mut u32) {
     _mm512_storeu_si512(dst.cast(), _mm512_i32gather_epi32::<4>(index, src.cast()));
 }
 
+#[cfg(target_arch = "x86_64")]
 /// Lanes `(even[i], odd[i])` for 16 columns.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn interleave_16(even: *const f32, odd: *const f32, dst: *mut u32) {
@@ -301,6 +303,8 @@ unsafe fn interleave_16(even: *const f32, odd: *const f32, dst: *mut u32) {
     _mm512_storeu_si512(dst.cast(), _mm512_permutexvar_epi16(index, both));
 }
 
+/// 32 floats rounded to bfloat16, as 16 lanes of pairs.
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn round_32(src: *const f32, dst: *mut u32) {
     let lo = _mm512_loadu_ps(src);
@@ -309,6 +313,7 @@ unsafe fn round_32(src: *const f32, dst: *mut u32) {
     _mm512_storeu_si512(dst.cast(), v);
 }
 
+#[cfg(target_arch = "x86_64")]
 /// `mr` (1..=8) rows of output, one panel, every pair of `k`: only the vectors that hold
 /// `cols` columns are multiplied (a 64-wide `B`'s second panel is a third full).
 #[target_feature(enable = "avx512f,avx512bf16")]
@@ -334,6 +339,7 @@ unsafe fn kernel(mr: usize, a: *const u32, lda: usize, b: *const u32, c: *mut f3
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 /// `R` rows by `V` sixteen-column vectors of one panel.
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
@@ -360,6 +366,27 @@ unsafe fn rows<const R: usize, const V: usize>(a: *const u32, lda: usize, b: *co
             }
         }
     }
+}
+
+// Every entry point asserts `available()`, which is false off x86_64: these are never called.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn gather_16(_: *const u32, _: usize, _: *mut u32) {
+    unreachable!("bf16 kernels need x86_64")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn interleave_16(_: *const f32, _: *const f32, _: *mut u32) {
+    unreachable!("bf16 kernels need x86_64")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn round_32(_: *const f32, _: *mut u32) {
+    unreachable!("bf16 kernels need x86_64")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn kernel(_: usize, _: *const u32, _: usize, _: *const u32, _: *mut f32, _: usize, _: usize) {
+    unreachable!("bf16 kernels need x86_64")
 }
 
 #[cfg(test)]

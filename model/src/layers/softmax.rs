@@ -15,32 +15,35 @@ use super::bf16_gemm::with_f32;
 /// `n_rep` query heads of a kv head folded into the query axis, and `mask` `(b or 1, 1, t, s)`
 /// (0 visible, `-inf` hidden). A row that sees nothing is all zeros.
 pub fn masked_softmax(att: &Tensor, mask: Option<&Tensor>, n_rep: usize, scale: f32) -> candle_core::Result<Tensor> {
+    if att.track_op() {
+        candle_core::bail!("masked softmax has no backward: call it on detached scores");
+    }
     let (b, kvh, rt, s) = att.dims4()?;
     let t = rt / n_rep;
-    let mask = match mask {
+    let mut out = with_f32(att, |a| Ok(a.to_vec()))?;
+    // Row `r` of the scores is batch row `r / (kvh * rt)` at query position `r % rt % t`.
+    let mut rows = |mask: Option<(&[f32], usize)>| {
+        out.par_chunks_mut(s).enumerate().for_each(|(row, x)| {
+            let m = mask.map(|(data, mb)| {
+                let bi = if mb == 1 { 0 } else { row / (kvh * rt) };
+                &data[(bi * t + row % rt % t) * s..][..s]
+            });
+            softmax_row(x, m, scale);
+        })
+    };
+    match mask {
         Some(m) => {
             let (mb, _, mt, ms) = m.dims4()?;
             if (mb != 1 && mb != b) || mt != t || ms != s {
                 candle_core::bail!("masked softmax: mask {:?} for scores {:?}", m.dims(), att.dims());
             }
-            Some((m.contiguous()?, mb))
+            with_f32(m, |data| {
+                rows(Some((data, mb)));
+                Ok(())
+            })?;
         }
-        None => None,
-    };
-    let mut out = with_f32(att, |a| Ok(a.to_vec()))?;
-    let mask_data = match &mask {
-        Some((m, _)) => Some(with_f32(m, |m| Ok(m.to_vec()))?),
-        None => None,
-    };
-    out.par_chunks_mut(s).enumerate().for_each(|(row, x)| {
-        let bi = row / (kvh * rt);
-        let ti = row % rt % t;
-        let m = match (&mask_data, &mask) {
-            (Some(data), Some((_, mb))) => Some(&data[((if *mb == 1 { 0 } else { bi }) * t + ti) * s..][..s]),
-            _ => None,
-        };
-        softmax_row(x, m, scale);
-    });
+        None => rows(None),
+    }
     Tensor::from_vec(out, (b, kvh, rt, s), att.device())
 }
 

@@ -32,7 +32,7 @@ pub enum Mode {
 }
 
 /// How the weights are held while evaluating.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
     /// float32 (GGUF blocks dequantized), as `transformers` computes: the reference.
@@ -41,7 +41,7 @@ pub enum Precision {
     Quantized,
     /// float32 weights, products of many rows in bfloat16 with f32 accumulation where the CPU has
     /// AVX-512 BF16 (exact f32 elsewhere): 1.5x faster than `f32`, with the same prediction as
-    /// lm-evaluation-harness on 99.7% of MMLU-medical and PubMedQA items (`stages/BENCHMARKS.md`).
+    /// lm-evaluation-harness on 99.7% of MMLU-medical and PubMedQA items (README, "Benchmarks").
     #[default]
     Bf16,
 }
@@ -50,6 +50,14 @@ impl Precision {
     /// Whether products run in bf16 on this machine.
     pub fn bf16(self) -> bool {
         self == Precision::Bf16 && medalign_model::layers::bf16_gemm::available()
+    }
+
+    /// How the model's projections are loaded.
+    pub fn format(self) -> LinearFormat {
+        match self {
+            Precision::F32 | Precision::Bf16 => LinearFormat::F32,
+            Precision::Quantized => LinearFormat::Quantized,
+        }
     }
 }
 
@@ -169,11 +177,7 @@ impl EvalConfig {
 
     /// Load options for [`Self::precision`].
     pub fn load_options(&self) -> LoadOptions {
-        let format = match self.precision {
-            Precision::F32 | Precision::Bf16 => LinearFormat::F32,
-            Precision::Quantized => LinearFormat::Quantized,
-        };
-        LoadOptions { format, ..LoadOptions::inference() }
+        LoadOptions { format: self.precision.format(), ..LoadOptions::inference() }
     }
 }
 

@@ -10,6 +10,7 @@ use medalign_model::weights::GgufSource;
 use medalign_model::{resolve_model, Config, LanguageModel, LinearFormat, LoadOptions, LoraAdapter, LoraConfig, Model, ModelLocation, Weights};
 use serde::Serialize;
 
+use super::config::Precision;
 use super::data::{Sequence, SplitMix64};
 use super::optimizer::{AdamWParams, Schedule};
 use super::trainer::{Hyper, Objective, Trainer};
@@ -116,7 +117,7 @@ pub fn run(args: &BenchTrainArgs) -> Result<BenchTrainReport, Box<dyn std::error
         eval_every: 0,
         seed: 0,
         pad_id: 0,
-        bf16: !args.f32 && medalign_model::layers::bf16_gemm::available(),
+        bf16: if args.f32 { Precision::F32 } else { Precision::Auto }.bf16(),
     };
     let work = std::env::temp_dir().join(format!("medalign-bench-train-{}", std::process::id()));
     let trainer = Trainer { model: &model, adapter: &adapter, hyper, objective: Objective::Sft { train, eval: vec![] }, work_dir: work };
