@@ -9,12 +9,12 @@
 
 use std::sync::Mutex;
 
-use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::layers::bf16_gemm::{self, PackedB};
+use crate::layers::embedding::{dequantize_rows, row_blocks};
 use crate::layers::weight_f32;
 
 /// Head rows (vocabulary entries) per chunk.
@@ -76,13 +76,7 @@ impl Head {
     fn rows(&self, c0: usize, len: usize) -> candle_core::Result<Tensor> {
         match self {
             Self::Rows(w) => w.narrow(0, c0, len),
-            Self::Blocks(q) => {
-                let (dtype, cols) = (q.dtype(), q.shape().dims()[1]);
-                let row_bytes = cols / dtype.block_size() * dtype.type_size();
-                let data = q.data()?;
-                let part = qtensor_from_ggml(dtype, &data[c0 * row_bytes..(c0 + len) * row_bytes], vec![len, cols], &Device::Cpu)?;
-                part.dequantize(&Device::Cpu)
-            }
+            Self::Blocks(q) => dequantize_rows(q, c0..c0 + len),
         }
     }
 
@@ -91,15 +85,6 @@ impl Head {
         let vocab = self.vocab()?;
         Ok((0..vocab).step_by(chunk).map(move |c0| Ok((c0, self.rows(c0, chunk.min(vocab - c0))?))))
     }
-}
-
-/// Whether `q` is a CPU matrix of a ggml format whose rows are whole blocks. NF4 storage, which
-/// reports the Q8_1 or Q3_K tag (`quant::storage`), is never sliced as ggml bytes.
-fn row_blocks(q: &QTensor) -> bool {
-    use candle_core::quantized::GgmlDType as T;
-    let dims = q.shape().dims();
-    let known = matches!(q.dtype(), T::F32 | T::F16 | T::BF16 | T::Q4_0 | T::Q4_1 | T::Q5_0 | T::Q5_1 | T::Q8_0 | T::Q4K | T::Q5K | T::Q6K);
-    known && q.device().is_cpu() && dims.len() == 2 && dims[1].is_multiple_of(q.dtype().block_size())
 }
 
 /// The logits `(rows, len)` of one block of rows against one chunk, as an owned vector.

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::kv_cache::KvCache;
 use crate::layers::bf16_gemm::matmul_in_scope;
 use crate::layers::softmax::masked_softmax;
-use crate::layers::{decode_attention, generation_kernels, silu_mul, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
+use crate::layers::{decode_attention, generation_kernels, silu_mul, Embedding, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
 use crate::mask::attention_mask;
 use crate::process::on_pool;
 use crate::weights::Weights;
@@ -243,7 +243,7 @@ impl DecoderLayer {
 /// A Llama, Mistral or Qwen2 causal language model.
 #[derive(Debug, Clone)]
 pub struct Model {
-    embed_tokens: Tensor,
+    embed_tokens: Embedding,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
     lm_head: Linear,
@@ -263,15 +263,17 @@ impl Model {
         };
         let rotary = Arc::new(RotaryEmbedding::new(cfg, freq_factors.as_ref(), w.device())?);
         let m = w.pp("model");
-        let embed_tokens = m.pp("embed_tokens").get((cfg.vocab_size, cfg.hidden_size), "weight")?;
+        let table = || m.pp("embed_tokens").get((cfg.vocab_size, cfg.hidden_size), "weight");
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| DecoderLayer::new(cfg, rotary.clone(), m.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
-        let lm_head = if w.pp("lm_head").contains("weight") {
-            Linear::new(cfg.hidden_size, cfg.vocab_size, w.pp("lm_head"))?
+        // A tied head is the embedding table: where it is held quantized, lookups read its blocks.
+        let (embed_tokens, lm_head) = if w.pp("lm_head").contains("weight") {
+            (Embedding::Dense(table()?), Linear::new(cfg.hidden_size, cfg.vocab_size, w.pp("lm_head"))?)
         } else {
-            Linear::new(cfg.hidden_size, cfg.vocab_size, m.pp("embed_tokens"))?
+            let head = Linear::new(cfg.hidden_size, cfg.vocab_size, m.pp("embed_tokens"))?;
+            (Embedding::tied(table, head.weight())?, head)
         };
         Ok(Self { embed_tokens, layers, norm, lm_head, config: cfg.clone(), device: w.device().clone(), rotary, checkpointing: None })
     }
@@ -295,7 +297,7 @@ impl Model {
         let mask = attention_mask(t, offset, left_pad, window, &self.device)?;
         let ids = input_ids.to_dtype(DType::U32)?;
         let (b, t) = ids.dims2()?;
-        let mut x = self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        let mut x = self.embed_tokens.forward(&ids.flatten_all()?)?.reshape((b, t, ()))?;
         for (i, layer) in self.layers.iter().enumerate() {
             let c = cache.as_deref_mut().map(|c| (c, i));
             x = layer.forward(&x, mask.as_ref(), c, offset)?;
@@ -313,7 +315,7 @@ impl Model {
     pub fn forward_hidden_masked(&self, input_ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let ids = input_ids.to_dtype(DType::U32)?;
         let (b, t) = ids.dims2()?;
-        let mut x = self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        let mut x = self.embed_tokens.forward(&ids.flatten_all()?)?.reshape((b, t, ()))?;
         for layer in &self.layers {
             let params = layer.lora_vars();
             x = match &self.checkpointing {
@@ -401,7 +403,7 @@ impl Model {
         let spans: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let rope = self.rotary.at_positions(&positions)?;
         let ids = Tensor::new(seqs.concat(), &self.device)?;
-        let mut x = self.embed_tokens.index_select(&ids, 0)?.reshape((positions.len(), 1, ()))?;
+        let mut x = self.embed_tokens.forward(&ids)?.reshape((positions.len(), 1, ()))?;
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward_rows(&x, &rope, &spans, &masks, caches, i)?;
         }

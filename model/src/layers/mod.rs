@@ -4,6 +4,7 @@
 mod activation;
 pub mod bf16_gemm;
 mod decode_attention;
+pub mod embedding;
 mod frozen_matmul;
 mod fused;
 mod linear;
@@ -16,6 +17,7 @@ pub mod softmax;
 mod vexp;
 
 pub use decode_attention::decode_attention;
+pub use embedding::Embedding;
 pub use activation::silu_mul;
 pub use bf16_gemm::bf16_products;
 pub(crate) use frozen_matmul::weight_f32;
