@@ -179,7 +179,14 @@ pub fn batched(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
         candle_core::bail!("bf16 batched product: shapes {:?} and {:?}", a.dims(), b.dims());
     }
     let count: usize = dims[..r - 2].iter().product();
-    let a = a.contiguous()?.reshape((count, m, k))?;
+    let at = a.transpose(r - 2, r - 1)?;
+    let a = if !a.is_contiguous() && at.is_contiguous() {
+        // The transpose of a contiguous matrix (`p.t()` in attention's backward): a blocked
+        // transpose, where candle's strided copy goes element by element.
+        Tensor::from_vec(with_f32(&at, |t| Ok(transpose(t, count, k, m)))?, (count, m, k), a.device())?
+    } else {
+        a.contiguous()?.reshape((count, m, k))?
+    };
     let bt = b.transpose(r - 2, r - 1)?;
     let (b, transposed) = if bt.is_contiguous() { (bt.reshape((count, n, k))?, true) } else { (b.contiguous()?.reshape((count, k, n))?, false) };
     let mut out = Vec::with_capacity(count * m * n);
@@ -196,6 +203,28 @@ pub fn batched(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     let mut shape = dims;
     shape[r - 1] = n;
     Tensor::from_vec(out, shape, a.device())
+}
+
+/// The `count` row-major `(rows, cols)` matrices of `src`, each transposed to `(cols, rows)`, in
+/// tiles that keep both sides' lines in cache; the matrices in parallel.
+fn transpose(src: &[f32], count: usize, rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 16;
+    let mut dst = vec![0f32; count * rows * cols];
+    if dst.is_empty() {
+        return dst;
+    }
+    dst.par_chunks_mut(rows * cols).zip(src.par_chunks(rows * cols)).for_each(|(d, s)| {
+        for r0 in (0..rows).step_by(TILE) {
+            for c0 in (0..cols).step_by(TILE) {
+                for r in r0..(r0 + TILE).min(rows) {
+                    for c in c0..(c0 + TILE).min(cols) {
+                        d[c * rows + r] = s[r * cols + c];
+                    }
+                }
+            }
+        }
+    });
+    dst
 }
 
 /// Matrices of fewer rows stay in f32 in [`matmul_in_scope`]: packing `b` would cost more than
@@ -467,6 +496,10 @@ mod tests {
         assert_eq!(matmul_in_scope(&a, &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), exact);
         let scoped = bf16_products(true, || matmul_in_scope(&a, &b).unwrap());
         assert_eq!(scoped.flatten_all().unwrap().to_vec1::<f32>().unwrap(), each(&b));
+        // A transposed left operand (`p.t()`) is transposed in tiles: the same product as its copy.
+        let at = Tensor::from_vec(data(g * k * m, 7), (g, k, m), &dev).unwrap().transpose(1, 2).unwrap();
+        let copied = batched(&at.contiguous().unwrap(), &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(batched(&at, &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), copied);
     }
 
     #[test]

@@ -104,7 +104,7 @@ fn exact_product(rows: usize) -> bool {
 
 /// `x @ W^T` without autograd: quantized kernels for a few rows, f32 (or, in a
 /// [`bf16_products`] scope, bfloat16) GEMM for many.
-fn product(x: &Tensor, weight: &QMatMul, bf16: bool) -> candle_core::Result<Tensor> {
+pub(super) fn product(x: &Tensor, weight: &QMatMul, bf16: bool) -> candle_core::Result<Tensor> {
     let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
     if bf16 {
         let w = weight_f32(weight, x.device())?;
@@ -129,11 +129,17 @@ fn product(x: &Tensor, weight: &QMatMul, bf16: bool) -> candle_core::Result<Tens
     }
 }
 
+/// Whether the frozen product of `x` runs in bfloat16: enough rows, f32 on the CPU, inside a
+/// [`super::bf16_products`] scope on a CPU with the kernels.
+pub(super) fn bf16_rows(x: &Tensor) -> bool {
+    let rows = x.dims().split_last().map_or(0, |(_, lead)| lead.iter().product());
+    rows >= GEMM_ROWS && x.device().is_cpu() && x.dtype() == DType::F32 && bf16_gemm::active()
+}
+
 /// `x @ W^T` where `W` is frozen: differentiable in `x` only, on CPU; elsewhere, or when `x`
 /// carries no gradient, the plain product.
 pub fn frozen_matmul(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Tensor> {
-    let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
-    let bf16 = rows >= GEMM_ROWS && x.device().is_cpu() && x.dtype() == DType::F32 && bf16_gemm::active();
+    let bf16 = bf16_rows(x);
     let out = product(&x.detach(), weight, bf16)?;
     if !x.track_op() || !x.device().is_cpu() {
         return Ok(out);

@@ -4,7 +4,7 @@
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 
-use super::frozen_matmul;
+use super::{frozen_matmul, lora_linear};
 use crate::lora::LoraLayer;
 use crate::weights::Weights;
 use crate::Result;
@@ -123,14 +123,18 @@ impl Linear {
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let x = x.contiguous()?;
-        let mut y = frozen_matmul(&x, &self.weight)?;
+        let lora = self.lora.as_ref().filter(|_| self.lora_enabled && self.unmerged.is_none());
+        let fused = lora.filter(|l| lora_linear::fits(&x, l, self.training));
+        let mut y = match fused {
+            Some(l) => lora_linear::lora_linear(&x, &self.weight, l)?,
+            None => frozen_matmul(&x, &self.weight)?,
+        };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
-        match &self.lora {
-            Some(lora) if self.lora_enabled && self.unmerged.is_none() => {
-                y + lora.forward(&x, self.training).map_err(candle_core::Error::wrap)?
-            }
+        match lora {
+            // With dropout on its input, the update is its own branch.
+            Some(l) if fused.is_none() => y + l.forward(&x, self.training).map_err(candle_core::Error::wrap)?,
             _ => Ok(y),
         }
     }

@@ -8,6 +8,7 @@ pub mod embedding;
 mod frozen_matmul;
 mod fused;
 mod linear;
+mod lora_linear;
 mod norm;
 mod qmatvec;
 mod qpacked;

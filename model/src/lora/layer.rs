@@ -29,6 +29,11 @@ impl LoraLayer {
         &self.b
     }
 
+    /// Dropout on the update's input in training.
+    pub fn dropout(&self) -> f32 {
+        self.dropout
+    }
+
     /// The factor applied to `B A x`.
     pub fn scaling(&self) -> f64 {
         self.scaling
