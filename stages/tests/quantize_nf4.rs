@@ -6,7 +6,7 @@ mod train_tiny;
 
 use std::sync::Arc;
 
-use candle_core::quantized::QMatMul;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use medalign_model::quant::{nf4_qtensor, Nf4Tensor, QuantFormat, QuantizedModel, NF4_LEVELS};
 use medalign_model::weights::{TensorMapSource, WeightSource};
@@ -85,8 +85,13 @@ fn a_model_over_an_nf4_base_computes_with_the_dequantized_weights() {
     let cfg = train_tiny::config();
     let (q, _) = QuantizedModel::quantize(&src, &cfg, QuantFormat::Nf4 { block_size: 32, double_quant: true }).unwrap();
     let names = medalign_model::quant::tensor_names(&cfg);
-    let restored: std::collections::HashMap<String, Tensor> =
+    let mut restored: std::collections::HashMap<String, Tensor> =
         names.iter().filter(|n| q.contains(n)).map(|n| (n.clone(), q.tensor(n, &Device::Cpu).unwrap())).collect();
+    // The tied head of a quantized model is Q8_0, and token lookups read its blocks: the
+    // reference embeds with that table too.
+    let table = restored["model.embed_tokens.weight"].clone();
+    let q8 = QTensor::quantize(&table, GgmlDType::Q8_0).unwrap().dequantize(&Device::Cpu).unwrap();
+    restored.insert("model.embed_tokens.weight".into(), q8);
     let f = Model::new(&cfg, Weights::new(Arc::new(TensorMapSource(restored)), Device::Cpu, LinearFormat::F32)).unwrap();
     let n = Model::new(&cfg, Weights::new(Arc::new(q), Device::Cpu, LinearFormat::Quantized)).unwrap();
     // 6 rows take the NF4 kernel, 40 rows the dequantize-then-GEMM path.
