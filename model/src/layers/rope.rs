@@ -1,7 +1,9 @@
 //! Rotary position embeddings (Su et al. 2021, <https://arxiv.org/abs/2104.09864>) in Hugging
 //! Face's rotate-half layout, with linear and Llama 3 frequency scaling.
 
-use candle_core::{DType, Device, Tensor};
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, DType, Device, Layout, Shape, Tensor};
 
 use crate::config::Config;
 use crate::{Error, Result};
@@ -80,13 +82,74 @@ impl RotaryEmbedding {
         let cos = self.cos.narrow(0, offset, seq)?;
         let sin = self.sin.narrow(0, offset, seq)?;
         let rot = |x: &Tensor| -> candle_core::Result<Tensor> {
-            if x.track_op() {
-                candle_nn::rotary_emb::rope_slow(x, &cos, &sin)
-            } else {
-                candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
+            let y = candle_nn::rotary_emb::rope(&x.detach().contiguous()?, &cos, &sin)?;
+            if !x.track_op() {
+                return Ok(y);
             }
+            x.apply_op1(Rotation { cos: cos.clone(), sin: sin.clone(), out: Mutex::new(Some(y)) })
         };
         Ok((rot(q)?, rot(k)?))
+    }
+}
+
+/// RoPE as one autograd node. The rotation is orthogonal, so its backward is the rotation by the
+/// opposite angles: candle's kernel again, with `sin` negated. Composed from tensor ops (what
+/// candle's `rope_slow` does) it is seven nodes of the activation's size per query or key, each
+/// with a zeroed gradient buffer and an addition in backward.
+struct Rotation {
+    cos: Tensor,
+    sin: Tensor,
+    out: Mutex<Option<Tensor>>,
+}
+
+impl candle_core::CustomOp1 for Rotation {
+    fn name(&self) -> &'static str {
+        "rotation"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = self
+            .out
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("rotation: poisoned".into()))?
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("rotation: forward run twice".into()))?;
+        Ok((CpuStorage::F32(out.flatten_all()?.to_vec1()?), out.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(candle_nn::rotary_emb::rope(&grad.detach().contiguous()?, &self.cos, &self.sin.neg()?)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    #[test]
+    fn rotation_node_equals_the_composed_rotation_and_its_gradient() {
+        let dev = Device::Cpu;
+        let hd = 8;
+        let angles = Tensor::randn(0f32, 2.0, (16, hd / 2), &dev).unwrap();
+        let rope = RotaryEmbedding { cos: angles.cos().unwrap(), sin: angles.sin().unwrap() };
+        let q = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 5, hd), &dev).unwrap()).unwrap();
+        let k = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 1, 5, hd), &dev).unwrap()).unwrap();
+        let (rq, rk) = rope.apply(q.as_tensor(), k.as_tensor(), 4).unwrap();
+        let (cos, sin) = (rope.cos.narrow(0, 4, 5).unwrap(), rope.sin.narrow(0, 4, 5).unwrap());
+        let slow_q = candle_nn::rotary_emb::rope_slow(q.as_tensor(), &cos, &sin).unwrap();
+        let slow_k = candle_nn::rotary_emb::rope_slow(k.as_tensor(), &cos, &sin).unwrap();
+        let max_diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(max_diff(&rq, &slow_q) < 1e-6 && max_diff(&rk, &slow_k) < 1e-6);
+        let cq = Tensor::randn(0f32, 1.0, rq.shape(), &dev).unwrap();
+        let ck = Tensor::randn(0f32, 1.0, rk.shape(), &dev).unwrap();
+        let loss = |a: &Tensor, b: &Tensor| ((a * &cq).unwrap().sum_all().unwrap() + (b * &ck).unwrap().sum_all().unwrap()).unwrap();
+        let fast = loss(&rq, &rk).backward().unwrap();
+        let slow = loss(&slow_q, &slow_k).backward().unwrap();
+        for v in [&q, &k] {
+            assert!(max_diff(fast.get(v.as_tensor()).unwrap(), slow.get(v.as_tensor()).unwrap()) < 1e-5);
+        }
     }
 }
 
