@@ -47,12 +47,14 @@ impl CustomOp3 for Attention {
         let (q, k, v, o) = (q.detach(), k.detach(), v.detach(), o.detach());
         let d_o = grad.contiguous()?;
         let p = probs(&q, &k, self.mask.as_ref(), self.n_rep, self.scale)?;
-        let dv = mm(&p.t()?, &d_o)?;
+        // `dV = P^T dO` and `dK = dS^T Q` as the transposes of `dO^T P` and `Q^T dS`: the left
+        // operands to transpose are then the `(t, hd)` ones, not the `(t, s)` probabilities.
+        let dv = mm(&d_o.t()?, &p)?.t()?;
         let dp = mm(&d_o, &v.t()?)?;
         let row = (&d_o * &o)?.sum_keepdim(D::Minus1)?;
         let ds = softmax_backward(&p, &dp, &row, self.scale as f32)?;
         let dq = mm(&ds, &k)?;
-        let dk = mm(&ds.t()?, &q)?;
+        let dk = mm(&q.t()?, &ds)?.t()?;
         Ok((Some(dq), Some(dk), Some(dv)))
     }
 }
