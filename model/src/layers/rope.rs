@@ -122,6 +122,27 @@ impl candle_core::CustomOp1 for Rotation {
     }
 }
 
+/// Llama 3.1's piecewise rescaling of the rotary wavelengths.
+fn scale_llama3(inv_freq: &mut [f64], factor: f64, s: &crate::config::RopeScaling, cfg: &Config) -> Result<()> {
+    let low = s.low_freq_factor.unwrap_or(1.0);
+    let high = s.high_freq_factor.unwrap_or(4.0);
+    let original = s.original_max_position_embeddings.unwrap_or(cfg.max_position_embeddings) as f64;
+    if high <= low {
+        return Err(Error::Unsupported("llama3 rope scaling with high_freq_factor <= low_freq_factor".into()));
+    }
+    let (low_wavelen, high_wavelen) = (original / low, original / high);
+    for f in inv_freq.iter_mut() {
+        let wavelen = 2.0 * std::f64::consts::PI / *f;
+        if wavelen > low_wavelen {
+            *f /= factor;
+        } else if wavelen >= high_wavelen {
+            let smooth = (original / wavelen - low) / (high - low);
+            *f = (1.0 - smooth) * *f / factor + smooth * *f;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::{Device, Var};
@@ -151,25 +172,4 @@ mod tests {
             assert!(max_diff(fast.get(v.as_tensor()).unwrap(), slow.get(v.as_tensor()).unwrap()) < 1e-5);
         }
     }
-}
-
-/// Llama 3.1's piecewise rescaling of the rotary wavelengths.
-fn scale_llama3(inv_freq: &mut [f64], factor: f64, s: &crate::config::RopeScaling, cfg: &Config) -> Result<()> {
-    let low = s.low_freq_factor.unwrap_or(1.0);
-    let high = s.high_freq_factor.unwrap_or(4.0);
-    let original = s.original_max_position_embeddings.unwrap_or(cfg.max_position_embeddings) as f64;
-    if high <= low {
-        return Err(Error::Unsupported("llama3 rope scaling with high_freq_factor <= low_freq_factor".into()));
-    }
-    let (low_wavelen, high_wavelen) = (original / low, original / high);
-    for f in inv_freq.iter_mut() {
-        let wavelen = 2.0 * std::f64::consts::PI / *f;
-        if wavelen > low_wavelen {
-            *f /= factor;
-        } else if wavelen >= high_wavelen {
-            let smooth = (original / wavelen - low) / (high - low);
-            *f = (1.0 - smooth) * *f / factor + smooth * *f;
-        }
-    }
-    Ok(())
 }
