@@ -178,6 +178,31 @@ mod avx512 {
     use super::Cache;
     use crate::layers::vexp::{exp, lanes};
 
+    /// `out[i] = sum of v[i]'s lanes` for sixteen vectors: a tree of halvings in which each step
+    /// adds two vectors' halves at once (15 additions for the 16 sums, where a horizontal sum
+    /// per vector takes four shuffles and four additions).
+    #[inline(always)]
+    pub(super) unsafe fn sum_lanes(v: [__m512; 16]) -> __m512 {
+        // 256-bit halves: vector i holds v[2i]'s partials in chunks 0-1, v[2i+1]'s in 2-3.
+        let a: [__m512; 8] = std::array::from_fn(|i| {
+            let (x, y) = (v[2 * i], v[2 * i + 1]);
+            _mm512_add_ps(_mm512_shuffle_f32x4::<0b01_00_01_00>(x, y), _mm512_shuffle_f32x4::<0b11_10_11_10>(x, y))
+        });
+        // 128-bit chunks: vector i holds v[4i + c]'s four partials in chunk c.
+        let b: [__m512; 4] = std::array::from_fn(|i| {
+            let (x, y) = (a[2 * i], a[2 * i + 1]);
+            _mm512_add_ps(_mm512_shuffle_f32x4::<0b10_00_10_00>(x, y), _mm512_shuffle_f32x4::<0b11_01_11_01>(x, y))
+        });
+        // Pairs within chunks: chunk c of vector i holds two partials of v[8i + c], two of v[8i + 4 + c].
+        let c: [__m512; 2] = std::array::from_fn(|i| {
+            let (x, y) = (b[2 * i], b[2 * i + 1]);
+            _mm512_add_ps(_mm512_shuffle_ps::<0b01_00_01_00>(x, y), _mm512_shuffle_ps::<0b11_10_11_10>(x, y))
+        });
+        // Lane 4c + m holds the sum of v[c + 4m].
+        let d = _mm512_add_ps(_mm512_shuffle_ps::<0b10_00_10_00>(c[0], c[1]), _mm512_shuffle_ps::<0b11_01_11_01>(c[0], c[1]));
+        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), d)
+    }
+
     /// The query heads `q` sharing KV head `g` attend over the cache into `out`.
     ///
     /// # Safety
@@ -194,13 +219,23 @@ mod avx512 {
         for r in 0..n_rep {
             let qr: [__m512; L] = std::array::from_fn(|l| _mm512_loadu_ps(q.as_ptr().add(r * hd + 16 * l)));
             let row = &mut scores[r * s..(r + 1) * s];
-            for (j, score) in row.iter_mut().enumerate() {
+            let dot = |j: usize| {
                 let k = key(j);
                 let mut acc = _mm512_mul_ps(qr[0], _mm512_loadu_ps(k));
                 for (l, ql) in qr.iter().enumerate().skip(1) {
                     acc = _mm512_fmadd_ps(*ql, _mm512_loadu_ps(k.add(16 * l)), acc);
                 }
-                *score = _mm512_reduce_add_ps(acc) * scale;
+                acc
+            };
+            // Whole blocks of sixteen keys: their sixteen partial-sum vectors are reduced
+            // together, one score per lane. The rest key by key.
+            let whole = s / 16 * 16;
+            for j0 in (0..whole).step_by(16) {
+                let sums = sum_lanes(std::array::from_fn(|i| dot(j0 + i)));
+                _mm512_storeu_ps(row.as_mut_ptr().add(j0), _mm512_mul_ps(sums, _mm512_set1_ps(scale)));
+            }
+            for (j, score) in row.iter_mut().enumerate().skip(whole) {
+                *score = _mm512_reduce_add_ps(dot(j)) * scale;
             }
             // Softmax of the row, sixteen scores at a time (the tail masked).
             let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
@@ -261,8 +296,29 @@ mod tests {
 
     #[test]
     fn heads_in_parallel_over_a_long_cache_give_the_same_result() {
-        assert!(6 * 300 * 64 >= PARALLEL_FROM);
+        const { assert!(6 * 300 * 64 >= PARALLEL_FROM) };
         check(6, 2, 64, 320, 300);
+    }
+
+    #[test]
+    fn sixteen_horizontal_sums_at_once_land_in_key_order() {
+        if !avx512() {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::*;
+            let data: Vec<f32> = (0..256).map(|i| ((i * 37) % 101) as f32 - 50.0).collect();
+            // SAFETY: AVX-512F was detected above; every load reads 16 floats of `data`.
+            let got = unsafe {
+                let v: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(data.as_ptr().add(16 * i)));
+                let mut out = [0f32; 16];
+                _mm512_storeu_ps(out.as_mut_ptr(), avx512::sum_lanes(v));
+                out
+            };
+            let want: Vec<f32> = data.chunks(16).map(|c| c.iter().sum()).collect();
+            assert_eq!(got.to_vec(), want);
+        }
     }
 
     #[test]
