@@ -82,12 +82,45 @@ fn quantize_rows(xs: &[f32], k: usize) -> Vec<Q8Row> {
     }
 }
 
-/// [`quantize_row_any`] compiled for AVX-512, where the compiler vectorizes the rounding (a libm
-/// call per value otherwise). The same operations in the same order: the same bytes.
+/// [`quantize_row_any`] in AVX-512 intrinsics, a block of 32 values in two vectors: the same
+/// maximum, scale and reciprocal, and the same rounding (to nearest, halves away from zero, as
+/// `f32::round`): the same bytes. Compiled from the portable loop, the rounding stayed scalar and
+/// quantization took 7% of an 8-row decoding step.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 fn quantize_row_avx512(x: &[f32]) -> Q8Row {
-    quantize_row_any(x)
+    use std::arch::x86_64::*;
+    let nb = x.len() / QK;
+    let mut row = Q8Row { d: Vec::with_capacity(nb), s: Vec::with_capacity(nb), qsum: Vec::with_capacity(nb), q: vec![0; x.len()] };
+    let (half, one) = (_mm512_set1_ps(0.5), _mm512_set1_ps(1.0));
+    let sign = _mm512_set1_ps(-0.0);
+    for b in 0..nb {
+        // SAFETY: block `b` of 32 values lies inside `x` and inside `row.q`.
+        unsafe {
+            let p = x.as_ptr().add(b * QK);
+            let (lo, hi) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
+            let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+            let d = amax / 127.0;
+            let id = _mm512_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+            let round = |v: __m512| {
+                let y = _mm512_mul_ps(v, id);
+                // Truncate, then step one away from zero where the dropped fraction is at least a half.
+                let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+                let away = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(_mm512_sub_ps(y, t)), half);
+                let step = _mm512_or_ps(one, _mm512_and_ps(y, sign));
+                _mm512_cvtps_epi32(_mm512_mask_add_ps(t, away, t, step))
+            };
+            let (qa, qb) = (round(lo), round(hi));
+            let dst = row.q.as_mut_ptr().add(b * QK) as *mut __m128i;
+            _mm_storeu_si128(dst, _mm512_cvtepi32_epi8(qa));
+            _mm_storeu_si128(dst.add(1), _mm512_cvtepi32_epi8(qb));
+            let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+            row.d.push(d);
+            row.s.push(d * sum as f32);
+            row.qsum.push(sum);
+        }
+    }
+    row
 }
 
 #[inline(always)]
@@ -483,6 +516,26 @@ mod tests {
     fn q8_0_kernels_match_the_scalar_dot_and_the_dequantized_product() {
         assert_kernels_agree(GgmlDType::Q8_0, 70, 96, 11);
         assert_kernels_agree(GgmlDType::Q8_0, 70, 96, 1);
+    }
+
+    #[test]
+    fn the_avx512_quantizer_gives_the_bytes_of_the_portable_one() {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+            // Random blocks, a zero block, and a block whose scale is 1 with exact halves to round.
+            let mut x = Tensor::randn(0f32, 1.0, 32 * 6, &Device::Cpu).unwrap().to_vec1::<f32>().unwrap();
+            x[64..96].fill(0.0);
+            let halves = [127.0, 0.5, -0.5, 1.5, -2.5, 126.5, -126.5, 3.49999];
+            for (i, v) in x[96..128].iter_mut().enumerate() {
+                *v = halves[i % halves.len()];
+            }
+            // SAFETY: both features were detected above.
+            let (fast, slow) = (unsafe { quantize_row_avx512(&x) }, quantize_row_any(&x));
+            assert_eq!(fast.q, slow.q);
+            assert_eq!(fast.qsum, slow.qsum);
+            assert_eq!(fast.d, slow.d);
+            assert_eq!(fast.s, slow.s);
+        }
     }
 
     #[test]
