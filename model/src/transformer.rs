@@ -110,21 +110,23 @@ impl Attention {
         let k = RotaryEmbedding::apply_rows(&k.reshape((n, 1, kvh, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
         let v = v.reshape((n, 1, kvh, hd))?.transpose(1, 2)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let mut seqs = Vec::with_capacity(caches.len());
-        let mut start = 0;
-        for (cache, &t) in caches.iter_mut().zip(spans) {
-            // Rows `(t, heads, 1, hd)` of one sequence as `(1, heads, t, hd)`.
-            let rows = |x: &Tensor| -> candle_core::Result<Tensor> { x.narrow(0, start, t)?.squeeze(2)?.transpose(0, 1)?.unsqueeze(0) };
-            let (k, v) = cache.append(layer, &rows(&k)?, &rows(&v)?)?;
-            seqs.push((rows(&q)?, k, v));
-            start += t;
-        }
-        // Sequences attend over their own caches independently: one per thread.
-        let ys = seqs
-            .par_iter()
+        let starts: Vec<usize> = spans
+            .iter()
+            .scan(0, |end, &t| {
+                *end += t;
+                Some(*end - t)
+            })
+            .collect();
+        // Sequences write their own caches and attend over them independently: one per thread.
+        let ys = caches
+            .par_iter_mut()
+            .zip(spans.par_iter().zip(starts.par_iter()))
             .zip(masks.par_iter())
-            .map(|((q, k, v), mask)| -> Result<Tensor> {
-                let y = self.attend_rotated(q, k, v, mask.as_ref(), scale)?;
+            .map(|((cache, (&t, &start)), mask)| -> Result<Tensor> {
+                // Rows `(t, heads, 1, hd)` of one sequence as `(1, heads, t, hd)`.
+                let rows = |x: &Tensor| -> candle_core::Result<Tensor> { x.narrow(0, start, t)?.squeeze(2)?.transpose(0, 1)?.unsqueeze(0) };
+                let (k, v) = cache.append(layer, &rows(&k)?, &rows(&v)?)?;
+                let y = self.attend_rotated(&rows(&q)?, &k, &v, mask.as_ref(), scale)?;
                 Ok(y.reshape(((), 1, self.num_heads * hd))?)
             })
             .collect::<Result<Vec<_>>>()?;
