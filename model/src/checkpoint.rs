@@ -12,9 +12,10 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Storage, Tensor, TensorId, Var};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, TensorId, Var};
 
 use crate::Result;
+use crate::precomputed::Precomputed;
 
 thread_local! {
     static NO_GRAD: Cell<bool> = const { Cell::new(false) };
@@ -63,7 +64,7 @@ struct Checkpoint {
     f: Recompute,
     params: Vec<Var>,
     grads: Arc<CheckpointGrads>,
-    out: Mutex<Option<Tensor>>,
+    out: Precomputed,
 }
 
 impl CustomOp1 for Checkpoint {
@@ -72,19 +73,7 @@ impl CustomOp1 for Checkpoint {
     }
 
     fn cpu_fwd(&self, _s: &CpuStorage, _l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = self
-            .out
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("checkpoint: poisoned".into()))?
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("checkpoint: forward run twice".into()))?
-            .contiguous()?;
-        let (storage, layout) = out.storage_and_layout();
-        let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
-            candle_core::bail!("checkpoint: expected an f32 cpu tensor")
-        };
-        let start = layout.start_offset();
-        Ok((CpuStorage::F32(v[start..start + layout.shape().elem_count()].to_vec()), layout.shape().clone()))
+        self.out.take()
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -106,7 +95,7 @@ pub fn checkpoint(x: &Tensor, f: Recompute, params: Vec<Var>, grads: &Arc<Checkp
     let out = no_grad(|| f(&x.detach()))?;
     // An untracked input (the embeddings feeding layer 0) would drop the op from the graph.
     let x = if x.track_op() { x.clone() } else { Var::from_tensor(x)?.into_inner() };
-    let op = Checkpoint { f, params, grads: grads.clone(), out: Mutex::new(Some(out)) };
+    let op = Checkpoint { f, params, grads: grads.clone(), out: Precomputed::of_tensor("checkpoint", &out)? };
     Ok(x.apply_op1(op)?)
 }
 

@@ -7,8 +7,6 @@
 //! intermediates for every position (hundreds of MB for a 49k vocabulary), or of the whole head
 //! packed for bf16 (twice 56 MB for SmolLM2). The head is frozen: only `h` gets a gradient.
 
-use std::sync::Mutex;
-
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -16,6 +14,7 @@ use rayon::prelude::*;
 use crate::layers::bf16_gemm::{self, PackedB};
 use crate::layers::embedding::{dequantize_rows, row_blocks};
 use crate::layers::weight_f32;
+use crate::precomputed::Precomputed;
 
 /// Head rows (vocabulary entries) per chunk.
 const VOCAB_CHUNK: usize = 4096;
@@ -96,7 +95,7 @@ struct FusedLogprob {
     weight: QMatMul,
     targets: Vec<u32>,
     lse: Vec<f32>,
-    out: Mutex<Option<Vec<f32>>>,
+    out: Precomputed,
     /// The forward ran in bfloat16, so the backward does too.
     bf16: bool,
     chunk: usize,
@@ -107,14 +106,8 @@ impl CustomOp1 for FusedLogprob {
         "fused-target-logprob"
     }
 
-    fn cpu_fwd(&self, _s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = self
-            .out
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("fused-logprob: poisoned".into()))?
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("fused-logprob: forward run twice".into()))?;
-        Ok((CpuStorage::F32(out), Shape::from(l.dims()[0])))
+    fn cpu_fwd(&self, _s: &CpuStorage, _l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.out.take()
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -198,7 +191,7 @@ fn target_logprobs_in_chunks(h: &Tensor, weight: &QMatMul, targets: &[u32], chun
         return Tensor::from_vec(out, n, h.device());
     }
     drop(head);
-    h.apply_op1(FusedLogprob { weight: weight.clone(), targets: targets.to_vec(), lse, out: Mutex::new(Some(out)), bf16, chunk })
+    h.apply_op1(FusedLogprob { weight: weight.clone(), targets: targets.to_vec(), lse, out: Precomputed::new("fused-logprob", out, n), bf16, chunk })
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod layers;
 pub mod losses;
 pub mod lora;
 pub mod mask;
+mod precomputed;
 pub mod pretrained;
 pub mod quant;
 pub mod resolve;

@@ -8,12 +8,11 @@
 //! `dV = P^T dO`, `dS = P * (dO V^T - rowsum(dO * O)) * scale`, `dQ = dS K`, `dK = dS^T Q`.
 //! Inside a [`bf16_products`](crate::layers::bf16_products) scope the six products run in bf16.
 
-use std::sync::Mutex;
-
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
 
 use crate::layers::bf16_gemm::matmul_in_scope as mm;
 use crate::layers::softmax::{masked_softmax, softmax_backward};
+use crate::precomputed::Precomputed;
 
 /// `(b, kvh, n_rep * t, s)` attention probabilities; `mask` is `(b or 1, 1, t, s)`.
 fn probs(q: &Tensor, k: &Tensor, mask: Option<&Tensor>, n_rep: usize, scale: f64) -> candle_core::Result<Tensor> {
@@ -24,7 +23,7 @@ struct Attention {
     mask: Option<Tensor>,
     n_rep: usize,
     scale: f64,
-    out: Mutex<Option<Tensor>>,
+    out: Precomputed,
 }
 
 impl CustomOp3 for Attention {
@@ -33,14 +32,7 @@ impl CustomOp3 for Attention {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = self
-            .out
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("train-attention: poisoned".into()))?
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("train-attention: forward run twice".into()))?;
-        let shape = out.shape().clone();
-        Ok((CpuStorage::F32(out.flatten_all()?.to_vec1::<f32>()?), shape))
+        self.out.take()
     }
 
     fn bwd(&self, q: &Tensor, k: &Tensor, v: &Tensor, o: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -70,7 +62,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, n_re
     if !tracked || !q.device().is_cpu() {
         return Ok(out);
     }
-    q.apply_op3(&k, &v, Attention { mask: mask.cloned(), n_rep, scale, out: Mutex::new(Some(out)) })
+    q.apply_op3(&k, &v, Attention { mask: mask.cloned(), n_rep, scale, out: Precomputed::of_tensor("train-attention", &out)? })
 }
 
 #[cfg(test)]

@@ -7,16 +7,16 @@
 //! (which is what QLoRA needs).
 
 use std::cell::Cell;
-use std::sync::Mutex;
 
 use candle_core::quantized::QMatMul;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor};
 
 use super::bf16_gemm::{self, PackedB};
+use crate::precomputed::Precomputed;
 
 struct FrozenMatmul {
     weight: QMatMul,
-    out: Mutex<Option<Tensor>>,
+    out: Precomputed,
     /// The forward ran in bfloat16, so the backward does too.
     bf16: bool,
 }
@@ -27,24 +27,7 @@ impl CustomOp1 for FrozenMatmul {
     }
 
     fn cpu_fwd(&self, _s: &CpuStorage, _l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = self
-            .out
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("frozen-matmul: poisoned".into()))?
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("frozen-matmul: forward run twice".into()))?
-            .contiguous()?;
-        let (storage, layout) = out.storage_and_layout();
-        let Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("frozen-matmul: expected a cpu tensor")
-        };
-        let start = layout.start_offset();
-        let n = layout.shape().elem_count();
-        let data = match cpu {
-            CpuStorage::F32(v) => CpuStorage::F32(v[start..start + n].to_vec()),
-            _ => candle_core::bail!("frozen-matmul: expected f32"),
-        };
-        Ok((data, layout.shape().clone()))
+        self.out.take()
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -107,11 +90,11 @@ fn exact_product(rows: usize) -> bool {
 pub(super) fn product(x: &Tensor, weight: &QMatMul, bf16: bool) -> candle_core::Result<Tensor> {
     let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
     if bf16 {
-        let w = weight_f32(weight, x.device())?;
-        let (out_dim, in_dim) = w.dims2()?;
+        let in_dim = x.dim(candle_core::D::Minus1)?;
+        let out = bf16_product(&x.reshape(((), in_dim))?, weight)?;
         let mut shape = x.dims().to_vec();
-        *shape.last_mut().expect("rank >= 1") = out_dim;
-        return bf16_gemm::product(&x.reshape(((), in_dim))?, &PackedB::of_transposed(&w)?)?.reshape(shape);
+        *shape.last_mut().expect("rank >= 1") = out.len() / rows.max(1);
+        return Tensor::from_vec(out, shape, x.device());
     }
     match weight {
         QMatMul::QTensor(q) if exact_product(rows) && x.device().is_cpu() => {
@@ -129,6 +112,13 @@ pub(super) fn product(x: &Tensor, weight: &QMatMul, bf16: bool) -> candle_core::
     }
 }
 
+/// `x @ W^T` in bfloat16 for a matrix `x` `(rows, in)`, row-major `(rows, out)`: `W` dequantized
+/// (when quantized) and packed for this product.
+pub(super) fn bf16_product(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Vec<f32>> {
+    let packed = PackedB::of_transposed(&weight_f32(weight, x.device())?)?;
+    bf16_gemm::with_f32(x, |xs| Ok(bf16_gemm::matmul(xs, x.dim(0)?, &packed)))
+}
+
 /// Whether the frozen product of `x` runs in bfloat16: enough rows, f32 on the CPU, inside a
 /// [`super::bf16_products`] scope on a CPU with the kernels.
 pub(super) fn bf16_rows(x: &Tensor) -> bool {
@@ -144,7 +134,7 @@ pub fn frozen_matmul(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Tensor
     if !x.track_op() || !x.device().is_cpu() {
         return Ok(out);
     }
-    x.apply_op1(FrozenMatmul { weight: weight.clone(), out: Mutex::new(Some(out)), bf16 })
+    x.apply_op1(FrozenMatmul { weight: weight.clone(), out: Precomputed::of_tensor("frozen-matmul", &out)?, bf16 })
 }
 
 #[cfg(test)]

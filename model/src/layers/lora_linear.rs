@@ -8,14 +8,13 @@
 //! `g^T (s x A^T)` directly. The frozen product and its input gradient are those of
 //! [`super::frozen_matmul`] (bfloat16 inside a [`super::bf16_products`] scope).
 
-use std::sync::Mutex;
-
 use candle_core::quantized::QMatMul;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
 use super::bf16_gemm::{self, PackedB};
-use super::frozen_matmul::{bf16_rows, product, weight_f32};
+use super::frozen_matmul::{bf16_product, bf16_rows, product, weight_f32};
 use crate::lora::LoraLayer;
+use crate::precomputed::Precomputed;
 
 struct LoraLinear {
     weight: QMatMul,
@@ -23,7 +22,7 @@ struct LoraLinear {
     /// The frozen product ran in bfloat16, so its input gradient does too.
     bf16: bool,
     /// The forward's result, handed to candle by `cpu_fwd`.
-    out: Mutex<Option<(Vec<f32>, Shape)>>,
+    out: Precomputed,
     /// `s x A^T`, `(n, r)`: what `B`'s gradient needs.
     u: Tensor,
 }
@@ -34,13 +33,7 @@ impl CustomOp3 for LoraLinear {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (out, shape) = self
-            .out
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("lora-linear: poisoned".into()))?
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("lora-linear: forward run twice".into()))?;
-        Ok((CpuStorage::F32(out), shape))
+        self.out.take()
     }
 
     fn bwd(&self, x: &Tensor, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -71,8 +64,7 @@ pub fn lora_linear(x: &Tensor, weight: &QMatMul, lora: &LoraLayer) -> candle_cor
     let x2 = x.detach().reshape(((), in_dim))?;
     let bf16 = bf16_rows(&x2);
     let mut out: Vec<f32> = if bf16 {
-        let packed = PackedB::of_transposed(&weight_f32(weight, x.device())?)?;
-        bf16_gemm::with_f32(&x2, |xs| Ok(bf16_gemm::matmul(xs, xs.len() / in_dim, &packed)))?
+        bf16_product(&x2, weight)?
     } else {
         product(&x2, weight, false)?.flatten_all()?.to_vec1()?
     };
@@ -86,7 +78,7 @@ pub fn lora_linear(x: &Tensor, weight: &QMatMul, lora: &LoraLayer) -> candle_cor
     if !(x.track_op() || a.track_op() || b.track_op()) {
         return Tensor::from_vec(out, shape, x.device());
     }
-    let op = LoraLinear { weight: weight.clone(), scaling: lora.scaling(), bf16, out: Mutex::new(Some((out, Shape::from(shape)))), u };
+    let op = LoraLinear { weight: weight.clone(), scaling: lora.scaling(), bf16, out: Precomputed::new("lora-linear", out, shape), u };
     x.apply_op3(&a, &b, op)
 }
 

@@ -1,11 +1,10 @@
 //! Rotary position embeddings (Su et al. 2021, <https://arxiv.org/abs/2104.09864>) in Hugging
 //! Face's rotate-half layout, with linear and Llama 3 frequency scaling.
 
-use std::sync::Mutex;
-
 use candle_core::{CpuStorage, DType, Device, Layout, Shape, Tensor};
 
 use crate::config::Config;
+use crate::precomputed::Precomputed;
 use crate::{Error, Result};
 
 /// Positions beyond this many are not precomputed (Llama 3 names 131072).
@@ -86,7 +85,7 @@ impl RotaryEmbedding {
             if !x.track_op() {
                 return Ok(y);
             }
-            x.apply_op1(Rotation { cos: cos.clone(), sin: sin.clone(), out: Mutex::new(Some(y)) })
+            x.apply_op1(Rotation { cos: cos.clone(), sin: sin.clone(), out: Precomputed::of_tensor("rotation", &y)? })
         };
         Ok((rot(q)?, rot(k)?))
     }
@@ -99,7 +98,7 @@ impl RotaryEmbedding {
 struct Rotation {
     cos: Tensor,
     sin: Tensor,
-    out: Mutex<Option<Tensor>>,
+    out: Precomputed,
 }
 
 impl candle_core::CustomOp1 for Rotation {
@@ -108,13 +107,7 @@ impl candle_core::CustomOp1 for Rotation {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = self
-            .out
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("rotation: poisoned".into()))?
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("rotation: forward run twice".into()))?;
-        Ok((CpuStorage::F32(out.flatten_all()?.to_vec1()?), out.shape().clone()))
+        self.out.take()
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
