@@ -4,9 +4,10 @@
 //! For continuous batching each sequence owns a batch-1 cache, and a step stacks the new tokens
 //! of whichever caches are live, a prompt or one decoded token each ([`crate::Model::forward_ragged`]).
 //! A sequence joins the batch by adding its cache to that list and leaves by dropping it; no row
-//! is ever padded or recomputed.
+//! is ever padded or recomputed. A cache's first positions can be copied into a new one
+//! ([`KvCache::prefix`]), which lets a server reuse a prompt prefix it has already computed.
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use crate::config::Config;
 use crate::Result;
@@ -14,20 +15,63 @@ use crate::Result;
 /// Positions are allocated in chunks of this many.
 const CHUNK: usize = 256;
 
+/// One layer's buffers `(batch, kv_heads, capacity, head_dim)`, the first `len` positions filled.
+#[derive(Debug)]
+struct Layer {
+    k: Tensor,
+    v: Tensor,
+}
+
+impl Layer {
+    fn capacity(&self) -> usize {
+        self.k.dim(2).unwrap_or(0)
+    }
+
+    /// Fresh buffers of `capacity` positions holding the first `len` of `self`'s.
+    fn copied(&self, len: usize, capacity: usize) -> Result<Layer> {
+        let grown = |x: &Tensor| -> Result<Tensor> {
+            let (b, h, _, d) = x.dims4()?;
+            let fresh = Tensor::zeros((b, h, capacity, d), x.dtype(), x.device())?;
+            if len > 0 {
+                fresh.slice_set(&x.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+            }
+            Ok(fresh)
+        };
+        Ok(Layer { k: grown(&self.k)?, v: grown(&self.v)? })
+    }
+}
+
 /// Cached keys and values of every layer for a batch of sequences of equal length (usually one).
-#[derive(Debug, Clone)]
+/// A clone is a deep copy: appending to one never changes the other.
+#[derive(Debug)]
 pub struct KvCache {
-    layers: Vec<candle_nn::kv_cache::KvCache>,
+    layers: Vec<Option<Layer>>,
     len: usize,
+    dtype: DType,
+}
+
+impl Clone for KvCache {
+    fn clone(&self) -> Self {
+        self.prefix(self.len).expect("copying a KV cache's filled positions")
+    }
 }
 
 impl KvCache {
-    /// An empty cache for a model with `cfg`.
+    /// An empty f32 cache for a model with `cfg`.
     pub fn new(cfg: &Config) -> Self {
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|_| candle_nn::kv_cache::KvCache::new(2, CHUNK))
-            .collect();
-        Self { layers, len: 0 }
+        Self::with_dtype(cfg, DType::F32)
+    }
+
+    /// An empty cache that stores keys and values as `dtype` (f32, or f16 as llama.cpp's
+    /// default cache: half the memory, and half the bytes a decoding step's attention reads).
+    /// See [`crate::Model::kv_cache`].
+    pub fn with_dtype(cfg: &Config, dtype: DType) -> Self {
+        Self { layers: (0..cfg.num_hidden_layers).map(|_| None).collect(), len: 0, dtype }
+    }
+
+    /// How keys and values are stored.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// Number of cached positions.
@@ -42,19 +86,120 @@ impl KvCache {
 
     /// Forgets everything.
     pub fn reset(&mut self) {
-        self.layers.iter_mut().for_each(|l| l.reset());
+        self.layers.iter_mut().for_each(|l| *l = None);
         self.len = 0;
     }
 
-    /// Appends `k`, `v` (`(batch, kv_heads, seq, head_dim)`) to layer `layer`, returning the full
-    /// keys and values.
+    /// A new cache holding copies of this one's first `n` positions (at most its length): the
+    /// state after a prefix of the tokens, from which another continuation can go on.
+    pub fn prefix(&self, n: usize) -> Result<KvCache> {
+        let n = n.min(self.len);
+        let capacity = n.div_ceil(CHUNK).max(1) * CHUNK;
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| l.as_ref().filter(|_| n > 0).map(|l| l.copied(n, capacity)).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KvCache { layers, len: n, dtype: self.dtype })
+    }
+
+    /// Bytes held by the buffers (their whole capacity).
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().flatten().map(|l| 2 * l.k.elem_count() * self.dtype.size_in_bytes()).sum()
+    }
+
+    /// Appends `k`, `v` (`(batch, kv_heads, seq, head_dim)`) to layer `layer` after the cached
+    /// positions, returning the full keys and values as stored (in the cache's dtype). Every
+    /// layer appends the same positions before [`Self::advance`] records them.
     pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (k, v) = self.layers[layer].append(&k.contiguous()?, &v.contiguous()?)?;
-        Ok((k, v))
+        let store = |x: &Tensor| x.to_dtype(self.dtype)?.contiguous();
+        let (k, v) = (store(k)?, store(v)?);
+        let (len, t) = (self.len, k.dim(2)?);
+        let slot = &mut self.layers[layer];
+        let capacity = slot.as_ref().map_or(0, Layer::capacity);
+        if len + t > capacity {
+            let grown = (len + t).div_ceil(CHUNK) * CHUNK;
+            *slot = Some(match slot.as_ref() {
+                Some(l) => l.copied(len, grown)?,
+                None => {
+                    let (b, h, _, d) = k.dims4()?;
+                    let zeros = || Tensor::zeros((b, h, grown, d), self.dtype, k.device());
+                    Layer { k: zeros()?, v: zeros()? }
+                }
+            });
+        }
+        let l = slot.as_ref().expect("allocated above");
+        l.k.slice_set(&k, 2, len)?;
+        l.v.slice_set(&v, 2, len)?;
+        Ok((l.k.narrow(2, 0, len + t)?, l.v.narrow(2, 0, len + t)?))
     }
 
     /// Records that `n` positions were appended to every layer.
     pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn config(layers: usize) -> Config {
+        serde_json::from_value(serde_json::json!({
+            "model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": layers,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 10
+        }))
+        .unwrap()
+    }
+
+    fn rows(from: usize, t: usize) -> Tensor {
+        Tensor::arange(from as f32, (from + t * 4) as f32, &Device::Cpu).unwrap().reshape((1, 1, t, 4)).unwrap()
+    }
+
+    fn fill(c: &mut KvCache, t: usize) -> (Tensor, Tensor) {
+        let at = c.len() * 4;
+        let kv = c.append(0, &rows(at, t), &rows(1000 + at, t)).unwrap();
+        c.advance(t);
+        kv
+    }
+
+    #[test]
+    fn appends_grow_past_a_chunk_and_keep_every_position() {
+        let mut c = KvCache::new(&config(1));
+        fill(&mut c, 200);
+        let (k, v) = fill(&mut c, 100);
+        assert_eq!((c.len(), k.dim(2).unwrap()), (300, 300));
+        assert_eq!(k.flatten_all().unwrap().to_vec1::<f32>().unwrap(), rows(0, 300).flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_eq!(v.flatten_all().unwrap().to_vec1::<f32>().unwrap(), rows(1000, 300).flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    }
+
+    #[test]
+    fn a_clone_and_a_prefix_are_copies_that_appends_do_not_reach() {
+        let mut a = KvCache::new(&config(1));
+        fill(&mut a, 5);
+        let mut b = a.clone();
+        let mut p = a.prefix(3).unwrap();
+        assert_eq!((b.len(), p.len()), (5, 3));
+        // Different new positions in each: none sees another's.
+        let (ka, _) = fill(&mut a, 1);
+        let minus = Tensor::full(-7f32, (1, 1, 1, 4), &Device::Cpu).unwrap();
+        b.append(0, &minus, &minus).unwrap();
+        b.advance(1);
+        let (kp, _) = fill(&mut p, 2);
+        let last = |k: &Tensor, at: usize| k.narrow(2, at, 1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(last(&ka, 5), [20.0, 21.0, 22.0, 23.0]);
+        assert_eq!(last(&kp, 3), [12.0, 13.0, 14.0, 15.0]);
+        assert_eq!(last(&ka, 3), [12.0, 13.0, 14.0, 15.0]);
+        let (kb, _) = b.append(0, &rows(0, 1), &rows(0, 1)).unwrap();
+        assert_eq!(last(&kb, 5), [-7.0; 4]);
+    }
+
+    #[test]
+    fn stores_its_dtype() {
+        let mut c = KvCache::with_dtype(&config(2), DType::F16);
+        let (k, _) = fill(&mut c, 3);
+        assert_eq!(k.dtype(), DType::F16);
+        assert_eq!(c.bytes(), 2 * CHUNK * 4 * 2);
     }
 }

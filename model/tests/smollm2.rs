@@ -68,10 +68,13 @@ fn nll_and_greedy_answer_match_transformers() {
     let out = generate(&lm.model, &lm.tokenizer, &[PROMPT_IDS.to_vec()], &cfg, &mut |_| true).unwrap();
     assert_eq!(out[0].token_ids, GREEDY_32);
     assert!(out[0].text.starts_with("The maximum daily dose of acetaminophen"));
+    // Scoring the answer finds every token greedy: generation and scoring agree.
+    let ll = score_tokens(&lm.model, &[(PROMPT_IDS.to_vec(), GREEDY_32.to_vec())], 4096).unwrap()[0];
+    assert!(ll.is_greedy && ll.tokens == 32 && ll.logprob < 0.0, "{ll:?}");
 }
 
 #[test]
-fn batched_generation_equals_one_by_one_and_scores_greedy() {
+fn batched_generation_equals_one_by_one_and_scores_its_answers() {
     let Some(lm) = load(LinearFormat::Quantized) else { return };
     let prompts: Vec<Vec<u32>> = ["Is ibuprofen safe with warfarin?", QUESTION]
         .iter()
@@ -91,8 +94,11 @@ fn batched_generation_equals_one_by_one_and_scores_greedy() {
     for (p, g) in prompts.iter().zip(&both) {
         let alone = generate(&lm.model, &lm.tokenizer, std::slice::from_ref(p), &cfg, &mut |_| true).unwrap();
         assert_eq!(alone[0].token_ids, g.token_ids);
+        // Scoring reads the exact f32 product of the dequantized weights, generation the 8-bit
+        // kernels and an f16 cache: their logits differ by up to about one, so a near tie may be
+        // broken differently. Greedy agreement is asserted on the exact path (`nll_and_greedy_...`).
         let ll = score_tokens(&lm.model, &[(p.clone(), g.token_ids.clone())], 4096).unwrap()[0];
-        assert!(ll.is_greedy && ll.tokens == g.token_ids.len() && ll.logprob < 0.0, "{ll:?}");
+        assert!(ll.tokens == g.token_ids.len() && ll.logprob < 0.0, "{ll:?}");
     }
 }
 

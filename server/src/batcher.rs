@@ -281,7 +281,7 @@ fn join(req: GenRequest, lm: &LanguageModel, limits: BatchLimits, metrics: &Metr
         metrics.request_cancelled();
         return None;
     }
-    Some(Row::new(req, KvCache::new(lm.config())))
+    Some(Row::new(req, lm.model.kv_cache()))
 }
 
 fn fail_all(rows: &mut [Row], e: &str, metrics: &Metrics) {

@@ -66,9 +66,9 @@ pub fn run_bench_generate(args: &BenchGenerateArgs) -> Result<BenchReport> {
     ids.truncate(args.prompt_tokens);
     let dev = lm.model.device();
     // Warm-up: thread pools and allocator.
-    let mut cache = KvCache::new(lm.config());
+    let mut cache = lm.model.kv_cache();
     lm.model.forward_last(&Tensor::new(&ids[..8.min(ids.len())], dev)?.unsqueeze(0)?, Some(&mut cache), None)?;
-    let mut cache = KvCache::new(lm.config());
+    let mut cache = lm.model.kv_cache();
     let t0 = Instant::now();
     let logits = lm.model.forward_last(&Tensor::new(ids.as_slice(), dev)?.unsqueeze(0)?, Some(&mut cache), None)?;
     let mut next = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?[0];

@@ -107,7 +107,7 @@ pub fn generate(
             done: None,
             sampler: Sampler::new(&cfg.sampling, i as u64),
             budget: cfg.max_new_tokens.min(max_ctx.saturating_sub(p.len())),
-            cache: KvCache::new(model.config()),
+            cache: model.kv_cache(),
         })
         .collect();
     // Next-token logits of every live sequence, in sequence order.
