@@ -146,3 +146,31 @@ fn smollm2_batched_greedy_answers_equal_answers_alone_when_cached() {
         assert_eq!(alone[0].token_ids, g.token_ids, "prompt {i}: {:?} vs {:?}", alone[0].text, g.text);
     }
 }
+
+/// A prompt continued from a copy of another prompt's cache (the positions they share) gets
+/// the logits of prefilling it whole.
+#[test]
+fn a_prompt_continued_from_a_shared_prefix_gets_the_logits_of_prefilling_it_whole() {
+    let p: Vec<u32> = (0..48).map(|i| (i * 7 + 3) % 64).collect();
+    let mut q = p.clone();
+    for t in &mut q[30..] {
+        *t = (*t + 5) % 64;
+    }
+    q.truncate(41);
+    for arch in [Architecture::Llama, Architecture::Mistral, Architecture::Qwen2] {
+        for format in [LinearFormat::F32, LinearFormat::Quantized] {
+            let m = tiny_model(arch, format);
+            let run = |cache: &mut KvCache, tokens: &[u32]| -> Vec<f32> {
+                m.forward_ragged(&[tokens], &mut [cache]).unwrap().squeeze(0).unwrap().to_vec1().unwrap()
+            };
+            let whole = run(&mut m.kv_cache(), &p);
+            let mut other = m.kv_cache();
+            run(&mut other, &q);
+            let mut reused = other.prefix(30).unwrap();
+            let cont = run(&mut reused, &p[30..]);
+            let d = whole.iter().zip(&cont).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert_eq!(whole, cont, "{arch:?} {format:?}: differs by {d}");
+        }
+    }
+}
+

@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// max_tokens for requests that give none.
     #[arg(long, default_value_t = 512)]
     pub default_max_tokens: usize,
+    /// MiB of prompt KV caches kept, so that a prompt sharing a prefix with an earlier one (a
+    /// system prompt, earlier turns) computes only the rest; 0 turns reuse off.
+    #[arg(long, default_value_t = 256)]
+    pub prefix_cache_mb: usize,
 }
 
 /// Loads the model, listens, and serves until Ctrl-C or SIGTERM (in-flight streams finish first).
@@ -62,6 +66,7 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         default_max_tokens: args.default_max_tokens,
         api_key,
         vertex: vertex.clone(),
+        prefix_cache_bytes: args.prefix_cache_mb << 20,
     };
     let server = start(model, listener, opts)?;
     eprintln!(

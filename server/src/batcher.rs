@@ -11,6 +11,8 @@
 //! waits. One pass reads the weights once for all rows; attention runs per request. A finished
 //! or cancelled row leaves immediately. Nothing is padded or recomputed and a row's arithmetic
 //! does not depend on its neighbours, so a greedy answer under load equals the same answer alone.
+//! A prompt that starts like an earlier one begins from a copy of that prompt's cache
+//! ([`PrefixCache`]) and prefills only the rest.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use medalign_model::{KvCache, LanguageModel, SamplingParams};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::metrics::Metrics;
+use crate::prefix_cache::PrefixCache;
 
 /// One request for the model thread.
 pub struct GenRequest {
@@ -51,6 +54,8 @@ pub enum GenEvent {
         prompt_tokens: usize,
         /// Generated tokens (EOS excluded).
         completion_tokens: usize,
+        /// Prompt tokens reused from the prefix cache.
+        cached_tokens: usize,
     },
     /// The model failed; the request is over.
     Error(String),
@@ -63,6 +68,8 @@ pub struct BatchLimits {
     pub max_batch: usize,
     /// The model's context length.
     pub max_context: usize,
+    /// Bytes of prompt caches kept for reuse ([`PrefixCache`]; 0 turns reuse off).
+    pub prefix_cache_bytes: usize,
 }
 
 /// Most prompt tokens one request prefills in a step; a longer prompt takes several steps, cut
@@ -77,6 +84,8 @@ struct Row {
     req: GenRequest,
     /// Prompt tokens already in the cache.
     prefilled: usize,
+    /// Of those, the ones copied from the prefix cache.
+    reused: usize,
     history: Vec<u32>,
     generated: Vec<u32>,
     emitted: usize,
@@ -89,10 +98,12 @@ struct Row {
 }
 
 impl Row {
+    /// A row whose `cache` already holds the first positions of its prompt.
     fn new(req: GenRequest, cache: KvCache) -> Row {
         Row {
             history: req.prompt.clone(),
-            prefilled: 0,
+            prefilled: cache.len(),
+            reused: cache.len(),
             sampler: Sampler::new(&req.sampling, 0),
             req,
             generated: Vec::new(),
@@ -125,6 +136,7 @@ impl Row {
             finish,
             prompt_tokens: self.req.prompt.len(),
             completion_tokens: self.generated.len(),
+            cached_tokens: self.reused,
         });
         metrics.request_finished(self.generated.len());
         self.done = true;
@@ -187,6 +199,7 @@ pub fn stable_prefix(text: &str, stops: &[String]) -> usize {
 /// The model thread's loop: returns when every sender of `queue` is gone and nothing is active.
 pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: BatchLimits, metrics: Arc<Metrics>) {
     let eos = lm.eos_ids();
+    let mut prefixes = PrefixCache::new(limits.prefix_cache_bytes);
     let mut rows: Vec<Row> = Vec::new();
     let mut open = true;
     loop {
@@ -215,7 +228,7 @@ pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: 
         }
         rows.retain(|r| !r.done);
         for req in arrived {
-            if let Some(row) = join(req, &lm, limits, &metrics) {
+            if let Some(row) = join(req, &lm, limits, &mut prefixes, &metrics) {
                 rows.push(row);
             }
         }
@@ -239,7 +252,8 @@ pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: 
                         if row.prefilled < row.req.prompt.len() {
                             continue; // the rest of the prompt comes at a later step
                         }
-                        metrics.prefill(row.req.prompt.len(), started.elapsed());
+                        metrics.prefill(row.req.prompt.len() - row.reused, started.elapsed());
+                        prefixes.insert(&row.req.prompt, &row.cache);
                     }
                     produced += 1;
                     row.advance(l, &lm, &eos, limits.max_context, &metrics);
@@ -268,9 +282,10 @@ fn plan_step(rows: impl Iterator<Item = Option<usize>>, budget: usize) -> Vec<bo
     .collect()
 }
 
-/// A new request's row, prefilled at the next step; `None` when it was cancelled or its prompt
-/// cannot fit (reported to it alone, so it cannot fail the others' step).
-fn join(req: GenRequest, lm: &LanguageModel, limits: BatchLimits, metrics: &Metrics) -> Option<Row> {
+/// A new request's row, prefilled at the next step from the longest prefix of its prompt that
+/// `prefixes` holds; `None` when it was cancelled or its prompt cannot fit (reported to it
+/// alone, so it cannot fail the others' step).
+fn join(req: GenRequest, lm: &LanguageModel, limits: BatchLimits, prefixes: &mut PrefixCache, metrics: &Metrics) -> Option<Row> {
     if req.events.is_closed() {
         metrics.request_cancelled();
         return None;
@@ -281,7 +296,9 @@ fn join(req: GenRequest, lm: &LanguageModel, limits: BatchLimits, metrics: &Metr
         metrics.request_cancelled();
         return None;
     }
-    Some(Row::new(req, lm.model.kv_cache()))
+    let cache = prefixes.lookup(&req.prompt).unwrap_or_else(|| lm.model.kv_cache());
+    metrics.prefix_reused(cache.len());
+    Some(Row::new(req, cache))
 }
 
 fn fail_all(rows: &mut [Row], e: &str, metrics: &Metrics) {

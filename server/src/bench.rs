@@ -1,6 +1,12 @@
 //! `medalign bench serve`: aggregate tokens/s of N concurrent streaming clients against one
 //! stream, first-token latency percentiles, and a check that every stream got its own answer
 //! (greedy answers under load equal the same prompts answered one at a time).
+//!
+//! The single stream and the concurrent clients ask questions of the same form about different
+//! conditions, so each phase reuses only the prefix its prompts share (the chat template's
+//! system turn and the question's opening), never a whole earlier prompt. The one-at-a-time
+//! answers that the concurrent ones are checked against come last: they reuse the concurrent
+//! prompts' caches whole, which checks that reuse does not change an answer.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -40,6 +46,10 @@ pub struct StreamResult {
     pub first_token: Duration,
     /// Whether `[DONE]` arrived.
     pub done: bool,
+    /// Prompt tokens, by the final usage chunk.
+    pub prompt_tokens: usize,
+    /// Of those, the ones the server reused from its prefix cache.
+    pub cached_tokens: usize,
 }
 
 /// The benchmark's figures.
@@ -59,9 +69,19 @@ pub struct BenchReport {
     pub matching_streams: usize,
     /// Concurrent clients.
     pub clients: usize,
+    /// Mean prompt tokens per request, and of those the mean reused from the prefix cache, in
+    /// the single-stream and the concurrent phase.
+    pub prompt_tokens: f64,
+    /// See `prompt_tokens`.
+    pub single_cached_tokens: f64,
+    /// See `prompt_tokens`.
+    pub concurrent_cached_tokens: f64,
 }
 
-const TOPICS: [&str; 8] = ["asthma", "diabetes", "migraine", "anemia", "sepsis", "gout", "eczema", "angina"];
+const TOPICS: [&str; 16] = [
+    "asthma", "diabetes", "migraine", "anemia", "sepsis", "gout", "eczema", "angina", "psoriasis", "lupus", "rickets",
+    "tetanus", "cholera", "vertigo", "bronchitis", "hepatitis",
+];
 
 fn prompt(i: usize) -> String {
     format!("In two sentences, what is {} and how is it treated? (case {i})", TOPICS[i % TOPICS.len()])
@@ -72,7 +92,7 @@ pub fn stream_chat(addr: SocketAddr, model: &str, prompt: &str, max_tokens: usiz
     let body = json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
         "temperature": 0, "stream": true, "stream_options": {"include_usage": true}});
     let started = Instant::now();
-    let mut res = StreamResult { text: String::new(), tokens: 0, first_token: Duration::ZERO, done: false };
+    let mut res = StreamResult { text: String::new(), tokens: 0, first_token: Duration::ZERO, done: false, prompt_tokens: 0, cached_tokens: 0 };
     let mut first = None;
     stream(addr, "/v1/chat/completions", &body, &mut |data| {
         if data == "[DONE]" {
@@ -88,6 +108,8 @@ pub fn stream_chat(addr: SocketAddr, model: &str, prompt: &str, max_tokens: usiz
         }
         if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
             res.tokens = n as usize;
+            res.prompt_tokens = v["usage"]["prompt_tokens"].as_u64().unwrap_or(0) as usize;
+            res.cached_tokens = v["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0) as usize;
         }
     })
     .map_err(|e| ServeError::Io(e.to_string()))?;
@@ -105,17 +127,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs the benchmark against a server at `addr` serving `model`.
 pub fn measure(addr: SocketAddr, model: &str, clients: usize, max_tokens: usize) -> Result<BenchReport, ServeError> {
-    // Warm-up, then the one-at-a-time references (also the single-stream figure).
-    stream_chat(addr, model, &prompt(0), 4)?;
-    let mut references = Vec::new();
+    // Warm-up, then one stream at a time on the other half of the questions.
+    stream_chat(addr, model, "Hello, who are you?", 4)?;
     let mut single_tokens = 0;
+    let mut single_cached = 0;
     let mut single_time = Duration::ZERO;
     for i in 0..clients {
         let t = Instant::now();
-        let r = stream_chat(addr, model, &prompt(i), max_tokens)?;
+        let r = stream_chat(addr, model, &prompt(i + TOPICS.len() / 2), max_tokens)?;
         single_time += t.elapsed();
         single_tokens += r.tokens;
-        references.push(r.text);
+        single_cached += r.cached_tokens;
     }
     let t = Instant::now();
     let results: Vec<Result<StreamResult, ServeError>> = std::thread::scope(|s| {
@@ -124,6 +146,7 @@ pub fn measure(addr: SocketAddr, model: &str, clients: usize, max_tokens: usize)
     });
     let wall = t.elapsed();
     let results: Vec<StreamResult> = results.into_iter().collect::<Result<_, _>>()?;
+    let references = (0..clients).map(|i| Ok(stream_chat(addr, model, &prompt(i), max_tokens)?.text)).collect::<Result<Vec<_>, ServeError>>()?;
     let mut firsts: Vec<f64> = results.iter().map(|r| r.first_token.as_secs_f64() * 1e3).collect();
     firsts.sort_by(f64::total_cmp);
     Ok(BenchReport {
@@ -134,6 +157,9 @@ pub fn measure(addr: SocketAddr, model: &str, clients: usize, max_tokens: usize)
         complete_streams: results.iter().filter(|r| r.done && r.tokens > 0).count(),
         matching_streams: results.iter().zip(&references).filter(|(r, want)| &r.text == *want).count(),
         clients,
+        prompt_tokens: results.iter().map(|r| r.prompt_tokens).sum::<usize>() as f64 / clients as f64,
+        single_cached_tokens: single_cached as f64 / clients as f64,
+        concurrent_cached_tokens: results.iter().map(|r| r.cached_tokens).sum::<usize>() as f64 / clients as f64,
     })
 }
 
@@ -148,7 +174,7 @@ pub fn run(args: &BenchServeArgs) -> Result<BenchReport, ServeError> {
     server.stop()?;
     let r = report?;
     eprintln!(
-        "serve bench ({}): 1 stream {:.1} tok/s; {} concurrent streams {:.1} tok/s ({:.2}x); first token p50 {:.0} ms, p99 {:.0} ms; {}/{} streams complete, {}/{} equal to their one-at-a-time answer",
+        "serve bench ({}): 1 stream {:.1} tok/s; {} concurrent streams {:.1} tok/s ({:.2}x); first token p50 {:.0} ms, p99 {:.0} ms; {}/{} streams complete, {}/{} equal to their one-at-a-time answer; prompts of {:.1} tokens, {:.1} reused alone, {:.1} concurrently",
         id,
         r.single_tokens_per_s,
         r.clients,
@@ -159,7 +185,10 @@ pub fn run(args: &BenchServeArgs) -> Result<BenchReport, ServeError> {
         r.complete_streams,
         r.clients,
         r.matching_streams,
-        r.clients
+        r.clients,
+        r.prompt_tokens,
+        r.single_cached_tokens,
+        r.concurrent_cached_tokens
     );
     Ok(r)
 }

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod error;
 pub mod metrics;
 pub mod openai;
+pub mod prefix_cache;
 pub mod router;
 pub mod source;
 pub mod state;
@@ -47,11 +48,20 @@ pub struct ServerOptions {
     pub api_key: Option<String>,
     /// Vertex AI routes.
     pub vertex: VertexRoutes,
+    /// Bytes of prompt KV caches kept to reuse shared prefixes (0 turns reuse off).
+    pub prefix_cache_bytes: usize,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { max_batch: 8, body_limit: 1 << 20, default_max_tokens: 512, api_key: None, vertex: VertexRoutes::from_env() }
+        ServerOptions {
+            max_batch: 8,
+            body_limit: 1 << 20,
+            default_max_tokens: 512,
+            api_key: None,
+            vertex: VertexRoutes::from_env(),
+            prefix_cache_bytes: 256 << 20,
+        }
     }
 }
 
@@ -106,7 +116,7 @@ pub fn start(model: ServedModel, listener: std::net::TcpListener, opts: ServerOp
         metrics: metrics.clone(),
         api_key: opts.api_key.clone(),
     });
-    let limits = BatchLimits { max_batch: opts.max_batch.max(1), max_context };
+    let limits = BatchLimits { max_batch: opts.max_batch.max(1), max_context, prefix_cache_bytes: opts.prefix_cache_bytes };
     let m = metrics.clone();
     let model_thread = std::thread::Builder::new()
         .name("medalign-model".into())

@@ -51,6 +51,7 @@ pub struct Metrics {
     active: AtomicUsize,
     generated_tokens: AtomicU64,
     prompt_tokens: AtomicU64,
+    reused_tokens: AtomicU64,
     finished: AtomicU64,
     cancelled: AtomicU64,
     decode_steps: AtomicU64,
@@ -83,6 +84,11 @@ impl Metrics {
     /// A prefill of `tokens` positions.
     pub fn prefill(&self, tokens: usize, _elapsed: Duration) {
         self.prompt_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
+    }
+
+    /// A prompt that starts from `tokens` positions copied from an earlier prompt's cache.
+    pub fn prefix_reused(&self, tokens: usize) {
+        self.reused_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
     }
 
     /// The first token of a request, `latency` after it was queued.
@@ -122,11 +128,12 @@ impl Metrics {
         }
         out.push_str("# HELP medalign_first_token_seconds Time from queueing to the first generated token.\n# TYPE medalign_first_token_seconds histogram\n");
         self.first_token.lock().expect("metrics lock").render(&mut out, "medalign_first_token_seconds", "");
-        let scalars: [(&str, &str, &str, f64); 8] = [
+        let scalars: [(&str, &str, &str, f64); 9] = [
             ("medalign_queue_depth", "gauge", "Requests waiting to join the batch.", self.queue_depth() as f64),
             ("medalign_active_sequences", "gauge", "Sequences in the decoding batch.", self.active.load(Ordering::Relaxed) as f64),
             ("medalign_generated_tokens_total", "counter", "Tokens generated.", self.generated_tokens.load(Ordering::Relaxed) as f64),
             ("medalign_prefill_tokens_total", "counter", "Positions prefilled (prompts and recomputed histories).", self.prompt_tokens.load(Ordering::Relaxed) as f64),
+            ("medalign_prefix_cache_reused_tokens_total", "counter", "Prompt positions copied from an earlier prompt's cache instead of computed.", self.reused_tokens.load(Ordering::Relaxed) as f64),
             ("medalign_sequences_finished_total", "counter", "Sequences that ended normally.", self.finished.load(Ordering::Relaxed) as f64),
             ("medalign_sequences_cancelled_total", "counter", "Sequences dropped (client gone or model error).", self.cancelled.load(Ordering::Relaxed) as f64),
             ("medalign_decode_steps_total", "counter", "Batched decode steps.", self.decode_steps.load(Ordering::Relaxed) as f64),

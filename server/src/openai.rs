@@ -55,17 +55,20 @@ pub struct Answer {
     pub prompt_tokens: usize,
     /// Generated tokens.
     pub completion_tokens: usize,
+    /// Prompt tokens whose keys and values were reused from an earlier prompt.
+    pub cached_tokens: usize,
 }
 
 impl Answer {
     /// The OpenAI `usage` object.
     pub fn usage(&self) -> Value {
-        usage(self.prompt_tokens, self.completion_tokens)
+        usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
     }
 }
 
-fn usage(prompt: usize, completion: usize) -> Value {
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+           "prompt_tokens_details": {"cached_tokens": cached}})
 }
 
 fn finish_name(f: FinishReason) -> &'static str {
@@ -93,8 +96,8 @@ pub async fn collect(mut events: UnboundedReceiver<GenEvent>) -> Result<Answer, 
     while let Some(ev) = events.recv().await {
         match ev {
             GenEvent::Text(t) => text.push_str(&t),
-            GenEvent::Done { finish, prompt_tokens, completion_tokens } => {
-                return Ok(Answer { text, finish_reason: finish_name(finish), prompt_tokens, completion_tokens });
+            GenEvent::Done { finish, prompt_tokens, completion_tokens, cached_tokens } => {
+                return Ok(Answer { text, finish_reason: finish_name(finish), prompt_tokens, completion_tokens, cached_tokens });
             }
             GenEvent::Error(e) => return Err(ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "model_error", e)),
         }
@@ -242,10 +245,10 @@ fn event_stream(
             }
             match st.events.recv().await {
                 Some(GenEvent::Text(t)) => st.pending.push_back(st.chunks.chunk(Some(&t), None, false)),
-                Some(GenEvent::Done { finish, prompt_tokens, completion_tokens }) => {
+                Some(GenEvent::Done { finish, prompt_tokens, completion_tokens, cached_tokens }) => {
                     st.pending.push_back(st.chunks.chunk(None, Some(finish_name(finish)), false));
                     if st.include_usage {
-                        st.pending.push_back(st.chunks.wrap(json!([]), Some(usage(prompt_tokens, completion_tokens))));
+                        st.pending.push_back(st.chunks.wrap(json!([]), Some(usage(prompt_tokens, completion_tokens, cached_tokens))));
                     }
                     st.pending.push_back("[DONE]".into());
                     st.state.metrics.request(st.chunks.endpoint.route(), 200, st.started.elapsed());

@@ -70,7 +70,13 @@ fn answers_chat_completions_models_health_and_metrics() {
     assert!(done);
     assert_eq!(text, v["choices"][0]["message"]["content"].as_str().unwrap(), "streamed and whole answers differ");
     assert_eq!(finish, v["choices"][0]["finish_reason"].as_str().unwrap());
-    assert_eq!(usage, v["usage"]);
+    // The same prompt again reuses the first one's keys and values, all but its last two tokens.
+    let prompt_tokens = u["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 0);
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], prompt_tokens - 2);
+    for field in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+        assert_eq!(usage[field], v["usage"][field]);
+    }
 
     let (status, c) = post(addr, "/v1/completions", &json!({"model": s.model, "prompt": "once upon", "max_tokens": 5, "temperature": 0}));
     assert_eq!(status, 200, "{c}");
@@ -81,6 +87,7 @@ fn answers_chat_completions_models_health_and_metrics() {
     assert!(m.contains("medalign_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2"), "{m}");
     assert!(m.contains("medalign_first_token_seconds_count"), "{m}");
     assert!(m.contains("medalign_queue_depth 0"), "{m}");
+    assert!(m.contains(&format!("medalign_prefix_cache_reused_tokens_total {}", prompt_tokens - 2)), "{m}");
     s.server.stop().unwrap();
 }
 
