@@ -7,7 +7,8 @@
 //! is ever padded or recomputed. A cache's first positions can be copied into a new one
 //! ([`KvCache::prefix`]), which lets a server reuse a prompt prefix it has already computed.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Storage, Tensor};
+use half::slice::HalfFloatSliceExt;
 
 use crate::config::Config;
 use crate::Result;
@@ -140,6 +141,36 @@ impl KvCache {
     }
 }
 
+/// Cached keys or values `(batch, heads, len, head_dim)` as f32. An f16 cache's rows are
+/// converted a head at a time by the CPU's conversion instructions, where candle's `to_dtype`
+/// converts one value at a time (5% of a prefill step's samples).
+pub(crate) fn widened(x: &Tensor) -> Result<Tensor> {
+    if x.dtype() != DType::F16 || !x.device().is_cpu() {
+        return Ok(x.to_dtype(DType::F32)?);
+    }
+    let (b, h, s, d) = x.dims4()?;
+    let out = {
+        let (storage, layout) = x.storage_and_layout();
+        let st = layout.stride();
+        let Storage::Cpu(cpu) = &*storage else { unreachable!("checked to be on the CPU") };
+        if st[3] != 1 || st[2] != d {
+            None
+        } else {
+            let data = cpu.as_slice::<half::f16>()?;
+            let mut out = vec![0f32; b * h * s * d];
+            for (i, dst) in out.chunks_exact_mut(s * d).enumerate() {
+                let at = layout.start_offset() + (i / h) * st[0] + (i % h) * st[1];
+                data[at..at + s * d].convert_to_f32_slice(dst);
+            }
+            Some(out)
+        }
+    };
+    Ok(match out {
+        Some(v) => Tensor::from_vec(v, (b, h, s, d), x.device())?,
+        None => x.to_dtype(DType::F32)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +224,19 @@ mod tests {
         assert_eq!(last(&ka, 3), [12.0, 13.0, 14.0, 15.0]);
         let (kb, _) = b.append(0, &rows(0, 1), &rows(0, 1)).unwrap();
         assert_eq!(last(&kb, 5), [-7.0; 4]);
+    }
+
+    #[test]
+    fn widens_a_strided_f16_view_as_to_dtype_does() {
+        let mut c = KvCache::with_dtype(&config(1), DType::F16);
+        let heads = |t: usize| (Tensor::arange(0f32, (2 * t * 4) as f32, &Device::Cpu).unwrap() / 3.0).unwrap().reshape((1, 2, t, 4)).unwrap();
+        c.append(0, &heads(5), &heads(5)).unwrap();
+        c.advance(5);
+        // Two heads, each `CHUNK` positions apart in the buffer.
+        let (k, _) = c.append(0, &heads(2), &heads(2)).unwrap();
+        assert_eq!(k.dims(), [1, 2, 7, 4]);
+        let want = k.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(widened(&k).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), want);
     }
 
     #[test]

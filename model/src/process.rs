@@ -1,10 +1,24 @@
 //! Process-wide settings for small, shared CPUs, applied by the binary before anything else, and
 //! where heavy work runs.
 
-/// Applies [`single_threaded_elementwise`] and [`keep_freed_memory`].
+/// Applies [`single_threaded_elementwise`], [`name_the_thread_count`] and [`keep_freed_memory`].
 pub fn configure() {
     single_threaded_elementwise();
+    name_the_thread_count();
     keep_freed_memory();
+}
+
+/// candle asks how many threads a matmul may use on every call, and where `RAYON_NUM_THREADS`
+/// is unset it counts the physical cores by parsing `/proc/cpuinfo` (`num_cpus::get_physical`)
+/// each time: 7.7% of a prefill step's samples (`perf`, seven 18-token prompts together), all
+/// in the kernel's `show_cpuinfo`. Setting the variable to the count rayon uses anyway (the
+/// available parallelism, its own default) answers that from the environment. Must run before
+/// rayon's pool starts; an explicit setting wins.
+pub fn name_the_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
 }
 
 /// candle's element-wise ops split work over a spinning barrier pool sized by

@@ -180,8 +180,12 @@ impl Attention {
                 return Ok(y);
             }
         }
-        // A cache that stores another dtype (f16) is read in the queries' dtype here.
-        let (k, v) = (&k.to_dtype(q.dtype())?, &v.to_dtype(q.dtype())?);
+        // An f16 cache is read in f32 here.
+        let (k, v) = if k.dtype() == DType::F16 && q.dtype() == DType::F32 {
+            (&crate::kv_cache::widened(k)?, &crate::kv_cache::widened(v)?)
+        } else {
+            (&k.to_dtype(q.dtype())?, &v.to_dtype(q.dtype())?)
+        };
         // Grouped-query attention without copying keys: the n_rep query heads sharing a kv head
         // are adjacent, so fold them into the query length.
         let n_rep = self.num_heads / kvh;

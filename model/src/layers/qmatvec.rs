@@ -416,28 +416,41 @@ pub fn quantized_matmul(x: &Tensor, w: &Arc<QTensor>) -> candle_core::Result<Opt
     Ok(Some(Tensor::from_vec(out, shape, &Device::Cpu)?))
 }
 
-/// `rows @ W^T` `(m, n)` over the packed weight: groups of sixteen outputs in parallel.
+/// A pointer the threads of one product write through, each to its own columns.
+#[derive(Clone, Copy)]
+struct Columns(*mut f32);
+// SAFETY: shared only by `packed_product`, whose groups write disjoint columns.
+unsafe impl Send for Columns {}
+unsafe impl Sync for Columns {}
+
+/// `rows @ W^T` `(m, n)` over the packed weight: groups of sixteen outputs in parallel, each
+/// writing its columns of the row-major result in place (no zeroed buffer, no reordering copy:
+/// those were a twentieth of a prefill step).
 fn packed_product(p: &Packed, rows: &[Q8Row]) -> Vec<f32> {
-    let (m, n, groups) = (rows.len(), p.rows(), p.groups());
-    // `by_group[(g * m + j) * 16 + l]` is row j, output 16 g + l.
-    let mut by_group = vec![0f32; groups * m * LANES];
-    let per = groups.div_ceil(rayon::current_num_threads() * 4).max(1);
-    by_group.par_chunks_mut(per * m * LANES).enumerate().for_each(|(c, dst)| {
-        for (i, o) in dst.chunks_exact_mut(m * LANES).enumerate() {
-            p.group(c * per + i, rows, o);
-        }
+    let (m, n) = (rows.len(), p.rows());
+    let whole = n / LANES;
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    let dst = Columns(out.as_mut_ptr());
+    let per = whole.div_ceil(rayon::current_num_threads() * 4).max(1);
+    (0..whole).into_par_iter().with_min_len(per).for_each(|g| {
+        let dst = dst;
+        // SAFETY: group `g` writes columns `16 g .. 16 g + 16` of every row, inside `out`'s
+        // capacity and apart from every other group's.
+        unsafe { p.group(g, rows, dst.0.add(g * LANES), n) };
     });
-    if m == 1 {
-        by_group.truncate(n);
-        return by_group;
-    }
-    let mut out = vec![0f32; m * n];
-    for g in 0..groups {
-        let lanes = LANES.min(n - g * LANES);
-        for j in 0..m {
-            out[j * n + g * LANES..][..lanes].copy_from_slice(&by_group[(g * m + j) * LANES..][..lanes]);
+    if whole < p.groups() {
+        // The last group's padding lanes would run into the next row: through a buffer.
+        let mut last = vec![0f32; m * LANES];
+        // SAFETY: `last` holds `m` rows of sixteen.
+        unsafe { p.group(whole, rows, last.as_mut_ptr(), LANES) };
+        let lanes = n - whole * LANES;
+        for (j, src) in last.chunks_exact(LANES).enumerate() {
+            // SAFETY: the row's last `lanes` columns, inside the capacity; no thread runs now.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.0.add(j * n + whole * LANES), lanes) };
         }
     }
+    // SAFETY: every one of the `m * n` values was written above.
+    unsafe { out.set_len(m * n) };
     out
 }
 
@@ -510,6 +523,7 @@ mod tests {
         // 70 outputs: four whole groups of sixteen and a padded one; 11 rows: a tile of 8 and one of 3.
         assert_kernels_agree(GgmlDType::Q4_1, 70, 96, 11);
         assert_kernels_agree(GgmlDType::Q4_1, 70, 96, 1);
+        assert_kernels_agree(GgmlDType::Q4_1, 64, 96, 21);
     }
 
     #[test]

@@ -99,16 +99,22 @@ impl Packed {
         self.rows.div_ceil(LANES)
     }
 
-    /// `out[j * 16 + l] = W[16 g + l] . xs[j]` for group `g` and every activation row `j`.
-    pub fn group(&self, g: usize, xs: &[Q8Row], out: &mut [f32]) {
-        for (x, o) in xs.chunks(ROW_TILE).zip(out.chunks_mut(ROW_TILE * LANES)) {
+    /// `out[j * stride + l] = W[16 g + l] . xs[j]` for group `g`, every activation row `j` and
+    /// every lane `l` of sixteen.
+    ///
+    /// # Safety
+    /// `out + j * stride .. out + j * stride + 16` must be writable for every row `j`.
+    pub unsafe fn group(&self, g: usize, xs: &[Q8Row], out: *mut f32, stride: usize) {
+        for (t, x) in xs.chunks(ROW_TILE).enumerate() {
+            // SAFETY: the caller's rows `t * ROW_TILE ..` of `out`.
+            let o = unsafe { out.add(t * ROW_TILE * stride) };
             macro_rules! tile {
                 ($($n:literal)*) => {
                     match x.len() {
                         // SAFETY: `Packed::new` builds a `Packed` only where `available()`
-                        // found AVX-512 F, BW and VNNI.
+                        // found AVX-512 F, BW and VNNI; the caller vouches for `o`'s rows.
                         $($n => unsafe {
-                            if self.format == Format::Q4_1 { q4_1_tile::<$n>(self, g, x, o) } else { q8_0_tile::<$n>(self, g, x, o) }
+                            if self.format == Format::Q4_1 { q4_1_tile::<$n>(self, g, x, o, stride) } else { q8_0_tile::<$n>(self, g, x, o, stride) }
                         },)*
                         _ => unreachable!("tiles hold 1..=8 rows"),
                     }
@@ -186,7 +192,7 @@ macro_rules! chain {
 /// once for all rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: &mut [f32]) {
+unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mut f32, stride: usize) {
     use std::arch::x86_64::*;
     let nb = p.blocks;
     let mut acc = [_mm512_setzero_ps(); R];
@@ -215,7 +221,7 @@ unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: &mu
         }
     }
     for j in 0..R {
-        _mm512_storeu_ps(out.as_mut_ptr().add(j * LANES), _mm512_add_ps(acc[j], macc[j]));
+        _mm512_storeu_ps(out.add(j * stride), _mm512_add_ps(acc[j], macc[j]));
     }
 }
 
@@ -223,7 +229,7 @@ unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: &mu
 /// `vpdpbusd` wants them); `128 * sum(x)` per block takes the offset back out, exactly.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn q8_0_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: &mut [f32]) {
+unsafe fn q8_0_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mut f32, stride: usize) {
     use std::arch::x86_64::*;
     let nb = p.blocks;
     let mut acc = [_mm512_setzero_ps(); R];
@@ -242,16 +248,16 @@ unsafe fn q8_0_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: &mu
         }
     }
     for (j, a) in acc.iter().enumerate() {
-        _mm512_storeu_ps(out.as_mut_ptr().add(j * LANES), *a);
+        _mm512_storeu_ps(out.add(j * stride), *a);
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn q4_1_tile<const R: usize>(_: &Packed, _: usize, _: &[Q8Row], _: &mut [f32]) {
+unsafe fn q4_1_tile<const R: usize>(_: &Packed, _: usize, _: &[Q8Row], _: *mut f32, _: usize) {
     unreachable!("packed kernels need x86_64")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn q8_0_tile<const R: usize>(_: &Packed, _: usize, _: &[Q8Row], _: &mut [f32]) {
+unsafe fn q8_0_tile<const R: usize>(_: &Packed, _: usize, _: &[Q8Row], _: *mut f32, _: usize) {
     unreachable!("packed kernels need x86_64")
 }
