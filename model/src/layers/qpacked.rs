@@ -25,6 +25,13 @@ pub const LANES: usize = 16;
 /// Activation rows sharing one pass over a group's weights.
 const ROW_TILE: usize = 8;
 
+/// Blocks ahead that the kernels ask the memory for. At eight rows a block's weights are used
+/// up in some 80 cycles, and the kernel needs about as many bytes a second as the memory gives:
+/// asking ahead made an 8-row decoding step of SmolLM2 about 15% faster (12.1-14.9 ms against
+/// 10.2-12.2 in alternating runs), one row no slower. The last group's prefetches run past its
+/// arrays harmlessly (a prefetch never faults; the addresses are computed with `wrapping_add`).
+const PREFETCH_AHEAD: usize = 8;
+
 /// A weight in the interleaved layout.
 pub struct Packed {
     format: Format,
@@ -203,6 +210,15 @@ unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mu
         let d = _mm512_loadu_ps(p.scales.as_ptr().add(at));
         let m = _mm512_loadu_ps(p.mins.as_ptr().add(at));
         let q = p.qs.as_ptr().add((g * nb + b) * 256);
+        if PREFETCH_AHEAD > 0 {
+            // The blocks a few ahead, into the next group's (the arrays run on).
+            let ahead = q.wrapping_add(PREFETCH_AHEAD * 256) as *const i8;
+            for line in 0..4 {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line));
+            }
+            _mm_prefetch::<_MM_HINT_T0>(p.scales.as_ptr().wrapping_add(at + PREFETCH_AHEAD * LANES) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(p.mins.as_ptr().wrapping_add(at + PREFETCH_AHEAD * LANES) as *const i8);
+        }
         let raw = chunks!(q; 0 1 2 3);
         macro_rules! nibbles {
             ($($c:literal)*) => {
@@ -236,6 +252,13 @@ unsafe fn q8_0_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mu
     for b in 0..nb {
         let d = _mm512_loadu_ps(p.scales.as_ptr().add((g * nb + b) * LANES));
         let q = p.qs.as_ptr().add((g * nb + b) * 512);
+        if PREFETCH_AHEAD > 0 {
+            let ahead = q.wrapping_add(PREFETCH_AHEAD * 512) as *const i8;
+            for line in 0..8 {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line));
+            }
+            _mm_prefetch::<_MM_HINT_T0>(p.scales.as_ptr().wrapping_add((g * nb + b + PREFETCH_AHEAD) * LANES) as *const i8);
+        }
         let w = chunks!(q; 0 1 2 3 4 5 6 7);
         for j in 0..R {
             let x = &xs[j];
