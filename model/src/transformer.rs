@@ -15,7 +15,7 @@ use crate::layers::bf16_gemm::matmul_in_scope;
 use crate::layers::softmax::masked_softmax;
 use crate::layers::{decode_attention, generation_kernels, silu_mul, Embedding, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
 use crate::mask::attention_mask;
-use crate::process::on_pool;
+use crate::process::{on_pool, on_pool_awake};
 use crate::weights::Weights;
 use crate::Result;
 
@@ -412,7 +412,7 @@ impl Model {
     /// sequence. So a sequence's logits are those of running it alone, and sequences can join
     /// (with their prompts) or leave between steps.
     pub fn forward_ragged(&self, seqs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
-        on_pool(|| generation_kernels(|| self.ragged_step(seqs, caches)))
+        on_pool_awake(|| generation_kernels(|| self.ragged_step(seqs, caches)))
     }
 
     fn ragged_step(&self, seqs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
