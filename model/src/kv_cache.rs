@@ -107,23 +107,36 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Forgets everything.
+    /// Forgets every position but keeps the buffers, so that the next sequence appends into
+    /// memory already in use (a fresh buffer's pages fault in as they are first written).
     pub fn reset(&mut self) {
-        self.layers.iter_mut().for_each(|l| *l = None);
         self.len = 0;
     }
 
     /// A new cache holding copies of this one's first `n` positions (at most its length): the
     /// state after a prefix of the tokens, from which another continuation can go on.
     pub fn prefix(&self, n: usize) -> Result<KvCache> {
+        let mut copy = KvCache { layers: self.layers.iter().map(|_| None).collect(), len: 0, dtype: self.dtype };
+        self.copy_prefix_into(n, &mut copy)?;
+        Ok(copy)
+    }
+
+    /// Makes `dst` hold copies of this cache's first `n` positions (at most its length) and
+    /// nothing else, in `dst`'s buffers where they are large enough.
+    pub fn copy_prefix_into(&self, n: usize, dst: &mut KvCache) -> Result<()> {
         let n = n.min(self.len);
-        let capacity = capacity_for(n, 0);
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| l.as_ref().filter(|_| n > 0).map(|l| l.copied(n, capacity)).transpose())
-            .collect::<Result<Vec<_>>>()?;
-        Ok(KvCache { layers, len: n, dtype: self.dtype })
+        dst.reset();
+        dst.dtype = self.dtype;
+        dst.layers.resize_with(self.layers.len(), || None);
+        if n > 0 {
+            for (i, l) in self.layers.iter().enumerate() {
+                if let Some(l) = l {
+                    dst.append(i, &l.k.narrow(2, 0, n)?, &l.v.narrow(2, 0, n)?)?;
+                }
+            }
+        }
+        dst.advance(n);
+        Ok(())
     }
 
     /// Bytes held by the buffers (their whole capacity).
@@ -139,6 +152,10 @@ impl KvCache {
         let (k, v) = (store(k)?, store(v)?);
         let (len, t) = (self.len, k.dim(2)?);
         let slot = &mut self.layers[layer];
+        // A kept buffer of another shape or dtype (a cache reused for another model) is dropped.
+        if slot.as_ref().is_some_and(|l| l.k.dtype() != self.dtype || l.k.dim(1).ok() != k.dim(1).ok() || l.k.dim(3).ok() != k.dim(3).ok()) {
+            *slot = None;
+        }
         let capacity = slot.as_ref().map_or(0, Layer::capacity);
         if len + t > capacity {
             let grown = capacity_for(len + t, capacity);

@@ -11,7 +11,7 @@
 //! waits. One pass reads the weights once for all rows; attention runs per request. A finished
 //! or cancelled row leaves immediately. Nothing is padded or recomputed and a row's arithmetic
 //! does not depend on its neighbours, so a greedy answer under load equals the same answer alone.
-//! A prompt that starts like an earlier one begins from a copy of that prompt's cache
+//! A prompt that starts like an earlier sequence begins from a copy of that sequence's cache
 //! ([`PrefixCache`]) and prefills only the rest.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -200,6 +200,8 @@ pub fn stable_prefix(text: &str, stops: &[String]) -> usize {
 pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: BatchLimits, metrics: Arc<Metrics>) {
     let eos = lm.eos_ids();
     let mut prefixes = PrefixCache::new(limits.prefix_cache_bytes);
+    // Emptied caches whose buffers new rows fill.
+    let mut free: Vec<KvCache> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     let mut open = true;
     loop {
@@ -226,9 +228,9 @@ pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: 
             r.done = true;
             metrics.request_cancelled();
         }
-        rows.retain(|r| !r.done);
+        retire(&mut rows, &mut prefixes, &mut free, limits.max_batch);
         for req in arrived {
-            if let Some(row) = join(req, &lm, limits, &mut prefixes, &metrics) {
+            if let Some(row) = join(req, &lm, limits, &mut prefixes, &mut free, &metrics) {
                 rows.push(row);
             }
         }
@@ -253,7 +255,6 @@ pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: 
                             continue; // the rest of the prompt comes at a later step
                         }
                         metrics.prefill(row.req.prompt.len() - row.reused, started.elapsed());
-                        prefixes.insert(&row.req.prompt, &row.cache);
                     }
                     produced += 1;
                     row.advance(l, &lm, &eos, limits.max_context, &metrics);
@@ -261,7 +262,7 @@ pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: 
             }
             Err(e) => fail_all(&mut rows, &e.to_string(), &metrics),
         }
-        rows.retain(|r| !r.done);
+        retire(&mut rows, &mut prefixes, &mut free, limits.max_batch);
         metrics.decode_step(produced, started.elapsed(), rows.len());
     }
 }
@@ -282,10 +283,30 @@ fn plan_step(rows: impl Iterator<Item = Option<usize>>, budget: usize) -> Vec<bo
     .collect()
 }
 
+/// Takes the finished rows out of the batch. Each one's cache is kept with its tokens (prompt and
+/// answer) for reuse, and the caches that leave the prefix cache are emptied for new rows (at
+/// most `keep` of them; memory already in use is faster to fill than fresh pages).
+fn retire(rows: &mut Vec<Row>, prefixes: &mut PrefixCache, free: &mut Vec<KvCache>, keep: usize) {
+    let mut i = 0;
+    while i < rows.len() {
+        if !rows[i].done {
+            i += 1;
+            continue;
+        }
+        let row = rows.remove(i);
+        for mut cache in prefixes.insert(row.history, row.cache) {
+            if free.len() < keep {
+                cache.reset();
+                free.push(cache);
+            }
+        }
+    }
+}
+
 /// A new request's row, prefilled at the next step from the longest prefix of its prompt that
-/// `prefixes` holds; `None` when it was cancelled or its prompt cannot fit (reported to it
-/// alone, so it cannot fail the others' step).
-fn join(req: GenRequest, lm: &LanguageModel, limits: BatchLimits, prefixes: &mut PrefixCache, metrics: &Metrics) -> Option<Row> {
+/// `prefixes` holds, in a cache from `free` where there is one; `None` when it was cancelled or
+/// its prompt cannot fit (reported to it alone, so it cannot fail the others' step).
+fn join(req: GenRequest, lm: &LanguageModel, limits: BatchLimits, prefixes: &mut PrefixCache, free: &mut Vec<KvCache>, metrics: &Metrics) -> Option<Row> {
     if req.events.is_closed() {
         metrics.request_cancelled();
         return None;
@@ -296,8 +317,8 @@ fn join(req: GenRequest, lm: &LanguageModel, limits: BatchLimits, prefixes: &mut
         metrics.request_cancelled();
         return None;
     }
-    let cache = prefixes.lookup(&req.prompt).unwrap_or_else(|| lm.model.kv_cache());
-    metrics.prefix_reused(cache.len());
+    let mut cache = free.pop().unwrap_or_else(|| lm.model.kv_cache());
+    metrics.prefix_reused(prefixes.lookup(&req.prompt, &mut cache));
     Some(Row::new(req, cache))
 }
 

@@ -1,11 +1,14 @@
 //! Reuse of computed prompt prefixes (vLLM's automatic prefix caching, llama.cpp's
-//! `cache_prompt`): the KV cache of each prefilled prompt is kept, and a new request whose
-//! prompt starts with the same tokens (the chat template's system turn, a shared instruction, a
-//! conversation's earlier turns) copies those positions instead of computing them again.
+//! `cache_prompt`): the KV cache of each finished sequence is kept with its tokens, and a new
+//! request whose prompt starts with the same tokens (the chat template's system turn, a shared
+//! instruction, a conversation's earlier turns and answers) copies those positions instead of
+//! computing them again.
 //!
 //! A position's keys and values depend only on the tokens up to it, and the kernels compute each
 //! row on its own, so a prompt continued from a copied prefix gets the logits it gets prefilled
-//! whole. Entries are dropped least recently used first when their bytes pass the budget.
+//! whole. A finished sequence's cache is kept as it is, not copied. Entries are dropped least
+//! recently used first when their bytes pass the budget, and their buffers handed back for new
+//! sequences.
 
 use std::collections::VecDeque;
 
@@ -15,7 +18,7 @@ use medalign_model::KvCache;
 /// copying their cache does.
 pub const MIN_REUSE: usize = 4;
 
-/// Recently prefilled prompts and their caches, most recently used first.
+/// Recently finished sequences' tokens and caches, most recently used first.
 pub struct PrefixCache {
     entries: VecDeque<(Vec<u32>, KvCache)>,
     budget: usize,
@@ -28,53 +31,70 @@ impl PrefixCache {
         PrefixCache { entries: VecDeque::new(), budget, bytes: 0 }
     }
 
-    /// A copy of the longest cached prefix of `prompt` (at least [`MIN_REUSE`] tokens), or `None`.
-    /// At least two of the prompt's tokens are left to compute: one new token alone goes through
-    /// the decoding attention kernel, whose sums run in another order than the prefill's, and
-    /// the answer could then differ from the prompt's answer prefilled whole.
-    pub fn lookup(&mut self, prompt: &[u32]) -> Option<KvCache> {
+    /// Copies into `dst` (emptied first) the longest cached prefix of `prompt`, at least
+    /// [`MIN_REUSE`] tokens, and returns its length (0 when none). At least two of the prompt's
+    /// tokens are left to compute: one new token alone goes through the decoding attention
+    /// kernel, whose sums run in another order than the prefill's, and the answer could then
+    /// differ from the prompt's answer prefilled whole.
+    pub fn lookup(&mut self, prompt: &[u32], dst: &mut KvCache) -> usize {
+        dst.reset();
         let usable = prompt.len().saturating_sub(2);
-        let (at, n) = self
+        let Some((at, n)) = self
             .entries
             .iter()
             .enumerate()
-            .map(|(i, (tokens, cache))| (i, common_prefix(tokens, prompt).min(usable).min(cache.len())))
-            .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))?;
-        if n < MIN_REUSE {
-            return None;
-        }
-        let entry = self.entries.remove(at)?;
-        let copy = entry.1.prefix(n).ok();
+            .map(|(i, (tokens, _))| (i, common_prefix(tokens, prompt).min(usable)))
+            .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
+            .filter(|&(_, n)| n >= MIN_REUSE)
+        else {
+            return 0;
+        };
+        let entry = self.entries.remove(at).expect("found above");
+        let copied = entry.1.copy_prefix_into(n, dst).is_ok();
         self.entries.push_front(entry);
-        copy
+        if copied {
+            n
+        } else {
+            dst.reset();
+            0
+        }
     }
 
-    /// Keeps `cache`, which holds exactly `prompt`'s positions, evicting the least recently used
-    /// entries past the budget. A prompt that an entry already covers is not stored twice.
-    pub fn insert(&mut self, prompt: &[u32], cache: &KvCache) {
-        if self.budget == 0 || cache.len() != prompt.len() {
-            return;
+    /// Keeps `cache`, whose positions are those of `tokens` (the extra tokens that were never
+    /// fed are dropped). Returns the caches that leave: this one when an entry already covers
+    /// its tokens or reuse is off, the entries it extends, and the least recently used past the
+    /// budget; their buffers can serve new sequences.
+    pub fn insert(&mut self, mut tokens: Vec<u32>, cache: KvCache) -> Vec<KvCache> {
+        tokens.truncate(cache.len());
+        if self.budget == 0 || tokens.len() < MIN_REUSE || tokens.len() != cache.len() {
+            return vec![cache];
         }
-        if let Some(i) = self.entries.iter().position(|(t, _)| t.len() >= prompt.len() && t[..prompt.len()] == *prompt) {
+        if let Some(i) = self.entries.iter().position(|(t, _)| t.len() >= tokens.len() && t[..tokens.len()] == tokens[..]) {
             let entry = self.entries.remove(i).expect("found above");
             self.entries.push_front(entry);
-            return;
+            return vec![cache];
         }
-        // An entry this prompt extends is superseded by it.
-        self.entries.retain(|(t, c)| {
-            let covered = t.len() < prompt.len() && prompt[..t.len()] == t[..];
-            if covered {
+        let mut leaving = Vec::new();
+        // Entries this sequence extends are superseded by it.
+        let mut i = 0;
+        while i < self.entries.len() {
+            let t = &self.entries[i].0;
+            if t.len() < tokens.len() && tokens[..t.len()] == t[..] {
+                let (_, c) = self.entries.remove(i).expect("in range");
                 self.bytes -= c.bytes();
+                leaving.push(c);
+            } else {
+                i += 1;
             }
-            !covered
-        });
-        let Ok(copy) = cache.prefix(prompt.len()) else { return };
-        self.bytes += copy.bytes();
-        self.entries.push_front((prompt.to_vec(), copy));
+        }
+        self.bytes += cache.bytes();
+        self.entries.push_front((tokens, cache));
         while self.bytes > self.budget {
             let Some((_, c)) = self.entries.pop_back() else { break };
             self.bytes -= c.bytes();
+            leaving.push(c);
         }
+        leaving
     }
 
     /// Bytes of keys and values held.
@@ -82,7 +102,7 @@ impl PrefixCache {
         self.bytes
     }
 
-    /// Prompts held.
+    /// Sequences held.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -116,44 +136,57 @@ mod tests {
         c
     }
 
+    fn found(pc: &mut PrefixCache, lm: &LanguageModel, prompt: &[u32]) -> Option<usize> {
+        let mut dst = lm.model.kv_cache();
+        let n = pc.lookup(prompt, &mut dst);
+        assert_eq!(dst.len(), n);
+        (n > 0).then_some(n)
+    }
+
     #[test]
     fn finds_the_longest_shared_prefix_short_of_the_whole_prompt() {
-        let cfg = model();
+        let lm = model();
         let mut pc = PrefixCache::new(1 << 30);
         let a = [1u32, 2, 3, 4, 5, 6, 7, 8];
         let b = [1u32, 2, 3, 4, 5, 9, 9];
-        pc.insert(&a, &filled(&cfg, &a));
-        pc.insert(&b, &filled(&cfg, &b));
+        assert!(pc.insert(a.to_vec(), filled(&lm, &a)).is_empty());
+        // Tokens past the cache's positions (a last sampled token never fed) are dropped.
+        assert!(pc.insert([&b[..], &[42]].concat(), filled(&lm, &b)).is_empty());
         assert_eq!(pc.len(), 2);
-        assert_eq!(pc.lookup(&[1, 2, 3, 4, 5, 6, 7, 0, 0]).map(|c| c.len()), Some(7));
-        assert_eq!(pc.lookup(&[1, 2, 3, 4, 5, 9, 9, 9, 9]).map(|c| c.len()), Some(7));
+        assert_eq!(found(&mut pc, &lm, &[1, 2, 3, 4, 5, 6, 7, 0, 0]), Some(7));
+        assert_eq!(found(&mut pc, &lm, &[1, 2, 3, 4, 5, 9, 9, 42, 42]), Some(7));
         // The same prompt again: all but its last two tokens.
-        assert_eq!(pc.lookup(&a).map(|c| c.len()), Some(6));
+        assert_eq!(found(&mut pc, &lm, &a), Some(6));
         // Too short a match, or none.
-        assert!(pc.lookup(&[1, 2, 3, 0, 0, 0]).is_none());
-        assert!(pc.lookup(&[7, 7, 7, 7, 7]).is_none());
-        // A prompt that extends an entry replaces it.
+        assert_eq!(found(&mut pc, &lm, &[1, 2, 3, 0, 0, 0]), None);
+        assert_eq!(found(&mut pc, &lm, &[7, 7, 7, 7, 7]), None);
+        // A sequence that extends an entry replaces it; one an entry covers is handed back.
         let longer = [1u32, 2, 3, 4, 5, 9, 9, 10, 11];
-        pc.insert(&longer, &filled(&cfg, &longer));
+        assert_eq!(pc.insert(longer.to_vec(), filled(&lm, &longer)).len(), 1);
         assert_eq!(pc.len(), 2);
-        assert_eq!(pc.lookup(&[1, 2, 3, 4, 5, 9, 9, 10, 11, 12, 13]).map(|c| c.len()), Some(9));
+        assert_eq!(found(&mut pc, &lm, &[1, 2, 3, 4, 5, 9, 9, 10, 11, 12, 13]), Some(9));
+        assert_eq!(pc.insert(b[..6].to_vec(), filled(&lm, &b[..6])).len(), 1);
+        assert_eq!(pc.len(), 2);
     }
 
     #[test]
     fn evicts_the_least_recently_used_past_its_budget() {
-        let cfg = model();
-        let one = filled(&cfg, &[1, 2, 3, 4, 5]).bytes();
+        let lm = model();
+        let one = filled(&lm, &[1, 2, 3, 4, 5]).bytes();
         let mut pc = PrefixCache::new(2 * one);
         for p in [[1u32, 2, 3, 4, 5], [2, 2, 3, 4, 5], [3, 2, 3, 4, 5]] {
             if p[0] == 3 {
                 // Touch the first, so the second is the oldest.
-                assert!(pc.lookup(&[1, 2, 3, 4, 5, 6, 7]).is_some());
+                assert!(found(&mut pc, &lm, &[1, 2, 3, 4, 5, 6, 7]).is_some());
             }
-            pc.insert(&p, &filled(&cfg, &p));
+            let left = pc.insert(p.to_vec(), filled(&lm, &p));
+            assert_eq!(left.len(), usize::from(p[0] == 3));
         }
         assert_eq!((pc.len(), pc.bytes()), (2, 2 * one));
-        assert!(pc.lookup(&[2, 2, 3, 4, 5, 6, 7]).is_none());
-        assert!(pc.lookup(&[1, 2, 3, 4, 5, 6, 7]).is_some());
-        assert!(PrefixCache::new(0).lookup(&[1, 2, 3, 4, 5, 6, 7]).is_none());
+        assert!(found(&mut pc, &lm, &[2, 2, 3, 4, 5, 6, 7]).is_none());
+        assert!(found(&mut pc, &lm, &[1, 2, 3, 4, 5, 6, 7]).is_some());
+        let mut off = PrefixCache::new(0);
+        assert_eq!(off.insert(vec![1, 2, 3, 4, 5], filled(&lm, &[1, 2, 3, 4, 5])).len(), 1);
+        assert!(found(&mut off, &lm, &[1, 2, 3, 4, 5, 6, 7]).is_none());
     }
 }
