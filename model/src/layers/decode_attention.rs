@@ -266,11 +266,10 @@ mod avx512 {
         _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), d)
     }
 
-    /// Rows `j0..j0 + n` of head `g` (`at`, `strides` as in [`Cache`]) widened into `buf`, `16 * L`
-    /// floats a row; rows `j0 + n..j0 + n + ahead` are prefetched meanwhile.
+    /// Rows `j0..j0 + n` (`row(j)` is row `j`'s first value) widened into `buf`, `16 * L` floats
+    /// a row; rows `j0 + n..j0 + n + ahead` are prefetched meanwhile.
     #[inline(always)]
-    unsafe fn widen<const L: usize, T: Element>(src: &[T], at: usize, strides: [usize; 2], g: usize, j0: usize, n: usize, ahead: usize, buf: &mut [f32]) {
-        let row = |j: usize| src.as_ptr().add(at + g * strides[0] + j * strides[1]);
+    unsafe fn widen<const L: usize, T: Element>(row: impl Fn(usize) -> *const T, j0: usize, n: usize, ahead: usize, buf: &mut [f32]) {
         for j in j0 + n..j0 + n + ahead {
             prefetch_row::<L, T>(row(j));
         }
@@ -305,6 +304,8 @@ mod avx512 {
         let (hd, s) = (16 * L, c.len);
         let n_rep = q.len() / hd;
         assert!(q.len() == n_rep * hd && out.len() == q.len());
+        let key = |j: usize| c.k.as_ptr().add(c.k_at + g * c.k_strides[0] + j * c.k_strides[1]);
+        let value = |j: usize| c.v.as_ptr().add(c.v_at + g * c.v_strides[0] + j * c.v_strides[1]);
         let mut buf = [0f32; BLOCK * 128];
         let mut scores = vec![0f32; n_rep * s];
         let query = |r: usize| -> [__m512; L] { std::array::from_fn(|l| _mm512_loadu_ps(q.as_ptr().add(r * hd + 16 * l))) };
@@ -321,10 +322,10 @@ mod avx512 {
         let ahead = |j0: usize, n: usize| BLOCK.min(s - j0 - n);
         for j0 in (0..s).step_by(BLOCK) {
             let n = BLOCK.min(s - j0);
-            widen::<L, T>(c.k, c.k_at, c.k_strides, g, j0, n, ahead(j0, n), &mut buf);
+            widen::<L, T>(key, j0, n, ahead(j0, n), &mut buf);
             if j0 + n == s {
                 for j in 0..BLOCK.min(s) {
-                    prefetch_row::<L, T>(c.v.as_ptr().add(c.v_at + g * c.v_strides[0] + j * c.v_strides[1]));
+                    prefetch_row::<L, T>(value(j));
                 }
             }
             for r in 0..n_rep {
@@ -364,7 +365,7 @@ mod avx512 {
         out.fill(0.0);
         for j0 in (0..s).step_by(BLOCK) {
             let n = BLOCK.min(s - j0);
-            widen::<L, T>(c.v, c.v_at, c.v_strides, g, j0, n, ahead(j0, n), &mut buf);
+            widen::<L, T>(value, j0, n, ahead(j0, n), &mut buf);
             for r in 0..n_rep {
                 let o = out.as_mut_ptr().add(r * hd);
                 let mut acc: [__m512; L] = std::array::from_fn(|l| _mm512_loadu_ps(o.add(16 * l)));

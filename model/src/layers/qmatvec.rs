@@ -423,6 +423,13 @@ struct Columns(*mut f32);
 unsafe impl Send for Columns {}
 unsafe impl Sync for Columns {}
 
+impl Columns {
+    /// The address `offset` values on (a method, so that closures capture the whole `Columns`).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 /// `rows @ W^T` `(m, n)` over the packed weight: groups of sixteen outputs in parallel, each
 /// writing its columns of the row-major result in place (no zeroed buffer, no reordering copy:
 /// those were a twentieth of a prefill step).
@@ -433,10 +440,9 @@ fn packed_product(p: &Packed, rows: &[Q8Row]) -> Vec<f32> {
     let dst = Columns(out.as_mut_ptr());
     let per = whole.div_ceil(rayon::current_num_threads() * 4).max(1);
     (0..whole).into_par_iter().with_min_len(per).for_each(|g| {
-        let dst = dst;
         // SAFETY: group `g` writes columns `16 g .. 16 g + 16` of every row, inside `out`'s
         // capacity and apart from every other group's.
-        unsafe { p.group(g, rows, dst.0.add(g * LANES), n) };
+        unsafe { p.group(g, rows, dst.at(g * LANES), n) };
     });
     if whole < p.groups() {
         // The last group's padding lanes would run into the next row: through a buffer.
@@ -446,7 +452,7 @@ fn packed_product(p: &Packed, rows: &[Q8Row]) -> Vec<f32> {
         let lanes = n - whole * LANES;
         for (j, src) in last.chunks_exact(LANES).enumerate() {
             // SAFETY: the row's last `lanes` columns, inside the capacity; no thread runs now.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.0.add(j * n + whole * LANES), lanes) };
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.at(j * n + whole * LANES), lanes) };
         }
     }
     // SAFETY: every one of the `m * n` values was written above.
