@@ -33,6 +33,9 @@ pub struct BenchServeArgs {
     /// The store whose registry resolves model names.
     #[arg(long, env = "MEDALIGN_STORE", default_value = medalign_stages::register::cli::DEFAULT_STORE)]
     pub store: std::path::PathBuf,
+    /// MiB of prompt caches the server keeps for prefix reuse (as `serve`; 0 turns reuse off).
+    #[arg(long, default_value_t = 256)]
+    pub prefix_cache_mb: usize,
 }
 
 /// One stream's figures.
@@ -168,7 +171,7 @@ pub fn run(args: &BenchServeArgs) -> Result<BenchReport, ServeError> {
     let model = source::load(&args.model, &args.store)?;
     let id = model.id.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| ServeError::Io(e.to_string()))?;
-    let opts = ServerOptions { max_batch: args.clients.max(1), ..ServerOptions::default() };
+    let opts = ServerOptions { max_batch: args.clients.max(1), prefix_cache_bytes: args.prefix_cache_mb << 20, ..ServerOptions::default() };
     let server = start(model, listener, opts)?;
     let report = measure(server.addr, &id, args.clients, args.max_tokens);
     server.stop()?;
