@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use candle_core::quantized::QTensor;
 
-use super::qmatvec::{f16_at, Format, Q8Row, QK};
+use super::qmatvec::{Format, Q8Row, QK};
 
 /// Output rows interleaved in one group (the lanes of a 512-bit vector of i32).
 pub const LANES: usize = 16;
@@ -39,10 +39,12 @@ pub struct Packed {
     rows: usize,
     /// Blocks of 32 per output row.
     blocks: usize,
-    /// `scales[(g * blocks + b) * 16 + l]`: block `b`'s scale of row `16 g + l`.
-    scales: Vec<f32>,
+    /// `scales[(g * blocks + b) * 16 + l]`: block `b`'s scale of row `16 g + l`, the f16 bits
+    /// as stored (widened by the kernels: in f32 they were a sixth of a Q4_1 block's bytes
+    /// more, and decoding reads every byte of the weights each step).
+    scales: Vec<u16>,
     /// Q4_1's block minimums, same indexing (empty for Q8_0).
-    mins: Vec<f32>,
+    mins: Vec<u16>,
     /// Per (group, block): Q4_1, 4 chunks of 64 bytes, chunk `c` lane `l` holding row `l`'s
     /// packed bytes `4c..4c+4` (low nibbles: weights `4c..`, high nibbles: weights `16+4c..`);
     /// Q8_0, 8 chunks of 64 bytes, chunk `c` lane `l` holding row `l`'s weights `4c..4c+4` plus 128.
@@ -65,8 +67,8 @@ impl Packed {
             format,
             rows,
             blocks,
-            scales: vec![0.0; groups * blocks * LANES],
-            mins: if format == Format::Q4_1 { vec![0.0; groups * blocks * LANES] } else { Vec::new() },
+            scales: vec![0; groups * blocks * LANES],
+            mins: if format == Format::Q4_1 { vec![0; groups * blocks * LANES] } else { Vec::new() },
             qs: vec![if format == Format::Q8_0 { 128 } else { 0 }; groups * blocks * group_bytes],
         };
         for r in 0..rows {
@@ -74,11 +76,11 @@ impl Packed {
             for b in 0..blocks {
                 let blk = &data[(r * blocks + b) * block_bytes..][..block_bytes];
                 let at = (g * blocks + b) * LANES + l;
-                p.scales[at] = f16_at(blk, 0);
+                p.scales[at] = u16::from_le_bytes([blk[0], blk[1]]);
                 let dst = &mut p.qs[(g * blocks + b) * group_bytes..][..group_bytes];
                 match format {
                     Format::Q4_1 => {
-                        p.mins[at] = f16_at(blk, 2);
+                        p.mins[at] = u16::from_le_bytes([blk[2], blk[3]]);
                         for c in 0..4 {
                             dst[c * 64 + l * 4..][..4].copy_from_slice(&blk[4 + 4 * c..][..4]);
                         }
@@ -207,8 +209,8 @@ unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mu
     let low = _mm512_set1_epi8(0x0F);
     for b in 0..nb {
         let at = (g * nb + b) * LANES;
-        let d = _mm512_loadu_ps(p.scales.as_ptr().add(at));
-        let m = _mm512_loadu_ps(p.mins.as_ptr().add(at));
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.scales.as_ptr().add(at) as *const __m256i));
+        let m = _mm512_cvtph_ps(_mm256_loadu_si256(p.mins.as_ptr().add(at) as *const __m256i));
         let q = p.qs.as_ptr().add((g * nb + b) * 256);
         if PREFETCH_AHEAD > 0 {
             // The blocks a few ahead, into the next group's (the arrays run on).
@@ -250,7 +252,7 @@ unsafe fn q8_0_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mu
     let nb = p.blocks;
     let mut acc = [_mm512_setzero_ps(); R];
     for b in 0..nb {
-        let d = _mm512_loadu_ps(p.scales.as_ptr().add((g * nb + b) * LANES));
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.scales.as_ptr().add((g * nb + b) * LANES) as *const __m256i));
         let q = p.qs.as_ptr().add((g * nb + b) * 512);
         if PREFETCH_AHEAD > 0 {
             let ahead = q.wrapping_add(PREFETCH_AHEAD * 512) as *const i8;
