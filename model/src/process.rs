@@ -95,3 +95,30 @@ pub fn on_pool_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use rayon::prelude::*;
+
+    use super::on_pool_awake;
+
+    #[test]
+    fn an_awake_step_runs_its_parallel_work_and_returns_its_value() {
+        let sum: u64 = on_pool_awake(|| (0..10_000u64).into_par_iter().map(|i| i * i).sum());
+        assert_eq!(sum, (0..10_000u64).map(|i| i * i).sum::<u64>());
+    }
+
+    #[test]
+    fn a_panic_in_the_step_releases_the_workers_and_propagates() {
+        let r = std::panic::catch_unwind(|| on_pool_awake(|| -> u32 { panic!("step failed") }));
+        assert!(r.is_err());
+        // The pool still serves the next step.
+        assert_eq!(on_pool_awake(|| 7), 7);
+    }
+
+    #[test]
+    fn steps_started_from_parallel_jobs_all_finish() {
+        let totals: Vec<u64> = (0..8u64).into_par_iter().map(|k| on_pool_awake(|| (0..1000u64).into_par_iter().map(|i| i + k).sum())).collect();
+        assert_eq!(totals, (0..8u64).map(|k| (0..1000u64).map(|i| i + k).sum::<u64>()).collect::<Vec<_>>());
+    }
+}
