@@ -231,3 +231,28 @@ fn graceful_shutdown_finishes_in_flight_streams() {
     assert!(done, "the stream was cut by shutdown after {chunks} chunks");
     assert!(std::net::TcpStream::connect(addr).is_err(), "still accepting after shutdown");
 }
+
+/// A conversation's next turn reuses the earlier turn's prompt and its answer: the finished
+/// sequence's cache is kept with the answer's tokens.
+#[test]
+fn a_next_turn_reuses_the_earlier_answer() {
+    let s = tiny_server(options());
+    let addr = s.addr();
+    let (status, first) = post(addr, "/v1/chat/completions", &chat(&s.model, "hello there", 6));
+    assert_eq!(status, 200, "{first}");
+    let answer = first["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    let first_prompt = first["usage"]["prompt_tokens"].as_u64().unwrap();
+    let answer_tokens = first["usage"]["completion_tokens"].as_u64().unwrap();
+    let body = json!({"model": s.model, "max_tokens": 4, "temperature": 0, "messages": [
+        {"role": "user", "content": "hello there"},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "and then?"}]});
+    let (status, second) = post(addr, "/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{second}");
+    let cached = second["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+    // All of the first prompt, and of the answer all but its last token (never fed back).
+    assert!(answer_tokens >= 2, "{first}");
+    assert!(cached >= first_prompt + answer_tokens - 1, "cached {cached} of a first prompt of {first_prompt} and {answer_tokens} answer tokens: {second}");
+    assert!(cached <= first_prompt + answer_tokens, "{second}");
+    s.server.stop().unwrap();
+}
