@@ -181,7 +181,7 @@ impl Attention {
             }
         }
         // An f16 cache is read in f32 here.
-        let (k, v) = if k.dtype() == DType::F16 && q.dtype() == DType::F32 {
+        let (k, v) = if q.dtype() == DType::F32 {
             (&crate::kv_cache::widened(k)?, &crate::kv_cache::widened(v)?)
         } else {
             (&k.to_dtype(q.dtype())?, &v.to_dtype(q.dtype())?)

@@ -10,7 +10,7 @@
 //! ([`crate::Model::kv_cache`]), widened to f32 sixteen keys at a time into a buffer that every
 //! query head of the group then reads.
 
-use candle_core::{DType, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
 use half::f16;
 use rayon::prelude::*;
 
@@ -36,19 +36,12 @@ pub fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> candl
     let (ks, kl) = k.storage_and_layout();
     let (vs, vl) = v.storage_and_layout();
     let (Storage::Cpu(ks), Storage::Cpu(vs)) = (&*ks, &*vs) else { return Ok(None) };
-    let (kst, vst) = (kl.stride(), vl.stride());
-    if kst[3] != 1 || vst[3] != 1 {
+    if kl.stride()[3] != 1 || vl.stride()[3] != 1 {
         return Ok(None);
     }
     let out = match k.dtype() {
-        DType::F32 => {
-            let cache = Cache { k: ks.as_slice::<f32>()?, v: vs.as_slice::<f32>()?, k_at: kl.start_offset(), v_at: vl.start_offset(), k_strides: [kst[1], kst[2]], v_strides: [vst[1], vst[2]], len: s, hd, heads: kvh };
-            attend_all(&cache, &q, heads, scale)
-        }
-        DType::F16 => {
-            let cache = Cache { k: ks.as_slice::<f16>()?, v: vs.as_slice::<f16>()?, k_at: kl.start_offset(), v_at: vl.start_offset(), k_strides: [kst[1], kst[2]], v_strides: [vst[1], vst[2]], len: s, hd, heads: kvh };
-            attend_all(&cache, &q, heads, scale)
-        }
+        DType::F32 => attend_all(&Cache::<f32>::of((ks, kl), (vs, vl), kvh, s, hd)?, &q, heads, scale),
+        DType::F16 => attend_all(&Cache::<f16>::of((ks, kl), (vs, vl), kvh, s, hd)?, &q, heads, scale),
         _ => return Ok(None),
     };
     Ok(Some(Tensor::from_vec(out, (1, 1, heads * hd), &candle_core::Device::Cpu)?))
@@ -132,6 +125,24 @@ struct Cache<'a, T> {
     hd: usize,
     /// KV heads.
     heads: usize,
+}
+
+impl<'a, T: candle_core::WithDType> Cache<'a, T> {
+    /// The keys and values `(1, heads, len, hd)` in their storage and layout (rows contiguous).
+    fn of(k: (&'a CpuStorage, &Layout), v: (&'a CpuStorage, &Layout), heads: usize, len: usize, hd: usize) -> candle_core::Result<Self> {
+        let (kst, vst) = (k.1.stride(), v.1.stride());
+        Ok(Cache {
+            k: k.0.as_slice::<T>()?,
+            v: v.0.as_slice::<T>()?,
+            k_at: k.1.start_offset(),
+            v_at: v.1.start_offset(),
+            k_strides: [kst[1], kst[2]],
+            v_strides: [vst[1], vst[2]],
+            len,
+            hd,
+            heads,
+        })
+    }
 }
 
 impl<T> Cache<'_, T> {

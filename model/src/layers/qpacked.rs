@@ -197,6 +197,32 @@ macro_rules! chain {
     }};
 }
 
+/// Sixteen f16 values (a block's scales or minimums of one group) at `p`, widened.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn halves(p: *const u16) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+}
+
+/// Asks the memory for the block [`PREFETCH_AHEAD`] after the one whose scales are at `at` and
+/// whose `bytes` of weights start at `q`: its weights, scales and (Q4_1) minimums, into the next
+/// group's where this group ends (the arrays run on).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn prefetch_ahead(p: &Packed, at: usize, q: *const u8, bytes: usize) {
+    use std::arch::x86_64::*;
+    let ahead = q.wrapping_add(PREFETCH_AHEAD * bytes) as *const i8;
+    for line in (0..bytes).step_by(64) {
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+    }
+    _mm_prefetch::<_MM_HINT_T0>(p.scales.as_ptr().wrapping_add(at + PREFETCH_AHEAD * LANES) as *const i8);
+    if !p.mins.is_empty() {
+        _mm_prefetch::<_MM_HINT_T0>(p.mins.as_ptr().wrapping_add(at + PREFETCH_AHEAD * LANES) as *const i8);
+    }
+}
+
 /// Q4_1 over `R` activation rows for one group: each block's 256 bytes of nibbles are unpacked
 /// once for all rows.
 #[cfg(target_arch = "x86_64")]
@@ -209,18 +235,9 @@ unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mu
     let low = _mm512_set1_epi8(0x0F);
     for b in 0..nb {
         let at = (g * nb + b) * LANES;
-        let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.scales.as_ptr().add(at) as *const __m256i));
-        let m = _mm512_cvtph_ps(_mm256_loadu_si256(p.mins.as_ptr().add(at) as *const __m256i));
+        let (d, m) = (halves(p.scales.as_ptr().add(at)), halves(p.mins.as_ptr().add(at)));
         let q = p.qs.as_ptr().add((g * nb + b) * 256);
-        if PREFETCH_AHEAD > 0 {
-            // The blocks a few ahead, into the next group's (the arrays run on).
-            let ahead = q.wrapping_add(PREFETCH_AHEAD * 256) as *const i8;
-            for line in 0..4 {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line));
-            }
-            _mm_prefetch::<_MM_HINT_T0>(p.scales.as_ptr().wrapping_add(at + PREFETCH_AHEAD * LANES) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(p.mins.as_ptr().wrapping_add(at + PREFETCH_AHEAD * LANES) as *const i8);
-        }
+        prefetch_ahead(p, at, q, 256);
         let raw = chunks!(q; 0 1 2 3);
         macro_rules! nibbles {
             ($($c:literal)*) => {
@@ -252,15 +269,10 @@ unsafe fn q8_0_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mu
     let nb = p.blocks;
     let mut acc = [_mm512_setzero_ps(); R];
     for b in 0..nb {
-        let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.scales.as_ptr().add((g * nb + b) * LANES) as *const __m256i));
+        let at = (g * nb + b) * LANES;
+        let d = halves(p.scales.as_ptr().add(at));
         let q = p.qs.as_ptr().add((g * nb + b) * 512);
-        if PREFETCH_AHEAD > 0 {
-            let ahead = q.wrapping_add(PREFETCH_AHEAD * 512) as *const i8;
-            for line in 0..8 {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line));
-            }
-            _mm_prefetch::<_MM_HINT_T0>(p.scales.as_ptr().wrapping_add((g * nb + b + PREFETCH_AHEAD) * LANES) as *const i8);
-        }
+        prefetch_ahead(p, at, q, 512);
         let w = chunks!(q; 0 1 2 3 4 5 6 7);
         for j in 0..R {
             let x = &xs[j];
