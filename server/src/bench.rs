@@ -3,7 +3,8 @@
 //! (greedy answers under load equal the same prompts answered one at a time).
 //!
 //! The single stream and the concurrent clients ask questions of the same form about different
-//! conditions, so each phase reuses only the prefix its prompts share (the chat template's
+//! conditions (with up to 8 clients; beyond, the topics repeat and only the case number differs),
+//! so each phase reuses only the prefix its prompts share (the chat template's
 //! system turn and the question's opening), never a whole earlier prompt. The one-at-a-time
 //! answers that the concurrent ones are checked against come last: they reuse the concurrent
 //! prompts' caches whole, which checks that reuse does not change an answer.
