@@ -150,10 +150,40 @@ impl KvCache {
     pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let store = |x: &Tensor| x.to_dtype(self.dtype)?.contiguous();
         let (k, v) = (store(k)?, store(v)?);
-        let (len, t) = (self.len, k.dim(2)?);
+        let (b, h, t, d) = k.dims4()?;
+        let len = self.len;
+        let l = self.reserve(layer, (b, h, d), t, k.device())?;
+        l.k.slice_set(&k, 2, len)?;
+        l.v.slice_set(&v, 2, len)?;
+        Ok((l.k.narrow(2, 0, len + t)?, l.v.narrow(2, 0, len + t)?))
+    }
+
+    /// Writes `t` new positions of one sequence (a batch-1 cache) into layer `layer` after the
+    /// cached ones: `k` and `v` hold `(t, kv_heads, head_dim)` row-major f32, converted to the
+    /// cache's dtype. As with [`Self::append`], [`Self::advance`] records them.
+    pub(crate) fn write_rows(&mut self, layer: usize, k: &[f32], v: &[f32], heads: usize, hd: usize) -> Result<()> {
+        let t = k.len() / (heads * hd);
+        let at = self.len;
+        let l = self.reserve(layer, (1, heads, hd), t, &candle_core::Device::Cpu)?;
+        l.k.inplace_op1(&WriteRows { rows: k, heads, hd, at })?;
+        l.v.inplace_op1(&WriteRows { rows: v, heads, hd, at })?;
+        Ok(())
+    }
+
+    /// Layer `layer`'s key and value buffers `(batch, kv_heads, capacity, head_dim)`, of which
+    /// the first [`Self::len`] positions (and any written since) are filled; `None` before the
+    /// first write.
+    pub(crate) fn buffers(&self, layer: usize) -> Option<(&Tensor, &Tensor)> {
+        self.layers.get(layer)?.as_ref().map(|l| (&l.k, &l.v))
+    }
+
+    /// Layer `layer`'s buffers, grown (or made) to hold `t` positions more than the cache's
+    /// length for `(batch, kv_heads, head_dim)`.
+    fn reserve(&mut self, layer: usize, (b, h, d): (usize, usize, usize), t: usize, device: &candle_core::Device) -> Result<&Layer> {
+        let (len, dtype) = (self.len, self.dtype);
         let slot = &mut self.layers[layer];
         // A kept buffer of another shape or dtype (a cache reused for another model) is dropped.
-        if slot.as_ref().is_some_and(|l| l.k.dtype() != self.dtype || l.k.dim(1).ok() != k.dim(1).ok() || l.k.dim(3).ok() != k.dim(3).ok()) {
+        if slot.as_ref().is_some_and(|l| l.k.dtype() != dtype || l.k.dim(1).ok() != Some(h) || l.k.dim(3).ok() != Some(d)) {
             *slot = None;
         }
         let capacity = slot.as_ref().map_or(0, Layer::capacity);
@@ -162,21 +192,57 @@ impl KvCache {
             *slot = Some(match slot.as_ref() {
                 Some(l) => l.copied(len, grown)?,
                 None => {
-                    let (b, h, _, d) = k.dims4()?;
-                    let zeros = || zeroed((b, h, grown, d), self.dtype, k.device());
+                    let zeros = || zeroed((b, h, grown, d), dtype, device);
                     Layer { k: zeros()?, v: zeros()? }
                 }
             });
         }
-        let l = slot.as_ref().expect("allocated above");
-        l.k.slice_set(&k, 2, len)?;
-        l.v.slice_set(&v, 2, len)?;
-        Ok((l.k.narrow(2, 0, len + t)?, l.v.narrow(2, 0, len + t)?))
+        Ok(slot.as_ref().expect("allocated above"))
     }
 
     /// Records that `n` positions were appended to every layer.
     pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;
+    }
+}
+
+/// Writes rows `(t, heads, hd)` of f32 into a `(1, heads, capacity, hd)` buffer at position `at`.
+struct WriteRows<'a> {
+    rows: &'a [f32],
+    heads: usize,
+    hd: usize,
+    at: usize,
+}
+
+impl candle_core::InplaceOp1 for WriteRows<'_> {
+    fn name(&self) -> &'static str {
+        "kv-cache-write-rows"
+    }
+
+    fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<()> {
+        let (st, start) = (layout.stride(), layout.start_offset());
+        let (heads, hd) = (self.heads, self.hd);
+        let t = self.rows.len() / (heads * hd);
+        if layout.dims().len() != 4 || layout.dims()[1] != heads || layout.dims()[3] != hd || st[3] != 1 || self.at + t > layout.dims()[2] {
+            candle_core::bail!("{}: {t} rows of {heads}x{hd} at {} do not fit a buffer of {:?}", self.name(), self.at, layout.dims());
+        }
+        let dst = |pos: usize, h: usize| start + h * st[1] + pos * st[2];
+        match storage {
+            candle_core::CpuStorage::F32(buf) => {
+                for (i, row) in self.rows.chunks_exact(hd).enumerate() {
+                    let at = dst(self.at + i / heads, i % heads);
+                    buf[at..at + hd].copy_from_slice(row);
+                }
+            }
+            candle_core::CpuStorage::F16(buf) => {
+                for (i, row) in self.rows.chunks_exact(hd).enumerate() {
+                    let at = dst(self.at + i / heads, i % heads);
+                    buf[at..at + hd].convert_from_f32_slice(row);
+                }
+            }
+            _ => candle_core::bail!("{}: caches are f32 or f16", self.name()),
+        }
+        Ok(())
     }
 }
 

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Module, Tensor, Var};
-use rayon::prelude::*;
 
 use crate::checkpoint::{checkpoint, grad_disabled, CheckpointGrads, Recompute};
 
@@ -13,7 +12,7 @@ use crate::config::Config;
 use crate::kv_cache::KvCache;
 use crate::layers::bf16_gemm::matmul_in_scope;
 use crate::layers::softmax::masked_softmax;
-use crate::layers::{decode_attention, generation_kernels, silu_mul, Embedding, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
+use crate::layers::{decode_attention, generation_kernels, ragged_attention, silu_mul, Embedding, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
 use crate::mask::attention_mask;
 use crate::process::{on_pool, on_pool_awake};
 use crate::weights::Weights;
@@ -102,35 +101,15 @@ impl Attention {
     /// (per-row tables) gives. Projections and RoPE run over all rows at once; the cache write and
     /// attention run per sequence over its own cache (under its causal mask), exactly as when the
     /// sequence is run alone.
-    fn forward_rows(&self, x: &Tensor, rope: &(Tensor, Tensor), spans: &[usize], masks: &[Option<Tensor>], caches: &mut [&mut KvCache], layer: usize) -> Result<Tensor> {
+    fn forward_rows(&self, x: &Tensor, rope: &(Tensor, Tensor), spans: &[usize], caches: &mut [&mut KvCache], layer: usize, window: Option<usize>) -> Result<Tensor> {
         let (q, k, v) = self.project(x)?;
         let n = x.dim(0)?;
         let (hd, kvh) = (self.head_dim, self.num_kv_heads);
         let q = RotaryEmbedding::apply_rows(&q.reshape((n, 1, self.num_heads, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
         let k = RotaryEmbedding::apply_rows(&k.reshape((n, 1, kvh, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
         let v = v.reshape((n, 1, kvh, hd))?.transpose(1, 2)?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let starts: Vec<usize> = spans
-            .iter()
-            .scan(0, |end, &t| {
-                *end += t;
-                Some(*end - t)
-            })
-            .collect();
-        // Sequences write their own caches and attend over them independently: one per thread.
-        let ys = caches
-            .par_iter_mut()
-            .zip(spans.par_iter().zip(starts.par_iter()))
-            .zip(masks.par_iter())
-            .map(|((cache, (&t, &start)), mask)| -> Result<Tensor> {
-                // Rows `(t, heads, 1, hd)` of one sequence as `(1, heads, t, hd)`.
-                let rows = |x: &Tensor| -> candle_core::Result<Tensor> { x.narrow(0, start, t)?.squeeze(2)?.transpose(0, 1)?.unsqueeze(0) };
-                let (k, v) = cache.append(layer, &rows(&k)?, &rows(&v)?)?;
-                let y = self.attend_rotated(&rows(&q)?, &k, &v, mask.as_ref(), scale)?;
-                Ok(y.reshape(((), 1, self.num_heads * hd))?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(self.o_proj.forward(&Tensor::cat(&ys, 0)?)?)
+        let y = ragged_attention(&q, &k, &v, spans, caches, layer, window, (1.0 / (hd as f64).sqrt()) as f32)?;
+        Ok(self.o_proj.forward(&y)?)
     }
 
     /// The q, k, v projections `(b, t, heads * head_dim)` of `x`.
@@ -227,8 +206,8 @@ impl DecoderLayer {
         Ok((x + h)?)
     }
 
-    fn forward_rows(&self, x: &Tensor, rope: &(Tensor, Tensor), spans: &[usize], masks: &[Option<Tensor>], caches: &mut [&mut KvCache], layer: usize) -> Result<Tensor> {
-        let h = self.self_attn.forward_rows(&self.input_layernorm.forward(x)?, rope, spans, masks, caches, layer)?;
+    fn forward_rows(&self, x: &Tensor, rope: &(Tensor, Tensor), spans: &[usize], caches: &mut [&mut KvCache], layer: usize, window: Option<usize>) -> Result<Tensor> {
+        let h = self.self_attn.forward_rows(&self.input_layernorm.forward(x)?, rope, spans, caches, layer, window)?;
         let x = (x + h)?;
         let h = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
         Ok((x + h)?)
@@ -385,8 +364,14 @@ impl Model {
     }
 
     /// Logits `(b, vocab)` of the last position only (what generation needs), computed with the
-    /// generation kernels ([`generation_kernels`]).
-    pub fn forward_last(&self, input_ids: &Tensor, cache: Option<&mut KvCache>, left_pad: Option<&[usize]>) -> Result<Tensor> {
+    /// generation kernels ([`generation_kernels`]). One unpadded sequence with a cache takes
+    /// the continuous-batching step ([`Self::forward_ragged`]), so a prompt prefilled here gets
+    /// the logits it gets in a batch.
+    pub fn forward_last(&self, input_ids: &Tensor, mut cache: Option<&mut KvCache>, left_pad: Option<&[usize]>) -> Result<Tensor> {
+        let unpadded = left_pad.is_none_or(|p| p.iter().all(|&x| x == 0));
+        if let (Some(cache), (1, _), true) = (cache.as_deref_mut(), input_ids.dims2()?, unpadded) {
+            return self.forward_ragged(&[&input_ids.squeeze(0)?.to_dtype(DType::U32)?.to_vec1::<u32>()?], &mut [cache]);
+        }
         on_pool(|| {
             generation_kernels(|| {
                 let h = self.forward_hidden(input_ids, cache, left_pad)?;
@@ -420,18 +405,13 @@ impl Model {
             return Err(crate::Error::InvalidRequest(format!("{} token sequences (each non-empty) for {} caches", seqs.len(), caches.len())));
         }
         let window = self.config.effective_sliding_window();
-        let masks = seqs
-            .iter()
-            .zip(caches.iter())
-            .map(|(s, c)| attention_mask(s.len(), c.len(), None, window, &self.device))
-            .collect::<Result<Vec<_>>>()?;
         let positions: Vec<usize> = seqs.iter().zip(caches.iter()).flat_map(|(s, c)| c.len()..c.len() + s.len()).collect();
         let spans: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let rope = self.rotary.at_positions(&positions)?;
         let ids = Tensor::new(seqs.concat(), &self.device)?;
         let mut x = self.embed_tokens.forward(&ids)?.reshape((positions.len(), 1, ()))?;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward_rows(&x, &rope, &spans, &masks, caches, i)?;
+            x = layer.forward_rows(&x, &rope, &spans, caches, i, window)?;
         }
         caches.iter_mut().zip(&spans).for_each(|(c, &t)| c.advance(t));
         // The last new row of each sequence.

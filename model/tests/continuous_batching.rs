@@ -174,3 +174,27 @@ fn a_prompt_continued_from_a_shared_prefix_gets_the_logits_of_prefilling_it_whol
     }
 }
 
+
+/// Every prompt row attends with the decoding kernel and the quantized kernels compute every
+/// product row by row, so a prompt fed whole, in chunks or token by token gets the same logits
+/// and leaves a cache from which the same next step follows. (Exact f32 weights go through a
+/// GEMM whose blocking depends on the number of rows.)
+#[test]
+fn a_prompt_fed_whole_in_chunks_or_token_by_token_gets_the_same_logits() {
+    let p = PROMPTS[2];
+    for arch in [Architecture::Llama, Architecture::Mistral, Architecture::Qwen2] {
+        let m = tiny_model(arch, LinearFormat::Quantized);
+        let feed = |pieces: &mut dyn Iterator<Item = &[u32]>| -> (Vec<f32>, Vec<f32>) {
+            let mut cache = m.kv_cache();
+            let mut last = Vec::new();
+            for piece in pieces {
+                last = m.forward_ragged(&[piece], &mut [&mut cache]).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+            }
+            let next = m.forward_rows(&[argmax(&last)], &mut [&mut cache]).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+            (last, next)
+        };
+        let whole = feed(&mut std::iter::once(p));
+        assert_eq!(feed(&mut p.chunks(3)), whole, "{arch:?}: in chunks of 3");
+        assert_eq!(feed(&mut p.chunks(1)), whole, "{arch:?}: token by token");
+    }
+}

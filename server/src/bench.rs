@@ -2,10 +2,17 @@
 //! stream, first-token latency percentiles, and a check that every stream got its own answer
 //! (greedy answers under load equal the same prompts answered one at a time).
 //!
-//! The single stream and the concurrent clients ask questions of the same form about different
-//! conditions (with up to 8 clients; beyond, the topics repeat and only the case number differs),
-//! so each phase reuses only the prefix its prompts share (the chat template's
-//! system turn and the question's opening), never a whole earlier prompt. The one-at-a-time
+//! Three phases, each on its own questions (of the same form, about different conditions):
+//! - one client asks its questions one after another (the single stream);
+//! - a burst: N clients ask at the same moment, once;
+//! - sustained: N clients each ask `--rounds` questions back to back, so N requests are in
+//!   flight throughout (the closed loop of vLLM's `benchmark_serving --max-concurrency N`, or
+//!   of load tools' `-c N`). A burst ends with fewer and fewer rows as answers reach EOS at
+//!   different lengths; the sustained phase refills the batch as requests finish.
+//!
+//! Each phase reuses only the prefix its prompts share (the chat template's system turn and
+//! the question's opening), never a whole earlier prompt, while there are topics enough
+//! ([`TOPICS`]; beyond, they repeat and only the case number differs). The one-at-a-time
 //! answers that the concurrent ones are checked against come last: they reuse the concurrent
 //! prompts' caches whole, which checks that reuse does not change an answer.
 
@@ -37,6 +44,9 @@ pub struct BenchServeArgs {
     /// MiB of prompt caches the server keeps for prefix reuse (as `serve`; 0 turns reuse off).
     #[arg(long, default_value_t = 256)]
     pub prefix_cache_mb: usize,
+    /// Questions each client asks back to back in the sustained phase.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 /// One stream's figures.
@@ -56,35 +66,53 @@ pub struct StreamResult {
     pub cached_tokens: usize,
 }
 
+/// Figures of the streams of one concurrent phase.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PhaseReport {
+    /// Tokens/s of all streams together: their tokens over the phase's wall time.
+    pub tokens_per_s: f64,
+    /// First-token latency percentiles (ms).
+    pub first_token_p50_ms: f64,
+    /// 99th percentile (ms).
+    pub first_token_p99_ms: f64,
+    /// Streams.
+    pub streams: usize,
+    /// Streams that ended with `[DONE]` and full usage.
+    pub complete_streams: usize,
+    /// Streams whose greedy answer equals the one-at-a-time answer to the same prompt.
+    pub matching_streams: usize,
+    /// Mean prompt tokens the server reused from its prefix cache.
+    pub cached_tokens: f64,
+}
+
 /// The benchmark's figures.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
     /// Tokens/s of one stream alone.
     pub single_tokens_per_s: f64,
-    /// Tokens/s of all concurrent streams together.
-    pub concurrent_tokens_per_s: f64,
-    /// First-token latency percentiles under load (ms).
-    pub first_token_p50_ms: f64,
-    /// 99th percentile (ms).
-    pub first_token_p99_ms: f64,
-    /// Streams that ended with `[DONE]` and full usage.
-    pub complete_streams: usize,
-    /// Streams whose greedy answer equals the one-at-a-time answer to the same prompt.
-    pub matching_streams: usize,
+    /// Mean prompt tokens the server reused in the single-stream phase.
+    pub single_cached_tokens: f64,
+    /// Mean prompt tokens per request.
+    pub prompt_tokens: f64,
     /// Concurrent clients.
     pub clients: usize,
-    /// Mean prompt tokens per request, and of those the mean reused from the prefix cache, in
-    /// the single-stream and the concurrent phase.
-    pub prompt_tokens: f64,
-    /// See `prompt_tokens`.
-    pub single_cached_tokens: f64,
-    /// See `prompt_tokens`.
-    pub concurrent_cached_tokens: f64,
+    /// All clients asking once at the same moment.
+    pub burst: PhaseReport,
+    /// Every client asking `rounds` questions back to back.
+    pub sustained: PhaseReport,
+    /// Questions per client in the sustained phase.
+    pub rounds: usize,
 }
 
-const TOPICS: [&str; 16] = [
+/// The conditions the questions ask about: 2 phases of `clients` questions and `rounds` of
+/// `clients` more, all different at the defaults (8 clients, 3 rounds: 40).
+const TOPICS: [&str; 48] = [
     "asthma", "diabetes", "migraine", "anemia", "sepsis", "gout", "eczema", "angina", "psoriasis", "lupus", "rickets",
-    "tetanus", "cholera", "vertigo", "bronchitis", "hepatitis",
+    "tetanus", "cholera", "vertigo", "bronchitis", "hepatitis", "glaucoma", "shingles", "scabies", "malaria",
+    "tuberculosis", "pneumonia", "appendicitis", "cellulitis", "sinusitis", "tonsillitis", "conjunctivitis",
+    "osteoporosis", "scoliosis", "sciatica", "bursitis", "tendinitis", "cystitis", "pancreatitis", "gastritis",
+    "hemorrhoids", "hypothyroidism", "hyperthyroidism", "endometriosis", "preeclampsia", "meningitis", "encephalitis",
+    "epilepsy", "narcolepsy", "insomnia", "acne", "rosacea", "measles",
 ];
 
 fn prompt(i: usize) -> String {
@@ -129,41 +157,65 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Runs the benchmark against a server at `addr` serving `model`.
-pub fn measure(addr: SocketAddr, model: &str, clients: usize, max_tokens: usize) -> Result<BenchReport, ServeError> {
-    // Warm-up, then one stream at a time on the other half of the questions.
-    stream_chat(addr, model, "Hello, who are you?", 4)?;
-    let mut single_tokens = 0;
-    let mut single_cached = 0;
-    let mut single_time = Duration::ZERO;
-    for i in 0..clients {
-        let t = Instant::now();
-        let r = stream_chat(addr, model, &prompt(i + TOPICS.len() / 2), max_tokens)?;
-        single_time += t.elapsed();
-        single_tokens += r.tokens;
-        single_cached += r.cached_tokens;
-    }
+/// Runs `rounds` back-to-back streams on each of `clients` threads at once, client `c`'s
+/// round `r` asking question `first + r * clients + c`; returns the streams in question order
+/// and the wall time.
+fn concurrent(addr: SocketAddr, model: &str, first: usize, clients: usize, rounds: usize, max_tokens: usize) -> Result<(Vec<StreamResult>, Duration), ServeError> {
     let t = Instant::now();
-    let results: Vec<Result<StreamResult, ServeError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients).map(|i| s.spawn(move || stream_chat(addr, model, &prompt(i), max_tokens))).collect();
+    let per_client: Vec<Result<Vec<StreamResult>, ServeError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| s.spawn(move || (0..rounds).map(|r| stream_chat(addr, model, &prompt(first + r * clients + c), max_tokens)).collect()))
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ServeError::Io("client panicked".into())))).collect()
     });
     let wall = t.elapsed();
-    let results: Vec<StreamResult> = results.into_iter().collect::<Result<_, _>>()?;
-    let references = (0..clients).map(|i| Ok(stream_chat(addr, model, &prompt(i), max_tokens)?.text)).collect::<Result<Vec<_>, ServeError>>()?;
-    let mut firsts: Vec<f64> = results.iter().map(|r| r.first_token.as_secs_f64() * 1e3).collect();
+    let mut per_client = per_client.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut streams = Vec::with_capacity(clients * rounds);
+    for r in 0..rounds {
+        for c in per_client.iter_mut() {
+            streams.push(c[r].clone());
+        }
+    }
+    Ok((streams, wall))
+}
+
+/// The figures of one concurrent phase, its streams checked against `references`.
+fn phase(streams: &[StreamResult], wall: Duration, references: &[String]) -> PhaseReport {
+    let mut firsts: Vec<f64> = streams.iter().map(|r| r.first_token.as_secs_f64() * 1e3).collect();
     firsts.sort_by(f64::total_cmp);
-    Ok(BenchReport {
-        single_tokens_per_s: single_tokens as f64 / single_time.as_secs_f64(),
-        concurrent_tokens_per_s: results.iter().map(|r| r.tokens).sum::<usize>() as f64 / wall.as_secs_f64(),
+    PhaseReport {
+        tokens_per_s: streams.iter().map(|r| r.tokens).sum::<usize>() as f64 / wall.as_secs_f64(),
         first_token_p50_ms: percentile(&firsts, 50.0),
         first_token_p99_ms: percentile(&firsts, 99.0),
-        complete_streams: results.iter().filter(|r| r.done && r.tokens > 0).count(),
-        matching_streams: results.iter().zip(&references).filter(|(r, want)| &r.text == *want).count(),
+        streams: streams.len(),
+        complete_streams: streams.iter().filter(|r| r.done && r.tokens > 0).count(),
+        matching_streams: streams.iter().zip(references).filter(|(r, want)| &r.text == *want).count(),
+        cached_tokens: streams.iter().map(|r| r.cached_tokens).sum::<usize>() as f64 / streams.len().max(1) as f64,
+    }
+}
+
+/// Runs the benchmark against a server at `addr` serving `model`.
+pub fn measure(addr: SocketAddr, model: &str, clients: usize, rounds: usize, max_tokens: usize) -> Result<BenchReport, ServeError> {
+    // Warm-up, then one stream at a time, then the burst, then the sustained phase.
+    stream_chat(addr, model, "Hello, who are you?", 4)?;
+    let mut single = Vec::with_capacity(clients);
+    let t = Instant::now();
+    for i in 0..clients {
+        single.push(stream_chat(addr, model, &prompt(i), max_tokens)?);
+    }
+    let single_time = t.elapsed();
+    let (burst, burst_wall) = concurrent(addr, model, clients, clients, 1, max_tokens)?;
+    let (sustained, sustained_wall) = concurrent(addr, model, 2 * clients, clients, rounds, max_tokens)?;
+    let references = (clients..clients * (2 + rounds)).map(|i| Ok(stream_chat(addr, model, &prompt(i), max_tokens)?.text)).collect::<Result<Vec<_>, ServeError>>()?;
+    let all = || single.iter().chain(&burst).chain(&sustained);
+    Ok(BenchReport {
+        single_tokens_per_s: single.iter().map(|r| r.tokens).sum::<usize>() as f64 / single_time.as_secs_f64(),
+        single_cached_tokens: single.iter().map(|r| r.cached_tokens).sum::<usize>() as f64 / clients as f64,
+        prompt_tokens: all().map(|r| r.prompt_tokens).sum::<usize>() as f64 / all().count() as f64,
         clients,
-        prompt_tokens: results.iter().map(|r| r.prompt_tokens).sum::<usize>() as f64 / clients as f64,
-        single_cached_tokens: single_cached as f64 / clients as f64,
-        concurrent_cached_tokens: results.iter().map(|r| r.cached_tokens).sum::<usize>() as f64 / clients as f64,
+        burst: phase(&burst, burst_wall, &references[..clients]),
+        sustained: phase(&sustained, sustained_wall, &references[clients..]),
+        rounds,
     })
 }
 
@@ -174,25 +226,32 @@ pub fn run(args: &BenchServeArgs) -> Result<BenchReport, ServeError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| ServeError::Io(e.to_string()))?;
     let opts = ServerOptions { max_batch: args.clients.max(1), prefix_cache_bytes: args.prefix_cache_mb << 20, ..ServerOptions::default() };
     let server = start(model, listener, opts)?;
-    let report = measure(server.addr, &id, args.clients, args.max_tokens);
+    let report = measure(server.addr, &id, args.clients, args.rounds.max(1), args.max_tokens);
     server.stop()?;
     let r = report?;
+    let ratio = |p: &PhaseReport| p.tokens_per_s / r.single_tokens_per_s;
+    let line = |name: &str, p: &PhaseReport| {
+        format!(
+            "{name}: {:.1} tok/s ({:.2}x), first token p50 {:.0} ms, p99 {:.0} ms, {}/{} streams complete, {}/{} equal to their one-at-a-time answer, {:.1} prompt tokens reused",
+            p.tokens_per_s,
+            ratio(p),
+            p.first_token_p50_ms,
+            p.first_token_p99_ms,
+            p.complete_streams,
+            p.streams,
+            p.matching_streams,
+            p.streams,
+            p.cached_tokens
+        )
+    };
     eprintln!(
-        "serve bench ({}): 1 stream {:.1} tok/s; {} concurrent streams {:.1} tok/s ({:.2}x); first token p50 {:.0} ms, p99 {:.0} ms; {}/{} streams complete, {}/{} equal to their one-at-a-time answer; prompts of {:.1} tokens, {:.1} reused alone, {:.1} concurrently",
-        id,
+        "serve bench ({id}): 1 stream {:.1} tok/s; {} clients {}; {}; prompts of {:.1} tokens, {:.1} reused alone",
         r.single_tokens_per_s,
         r.clients,
-        r.concurrent_tokens_per_s,
-        r.concurrent_tokens_per_s / r.single_tokens_per_s,
-        r.first_token_p50_ms,
-        r.first_token_p99_ms,
-        r.complete_streams,
-        r.clients,
-        r.matching_streams,
-        r.clients,
+        line("burst", &r.burst),
+        line(&format!("sustained ({} rounds)", r.rounds), &r.sustained),
         r.prompt_tokens,
-        r.single_cached_tokens,
-        r.concurrent_cached_tokens
+        r.single_cached_tokens
     );
     Ok(r)
 }

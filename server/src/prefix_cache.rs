@@ -4,9 +4,9 @@
 //! instruction, a conversation's earlier turns and answers) copies those positions instead of
 //! computing them again.
 //!
-//! A position's keys and values depend only on the tokens up to it, and the kernels compute each
-//! row on its own, so a prompt continued from a copied prefix gets the logits it gets prefilled
-//! whole. A finished sequence's cache is kept as it is, not copied. Entries are dropped least
+//! A position's keys and values depend only on the tokens up to it, and the generation kernels
+//! compute each row on its own (attention included: every prompt row attends as a decoded token
+//! would), so a prompt continued from a copied prefix gets the logits it gets prefilled whole. A finished sequence's cache is kept as it is, not copied. Entries are dropped least
 //! recently used first when their bytes pass the budget, and their buffers handed back for new
 //! sequences.
 
@@ -32,13 +32,11 @@ impl PrefixCache {
     }
 
     /// Copies into `dst` (emptied first) the longest cached prefix of `prompt`, at least
-    /// [`MIN_REUSE`] tokens, and returns its length (0 when none). At least two of the prompt's
-    /// tokens are left to compute: one new token alone goes through the decoding attention
-    /// kernel, whose sums run in another order than the prefill's, and the answer could then
-    /// differ from the prompt's answer prefilled whole.
+    /// [`MIN_REUSE`] tokens, and returns its length (0 when none). The prompt's last token is
+    /// always left to compute: its logits are the step's output.
     pub fn lookup(&mut self, prompt: &[u32], dst: &mut KvCache) -> usize {
         dst.reset();
-        let usable = prompt.len().saturating_sub(2);
+        let usable = prompt.len().saturating_sub(1);
         let Some((at, n)) = self
             .entries
             .iter()
@@ -155,8 +153,8 @@ mod tests {
         assert_eq!(pc.len(), 2);
         assert_eq!(found(&mut pc, &lm, &[1, 2, 3, 4, 5, 6, 7, 0, 0]), Some(7));
         assert_eq!(found(&mut pc, &lm, &[1, 2, 3, 4, 5, 9, 9, 42, 42]), Some(7));
-        // The same prompt again: all but its last two tokens.
-        assert_eq!(found(&mut pc, &lm, &a), Some(6));
+        // The same prompt again: all but its last token.
+        assert_eq!(found(&mut pc, &lm, &a), Some(7));
         // Too short a match, or none.
         assert_eq!(found(&mut pc, &lm, &[1, 2, 3, 0, 0, 0]), None);
         assert_eq!(found(&mut pc, &lm, &[7, 7, 7, 7, 7]), None);

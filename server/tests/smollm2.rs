@@ -42,8 +42,11 @@ fn bench_serve_smollm2() {
         return;
     };
     let clients = std::env::var("MEDALIGN_BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
-    let args = medalign_server::bench::BenchServeArgs { model: name, clients, max_tokens: 64, store: "no-store".into(), prefix_cache_mb: 256 };
+    let args = medalign_server::bench::BenchServeArgs { model: name, clients, max_tokens: 64, store: "no-store".into(), prefix_cache_mb: 256, rounds: 2 };
     let r = medalign_server::bench::run(&args).unwrap();
-    assert_eq!(r.complete_streams, clients, "{r:?}");
-    assert_eq!(r.matching_streams, clients, "{r:?}");
+    for p in [&r.burst, &r.sustained] {
+        assert_eq!(p.complete_streams, p.streams, "{r:?}");
+        assert_eq!(p.matching_streams, p.streams, "{r:?}");
+    }
+    assert_eq!(r.sustained.streams, 2 * clients, "{r:?}");
 }

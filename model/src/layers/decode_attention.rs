@@ -15,7 +15,7 @@ use half::f16;
 use rayon::prelude::*;
 
 /// Multiply-adds (heads x cached positions x head size) from which heads run in parallel.
-const PARALLEL_FROM: usize = 1 << 16;
+pub(super) const PARALLEL_FROM: usize = 1 << 16;
 
 /// Keys (and values) widened to f32 together, then read by every query head of the group.
 const BLOCK: usize = 16;
@@ -49,31 +49,33 @@ pub fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> candl
 
 /// Every group of query heads over its KV head: `heads * hd` outputs.
 fn attend_all<T: Element>(cache: &Cache<T>, q: &[f32], heads: usize, scale: f32) -> Vec<f32> {
-    let (hd, s) = (cache.hd, cache.len);
+    let hd = cache.hd;
     let n_rep = heads / cache.heads;
     let mut out = vec![0f32; heads * hd];
     let avx512 = avx512();
-    let group = |g: usize, o: &mut [f32]| {
-        let q = &q[g * n_rep * hd..(g + 1) * n_rep * hd];
-        if avx512 {
-            // SAFETY: `avx512()` found the feature at run time.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                attend_group_avx512(cache, g, q, scale, o)
-            }
-        } else {
-            attend_group(cache, g, q, scale, o)
-        }
-    };
+    let group = |g: usize, o: &mut [f32]| attend_heads(cache, g, &q[g * n_rep * hd..(g + 1) * n_rep * hd], scale, o, avx512);
     // Groups of heads are independent: over a long cache they are worth spreading over the
     // threads. Each head's arithmetic is the same either way, so the result does not depend on
     // the split.
-    if heads * s * hd >= PARALLEL_FROM {
+    if heads * cache.len * hd >= PARALLEL_FROM {
         out.par_chunks_mut(n_rep * hd).enumerate().for_each(|(g, o)| group(g, o));
     } else {
         out.chunks_mut(n_rep * hd).enumerate().for_each(|(g, o)| group(g, o));
     }
     out
+}
+
+/// The query heads `q` (whole heads) sharing KV head `g` attend over `c` into `out`, with the
+/// AVX-512 kernel where `avx512` (what [`avx512`] found) allows.
+pub(super) fn attend_heads<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: &mut [f32], avx512: bool) {
+    if avx512 {
+        // SAFETY: the caller found the feature at run time.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            return attend_group_avx512(c, g, q, scale, out);
+        }
+    }
+    attend_group(c, g, q, scale, out)
 }
 
 /// A cached value: f32, or f16 widened as it is read.
@@ -114,7 +116,8 @@ impl Element for f16 {
 }
 
 /// One sequence's cached keys and values as strided memory: `[head, position]` strides.
-struct Cache<'a, T> {
+#[derive(Clone, Copy)]
+pub(super) struct Cache<'a, T> {
     k: &'a [T],
     v: &'a [T],
     k_at: usize,
@@ -129,7 +132,7 @@ struct Cache<'a, T> {
 
 impl<'a, T: candle_core::WithDType> Cache<'a, T> {
     /// The keys and values `(1, heads, len, hd)` in their storage and layout (rows contiguous).
-    fn of(k: (&'a CpuStorage, &Layout), v: (&'a CpuStorage, &Layout), heads: usize, len: usize, hd: usize) -> candle_core::Result<Self> {
+    pub(super) fn of(k: (&'a CpuStorage, &Layout), v: (&'a CpuStorage, &Layout), heads: usize, len: usize, hd: usize) -> candle_core::Result<Self> {
         let (kst, vst) = (k.1.stride(), v.1.stride());
         Ok(Cache {
             k: k.0.as_slice::<T>()?,
@@ -146,6 +149,12 @@ impl<'a, T: candle_core::WithDType> Cache<'a, T> {
 }
 
 impl<T> Cache<'_, T> {
+    /// Positions `lo..hi` of the cache alone.
+    pub(super) fn positions(&self, lo: usize, hi: usize) -> Self {
+        debug_assert!(lo < hi && hi <= self.len);
+        Cache { k_at: self.k_at + lo * self.k_strides[1], v_at: self.v_at + lo * self.v_strides[1], len: hi - lo, ..*self }
+    }
+
     /// Whether every key and value row the cache's shape names lies inside its buffers.
     fn check(&self) -> bool {
         let last = |at: usize, st: [usize; 2], heads: usize, len: usize| {
@@ -158,7 +167,7 @@ impl<T> Cache<'_, T> {
     }
 }
 
-fn avx512() -> bool {
+pub(super) fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         is_x86_feature_detected!("avx512f")

@@ -12,12 +12,14 @@ mod lora_linear;
 mod norm;
 mod qmatvec;
 mod qpacked;
+mod ragged_attention;
 mod rope;
 pub mod softmax;
 #[cfg(target_arch = "x86_64")]
 mod vexp;
 
 pub use decode_attention::decode_attention;
+pub use ragged_attention::ragged_attention;
 pub use embedding::Embedding;
 pub use activation::silu_mul;
 pub use bf16_gemm::bf16_products;
