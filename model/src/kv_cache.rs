@@ -158,13 +158,12 @@ impl KvCache {
         Ok((l.k.narrow(2, 0, len + t)?, l.v.narrow(2, 0, len + t)?))
     }
 
-    /// Writes `t` new positions of one sequence (a batch-1 cache) into layer `layer` after the
-    /// cached ones: `k` and `v` hold `(t, kv_heads, head_dim)` row-major f32, converted to the
-    /// cache's dtype. As with [`Self::append`], [`Self::advance`] records them.
-    pub(crate) fn write_rows(&mut self, layer: usize, k: &[f32], v: &[f32], heads: usize, hd: usize) -> Result<()> {
-        let t = k.len() / (heads * hd);
+    /// Writes the keys and values of new positions of one sequence (a batch-1 cache) into
+    /// layer `layer` after the cached ones: one row of `(kv_heads, head_dim)` f32 per position,
+    /// converted to the cache's dtype. As with [`Self::append`], [`Self::advance`] records them.
+    pub(crate) fn write_rows(&mut self, layer: usize, k: Rows<'_>, v: Rows<'_>, heads: usize, hd: usize) -> Result<()> {
         let at = self.len;
-        let l = self.reserve(layer, (1, heads, hd), t, &candle_core::Device::Cpu)?;
+        let l = self.reserve(layer, (1, heads, hd), k.count, &candle_core::Device::Cpu)?;
         l.k.inplace_op1(&WriteRows { rows: k, heads, hd, at })?;
         l.v.inplace_op1(&WriteRows { rows: v, heads, hd, at })?;
         Ok(())
@@ -206,9 +205,32 @@ impl KvCache {
     }
 }
 
-/// Writes rows `(t, heads, hd)` of f32 into a `(1, heads, capacity, hd)` buffer at position `at`.
+/// `count` rows of `width` f32 values in a buffer: row `i` is `data[start + i * stride..][..width]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rows<'a> {
+    pub(crate) data: &'a [f32],
+    pub(crate) start: usize,
+    pub(crate) stride: usize,
+    pub(crate) count: usize,
+    pub(crate) width: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// Row `i`.
+    pub(crate) fn row(&self, i: usize) -> &'a [f32] {
+        &self.data[self.start + i * self.stride..][..self.width]
+    }
+
+    /// Rows `from..from + count`.
+    pub(crate) fn range(self, from: usize, count: usize) -> Rows<'a> {
+        debug_assert!(from + count <= self.count);
+        Rows { start: self.start + from * self.stride, count, ..self }
+    }
+}
+
+/// Writes rows of `(heads, hd)` f32 into a `(1, heads, capacity, hd)` buffer from position `at`.
 struct WriteRows<'a> {
-    rows: &'a [f32],
+    rows: Rows<'a>,
     heads: usize,
     hd: usize,
     at: usize,
@@ -221,26 +243,21 @@ impl candle_core::InplaceOp1 for WriteRows<'_> {
 
     fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<()> {
         let (st, start) = (layout.stride(), layout.start_offset());
-        let (heads, hd) = (self.heads, self.hd);
-        let t = self.rows.len() / (heads * hd);
-        if layout.dims().len() != 4 || layout.dims()[1] != heads || layout.dims()[3] != hd || st[3] != 1 || self.at + t > layout.dims()[2] {
-            candle_core::bail!("{}: {t} rows of {heads}x{hd} at {} do not fit a buffer of {:?}", self.name(), self.at, layout.dims());
+        let (heads, hd, t) = (self.heads, self.hd, self.rows.count);
+        let dims = layout.dims();
+        if dims.len() != 4 || dims[1] != heads || dims[3] != hd || st[3] != 1 || self.at + t > dims[2] || self.rows.width != heads * hd {
+            candle_core::bail!("{}: {t} rows of {} values as {heads}x{hd} at {} do not fit a buffer of {dims:?}", self.name(), self.rows.width, self.at);
         }
         let dst = |pos: usize, h: usize| start + h * st[1] + pos * st[2];
-        match storage {
-            candle_core::CpuStorage::F32(buf) => {
-                for (i, row) in self.rows.chunks_exact(hd).enumerate() {
-                    let at = dst(self.at + i / heads, i % heads);
-                    buf[at..at + hd].copy_from_slice(row);
+        for i in 0..t {
+            for (h, src) in self.rows.row(i).chunks_exact(hd).enumerate() {
+                let at = dst(self.at + i, h);
+                match storage {
+                    candle_core::CpuStorage::F32(buf) => buf[at..at + hd].copy_from_slice(src),
+                    candle_core::CpuStorage::F16(buf) => buf[at..at + hd].convert_from_f32_slice(src),
+                    _ => candle_core::bail!("{}: caches are f32 or f16", self.name()),
                 }
             }
-            candle_core::CpuStorage::F16(buf) => {
-                for (i, row) in self.rows.chunks_exact(hd).enumerate() {
-                    let at = dst(self.at + i / heads, i % heads);
-                    buf[at..at + hd].convert_from_f32_slice(row);
-                }
-            }
-            _ => candle_core::bail!("{}: caches are f32 or f16", self.name()),
         }
         Ok(())
     }

@@ -107,8 +107,8 @@ impl Attention {
         let (hd, kvh) = (self.head_dim, self.num_kv_heads);
         let q = RotaryEmbedding::apply_rows(&q.reshape((n, 1, self.num_heads, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
         let k = RotaryEmbedding::apply_rows(&k.reshape((n, 1, kvh, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
-        let v = v.reshape((n, 1, kvh, hd))?.transpose(1, 2)?;
-        let y = ragged_attention(&q, &k, &v, spans, caches, layer, window, (1.0 / (hd as f64).sqrt()) as f32)?;
+        // `v` `(n, 1, kv_heads * hd)` as projected: the fused projection's strided rows.
+        let y = ragged_attention(&q, &k, &v, spans, caches, layer, window, hd, (1.0 / (hd as f64).sqrt()) as f32)?;
         Ok(self.o_proj.forward(&y)?)
     }
 

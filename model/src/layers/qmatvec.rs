@@ -66,12 +66,14 @@ fn quantize_row(x: &[f32]) -> Q8Row {
     quantize_row_any(x)
 }
 
-/// From this many rows on, rows are quantized in parallel (a prompt's prefill). On one thread,
-/// quantizing a projection's input took a quarter of the time of its (parallel) product in a
-/// prefill profile, with the other core idle; in parallel, a 512-token prompt prefilled
-/// 1.27-1.41x faster (`bench generate --prompt-tokens 512`, three alternating pairs: 694-835 vs
-/// 538-591 tok/s). Each row is quantized the same way either way.
-const PARALLEL_ROWS: usize = 16;
+/// From this many rows on, rows are quantized in parallel (a prompt's prefill, a batched decoding
+/// step). On one thread, quantizing a projection's input took a quarter of the time of its
+/// (parallel) product in a prefill profile, with the other core idle; in parallel, a 512-token
+/// prompt prefilled 1.27-1.41x faster (`bench generate --prompt-tokens 512`, three alternating
+/// pairs: 694-835 vs 538-591 tok/s). From 16 rows down to 4, an 8-row decoding step of SmolLM2
+/// quantized in 0.71-0.73 ms instead of 1.11-1.20 and took 9.8-10.4 ms instead of 11.3-11.6
+/// (three alternating pairs, timed inside the step). Each row is quantized the same way either way.
+const PARALLEL_ROWS: usize = 4;
 
 /// The rows of `xs` `(m, k)` quantized.
 fn quantize_rows(xs: &[f32], k: usize) -> Vec<Q8Row> {

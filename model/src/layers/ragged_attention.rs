@@ -14,47 +14,74 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::decode_attention::{attend_heads, avx512, Cache, Element, PARALLEL_FROM};
+use crate::kv_cache::Rows;
 use crate::{KvCache, Result};
 
-/// `softmax(q k^T * scale) v` for the `n` new rows of a step: `q` `(n, heads, 1, hd)`, `k` and
-/// `v` `(n, kv_heads, 1, hd)`, rows `spans[0]` of the first sequence first, then the second's.
-/// Writes the keys and values into layer `layer` of each sequence's cache after its cached
-/// positions (the caller advances the caches after the last layer); a row at position `p`
-/// attends to positions `0..=p`, or to the last `window` of them. Returns `(n, 1, heads * hd)`.
+/// `softmax(q k^T * scale) v` for the `n` new rows of a step: `q` `(n, .., heads * hd)` (the
+/// values of a row in any shape, head after head), `k` and `v` `(n, .., kv_heads * hd)`, rows
+/// `spans[0]` of the first sequence first, then the second's. Rows may be strided (a fused
+/// projection's parts), the values within a row must be contiguous. Writes the keys and values
+/// into layer `layer` of each sequence's cache after its cached positions (the caller advances
+/// the caches after the last layer); a row at position `p` attends to positions `0..=p`, or to
+/// the last `window` of them. Returns `(n, 1, heads * hd)`.
 #[allow(clippy::too_many_arguments)]
-pub fn ragged_attention(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[usize], caches: &mut [&mut KvCache], layer: usize, window: Option<usize>, scale: f32) -> Result<Tensor> {
-    let (n, heads, _, hd) = q.dims4()?;
-    let kvh = k.dim(1)?;
-    let rows = |x: &Tensor| -> candle_core::Result<Vec<f32>> { x.to_dtype(DType::F32)?.flatten_all()?.to_vec1() };
-    let (qs, ks, vs) = (rows(q)?, rows(k)?, rows(v)?);
+pub fn ragged_attention(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[usize], caches: &mut [&mut KvCache], layer: usize, window: Option<usize>, hd: usize, scale: f32) -> Result<Tensor> {
+    let (q, k, v) = (row_major(q)?, row_major(k)?, row_major(v)?);
+    let (qg, kg, vg) = (q.storage_and_layout(), k.storage_and_layout(), v.storage_and_layout());
+    let (qs, ks, vs) = (rows(&qg.0, qg.1)?, rows(&kg.0, kg.1)?, rows(&vg.0, vg.1)?);
+    let n = qs.count;
+    let (heads, kvh) = (qs.width / hd, ks.width / hd);
+    if ks.count != n || vs.count != n || vs.width != ks.width || heads * hd != qs.width || kvh * hd != ks.width || kvh == 0 || heads % kvh != 0 {
+        return Err(crate::Error::InvalidRequest(format!("attention of {n} queries of {} values, {} keys of {} and {} values of {} in heads of {hd}", qs.width, ks.count, ks.width, vs.count, vs.width)));
+    }
+    if spans.iter().sum::<usize>() != n || spans.len() != caches.len() {
+        return Err(crate::Error::InvalidRequest(format!("spans of {} rows for {n} new rows and {} caches", spans.iter().sum::<usize>(), caches.len())));
+    }
     let mut start = 0;
     // (sequence, position) of every row.
     let mut at = Vec::with_capacity(n);
     // Positions each cache holds once the new rows are in.
     let mut filled = Vec::with_capacity(caches.len());
     for (i, (cache, &t)) in caches.iter_mut().zip(spans).enumerate() {
-        let r = start * kvh * hd..(start + t) * kvh * hd;
-        cache.write_rows(layer, &ks[r.clone()], &vs[r], kvh, hd)?;
+        cache.write_rows(layer, ks.range(start, t), vs.range(start, t), kvh, hd)?;
         at.extend((cache.len()..cache.len() + t).map(|p| (i, p)));
         filled.push(cache.len() + t);
         start += t;
     }
-    if start != n {
-        return Err(crate::Error::InvalidRequest(format!("spans of {start} rows for {n} new rows")));
-    }
     let dtype = caches.first().map_or(DType::F32, |c| c.dtype());
-    let plan = Plan { q: &qs, at: &at, filled: &filled, heads, kvh, hd, window, scale };
+    let plan = Plan { q: qs, at: &at, filled: &filled, heads, kvh, hd, window, scale };
     let out = match dtype {
         DType::F32 => plan.run::<f32>(caches, layer)?,
         DType::F16 => plan.run::<f16>(caches, layer)?,
         other => return Err(crate::Error::InvalidRequest(format!("a KV cache of {other:?}: caches are f32 or f16"))),
     };
-    Ok(Tensor::from_vec(out, (n, 1, heads * hd), &Device::Cpu)?.to_dtype(q.dtype())?)
+    Ok(Tensor::from_vec(out, (n, 1, heads * hd), &Device::Cpu)?)
+}
+
+/// `x` as f32 on the CPU with the values of each row (everything past the first dimension)
+/// contiguous: `x` itself where it is (no copy), a contiguous copy otherwise.
+fn row_major(x: &Tensor) -> Result<Tensor> {
+    let x = x.to_dtype(DType::F32)?;
+    let (dims, strides) = (x.dims(), x.stride());
+    let mut expected = 1;
+    let mut ok = !dims.is_empty();
+    for (&d, &s) in dims.iter().zip(strides).skip(1).rev() {
+        ok &= d == 1 || s == expected;
+        expected *= d;
+    }
+    Ok(if ok { x } else { x.contiguous()? })
+}
+
+/// The rows of a [`row_major`] tensor in its storage.
+fn rows<'a>(storage: &'a Storage, layout: &candle_core::Layout) -> Result<Rows<'a>> {
+    let Storage::Cpu(cpu) = storage else { return Err(crate::Error::InvalidRequest("attention on the CPU only".into())) };
+    let dims = layout.dims();
+    Ok(Rows { data: cpu.as_slice::<f32>()?, start: layout.start_offset(), stride: layout.stride()[0], count: dims[0], width: dims[1..].iter().product() })
 }
 
 /// The step's rows and what they attend with.
 struct Plan<'a> {
-    q: &'a [f32],
+    q: Rows<'a>,
     at: &'a [(usize, usize)],
     filled: &'a [usize],
     heads: usize,
@@ -88,7 +115,7 @@ impl Plan<'_> {
             let (r, g) = (i / kvh, i % kvh);
             let (s, p) = self.at[r];
             let lo = self.window.map_or(0, |w| (p + 1).saturating_sub(w));
-            let q = &self.q[r * heads * hd + g * n_rep * hd..][..n_rep * hd];
+            let q = &self.q.row(r)[g * n_rep * hd..][..n_rep * hd];
             attend_heads(&views[s].positions(lo, p + 1), g, q, self.scale, o, avx512);
         };
         let work: usize = self.at.iter().map(|a| (a.1 + 1) * heads * hd).sum();
@@ -128,14 +155,15 @@ mod tests {
         let mut caches = [cache(dtype), cache(dtype)];
         // The first sequence's earlier positions, written as a step would.
         let (k0, v0) = (values(5, kvh, hd, 1), values(5, kvh, hd, 2));
-        caches[0].write_rows(0, &k0, &v0, kvh, hd).unwrap();
+        let prior = |data| Rows { data, start: 0, stride: kvh * hd, count: 5, width: kvh * hd };
+        caches[0].write_rows(0, prior(&k0), prior(&v0), kvh, hd).unwrap();
         caches[0].advance(5);
         let n = spans.iter().sum::<usize>();
         let t = |v: Vec<f32>, h: usize| Tensor::from_vec(v, (n, h, 1, hd), &dev).unwrap();
         let (qv, kv, vv) = (values(n, heads, hd, 3), values(n, kvh, hd, 4), values(n, kvh, hd, 5));
         let scale = 0.125;
         let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
-        let got = ragged_attention(&t(qv.clone(), heads), &t(kv.clone(), kvh), &t(vv.clone(), kvh), &spans, &mut refs, 0, window, scale).unwrap();
+        let got = ragged_attention(&t(qv.clone(), heads), &t(kv.clone(), kvh), &t(vv.clone(), kvh), &spans, &mut refs, 0, window, hd, scale).unwrap();
         let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
         // What the cache holds: f16 rounds the stored keys and values.
         let stored = |x: f32| if dtype == DType::F16 { half::f16::from_f32(x).to_f32() as f64 } else { x as f64 };
@@ -187,7 +215,8 @@ mod tests {
         let dev = Device::Cpu;
         let x = Tensor::zeros((3, 2, 1, 16), DType::F32, &dev).unwrap();
         let mut c = cache(DType::F32);
-        let e = ragged_attention(&x, &x, &x, &[2], &mut [&mut c], 0, None, 1.0).unwrap_err();
-        assert!(e.to_string().contains("spans of 2 rows for 3 new rows"), "{e}");
+        let e = ragged_attention(&x, &x, &x, &[2], &mut [&mut c], 0, None, 16, 1.0).unwrap_err();
+        assert!(e.to_string().contains("spans of 2 rows for 3 new rows and 1 caches"), "{e}");
+        assert_eq!(c.len(), 0);
     }
 }
