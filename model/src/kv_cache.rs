@@ -55,9 +55,7 @@ impl Layer {
         let grown = |x: &Tensor| -> Result<Tensor> {
             let (b, h, _, d) = x.dims4()?;
             let fresh = zeroed((b, h, capacity, d), x.dtype(), x.device())?;
-            if len > 0 {
-                fresh.slice_set(&x.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
-            }
+            copy_positions(x, &fresh, len)?;
             Ok(fresh)
         };
         Ok(Layer { k: grown(&self.k)?, v: grown(&self.v)? })
@@ -131,7 +129,10 @@ impl KvCache {
         if n > 0 {
             for (i, l) in self.layers.iter().enumerate() {
                 if let Some(l) = l {
-                    dst.append(i, &l.k.narrow(2, 0, n)?, &l.v.narrow(2, 0, n)?)?;
+                    let (b, h, _, d) = l.k.dims4()?;
+                    let to = dst.reserve(i, (b, h, d), n, l.k.device())?;
+                    copy_positions(&l.k, &to.k, n)?;
+                    copy_positions(&l.v, &to.v, n)?;
                 }
             }
         }
@@ -258,6 +259,66 @@ impl candle_core::InplaceOp1 for WriteRows<'_> {
                     _ => candle_core::bail!("{}: caches are f32 or f16", self.name()),
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+/// Copies positions `0..n` of every head of buffer `src` into buffer `dst` (both `(batch, heads,
+/// capacity, head_dim)`, one dtype): one copy per head. Narrowing, making contiguous and
+/// `slice_set` took a dozen candle calls per layer, and copying a 30-token prefix into a new
+/// request's cache took about 2 ms of a serving step.
+fn copy_positions(src: &Tensor, dst: &Tensor, n: usize) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let (storage, layout) = src.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => dst.inplace_op1(&CopyPositions { src: cpu, layout, n })?,
+        _ => {
+            drop(storage);
+            dst.slice_set(&src.narrow(2, 0, n)?.contiguous()?, 2, 0)?
+        }
+    }
+    Ok(())
+}
+
+/// [`copy_positions`] on the CPU.
+struct CopyPositions<'a> {
+    src: &'a candle_core::CpuStorage,
+    layout: &'a candle_core::Layout,
+    n: usize,
+}
+
+impl candle_core::InplaceOp1 for CopyPositions<'_> {
+    fn name(&self) -> &'static str {
+        "kv-cache-copy-positions"
+    }
+
+    fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<()> {
+        let (sd, dd) = (self.layout.dims(), layout.dims());
+        let (ss, ds) = (self.layout.stride(), layout.stride());
+        let rows_contiguous = |dims: &[usize], st: &[usize]| dims.len() == 4 && st[3] == 1 && st[2] == dims[3];
+        if !rows_contiguous(sd, ss) || !rows_contiguous(dd, ds) || sd[0] != dd[0] || sd[1] != dd[1] || sd[3] != dd[3] || self.n > sd[2].min(dd[2]) {
+            candle_core::bail!("{}: {} positions from a buffer of {sd:?} into one of {dd:?}", self.name(), self.n);
+        }
+        let len = self.n * sd[3];
+        let heads = (0..sd[0]).flat_map(|b| (0..sd[1]).map(move |h| (b, h)));
+        let at = |start: usize, st: &[usize], (b, h): (usize, usize)| start + b * st[0] + h * st[1];
+        match (self.src, storage) {
+            (candle_core::CpuStorage::F32(s), candle_core::CpuStorage::F32(d)) => {
+                for bh in heads {
+                    let (i, o) = (at(self.layout.start_offset(), ss, bh), at(layout.start_offset(), ds, bh));
+                    d[o..o + len].copy_from_slice(&s[i..i + len]);
+                }
+            }
+            (candle_core::CpuStorage::F16(s), candle_core::CpuStorage::F16(d)) => {
+                for bh in heads {
+                    let (i, o) = (at(self.layout.start_offset(), ss, bh), at(layout.start_offset(), ds, bh));
+                    d[o..o + len].copy_from_slice(&s[i..i + len]);
+                }
+            }
+            _ => candle_core::bail!("{}: buffers of one dtype, f32 or f16", self.name()),
         }
         Ok(())
     }

@@ -65,7 +65,7 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// per layer) with short serial stretches between; a worker that fell asleep in one stretch had
 /// to be woken by a system call for the next region, and the scheduler's functions were 17% of
 /// an 8-row step's samples. The workers poll with `rayon::yield_now`, which runs any job the
-/// step forks; they stop when `f` returns (or panics).
+/// step forks; they stop when `f` returns (or panics), or after [`IDLE_LIMIT`] without work.
 pub fn on_pool_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     use std::sync::atomic::{AtomicBool, Ordering};
     /// Sets the flag when dropped, so a panic in `f` also releases the workers.
@@ -81,13 +81,8 @@ pub fn on_pool_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         rayon::scope(|s| {
             s.spawn_broadcast(|_, ctx| {
                 // The caller's own copy must not spin: it runs only when the caller waits.
-                if Some(ctx.index()) == caller {
-                    return;
-                }
-                while !done.load(Ordering::Acquire) {
-                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                        std::hint::spin_loop();
-                    }
+                if Some(ctx.index()) != caller {
+                    poll_for_work(&done);
                 }
             });
             let _release = Release(&done);
@@ -96,11 +91,38 @@ pub fn on_pool_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     })
 }
 
+/// How long a worker of [`on_pool_awake`] polls without finding work before it lets go.
+///
+/// A worker can pick its polling job up while it waits inside a job it stole from the step
+/// (it found the step's first forked job before its polling job had arrived). Polling until the
+/// step ends would then hold that job under it, and the step, which waits for the job, never
+/// ended: a served model hung at 100% CPU (twice in some forty `bench serve` runs, a worker's
+/// stack showed the polling job above a stolen matmul job). Giving up after a stretch with
+/// nothing to do lets the job below finish. A step's serial stretches last microseconds (the
+/// longest in a decoding step some 30 µs), so the workers stay awake through them.
+pub const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Runs the jobs the pool offers until `done` is set or none came for [`IDLE_LIMIT`].
+fn poll_for_work(done: &std::sync::atomic::AtomicBool) {
+    let mut idle_since = None;
+    while !done.load(std::sync::atomic::Ordering::Acquire) {
+        if rayon::yield_now() == Some(rayon::Yield::Executed) {
+            idle_since = None;
+            continue;
+        }
+        let now = std::time::Instant::now();
+        if now.duration_since(*idle_since.get_or_insert(now)) > IDLE_LIMIT {
+            return;
+        }
+        std::hint::spin_loop();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rayon::prelude::*;
 
-    use super::on_pool_awake;
+    use super::{on_pool_awake, poll_for_work, IDLE_LIMIT};
 
     #[test]
     fn an_awake_step_runs_its_parallel_work_and_returns_its_value() {
@@ -120,5 +142,18 @@ mod tests {
     fn steps_started_from_parallel_jobs_all_finish() {
         let totals: Vec<u64> = (0..8u64).into_par_iter().map(|k| on_pool_awake(|| (0..1000u64).into_par_iter().map(|i| i + k).sum())).collect();
         assert_eq!(totals, (0..8u64).map(|k| (0..1000u64).map(|i| i + k).sum::<u64>()).collect::<Vec<_>>());
+    }
+
+    /// The hang `IDLE_LIMIT` prevents: a polling job run above a job the step waits for, whose
+    /// step therefore never sets `done`. Here `done` is never set at all; the poller must still
+    /// return, and the work beside it finish.
+    #[test]
+    fn a_poller_whose_step_cannot_end_lets_go_when_idle() {
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let started = std::time::Instant::now();
+        let (_, sum) = rayon::join(|| poll_for_work(&never), || (0..1000u64).into_par_iter().sum::<u64>());
+        assert_eq!(sum, 499_500);
+        let waited = started.elapsed();
+        assert!(waited >= IDLE_LIMIT && waited < IDLE_LIMIT * 1000, "{waited:?}");
     }
 }
