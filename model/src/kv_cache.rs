@@ -183,7 +183,7 @@ impl KvCache {
         let (len, dtype) = (self.len, self.dtype);
         let slot = &mut self.layers[layer];
         // A kept buffer of another shape or dtype (a cache reused for another model) is dropped.
-        if slot.as_ref().is_some_and(|l| l.k.dtype() != dtype || l.k.dim(1).ok() != Some(h) || l.k.dim(3).ok() != Some(d)) {
+        if slot.as_ref().is_some_and(|l| l.k.dtype() != dtype || l.k.dims4().ok().is_none_or(|(lb, lh, _, ld)| (lb, lh, ld) != (b, h, d))) {
             *slot = None;
         }
         let capacity = slot.as_ref().map_or(0, Layer::capacity);
@@ -431,5 +431,41 @@ mod tests {
         assert_eq!(k.dtype(), DType::F16);
         assert_eq!(c.bytes(), 2 * STEP * 4 * 2);
         assert_eq!(k.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), rows(0, 3).flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    }
+
+    #[test]
+    fn strided_rows_written_and_a_prefix_copied_head_by_head_keep_every_value() {
+        for dtype in [DType::F32, DType::F16] {
+            let mut c = KvCache::with_dtype(&config(1), dtype);
+            // 3 positions of 2 heads x 4, each row a part of a wider one (as a fused projection's).
+            let data: Vec<f32> = (0..3 * 12).map(|i| i as f32 / 4.0).collect();
+            let k = Rows { data: &data, start: 2, stride: 12, count: 3, width: 8 };
+            let v = Rows { start: 3, ..k };
+            c.write_rows(0, k, v, 2, 4).unwrap();
+            c.advance(3);
+            let value = |t: &Tensor, h: usize, p: usize| -> Vec<f32> {
+                t.narrow(1, h, 1).unwrap().narrow(2, p, 1).unwrap().to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+            };
+            let check = |c: &KvCache, positions: usize| {
+                let (kb, vb) = c.buffers(0).unwrap();
+                for p in 0..positions {
+                    for h in 0..2 {
+                        assert_eq!(value(kb, h, p), k.row(p)[h * 4..h * 4 + 4], "{dtype:?} key {h} {p}");
+                        assert_eq!(value(vb, h, p), v.row(p)[h * 4..h * 4 + 4], "{dtype:?} value {h} {p}");
+                    }
+                }
+            };
+            check(&c, 3);
+            // Into a used cache whose buffers hold more positions than the prefix: its old
+            // contents beyond the prefix no longer count.
+            let mut d = KvCache::with_dtype(&config(1), dtype);
+            let old = vec![-1f32; 70 * 8];
+            let old = Rows { data: &old, start: 0, stride: 8, count: 70, width: 8 };
+            d.write_rows(0, old, old, 2, 4).unwrap();
+            d.advance(70);
+            c.copy_prefix_into(2, &mut d).unwrap();
+            assert_eq!((d.len(), d.buffers(0).unwrap().0.dim(2).unwrap()), (2, 128));
+            check(&d, 2);
+        }
     }
 }

@@ -98,9 +98,10 @@ impl Attention {
 
     /// One step of independent sequences: `x` `(n, 1, hidden)` stacks the new tokens of every
     /// sequence, `spans[i]` rows for the sequence cached in `caches[i]`, at the positions `rope`
-    /// (per-row tables) gives. Projections and RoPE run over all rows at once; the cache write and
-    /// attention run per sequence over its own cache (under its causal mask), exactly as when the
-    /// sequence is run alone.
+    /// (per-row tables) gives. Projections and RoPE run over all rows at once; [`ragged_attention`]
+    /// writes each sequence's keys and values into its cache and attends every row over its own
+    /// sequence's positions (the last `window` of them with a sliding window), exactly as when
+    /// the sequence is decoded alone.
     fn forward_rows(&self, x: &Tensor, rope: &(Tensor, Tensor), spans: &[usize], caches: &mut [&mut KvCache], layer: usize, window: Option<usize>) -> Result<Tensor> {
         let (q, k, v) = self.project(x)?;
         let n = x.dim(0)?;
@@ -393,9 +394,10 @@ impl Model {
     /// continues the sequence whose keys and values `caches[i]` holds (a whole prompt to
     /// prefill, or one token to decode). Returns the logits of each sequence's last new token,
     /// `(b, vocab)`. The matmuls read each weight once for all the new tokens, and with the
-    /// generation kernels a row's product does not depend on the other rows; attention runs per
-    /// sequence. So a sequence's logits are those of running it alone, and sequences can join
-    /// (with their prompts) or leave between steps.
+    /// generation kernels a row's product does not depend on the other rows; every row attends
+    /// over its own sequence's cache as a decoded token does. So a sequence's logits are those
+    /// of running it alone, token by token or in any chunks, and sequences can join (with their
+    /// prompts) or leave between steps.
     pub fn forward_ragged(&self, seqs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
         on_pool_awake(|| generation_kernels(|| self.ragged_step(seqs, caches)))
     }

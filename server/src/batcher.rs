@@ -8,9 +8,10 @@
 //! bring one token, the ones just arrived bring their prompt (in chunks of at most
 //! [`PREFILL_CHUNK`] tokens, within a step's [`PREFILL_BUDGET`]), so arrivals are prefilled
 //! together and beside the running decodes instead of one at a time while everything else
-//! waits. One pass reads the weights once for all rows; attention runs per request. A finished
-//! or cancelled row leaves immediately. Nothing is padded or recomputed and a row's arithmetic
-//! does not depend on its neighbours, so a greedy answer under load equals the same answer alone.
+//! waits. One pass reads the weights once for all rows; each row attends over its own request's
+//! cache. A finished or cancelled row leaves immediately. Nothing is padded or recomputed and a
+//! row's arithmetic does not depend on its neighbours, so a greedy answer under load equals the
+//! same answer alone.
 //! A prompt that starts like an earlier sequence begins from a copy of that sequence's cache
 //! ([`PrefixCache`]) and prefills only the rest.
 
