@@ -250,15 +250,12 @@ impl candle_core::InplaceOp1 for WriteRows<'_> {
             candle_core::bail!("{}: {t} rows of {} values as {heads}x{hd} at {} do not fit a buffer of {dims:?}", self.name(), self.rows.width, self.at);
         }
         let dst = |pos: usize, h: usize| start + h * st[1] + pos * st[2];
-        for i in 0..t {
-            for (h, src) in self.rows.row(i).chunks_exact(hd).enumerate() {
-                let at = dst(self.at + i, h);
-                match storage {
-                    candle_core::CpuStorage::F32(buf) => buf[at..at + hd].copy_from_slice(src),
-                    candle_core::CpuStorage::F16(buf) => buf[at..at + hd].convert_from_f32_slice(src),
-                    _ => candle_core::bail!("{}: caches are f32 or f16", self.name()),
-                }
-            }
+        // Every head of every row, with where it goes.
+        let heads_at = (0..t).flat_map(|i| self.rows.row(i).chunks_exact(hd).enumerate().map(move |(h, src)| (dst(self.at + i, h), src)));
+        match storage {
+            candle_core::CpuStorage::F32(buf) => heads_at.for_each(|(at, src)| buf[at..at + hd].copy_from_slice(src)),
+            candle_core::CpuStorage::F16(buf) => heads_at.for_each(|(at, src)| buf[at..at + hd].convert_from_f32_slice(src)),
+            _ => candle_core::bail!("{}: caches are f32 or f16", self.name()),
         }
         Ok(())
     }
@@ -303,21 +300,18 @@ impl candle_core::InplaceOp1 for CopyPositions<'_> {
             candle_core::bail!("{}: {} positions from a buffer of {sd:?} into one of {dd:?}", self.name(), self.n);
         }
         let len = self.n * sd[3];
-        let heads = (0..sd[0]).flat_map(|b| (0..sd[1]).map(move |h| (b, h)));
-        let at = |start: usize, st: &[usize], (b, h): (usize, usize)| start + b * st[0] + h * st[1];
+        // Where each head's positions start in the source and in the destination.
+        let starts = (0..sd[0])
+            .flat_map(|b| (0..sd[1]).map(move |h| (b, h)))
+            .map(|(b, h)| (self.layout.start_offset() + b * ss[0] + h * ss[1], layout.start_offset() + b * ds[0] + h * ds[1]));
+        fn copy<T: Copy>(s: &[T], d: &mut [T], starts: impl Iterator<Item = (usize, usize)>, len: usize) {
+            for (i, o) in starts {
+                d[o..o + len].copy_from_slice(&s[i..i + len]);
+            }
+        }
         match (self.src, storage) {
-            (candle_core::CpuStorage::F32(s), candle_core::CpuStorage::F32(d)) => {
-                for bh in heads {
-                    let (i, o) = (at(self.layout.start_offset(), ss, bh), at(layout.start_offset(), ds, bh));
-                    d[o..o + len].copy_from_slice(&s[i..i + len]);
-                }
-            }
-            (candle_core::CpuStorage::F16(s), candle_core::CpuStorage::F16(d)) => {
-                for bh in heads {
-                    let (i, o) = (at(self.layout.start_offset(), ss, bh), at(layout.start_offset(), ds, bh));
-                    d[o..o + len].copy_from_slice(&s[i..i + len]);
-                }
-            }
+            (candle_core::CpuStorage::F32(s), candle_core::CpuStorage::F32(d)) => copy(s, d, starts, len),
+            (candle_core::CpuStorage::F16(s), candle_core::CpuStorage::F16(d)) => copy(s, d, starts, len),
             _ => candle_core::bail!("{}: buffers of one dtype, f32 or f16", self.name()),
         }
         Ok(())
