@@ -39,7 +39,7 @@ pub struct ServeArgs {
     pub default_max_tokens: usize,
     /// MiB of prompt KV caches kept, so that a prompt sharing a prefix with an earlier one (a
     /// system prompt, earlier turns) computes only the rest; 0 turns reuse off.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = crate::prefix_cache::DEFAULT_MB)]
     pub prefix_cache_mb: usize,
 }
 

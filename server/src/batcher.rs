@@ -288,13 +288,7 @@ fn plan_step(rows: impl Iterator<Item = Option<usize>>, budget: usize) -> Vec<bo
 /// answer) for reuse, and the caches that leave the prefix cache are emptied for new rows (at
 /// most `keep` of them; memory already in use is faster to fill than fresh pages).
 fn retire(rows: &mut Vec<Row>, prefixes: &mut PrefixCache, free: &mut Vec<KvCache>, keep: usize) {
-    let mut i = 0;
-    while i < rows.len() {
-        if !rows[i].done {
-            i += 1;
-            continue;
-        }
-        let row = rows.remove(i);
+    for row in rows.extract_if(.., |r| r.done) {
         for mut cache in prefixes.insert(row.history, row.cache) {
             if free.len() < keep {
                 cache.reset();

@@ -42,7 +42,7 @@ pub struct BenchServeArgs {
     #[arg(long, env = "MEDALIGN_STORE", default_value = medalign_stages::register::cli::DEFAULT_STORE)]
     pub store: std::path::PathBuf,
     /// MiB of prompt caches the server keeps for prefix reuse (as `serve`; 0 turns reuse off).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = crate::prefix_cache::DEFAULT_MB)]
     pub prefix_cache_mb: usize,
     /// Questions each client asks back to back in the sustained phase.
     #[arg(long, default_value_t = 3)]

@@ -60,7 +60,7 @@ impl Default for ServerOptions {
             default_max_tokens: 512,
             api_key: None,
             vertex: VertexRoutes::from_env(),
-            prefix_cache_bytes: 256 << 20,
+            prefix_cache_bytes: prefix_cache::DEFAULT_MB << 20,
         }
     }
 }

@@ -14,6 +14,9 @@ use std::collections::VecDeque;
 
 use medalign_model::KvCache;
 
+/// MiB of keys and values `serve` keeps for reuse unless told otherwise (`--prefix-cache-mb`).
+pub const DEFAULT_MB: usize = 256;
+
 /// Shortest shared prefix worth copying: below this, computing the tokens costs about what
 /// copying their cache does.
 pub const MIN_REUSE: usize = 4;
