@@ -67,7 +67,7 @@ pub fn softmax_backward(p: &Tensor, dp: &Tensor, row: &Tensor, scale: f32) -> ca
 }
 
 /// One row in place: `x = softmax(x * scale + mask)`.
-fn softmax_row(x: &mut [f32], mask: Option<&[f32]>, scale: f32) {
+pub(crate) fn softmax_row(x: &mut [f32], mask: Option<&[f32]>, scale: f32) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") {
         // SAFETY: the feature was detected at run time; the kernel reads `x.len()` elements of
