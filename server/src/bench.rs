@@ -1,6 +1,7 @@
 //! `medalign bench serve`: aggregate tokens/s of N concurrent streaming clients against one
 //! stream, first-token latency percentiles, and a check that every stream got its own answer
-//! (greedy answers under load equal the same prompts answered one at a time).
+//! (greedy answers, or sampled ones with a seed, under load equal the same prompts answered one
+//! at a time).
 //!
 //! Three phases, each on its own questions (of the same form, about different conditions):
 //! - one client asks its questions one after another (the single stream);
@@ -47,7 +48,24 @@ pub struct BenchServeArgs {
     /// Questions each client asks back to back in the sustained phase.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Sampling temperature of every question (0: greedy; OpenAI's default is 1). Each question
+    /// carries the same seed, so a sampled answer under load must still equal its one-at-a-time
+    /// answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
 }
+
+/// What every question of the benchmark asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask {
+    /// Most tokens an answer generates.
+    pub max_tokens: usize,
+    /// Sampling temperature (0: greedy).
+    pub temperature: f64,
+}
+
+/// The seed every question carries.
+const SEED: u64 = 7;
 
 /// One stream's figures.
 #[derive(Debug, Clone)]
@@ -79,7 +97,7 @@ pub struct PhaseReport {
     pub streams: usize,
     /// Streams that ended with `[DONE]` and full usage.
     pub complete_streams: usize,
-    /// Streams whose greedy answer equals the one-at-a-time answer to the same prompt.
+    /// Streams whose answer equals the one-at-a-time answer to the same prompt.
     pub matching_streams: usize,
     /// Mean prompt tokens the server reused from its prefix cache.
     pub cached_tokens: f64,
@@ -102,6 +120,8 @@ pub struct BenchReport {
     pub sustained: PhaseReport,
     /// Questions per client in the sustained phase.
     pub rounds: usize,
+    /// Sampling temperature of every question.
+    pub temperature: f64,
 }
 
 /// The conditions the questions ask about: 2 phases of `clients` questions and `rounds` of
@@ -120,9 +140,9 @@ fn prompt(i: usize) -> String {
 }
 
 /// Streams one chat completion and times it.
-pub fn stream_chat(addr: SocketAddr, model: &str, prompt: &str, max_tokens: usize) -> Result<StreamResult, ServeError> {
-    let body = json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-        "temperature": 0, "stream": true, "stream_options": {"include_usage": true}});
+pub fn stream_chat(addr: SocketAddr, model: &str, prompt: &str, ask: Ask) -> Result<StreamResult, ServeError> {
+    let body = json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": ask.max_tokens,
+        "temperature": ask.temperature, "seed": SEED, "stream": true, "stream_options": {"include_usage": true}});
     let started = Instant::now();
     let mut res = StreamResult { text: String::new(), tokens: 0, first_token: Duration::ZERO, done: false, prompt_tokens: 0, cached_tokens: 0 };
     let mut first = None;
@@ -160,11 +180,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Runs `rounds` back-to-back streams on each of `clients` threads at once, client `c`'s
 /// round `r` asking question `first + r * clients + c`; returns the streams in question order
 /// and the wall time.
-fn concurrent(addr: SocketAddr, model: &str, first: usize, clients: usize, rounds: usize, max_tokens: usize) -> Result<(Vec<StreamResult>, Duration), ServeError> {
+fn concurrent(addr: SocketAddr, model: &str, first: usize, clients: usize, rounds: usize, ask: Ask) -> Result<(Vec<StreamResult>, Duration), ServeError> {
     let t = Instant::now();
     let per_client: Vec<Result<Vec<StreamResult>, ServeError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
-            .map(|c| s.spawn(move || (0..rounds).map(|r| stream_chat(addr, model, &prompt(first + r * clients + c), max_tokens)).collect()))
+            .map(|c| s.spawn(move || (0..rounds).map(|r| stream_chat(addr, model, &prompt(first + r * clients + c), ask)).collect()))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ServeError::Io("client panicked".into())))).collect()
     });
@@ -195,18 +215,18 @@ fn phase(streams: &[StreamResult], wall: Duration, references: &[String]) -> Pha
 }
 
 /// Runs the benchmark against a server at `addr` serving `model`.
-pub fn measure(addr: SocketAddr, model: &str, clients: usize, rounds: usize, max_tokens: usize) -> Result<BenchReport, ServeError> {
+pub fn measure(addr: SocketAddr, model: &str, clients: usize, rounds: usize, ask: Ask) -> Result<BenchReport, ServeError> {
     // Warm-up, then one stream at a time, then the burst, then the sustained phase.
-    stream_chat(addr, model, "Hello, who are you?", 4)?;
+    stream_chat(addr, model, "Hello, who are you?", Ask { max_tokens: 4, ..ask })?;
     let mut single = Vec::with_capacity(clients);
     let t = Instant::now();
     for i in 0..clients {
-        single.push(stream_chat(addr, model, &prompt(i), max_tokens)?);
+        single.push(stream_chat(addr, model, &prompt(i), ask)?);
     }
     let single_time = t.elapsed();
-    let (burst, burst_wall) = concurrent(addr, model, clients, clients, 1, max_tokens)?;
-    let (sustained, sustained_wall) = concurrent(addr, model, 2 * clients, clients, rounds, max_tokens)?;
-    let references = (clients..clients * (2 + rounds)).map(|i| Ok(stream_chat(addr, model, &prompt(i), max_tokens)?.text)).collect::<Result<Vec<_>, ServeError>>()?;
+    let (burst, burst_wall) = concurrent(addr, model, clients, clients, 1, ask)?;
+    let (sustained, sustained_wall) = concurrent(addr, model, 2 * clients, clients, rounds, ask)?;
+    let references = (clients..clients * (2 + rounds)).map(|i| Ok(stream_chat(addr, model, &prompt(i), ask)?.text)).collect::<Result<Vec<_>, ServeError>>()?;
     let all = || single.iter().chain(&burst).chain(&sustained);
     Ok(BenchReport {
         single_tokens_per_s: single.iter().map(|r| r.tokens).sum::<usize>() as f64 / single_time.as_secs_f64(),
@@ -216,6 +236,7 @@ pub fn measure(addr: SocketAddr, model: &str, clients: usize, rounds: usize, max
         burst: phase(&burst, burst_wall, &references[..clients]),
         sustained: phase(&sustained, sustained_wall, &references[clients..]),
         rounds,
+        temperature: ask.temperature,
     })
 }
 
@@ -226,7 +247,8 @@ pub fn run(args: &BenchServeArgs) -> Result<BenchReport, ServeError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| ServeError::Io(e.to_string()))?;
     let opts = ServerOptions { max_batch: args.clients.max(1), prefix_cache_bytes: args.prefix_cache_mb << 20, ..ServerOptions::default() };
     let server = start(model, listener, opts)?;
-    let report = measure(server.addr, &id, args.clients, args.rounds.max(1), args.max_tokens);
+    let ask = Ask { max_tokens: args.max_tokens, temperature: args.temperature };
+    let report = measure(server.addr, &id, args.clients, args.rounds.max(1), ask);
     server.stop()?;
     let r = report?;
     let ratio = |p: &PhaseReport| p.tokens_per_s / r.single_tokens_per_s;
@@ -245,7 +267,8 @@ pub fn run(args: &BenchServeArgs) -> Result<BenchReport, ServeError> {
         )
     };
     eprintln!(
-        "serve bench ({id}): 1 stream {:.1} tok/s; {} clients {}; {}; prompts of {:.1} tokens, {:.1} reused alone",
+        "serve bench ({id}, temperature {}): 1 stream {:.1} tok/s; {} clients {}; {}; prompts of {:.1} tokens, {:.1} reused alone",
+        r.temperature,
         r.single_tokens_per_s,
         r.clients,
         line("burst", &r.burst),
