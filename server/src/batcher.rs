@@ -13,7 +13,9 @@
 //! row's arithmetic does not depend on its neighbours, so a greedy answer under load equals the
 //! same answer alone.
 //! A prompt that starts like an earlier sequence begins from a copy of that sequence's cache
-//! ([`PrefixCache`]) and prefills only the rest.
+//! ([`PrefixCache`]) and prefills only the rest. The model thread starts by writing that cache's
+//! budget of heap once ([`medalign_model::process::prefault_heap`]), so the caches it comes to
+//! hold do not fault fresh pages in during steps.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
@@ -199,6 +201,7 @@ pub fn stable_prefix(text: &str, stops: &[String]) -> usize {
 
 /// The model thread's loop: returns when every sender of `queue` is gone and nothing is active.
 pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: BatchLimits, metrics: Arc<Metrics>) {
+    medalign_model::process::prefault_heap(limits.prefix_cache_bytes);
     let eos = lm.eos_ids();
     let mut prefixes = PrefixCache::new(limits.prefix_cache_bytes);
     // Emptied caches whose buffers new rows fill.
