@@ -127,3 +127,21 @@ fn text_scoring_prefers_the_right_answer_and_chat_answers() {
     let out = lm.chat(&[vec![Message::new("user", QUESTION)]], &cfg, &mut |_| true).unwrap();
     assert_eq!(out[0].token_ids, GREEDY_32[..8]);
 }
+
+#[test]
+fn streamed_pieces_make_the_decoded_text_of_characters_split_over_tokens() {
+    let Some(lm) = load(LinearFormat::Quantized) else { return };
+    let t = &lm.tokenizer;
+    let ids = t.encode("Dosis: 5 µg/kg — très élevée ✓ 中文 💊 done.", false).unwrap();
+    let mut s = medalign_model::tokenizer::TextStream::new(true);
+    let mut streamed = String::new();
+    for n in 1..=ids.len() {
+        if let Some(piece) = s.next(t, &ids[..n]).unwrap() {
+            assert!(!piece.contains('\u{FFFD}'), "{piece:?} after {n} tokens");
+            streamed.push_str(&piece);
+        }
+    }
+    streamed.push_str(&s.finish(t, &ids).unwrap());
+    assert_eq!(streamed, t.decode(&ids, true).unwrap());
+    assert_eq!(streamed, "Dosis: 5 µg/kg — très élevée ✓ 中文 💊 done.");
+}

@@ -21,7 +21,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use medalign_model::generation::{FinishReason, Sampler};
+use medalign_model::generation::{stable_prefix, FinishReason, Sampler};
+use medalign_model::tokenizer::TextStream;
 use medalign_model::{KvCache, LanguageModel, SamplingParams};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -92,7 +93,9 @@ struct Row {
     history: Vec<u32>,
     generated: Vec<u32>,
     emitted: usize,
+    /// The text of `generated` so far, a piece per token ([`TextStream`]).
     text: String,
+    stream: TextStream,
     sampler: Sampler,
     cache: KvCache,
     /// The token to feed at the next step.
@@ -112,6 +115,7 @@ impl Row {
             generated: Vec::new(),
             emitted: 0,
             text: String::new(),
+            stream: TextStream::new(true),
             cache,
             next: 0,
             done: false,
@@ -129,7 +133,14 @@ impl Row {
         }
     }
 
-    fn finish(&mut self, finish: FinishReason, metrics: &Metrics) {
+    fn finish(&mut self, finish: FinishReason, lm: &LanguageModel, metrics: &Metrics) {
+        // A character cut short at the end still shows, as U+FFFD (a stop string cut the text
+        // before it).
+        if finish != FinishReason::Stop {
+            if let Ok(rest) = self.stream.finish(&lm.tokenizer, &self.generated) {
+                self.text.push_str(&rest);
+            }
+        }
         let end = self.text.len();
         if end > self.emitted {
             let _ = self.req.events.send(GenEvent::Text(self.text[self.emitted..end].to_string()));
@@ -155,11 +166,11 @@ impl Row {
             metrics.first_token(self.req.queued.elapsed());
         }
         if eos.contains(&tok) {
-            return self.finish(FinishReason::Eos, metrics);
+            return self.finish(FinishReason::Eos, lm, metrics);
         }
         self.generated.push(tok);
-        self.text = match lm.tokenizer.decode(&self.generated, true) {
-            Ok(t) => t,
+        match self.stream.next(&lm.tokenizer, &self.generated) {
+            Ok(piece) => self.text.push_str(piece.as_deref().unwrap_or("")),
             Err(e) => {
                 let _ = self.req.events.send(GenEvent::Error(e.to_string()));
                 self.done = true;
@@ -168,9 +179,9 @@ impl Row {
         };
         if let Some(cut) = self.req.stop.iter().filter_map(|s| self.text.find(s.as_str())).min() {
             self.text.truncate(cut);
-            self.finish(FinishReason::Stop, metrics);
+            self.finish(FinishReason::Stop, lm, metrics);
         } else if self.generated.len() >= self.req.max_tokens || self.history.len() >= max_context {
-            self.finish(FinishReason::Length, metrics);
+            self.finish(FinishReason::Length, lm, metrics);
         } else {
             let end = stable_prefix(&self.text, &self.req.stop);
             if end > self.emitted && self.text.is_char_boundary(end) {
@@ -183,20 +194,6 @@ impl Row {
             }
         }
     }
-}
-
-/// How much of `text` can be shown: not a trailing partial UTF-8 character (decoded as U+FFFD)
-/// and not a suffix that could still grow into a stop string.
-pub fn stable_prefix(text: &str, stops: &[String]) -> usize {
-    let mut end = text.trim_end_matches('\u{FFFD}').len();
-    for s in stops {
-        for (k, _) in s.char_indices().skip(1) {
-            if text[..end].ends_with(&s[..k]) {
-                end = end.min(end - k);
-            }
-        }
-    }
-    end
 }
 
 /// The model thread's loop: returns when every sender of `queue` is gone and nothing is active.
@@ -330,7 +327,7 @@ fn fail_all(rows: &mut [Row], e: &str, metrics: &Metrics) {
 
 #[cfg(test)]
 mod tests {
-    use super::{plan_step, stable_prefix};
+    use super::plan_step;
 
     #[test]
     fn a_step_takes_every_decoding_row_and_the_prompts_that_fit_its_budget() {
@@ -338,13 +335,5 @@ mod tests {
         assert_eq!(plan_step(rows.into_iter(), 512), [true, true, false, true, true, false]);
         // A chunk over the whole budget still runs when it comes first, and alone.
         assert_eq!(plan_step([Some(600), Some(1), None].into_iter(), 512), [true, false, true]);
-    }
-
-    #[test]
-    fn holds_back_possible_stop_strings_and_partial_characters() {
-        let stops = vec!["</answer>".to_string()];
-        assert_eq!(stable_prefix("hello </ans", &stops), 6);
-        assert_eq!(stable_prefix("hello", &stops), 5);
-        assert_eq!(stable_prefix("caf\u{FFFD}", &[]), 3);
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Sampler, SamplingParams};
 use crate::kv_cache::KvCache;
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{TextStream, Tokenizer};
 use crate::transformer::Model;
 use crate::{Error, Result};
 
@@ -70,7 +70,9 @@ struct Sequence {
     history: Vec<u32>,
     generated: Vec<u32>,
     emitted: usize,
+    /// The text of `generated` so far, a piece per token.
     text: String,
+    stream: TextStream,
     done: Option<FinishReason>,
     sampler: Sampler,
     budget: usize,
@@ -104,6 +106,7 @@ pub fn generate(
             generated: vec![],
             emitted: 0,
             text: String::new(),
+            stream: TextStream::new(true),
             done: None,
             sampler: Sampler::new(&cfg.sampling, i as u64),
             budget: cfg.max_new_tokens.min(max_ctx.saturating_sub(p.len())),
@@ -136,13 +139,20 @@ pub fn generate(
                 seq.done = Some(FinishReason::Eos);
             } else {
                 seq.generated.push(tok);
-                seq.text = tokenizer.decode(&seq.generated, true)?;
+                if let Some(piece) = seq.stream.next(tokenizer, &seq.generated)? {
+                    seq.text.push_str(&piece);
+                }
                 if let Some(cut) = cfg.stop.iter().filter_map(|s| seq.text.find(s.as_str())).min() {
                     seq.text.truncate(cut);
                     seq.done = Some(FinishReason::Stop);
                 } else if seq.generated.len() >= seq.budget {
                     seq.done = Some(FinishReason::Length);
                 }
+            }
+            if matches!(seq.done, Some(FinishReason::Eos | FinishReason::Length)) {
+                // A character cut short at the end still shows, as U+FFFD.
+                let rest = seq.stream.finish(tokenizer, &seq.generated)?;
+                seq.text.push_str(&rest);
             }
             let end = if seq.done.is_some() { seq.text.len() } else { stable_prefix(&seq.text, &cfg.stop) };
             let delta = if end > seq.emitted { &seq.text[seq.emitted..end] } else { "" };
@@ -181,7 +191,7 @@ pub fn generate(
 
 /// How much of `text` can be shown: not a trailing partial UTF-8 character (decoded as U+FFFD)
 /// and not a suffix that could still grow into a stop string.
-fn stable_prefix(text: &str, stops: &[String]) -> usize {
+pub fn stable_prefix(text: &str, stops: &[String]) -> usize {
     let mut end = text.trim_end_matches('\u{FFFD}').len();
     for s in stops {
         for (k, _) in s.char_indices().skip(1) {

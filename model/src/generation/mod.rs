@@ -4,5 +4,5 @@
 mod decode;
 mod sampling;
 
-pub use decode::{generate, FinishReason, Generation, GenerationConfig, TokenEvent};
+pub use decode::{generate, stable_prefix, FinishReason, Generation, GenerationConfig, TokenEvent};
 pub use sampling::{Sampler, SamplingParams};

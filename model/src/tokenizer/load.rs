@@ -48,6 +48,12 @@ impl Tokenizer {
         })
     }
 
+    /// A `tokenizer.json` document given as text, without special BOS/EOS conventions.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let inner: tokenizers::Tokenizer = json.parse().map_err(tok_err)?;
+        Ok(Self { inner, bos_token: None, eos_token: None, prepend_bos: false })
+    }
+
     /// Rebuilds the tokenizer from GGUF metadata.
     pub fn from_gguf(content: &Content) -> Result<Self> {
         let (doc, prepend_bos) = tokenizer_json_from_gguf(content)?;

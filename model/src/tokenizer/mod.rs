@@ -4,6 +4,8 @@
 
 mod gguf;
 mod load;
+mod stream;
 
 pub use gguf::tokenizer_json_from_gguf;
 pub use load::Tokenizer;
+pub use stream::TextStream;
