@@ -165,7 +165,7 @@ fn stage(
         Err(e) => return Outcome::NotBuilt(report(StageStatus::Failed, e.to_string(), None)),
     };
     let key = ingredients.key();
-    let forced = opts.force.iter().any(|f| *f == ps.id);
+    let forced = opts.force.contains(&ps.id);
     let store = &resolver.store;
     let up_ran = resolve::upstream_ran(plan, i, &snapshot);
     if !forced {

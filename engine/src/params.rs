@@ -175,8 +175,7 @@ fn resolve_ref<'a>(root: &'a Json, schema: &'a Json) -> &'a Json {
     match schema.get("$ref").and_then(Json::as_str) {
         Some(r) => r
             .strip_prefix("#/")
-            .map(|p| p.split('/').fold(Some(root), |acc, seg| acc.and_then(|a| a.get(seg))))
-            .and_then(|s| s)
+            .and_then(|p| p.split('/').try_fold(root, |acc, seg| acc.get(seg)))
             .map(|s| resolve_ref(root, s))
             .unwrap_or(schema),
         None => schema,

@@ -35,7 +35,7 @@ fn resolve_all(plan: &Plan, opts: &RunOptions, dry: bool) -> Result<Vec<StageRep
             continue;
         }
         let pending: Vec<usize> = plan.upstream(i).into_iter().filter(|u| !built.contains_key(u)).collect();
-        let forced = opts.force.iter().any(|f| *f == ps.id);
+        let forced = opts.force.contains(&ps.id);
         if !pending.is_empty() {
             let changes: Vec<Change> = pending
                 .iter()
