@@ -62,41 +62,40 @@ impl Sampler {
         let u = self.rng.random::<f32>();
         if p.top_k.is_none_or(|k| k >= probs.len()) && p.top_p.is_none_or(|q| q >= 1.0) {
             // Nothing is cut: draw over the vocabulary in index order.
-            let all: Vec<(u32, f32)> = probs.iter().enumerate().map(|(i, &q)| (i as u32, q)).collect();
-            return draw(u, &all);
+            return draw(u, probs, probs.len(), |j| j as u32);
         }
         let kept = nucleus(probs, p.top_k, p.top_p);
-        let kept: Vec<(u32, f32)> = kept.into_iter().map(|i| (i, probs[i as usize])).collect();
-        draw(u, &kept)
+        draw(u, probs, kept.len(), |j| kept[j])
     }
 }
 
-/// The token that `u` in `[0, 1)` picks from `(token, probability)` pairs, each taking its
-/// share of their total (the last with a non-zero share when rounding runs past the end). The
-/// pairs are summed in blocks of sixteen, so that the running sum is one add per block.
-fn draw(u: f32, candidates: &[(u32, f32)]) -> u32 {
+/// The token that `u` in `[0, 1)` picks from the `n` candidates `token(0..n)`, each taking its
+/// share of their total probability in `probs` (the last with a non-zero share when rounding runs
+/// past the end). The shares are summed in blocks of sixteen, so that the running sum is one add
+/// per block.
+fn draw(u: f32, probs: &[f32], n: usize, token: impl Fn(usize) -> u32) -> u32 {
     const B: usize = 16;
-    let block_sum = |c: &[(u32, f32)]| c.iter().map(|&(_, q)| q).sum::<f32>();
-    let sums: Vec<f32> = candidates.chunks(B).map(block_sum).collect();
+    let share = |j: usize| probs[token(j) as usize];
+    let sums: Vec<f32> = (0..n).step_by(B).map(|b| (b..n.min(b + B)).map(share).sum::<f32>()).collect();
     let r = u * sums.iter().sum::<f32>();
     let mut cum = 0f32;
     let mut last = None;
     for (b, &s) in sums.iter().enumerate() {
-        let block = &candidates[b * B..candidates.len().min((b + 1) * B)];
+        let block = b * B..n.min((b + 1) * B);
         if s > 0.0 {
-            last = block.iter().rev().find(|&&(_, q)| q > 0.0).map(|&(i, _)| i);
+            last = block.clone().rev().find(|&j| share(j) > 0.0).map(&token);
         }
         if r < cum + s {
             // Inside this block; rounding may leave `r` past its last value, then its last
             // non-zero one is taken.
             let mut inner = cum;
-            for &(i, q) in block {
-                inner += q;
+            for j in block.clone() {
+                inner += share(j);
                 if r < inner {
-                    return i;
+                    return token(j);
                 }
             }
-            return last.unwrap_or(block[0].0);
+            return last.unwrap_or(token(block.start));
         }
         cum += s;
     }
@@ -241,13 +240,19 @@ mod tests {
 
     #[test]
     fn draw_gives_each_candidate_its_share_and_never_one_without() {
-        let c = [(0, 0.0), (1, 0.5), (2, 0.0), (3, 0.5), (4, 0.0)];
-        let picks: Vec<u32> = [0.0, 0.49, 0.51, 0.999_999_9].iter().map(|&u| draw(u, &c)).collect();
+        let probs = [0.0, 0.5, 0.0, 0.5, 0.0];
+        let picks: Vec<u32> = [0.0, 0.49, 0.51, 0.999_999_9].iter().map(|&u| draw(u, &probs, probs.len(), |j| j as u32)).collect();
         assert_eq!(picks, [1, 1, 3, 3]);
-        // Forty equal shares across three blocks of sixteen.
-        let even: Vec<(u32, f32)> = (0..40).map(|i| (100 + i, 0.025)).collect();
+        // Forty equal shares across three blocks of sixteen, as the whole vocabulary and as kept
+        // tokens (ids 100-139 of 140, listed last first).
+        let even = [0.025f32; 40];
+        let mut wide = vec![0.5f32; 100];
+        wide.extend([0.025; 40]);
+        let kept: Vec<u32> = (100..140).rev().collect();
         for i in 0..40 {
-            assert_eq!(draw((i as f32 + 0.5) / 40.0, &even), 100 + i);
+            let u = (i as f32 + 0.5) / 40.0;
+            assert_eq!(draw(u, &even, even.len(), |j| j as u32), i);
+            assert_eq!(draw(u, &wide, kept.len(), |j| kept[j]), 139 - i);
         }
     }
 
