@@ -22,13 +22,22 @@ fn tokenizer_json() -> serde_json::Value {
         vocab.insert(c.to_string(), (i + 2).into());
     }
     assert_eq!(vocab.len(), 64);
-    let added = |id: u32, content: &str| {
-        serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false,
-                           "normalized": false, "special": true})
-    };
+    byte_level_tokenizer_json(vocab, &[(0, "<|im_start|>"), (1, "<|im_end|>")])
+}
+
+/// A byte-level BPE `tokenizer.json` without merges: `vocab` maps tokens (in byte-level's
+/// alphabet, `Ġ` for a space) to ids, and `special` names the special tokens among them.
+pub fn byte_level_tokenizer_json(vocab: serde_json::Map<String, serde_json::Value>, special: &[(u32, &str)]) -> serde_json::Value {
+    let added: Vec<serde_json::Value> = special
+        .iter()
+        .map(|&(id, content)| {
+            serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false,
+                               "normalized": false, "special": true})
+        })
+        .collect();
     serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": [added(0, "<|im_start|>"), added(1, "<|im_end|>")],
+        "added_tokens": added,
         "normalizer": null,
         "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
         "post_processor": null,

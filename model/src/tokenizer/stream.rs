@@ -73,19 +73,8 @@ mod tests {
     /// A byte-level BPE tokenizer whose tokens are single bytes: `a`, a space, and the two
     /// bytes of `é` (C3 A9, written `Ã` and `©` in byte-level's alphabet), plus an end token.
     fn bytes_tokenizer() -> Tokenizer {
-        let doc = serde_json::json!({
-            "version": "1.0", "truncation": null, "padding": null,
-            "added_tokens": [{"id": 4, "content": "<end>", "single_word": false, "lstrip": false, "rstrip": false,
-                              "normalized": false, "special": true}],
-            "normalizer": null,
-            "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
-            "post_processor": null,
-            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                      "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                      "vocab": {"a": 0, "Ġ": 1, "Ã": 2, "©": 3, "<end>": 4}, "merges": []}
-        });
-        Tokenizer::from_json(&doc.to_string()).unwrap()
+        let vocab = [("a", 0), ("Ġ", 1), ("Ã", 2), ("©", 3), ("<end>", 4)].into_iter().map(|(t, id)| (t.to_string(), id.into())).collect();
+        Tokenizer::from_json(&crate::testing::byte_level_tokenizer_json(vocab, &[(4, "<end>")]).to_string()).unwrap()
     }
 
     fn pieces(tok: &Tokenizer, ids: &[u32]) -> (Vec<Option<String>>, String) {
