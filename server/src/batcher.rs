@@ -21,8 +21,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use medalign_model::generation::{stable_prefix, FinishReason, Sampler};
-use medalign_model::tokenizer::TextStream;
+use medalign_model::generation::{AnswerText, FinishReason, Sampler};
 use medalign_model::{KvCache, LanguageModel, SamplingParams};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -91,11 +90,7 @@ struct Row {
     /// Of those, the ones copied from the prefix cache.
     reused: usize,
     history: Vec<u32>,
-    generated: Vec<u32>,
-    emitted: usize,
-    /// The text of `generated` so far, a piece per token ([`TextStream`]).
-    text: String,
-    stream: TextStream,
+    answer: AnswerText,
     sampler: Sampler,
     cache: KvCache,
     /// The token to feed at the next step.
@@ -111,11 +106,8 @@ impl Row {
             prefilled: cache.len(),
             reused: cache.len(),
             sampler: Sampler::new(&req.sampling, 0),
+            answer: AnswerText::new(&req.stop),
             req,
-            generated: Vec::new(),
-            emitted: 0,
-            text: String::new(),
-            stream: TextStream::new(true),
             cache,
             next: 0,
             done: false,
@@ -133,27 +125,25 @@ impl Row {
         }
     }
 
+    /// Ends the answer: sends the rest of its text and the summary.
     fn finish(&mut self, finish: FinishReason, lm: &LanguageModel, metrics: &Metrics) {
-        // A character cut short at the end still shows, as U+FFFD (a stop string cut the text
-        // before it).
-        if finish != FinishReason::Stop {
-            if let Ok(rest) = self.stream.finish(&lm.tokenizer, &self.generated) {
-                self.text.push_str(&rest);
-            }
+        self.done = true;
+        if let Err(e) = self.answer.end(&lm.tokenizer, finish) {
+            let _ = self.req.events.send(GenEvent::Error(e.to_string()));
+            metrics.request_cancelled();
+            return;
         }
-        let end = self.text.len();
-        if end > self.emitted {
-            let _ = self.req.events.send(GenEvent::Text(self.text[self.emitted..end].to_string()));
-            self.emitted = end;
+        let rest = self.answer.release();
+        if !rest.is_empty() {
+            let _ = self.req.events.send(GenEvent::Text(rest.to_string()));
         }
         let _ = self.req.events.send(GenEvent::Done {
             finish,
             prompt_tokens: self.req.prompt.len(),
-            completion_tokens: self.generated.len(),
+            completion_tokens: self.answer.tokens().len(),
             cached_tokens: self.reused,
         });
-        metrics.request_finished(self.generated.len());
-        self.done = true;
+        metrics.request_finished(self.answer.tokens().len());
     }
 
     /// Picks the next token from `logits`, sends the text that became final, and marks the row
@@ -162,36 +152,29 @@ impl Row {
         let tok = self.sampler.sample(&mut logits, &self.history);
         self.history.push(tok);
         self.next = tok;
-        if self.generated.is_empty() {
+        if self.answer.tokens().is_empty() {
             metrics.first_token(self.req.queued.elapsed());
         }
         if eos.contains(&tok) {
             return self.finish(FinishReason::Eos, lm, metrics);
         }
-        self.generated.push(tok);
-        match self.stream.next(&lm.tokenizer, &self.generated) {
-            Ok(piece) => self.text.push_str(piece.as_deref().unwrap_or("")),
+        match self.answer.push(&lm.tokenizer, tok) {
+            Ok(true) => return self.finish(FinishReason::Stop, lm, metrics),
+            Ok(false) => {}
             Err(e) => {
                 let _ = self.req.events.send(GenEvent::Error(e.to_string()));
                 self.done = true;
+                metrics.request_cancelled();
                 return;
             }
-        };
-        if let Some(cut) = self.req.stop.iter().filter_map(|s| self.text.find(s.as_str())).min() {
-            self.text.truncate(cut);
-            self.finish(FinishReason::Stop, lm, metrics);
-        } else if self.generated.len() >= self.req.max_tokens || self.history.len() >= max_context {
-            self.finish(FinishReason::Length, lm, metrics);
-        } else {
-            let end = stable_prefix(&self.text, &self.req.stop);
-            if end > self.emitted && self.text.is_char_boundary(end) {
-                let delta = self.text[self.emitted..end].to_string();
-                self.emitted = end;
-                if self.req.events.send(GenEvent::Text(delta)).is_err() {
-                    self.done = true;
-                    metrics.request_cancelled();
-                }
-            }
+        }
+        if self.answer.tokens().len() >= self.req.max_tokens || self.history.len() >= max_context {
+            return self.finish(FinishReason::Length, lm, metrics);
+        }
+        let delta = self.answer.release();
+        if !delta.is_empty() && self.req.events.send(GenEvent::Text(delta.to_string())).is_err() {
+            self.done = true;
+            metrics.request_cancelled();
         }
     }
 }

@@ -1,13 +1,12 @@
 //! The decoding loop: each prompt prefilled alone into its own KV cache, then one token per live
-//! sequence per step in one batched pass, with incremental detokenization for streaming and stop
-//! strings.
+//! sequence per step in one batched pass, each answer's text streamed through [`AnswerText`].
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::{Sampler, SamplingParams};
+use super::{AnswerText, Sampler, SamplingParams};
 use crate::kv_cache::KvCache;
-use crate::tokenizer::{TextStream, Tokenizer};
+use crate::tokenizer::Tokenizer;
 use crate::transformer::Model;
 use crate::{Error, Result};
 
@@ -68,11 +67,7 @@ pub struct TokenEvent<'a> {
 
 struct Sequence {
     history: Vec<u32>,
-    generated: Vec<u32>,
-    emitted: usize,
-    /// The text of `generated` so far, a piece per token.
-    text: String,
-    stream: TextStream,
+    answer: AnswerText,
     done: Option<FinishReason>,
     sampler: Sampler,
     budget: usize,
@@ -103,10 +98,7 @@ pub fn generate(
         .enumerate()
         .map(|(i, p)| Sequence {
             history: p.clone(),
-            generated: vec![],
-            emitted: 0,
-            text: String::new(),
-            stream: TextStream::new(true),
+            answer: AnswerText::new(&cfg.stop),
             done: None,
             sampler: Sampler::new(&cfg.sampling, i as u64),
             budget: cfg.max_new_tokens.min(max_ctx.saturating_sub(p.len())),
@@ -137,27 +129,15 @@ pub fn generate(
             seq.history.push(tok);
             if cfg.eos_ids.contains(&tok) {
                 seq.done = Some(FinishReason::Eos);
-            } else {
-                seq.generated.push(tok);
-                if let Some(piece) = seq.stream.next(tokenizer, &seq.generated)? {
-                    seq.text.push_str(&piece);
-                }
-                if let Some(cut) = cfg.stop.iter().filter_map(|s| seq.text.find(s.as_str())).min() {
-                    seq.text.truncate(cut);
-                    seq.done = Some(FinishReason::Stop);
-                } else if seq.generated.len() >= seq.budget {
-                    seq.done = Some(FinishReason::Length);
-                }
+            } else if seq.answer.push(tokenizer, tok)? {
+                seq.done = Some(FinishReason::Stop);
+            } else if seq.answer.tokens().len() >= seq.budget {
+                seq.done = Some(FinishReason::Length);
             }
-            if matches!(seq.done, Some(FinishReason::Eos | FinishReason::Length)) {
-                // A character cut short at the end still shows, as U+FFFD.
-                let rest = seq.stream.finish(tokenizer, &seq.generated)?;
-                seq.text.push_str(&rest);
+            if let Some(reason) = seq.done {
+                seq.answer.end(tokenizer, reason)?;
             }
-            let end = if seq.done.is_some() { seq.text.len() } else { stable_prefix(&seq.text, &cfg.stop) };
-            let delta = if end > seq.emitted { &seq.text[seq.emitted..end] } else { "" };
-            seq.emitted = seq.emitted.max(end);
-            if !on_token(TokenEvent { sequence: i, token: tok, text: delta }) {
+            if !on_token(TokenEvent { sequence: i, token: tok, text: seq.answer.release() }) {
                 stopped = true;
             }
             if seq.done.is_none() {
@@ -180,38 +160,9 @@ pub fn generate(
     Ok(seqs
         .into_iter()
         .zip(prompts)
-        .map(|(s, p)| Generation {
-            text: s.text,
-            token_ids: s.generated,
-            finish_reason: s.done.unwrap_or(FinishReason::Length),
-            prompt_tokens: p.len(),
+        .map(|(s, p)| {
+            let (text, token_ids) = s.answer.into_parts();
+            Generation { text, token_ids, finish_reason: s.done.unwrap_or(FinishReason::Length), prompt_tokens: p.len() }
         })
         .collect())
-}
-
-/// How much of `text` can be shown: not a trailing partial UTF-8 character (decoded as U+FFFD)
-/// and not a suffix that could still grow into a stop string.
-pub fn stable_prefix(text: &str, stops: &[String]) -> usize {
-    let mut end = text.trim_end_matches('\u{FFFD}').len();
-    for s in stops {
-        for (k, _) in s.char_indices().skip(1) {
-            if text[..end].ends_with(&s[..k]) {
-                end = end.min(text[..end].len() - k);
-            }
-        }
-    }
-    end
-}
-
-#[cfg(test)]
-mod tests {
-    use super::stable_prefix;
-
-    #[test]
-    fn holds_back_possible_stop_strings_and_partial_bytes() {
-        let stops = vec!["</answer>".to_string()];
-        assert_eq!(stable_prefix("hello </ans", &stops), 6);
-        assert_eq!(stable_prefix("hello", &stops), 5);
-        assert_eq!(stable_prefix("caf\u{FFFD}", &[]), 3);
-    }
 }
