@@ -49,11 +49,12 @@ impl Format {
     }
 }
 
-/// Activations of one row quantized per block of 32: scale, scale x sum, sum, values.
+/// Activations of one row quantized per block of 32: scale, scale x sum, 128 x sum, values.
 pub(crate) struct Q8Row {
     pub(crate) d: Vec<f32>,
     pub(crate) s: Vec<f32>,
-    pub(crate) qsum: Vec<i32>,
+    /// `128 * sum` per block: what Q8_0's packed weights, stored plus 128, add to a block's sum.
+    pub(crate) offset: Vec<i32>,
     pub(crate) q: Vec<i8>,
 }
 
@@ -93,7 +94,7 @@ fn quantize_rows(xs: &[f32], k: usize) -> Vec<Q8Row> {
 fn quantize_row_avx512(x: &[f32]) -> Q8Row {
     use std::arch::x86_64::*;
     let nb = x.len() / QK;
-    let mut row = Q8Row { d: Vec::with_capacity(nb), s: Vec::with_capacity(nb), qsum: Vec::with_capacity(nb), q: vec![0; x.len()] };
+    let mut row = Q8Row { d: Vec::with_capacity(nb), s: Vec::with_capacity(nb), offset: Vec::with_capacity(nb), q: vec![0; x.len()] };
     let (half, one) = (_mm512_set1_ps(0.5), _mm512_set1_ps(1.0));
     let sign = _mm512_set1_ps(-0.0);
     for b in 0..nb {
@@ -119,7 +120,7 @@ fn quantize_row_avx512(x: &[f32]) -> Q8Row {
             let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
             row.d.push(d);
             row.s.push(d * sum as f32);
-            row.qsum.push(sum);
+            row.offset.push(128 * sum);
         }
     }
     row
@@ -128,7 +129,7 @@ fn quantize_row_avx512(x: &[f32]) -> Q8Row {
 #[inline(always)]
 fn quantize_row_any(x: &[f32]) -> Q8Row {
     let nb = x.len() / QK;
-    let mut row = Q8Row { d: Vec::with_capacity(nb), s: Vec::with_capacity(nb), qsum: Vec::with_capacity(nb), q: vec![0; x.len()] };
+    let mut row = Q8Row { d: Vec::with_capacity(nb), s: Vec::with_capacity(nb), offset: Vec::with_capacity(nb), q: vec![0; x.len()] };
     for (b, chunk) in x.chunks_exact(QK).enumerate() {
         let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
@@ -141,7 +142,7 @@ fn quantize_row_any(x: &[f32]) -> Q8Row {
         }
         row.d.push(d);
         row.s.push(d * sum as f32);
-        row.qsum.push(sum);
+        row.offset.push(128 * sum);
     }
     row
 }
@@ -554,7 +555,7 @@ mod tests {
             // SAFETY: both features were detected above.
             let (fast, slow) = (unsafe { quantize_row_avx512(&x) }, quantize_row_any(&x));
             assert_eq!(fast.q, slow.q);
-            assert_eq!(fast.qsum, slow.qsum);
+            assert_eq!(fast.offset, slow.offset);
             assert_eq!(fast.d, slow.d);
             assert_eq!(fast.s, slow.s);
         }

@@ -5,9 +5,10 @@
 //! The GGUF layout keeps each output row's blocks together, which makes the scale arithmetic of
 //! every 32-weight block a scalar chain per row (llama.cpp's `q4_1 x q8_1` dot). Interleaving the
 //! rows (the idea of llama.cpp's repacked `q4_0_8x8` CPU kernels) turns it into vector work and
-//! lets a batched decoding step unpack each weight block once for all its rows. A row's result is
-//! computed by the same instructions in the same order whatever other rows share the call, so a
-//! sequence decodes to the same bits alone and in a batch.
+//! lets a batched decoding step unpack each weight block once for all its rows. A row's block
+//! sums are exact integers however they are chained, and its float arithmetic is the same
+//! operations in the same order whatever other rows share the call, so a sequence decodes to the
+//! same bits alone and in a batch.
 //!
 //! Packed copies are made on first use and kept while their weight lives ([`packed`]); the GGUF
 //! blocks stay too (the exact f32 path of scoring and training dequantizes them), so generation
@@ -197,6 +198,22 @@ macro_rules! chain {
     }};
 }
 
+/// A block's eight dot products with a row's eight activation words, summed per lane: as one
+/// chain of eight `vpdpbusd` where the tile's rows give enough independent chains to fill the
+/// pipeline (one `vpaddd` less per row and block: an 8-row Q8_0 tile took 21-24 ns a block
+/// instead of 24-25 in alternating runs), as two chains of four for one or two rows (whose
+/// chains would otherwise wait on each other). The integer sums are the same either way.
+#[cfg(target_arch = "x86_64")]
+macro_rules! sums {
+    ($xp:expr; $w0:expr, $w1:expr, $w2:expr, $w3:expr, $w4:expr, $w5:expr, $w6:expr, $w7:expr) => {
+        if R > 2 {
+            chain!($xp, 0; $w0, $w1, $w2, $w3, $w4, $w5, $w6, $w7)
+        } else {
+            _mm512_add_epi32(chain!($xp, 0; $w0, $w1, $w2, $w3), chain!($xp, 4; $w4, $w5, $w6, $w7))
+        }
+    };
+}
+
 /// Sixteen f16 values (a block's scales or minimums of one group) at `p`, widened.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -223,19 +240,49 @@ unsafe fn prefetch_ahead(p: &Packed, at: usize, q: *const u8, bytes: usize) {
     }
 }
 
+/// Where a tile's `R` activation rows keep their bytes (as 4-byte words), block scales, scale x
+/// sums and Q8_0 offsets: read once per tile instead of through each row's vectors per block.
+#[cfg(target_arch = "x86_64")]
+struct TileRows<const R: usize> {
+    q: [*const i32; R],
+    d: [*const f32; R],
+    s: [*const f32; R],
+    offset: [*const i32; R],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<const R: usize> TileRows<R> {
+    /// # Safety
+    /// `xs` holds at least `R` rows.
+    unsafe fn of(xs: &[Q8Row]) -> Self {
+        debug_assert!(xs.len() >= R);
+        let row = |j: usize| unsafe { xs.get_unchecked(j) };
+        TileRows {
+            q: std::array::from_fn(|j| row(j).q.as_ptr() as *const i32),
+            d: std::array::from_fn(|j| row(j).d.as_ptr()),
+            s: std::array::from_fn(|j| row(j).s.as_ptr()),
+            offset: std::array::from_fn(|j| row(j).offset.as_ptr()),
+        }
+    }
+}
+
 /// Q4_1 over `R` activation rows for one group: each block's 256 bytes of nibbles are unpacked
-/// once for all rows.
+/// once for all rows. The minimums' part (`sum_b m_b * s_b`, in block order) takes a second,
+/// short pass over the group's minimums, so that the first keeps only one accumulator per row in
+/// registers: with both, eight rows spilled to the stack. The sums are the same either way.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+// Row `j` indexes the accumulators and the rows' pointer arrays together.
+#[allow(clippy::needless_range_loop)]
 unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mut f32, stride: usize) {
     use std::arch::x86_64::*;
     let nb = p.blocks;
+    let x = TileRows::<R>::of(xs);
     let mut acc = [_mm512_setzero_ps(); R];
-    let mut macc = [_mm512_setzero_ps(); R];
     let low = _mm512_set1_epi8(0x0F);
     for b in 0..nb {
         let at = (g * nb + b) * LANES;
-        let (d, m) = (halves(p.scales.as_ptr().add(at)), halves(p.mins.as_ptr().add(at)));
+        let d = halves(p.scales.as_ptr().add(at));
         let q = p.qs.as_ptr().add((g * nb + b) * 256);
         prefetch_ahead(p, at, q, 256);
         let raw = chunks!(q; 0 1 2 3);
@@ -246,13 +293,16 @@ unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mu
         }
         let (lo, hi) = nibbles!(0 1 2 3);
         for j in 0..R {
-            let x = &xs[j];
-            let xp = x.q.as_ptr().add(b * QK) as *const i32;
-            let a = chain!(xp, 0; lo[0], lo[1], lo[2], lo[3]);
-            let h = chain!(xp, 4; hi[0], hi[1], hi[2], hi[3]);
-            let isum = _mm512_add_epi32(a, h);
-            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(*x.d.get_unchecked(b))), _mm512_cvtepi32_ps(isum), acc[j]);
-            macc[j] = _mm512_fmadd_ps(m, _mm512_set1_ps(*x.s.get_unchecked(b)), macc[j]);
+            let xp = x.q[j].add(b * QK / 4);
+            let isum = sums!(xp; lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]);
+            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(*x.d[j].add(b))), _mm512_cvtepi32_ps(isum), acc[j]);
+        }
+    }
+    let mut macc = [_mm512_setzero_ps(); R];
+    for b in 0..nb {
+        let m = halves(p.mins.as_ptr().add((g * nb + b) * LANES));
+        for j in 0..R {
+            macc[j] = _mm512_fmadd_ps(m, _mm512_set1_ps(*x.s[j].add(b)), macc[j]);
         }
     }
     for j in 0..R {
@@ -261,12 +311,15 @@ unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mu
 }
 
 /// Q8_0 over `R` activation rows for one group. The weights are stored plus 128 (unsigned, as
-/// `vpdpbusd` wants them); `128 * sum(x)` per block takes the offset back out, exactly.
+/// `vpdpbusd` wants them); `128 * sum(x)` per block ([`Q8Row::offset`]) takes it back out, exactly.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+// Row `j` indexes the accumulators and the rows' pointer arrays together.
+#[allow(clippy::needless_range_loop)]
 unsafe fn q8_0_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mut f32, stride: usize) {
     use std::arch::x86_64::*;
     let nb = p.blocks;
+    let x = TileRows::<R>::of(xs);
     let mut acc = [_mm512_setzero_ps(); R];
     for b in 0..nb {
         let at = (g * nb + b) * LANES;
@@ -275,13 +328,9 @@ unsafe fn q8_0_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mu
         prefetch_ahead(p, at, q, 512);
         let w = chunks!(q; 0 1 2 3 4 5 6 7);
         for j in 0..R {
-            let x = &xs[j];
-            let xp = x.q.as_ptr().add(b * QK) as *const i32;
-            let a = chain!(xp, 0; w[0], w[1], w[2], w[3]);
-            let h = chain!(xp, 4; w[4], w[5], w[6], w[7]);
-            let offset = _mm512_set1_epi32(128 * *x.qsum.get_unchecked(b));
-            let isum = _mm512_sub_epi32(_mm512_add_epi32(a, h), offset);
-            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(*x.d.get_unchecked(b))), _mm512_cvtepi32_ps(isum), acc[j]);
+            let xp = x.q[j].add(b * QK / 4);
+            let isum = _mm512_sub_epi32(sums!(xp; w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]), _mm512_set1_epi32(*x.offset[j].add(b)));
+            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(*x.d[j].add(b))), _mm512_cvtepi32_ps(isum), acc[j]);
         }
     }
     for (j, a) in acc.iter().enumerate() {
@@ -298,3 +347,4 @@ unsafe fn q4_1_tile<const R: usize>(_: &Packed, _: usize, _: &[Q8Row], _: *mut f
 unsafe fn q8_0_tile<const R: usize>(_: &Packed, _: usize, _: &[Q8Row], _: *mut f32, _: usize) {
     unreachable!("packed kernels need x86_64")
 }
+
