@@ -49,41 +49,89 @@ impl Format {
     }
 }
 
-/// Activations of one row quantized per block of 32: scale, scale x sum, 128 x sum, values.
-pub(crate) struct Q8Row {
-    pub(crate) d: Vec<f32>,
-    pub(crate) s: Vec<f32>,
+/// One row of activations quantized per block of 32: scale, scale x sum, 128 x sum, values.
+#[derive(Clone, Copy)]
+pub(crate) struct Q8Row<'a> {
+    pub(crate) d: &'a [f32],
+    pub(crate) s: &'a [f32],
     /// `128 * sum` per block: what Q8_0's packed weights, stored plus 128, add to a block's sum.
-    pub(crate) offset: Vec<i32>,
-    pub(crate) q: Vec<i8>,
+    pub(crate) offset: &'a [i32],
+    pub(crate) q: &'a [i8],
 }
 
-fn quantize_row(x: &[f32]) -> Q8Row {
+/// Rows of activations quantized per block of 32, held in four buffers for all rows (one
+/// allocation each per product, where a buffer per row and field took a fifth of a serving
+/// step's quantization time).
+pub(crate) struct Q8Rows {
+    k: usize,
+    d: Vec<f32>,
+    s: Vec<f32>,
+    offset: Vec<i32>,
+    q: Vec<i8>,
+}
+
+impl Q8Rows {
+    /// The rows of `xs` `(m, k)` quantized: in parallel from [`PARALLEL_ROWS`] rows, each row
+    /// the same way either way.
+    pub(crate) fn quantize(xs: &[f32], k: usize) -> Q8Rows {
+        let (m, nb) = (xs.len() / k, k / QK);
+        let mut rows = Q8Rows { k, d: vec![0.0; m * nb], s: vec![0.0; m * nb], offset: vec![0; m * nb], q: vec![0; m * k] };
+        let outs: Vec<RowMut> = (rows.q.chunks_exact_mut(k).zip(rows.d.chunks_exact_mut(nb)))
+            .zip(rows.s.chunks_exact_mut(nb).zip(rows.offset.chunks_exact_mut(nb)))
+            .map(|((q, d), (s, offset))| RowMut { d, s, offset, q })
+            .collect();
+        if m >= PARALLEL_ROWS {
+            xs.par_chunks_exact(k).zip(outs).for_each(|(x, out)| quantize_row(x, out));
+        } else {
+            xs.chunks_exact(k).zip(outs).for_each(|(x, out)| quantize_row(x, out));
+        }
+        rows
+    }
+
+    /// Every row.
+    pub(crate) fn rows(&self) -> Vec<Q8Row<'_>> {
+        let nb = self.k / QK;
+        (0..self.q.len() / self.k.max(1))
+            .map(|j| Q8Row { d: &self.d[j * nb..][..nb], s: &self.s[j * nb..][..nb], offset: &self.offset[j * nb..][..nb], q: &self.q[j * self.k..][..self.k] })
+            .collect()
+    }
+}
+
+/// Where one row's quantization goes.
+struct RowMut<'a> {
+    d: &'a mut [f32],
+    s: &'a mut [f32],
+    offset: &'a mut [i32],
+    q: &'a mut [i8],
+}
+
+impl RowMut<'_> {
+    /// Block `b`'s scale and the sum of its quantized values.
+    #[inline(always)]
+    fn set(&mut self, b: usize, d: f32, sum: i32) {
+        self.d[b] = d;
+        self.s[b] = d * sum as f32;
+        self.offset[b] = 128 * sum;
+    }
+}
+
+fn quantize_row(x: &[f32], out: RowMut<'_>) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
         // SAFETY: both features were detected at run time.
-        return unsafe { quantize_row_avx512(x) };
+        return unsafe { quantize_row_avx512(x, out) };
     }
-    quantize_row_any(x)
+    quantize_row_any(x, out)
 }
 
-/// From this many rows on, rows are quantized in parallel (a prompt's prefill, a batched decoding
-/// step). On one thread, quantizing a projection's input took a quarter of the time of its
-/// (parallel) product in a prefill profile, with the other core idle; in parallel, a 512-token
-/// prompt prefilled 1.27-1.41x faster (`bench generate --prompt-tokens 512`, three alternating
-/// pairs: 694-835 vs 538-591 tok/s). From 16 rows down to 4, an 8-row decoding step of SmolLM2
-/// quantized in 0.71-0.73 ms instead of 1.11-1.20 and took 9.8-10.4 ms instead of 11.3-11.6
-/// (three alternating pairs, timed inside the step). Each row is quantized the same way either way.
-const PARALLEL_ROWS: usize = 4;
-
-/// The rows of `xs` `(m, k)` quantized.
-fn quantize_rows(xs: &[f32], k: usize) -> Vec<Q8Row> {
-    if xs.len() >= PARALLEL_ROWS * k {
-        xs.par_chunks_exact(k).map(quantize_row).collect()
-    } else {
-        xs.chunks_exact(k).map(quantize_row).collect()
-    }
-}
+/// From this many rows on, rows are quantized in parallel (a prompt's prefill). On one thread,
+/// quantizing a projection's input took a quarter of the time of its (parallel) product in a
+/// prefill profile, with the other core idle; in parallel, a 512-token prompt prefilled
+/// 1.27-1.41x faster (`bench generate --prompt-tokens 512`, three alternating pairs: 694-835 vs
+/// 538-591 tok/s). A decoding step's few rows take less time to quantize than to hand to the
+/// other thread: on a 2-vCPU Xeon, `bench serve`'s sustained phase spent 0.85 ms a step
+/// quantizing in parallel from 4 rows and 0.68 ms on one thread.
+const PARALLEL_ROWS: usize = 64;
 
 /// [`quantize_row_any`] in AVX-512 intrinsics, a block of 32 values in two vectors: the same
 /// maximum, scale and reciprocal, and the same rounding (to nearest, halves away from zero, as
@@ -91,14 +139,14 @@ fn quantize_rows(xs: &[f32], k: usize) -> Vec<Q8Row> {
 /// quantization took 7% of an 8-row decoding step.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-fn quantize_row_avx512(x: &[f32]) -> Q8Row {
+fn quantize_row_avx512(x: &[f32], mut out: RowMut<'_>) {
     use std::arch::x86_64::*;
     let nb = x.len() / QK;
-    let mut row = Q8Row { d: Vec::with_capacity(nb), s: Vec::with_capacity(nb), offset: Vec::with_capacity(nb), q: vec![0; x.len()] };
+    assert!(out.q.len() == nb * QK && out.d.len() == nb);
     let (half, one) = (_mm512_set1_ps(0.5), _mm512_set1_ps(1.0));
     let sign = _mm512_set1_ps(-0.0);
     for b in 0..nb {
-        // SAFETY: block `b` of 32 values lies inside `x` and inside `row.q`.
+        // SAFETY: block `b` of 32 values lies inside `x` and inside `out.q` (asserted above).
         unsafe {
             let p = x.as_ptr().add(b * QK);
             let (lo, hi) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
@@ -114,22 +162,16 @@ fn quantize_row_avx512(x: &[f32]) -> Q8Row {
                 _mm512_cvtps_epi32(_mm512_mask_add_ps(t, away, t, step))
             };
             let (qa, qb) = (round(lo), round(hi));
-            let dst = row.q.as_mut_ptr().add(b * QK) as *mut __m128i;
+            let dst = out.q.as_mut_ptr().add(b * QK) as *mut __m128i;
             _mm_storeu_si128(dst, _mm512_cvtepi32_epi8(qa));
             _mm_storeu_si128(dst.add(1), _mm512_cvtepi32_epi8(qb));
-            let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
-            row.d.push(d);
-            row.s.push(d * sum as f32);
-            row.offset.push(128 * sum);
+            out.set(b, d, _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb)));
         }
     }
-    row
 }
 
 #[inline(always)]
-fn quantize_row_any(x: &[f32]) -> Q8Row {
-    let nb = x.len() / QK;
-    let mut row = Q8Row { d: Vec::with_capacity(nb), s: Vec::with_capacity(nb), offset: Vec::with_capacity(nb), q: vec![0; x.len()] };
+fn quantize_row_any(x: &[f32], mut out: RowMut<'_>) {
     for (b, chunk) in x.chunks_exact(QK).enumerate() {
         let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
@@ -137,14 +179,11 @@ fn quantize_row_any(x: &[f32]) -> Q8Row {
         let mut sum = 0i32;
         for (j, v) in chunk.iter().enumerate() {
             let q = (v * id).round() as i8;
-            row.q[b * QK + j] = q;
+            out.q[b * QK + j] = q;
             sum += q as i32;
         }
-        row.d.push(d);
-        row.s.push(d * sum as f32);
-        row.offset.push(128 * sum);
+        out.set(b, d, sum);
     }
-    row
 }
 
 #[inline]
@@ -409,7 +448,8 @@ pub fn quantized_matmul(x: &Tensor, w: &Arc<QTensor>) -> candle_core::Result<Opt
         return Ok(None);
     }
     let x32 = x.to_dtype(candle_core::DType::F32)?;
-    let rows: Vec<Q8Row> = super::bf16_gemm::with_f32(&x32, |xs| Ok(quantize_rows(xs, k)))?;
+    let quantized = super::bf16_gemm::with_f32(&x32, |xs| Ok(Q8Rows::quantize(xs, k)))?;
+    let rows = quantized.rows();
     let out = match qpacked::packed(w)? {
         Some(p) => packed_product(&p, &rows),
         None => stored_product(format, &w.data()?, n, k, &rows),
@@ -500,7 +540,8 @@ mod tests {
         let w = Tensor::randn(0f32, 0.1, (n, k), &dev).unwrap();
         let q = QTensor::quantize(&w, dtype).unwrap();
         let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
-        let rows: Vec<Q8Row> = x.to_vec2::<f32>().unwrap().iter().map(|r| quantize_row(r)).collect();
+        let quantized = Q8Rows::quantize(&x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), k);
+        let rows = quantized.rows();
         let data = q.data().unwrap();
         let format = Format::of(dtype).unwrap();
         let reference = stored_product(format, &data, n, k, &rows);
@@ -552,8 +593,14 @@ mod tests {
             for (i, v) in x[96..128].iter_mut().enumerate() {
                 *v = halves[i % halves.len()];
             }
-            // SAFETY: both features were detected above.
-            let (fast, slow) = (unsafe { quantize_row_avx512(&x) }, quantize_row_any(&x));
+            let quantized = |avx512: bool| {
+                let mut rows = Q8Rows { k: x.len(), d: vec![0.0; 6], s: vec![0.0; 6], offset: vec![0; 6], q: vec![0; x.len()] };
+                let out = RowMut { d: &mut rows.d, s: &mut rows.s, offset: &mut rows.offset, q: &mut rows.q };
+                // SAFETY: both features were detected above.
+                if avx512 { unsafe { quantize_row_avx512(&x, out) } } else { quantize_row_any(&x, out) }
+                rows
+            };
+            let (fast, slow) = (quantized(true), quantized(false));
             assert_eq!(fast.q, slow.q);
             assert_eq!(fast.offset, slow.offset);
             assert_eq!(fast.d, slow.d);
