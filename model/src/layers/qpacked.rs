@@ -28,10 +28,14 @@ const ROW_TILE: usize = 8;
 
 /// Blocks ahead that the kernels ask the memory for. At eight rows a block's weights are used
 /// up in some 80 cycles, and the kernel needs about as many bytes a second as the memory gives:
-/// asking ahead made an 8-row decoding step of SmolLM2 about 15% faster (12.1-14.9 ms against
-/// 10.2-12.2 in alternating runs), one row no slower. The last group's prefetches run past its
-/// arrays harmlessly (a prefetch never faults; the addresses are computed with `wrapping_add`).
-const PREFETCH_AHEAD: usize = 8;
+/// asking 8 blocks ahead made an 8-row decoding step of SmolLM2 about 15% faster on a 2-vCPU EPYC
+/// (12.1-14.9 ms against 10.2-12.2 in alternating runs), one row no slower. On a 2-vCPU Xeon,
+/// whose one-row step streams the weights faster than the kernel computes eight rows, 16 blocks
+/// ahead took a one-row step's products from 2.66-3.14 ms to 2.23-2.70 (`bench serve`'s single
+/// stream, three alternating runs, timed inside the step; 32 ahead: 2.37-2.58), eight rows no
+/// slower. The last group's prefetches run past its arrays harmlessly (a prefetch never faults;
+/// the addresses are computed with `wrapping_add`).
+const PREFETCH_AHEAD: usize = 16;
 
 /// A weight in the interleaved layout.
 pub struct Packed {
