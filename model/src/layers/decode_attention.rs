@@ -5,6 +5,12 @@
 //! batching attends every sequence over its own cache, so this runs once per row and layer. The
 //! same kernel serves a sequence decoded alone, so a row's result does not depend on the batch.
 //!
+//! A long cache is attended span by span ([`SPAN`] positions) and the spans combined, as
+//! flash-decoding splits the keys: after a 512-token prompt, SmolLM2 decoded at 202-207 tok/s
+//! instead of 136-158 on a 2-vCPU Xeon (its 3 KV heads had kept one of 2 threads idle half the
+//! time), after 2048 tokens at 127-129 instead of 98-100 (`bench generate --prompt-tokens`,
+//! alternating runs).
+//!
 //! Reading the cache is most of the work: at 8 sequences of 128 positions an f32 cache is some
 //! 47 MB a step for SmolLM2, beside the weights' 112 MB. The cache may be f16
 //! ([`crate::Model::kv_cache`]), widened to f32 sixteen keys at a time into a buffer that every
@@ -65,17 +71,64 @@ fn attend_all<T: Element>(cache: &Cache<T>, q: &[f32], heads: usize, scale: f32)
     out
 }
 
-/// The query heads `q` (whole heads) sharing KV head `g` attend over `c` into `out`, with the
-/// AVX-512 kernel where `avx512` (what [`avx512`] found) allows.
+/// The query heads `q` (whole heads) sharing KV head `g` attend over `c` into `out`: span by
+/// span ([`SPAN`]), the spans combined in order ([`combine`]), with the AVX-512 kernel where
+/// `avx512` (what [`avx512`] found) allows.
 pub(super) fn attend_heads<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: &mut [f32], avx512: bool) {
+    let n_rep = q.len() / c.hd;
+    let mut parts = vec![0f32; c.len.div_ceil(SPAN) * part_len(n_rep, c.hd)];
+    for (i, part) in parts.chunks_exact_mut(part_len(n_rep, c.hd)).enumerate() {
+        attend_span(&c.positions(i * SPAN, c.len.min((i + 1) * SPAN)), g, q, scale, part, avx512);
+    }
+    combine(&parts, n_rep, c.hd, out);
+}
+
+/// Cached positions one task attends over. A longer cache is split into spans of this many
+/// positions from its first, each attended alone (its heads' maximum scores, sums of
+/// exponentials and unnormalized outputs) and combined in order: flash-decoding's split of the
+/// keys, so that one row's few KV heads over a long cache spread over the threads (SmolLM2 has 3
+/// KV heads for 2 threads). Spans depend on a row's positions alone, so a row's result does not
+/// depend on the batch or on how the spans were shared out.
+pub(super) const SPAN: usize = 256;
+
+/// Values of one span's partial result for `n_rep` heads of size `hd`: the unnormalized outputs,
+/// then each head's maximum score, then each head's sum of exponentials.
+pub(super) fn part_len(n_rep: usize, hd: usize) -> usize {
+    n_rep * (hd + 2)
+}
+
+/// Attention of the query heads `q` sharing KV head `g` over the span `c` into `part` (laid out
+/// as [`part_len`] says).
+pub(super) fn attend_span<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, part: &mut [f32], avx512: bool) {
+    let n_rep = q.len() / c.hd;
+    let (out, stats) = part.split_at_mut(n_rep * c.hd);
     if avx512 {
         // SAFETY: the caller found the feature at run time.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            return attend_group_avx512(c, g, q, scale, out);
+            return attend_group_avx512(c, g, q, scale, out, stats);
         }
     }
-    attend_group(c, g, q, scale, out)
+    attend_group(c, g, q, scale, out, stats)
+}
+
+/// The softmax-weighted outputs of `n_rep` heads from their spans' partial results, in span
+/// order: each span's outputs and sum weighted by `exp(its maximum - the overall maximum)`.
+pub(super) fn combine(parts: &[f32], n_rep: usize, hd: usize, out: &mut [f32]) {
+    let len = part_len(n_rep, hd);
+    for (r, o) in out.chunks_exact_mut(hd).enumerate() {
+        let stat = |part: &[f32], i: usize| part[n_rep * hd + i * n_rep + r];
+        let max = parts.chunks_exact(len).fold(f32::NEG_INFINITY, |m, p| m.max(stat(p, 0)));
+        o.fill(0.0);
+        let mut sum = 0f32;
+        for part in parts.chunks_exact(len) {
+            let w = (stat(part, 0) - max).exp();
+            sum += w * stat(part, 1);
+            o.iter_mut().zip(&part[r * hd..(r + 1) * hd]).for_each(|(o, v)| *o += w * v);
+        }
+        let inv = 1.0 / sum;
+        o.iter_mut().for_each(|o| *o *= inv);
+    }
 }
 
 /// A cached value: f32, or f16 widened as it is read.
@@ -184,19 +237,20 @@ pub(super) fn avx512() -> bool {
 /// decoding step.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn attend_group_avx512<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: &mut [f32]) {
+fn attend_group_avx512<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: &mut [f32], stats: &mut [f32]) {
     match c.hd {
         // SAFETY: the feature is enabled for this function; `Cache::check` bounds every read.
-        64 if c.check() => unsafe { avx512::attend::<4, T>(c, g, q, scale, out) },
-        128 if c.check() => unsafe { avx512::attend::<8, T>(c, g, q, scale, out) },
-        _ => attend_group(c, g, q, scale, out),
+        64 if c.check() => unsafe { avx512::attend::<4, T>(c, g, q, scale, out, stats) },
+        128 if c.check() => unsafe { avx512::attend::<8, T>(c, g, q, scale, out, stats) },
+        _ => attend_group(c, g, q, scale, out, stats),
     }
 }
 
-/// The query heads `q` (`n_rep * hd`) sharing KV head `g` attend over the cache into `out`:
-/// each key and value row is read once for all of them.
+/// The query heads `q` (`n_rep * hd`) sharing KV head `g` attend over the cache: their
+/// unnormalized outputs into `out`, their maximum scores and sums of exponentials into `stats`
+/// (`n_rep` each). Each key and value row is read once for all the heads.
 #[inline(always)]
-fn attend_group<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: &mut [f32]) {
+fn attend_group<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: &mut [f32], stats: &mut [f32]) {
     let (hd, s) = (c.hd, c.len);
     let n_rep = q.len() / hd;
     let mut scores = vec![0f32; n_rep * s];
@@ -208,15 +262,16 @@ fn attend_group<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: 
             scores[r * s + j] = dot(&q[r * hd..(r + 1) * hd], &row) * scale;
         }
     }
-    for p in scores.chunks_mut(s) {
+    for (r, p) in scores.chunks_mut(s).enumerate() {
         let max = p.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
         let mut sum = 0f32;
         for x in p.iter_mut() {
             *x = (*x - max).exp();
             sum += *x;
         }
-        p.iter_mut().for_each(|x| *x /= sum);
+        (stats[r], stats[n_rep + r]) = (max, sum);
     }
+    out.fill(0.0);
     for j in 0..s {
         let v = &c.v[c.v_at + g * c.v_strides[0] + j * c.v_strides[1]..][..hd];
         for (r, o) in out.chunks_exact_mut(hd).enumerate() {
@@ -320,10 +375,10 @@ mod avx512 {
     /// AVX-512F must be available, `c.check()` must hold, `c.hd == 16 * L`, and `q`, `out` hold
     /// whole heads.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn attend<const L: usize, T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: &mut [f32]) {
+    pub(super) unsafe fn attend<const L: usize, T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: &mut [f32], stats: &mut [f32]) {
         let (hd, s) = (16 * L, c.len);
         let n_rep = q.len() / hd;
-        assert!(q.len() == n_rep * hd && out.len() == q.len());
+        assert!(q.len() == n_rep * hd && out.len() == q.len() && stats.len() == 2 * n_rep);
         let key = |j: usize| c.k.as_ptr().add(c.k_at + g * c.k_strides[0] + j * c.k_strides[1]);
         let value = |j: usize| c.v.as_ptr().add(c.v_at + g * c.v_strides[0] + j * c.v_strides[1]);
         let mut buf = [0f32; BLOCK * 128];
@@ -361,16 +416,16 @@ mod avx512 {
                 }
             }
         }
-        // Softmax of each head's row, sixteen scores at a time (the tail masked); the rows are
-        // left unnormalized and `inv[r]` scales them.
-        let mut inv = vec![0f32; n_rep];
+        // Exponentials of each head's scores less their maximum, sixteen at a time (the tail
+        // masked); the maximum and the sum go to `stats`.
         for (r, row) in scores.chunks_exact_mut(s).enumerate() {
             let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
             for at in (0..s).step_by(16) {
                 let m = lanes((s - at).min(16));
                 max = _mm512_mask_max_ps(max, m, max, _mm512_maskz_loadu_ps(m, row.as_ptr().add(at)));
             }
-            let max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
+            let top = _mm512_reduce_max_ps(max);
+            let max = _mm512_set1_ps(top);
             let mut sum = _mm512_setzero_ps();
             for at in (0..s).step_by(16) {
                 let m = lanes((s - at).min(16));
@@ -378,7 +433,7 @@ mod avx512 {
                 sum = _mm512_mask_add_ps(sum, m, sum, e);
                 _mm512_mask_storeu_ps(row.as_mut_ptr().add(at), m, e);
             }
-            inv[r] = 1.0 / _mm512_reduce_add_ps(sum);
+            (stats[r], stats[n_rep + r]) = (top, _mm512_reduce_add_ps(sum));
         }
         // Weighted sums of the values, a block at a time; each head's output stays in
         // registers through a block, its additions in key order.
@@ -390,7 +445,7 @@ mod avx512 {
                 let o = out.as_mut_ptr().add(r * hd);
                 let mut acc: [__m512; L] = std::array::from_fn(|l| _mm512_loadu_ps(o.add(16 * l)));
                 for i in 0..n {
-                    let p = _mm512_set1_ps(scores[r * s + j0 + i] * inv[r]);
+                    let p = _mm512_set1_ps(scores[r * s + j0 + i]);
                     for (l, a) in acc.iter_mut().enumerate() {
                         *a = _mm512_fmadd_ps(p, _mm512_loadu_ps(buf.as_ptr().add(i * hd + 16 * l)), *a);
                     }

@@ -3,7 +3,8 @@
 //!
 //! The rows' keys and values are written into their caches, then every row attends causally over
 //! its sequence's positions up to its own with the decoding kernel ([`super::decode_attention`]),
-//! one task per row and KV head. A prompt row is thus computed exactly as if its sequence were
+//! one task per row, KV head and span of cached positions ([`SPAN`]; the spans combined in
+//! order), so that a single row over a long cache also spreads over the threads. A prompt row is thus computed exactly as if its sequence were
 //! decoded token by token: a prompt's logits do not depend on how it was cut into chunks or on
 //! how much of it came from a cached prefix. This replaced tensor ops per sequence (narrow,
 //! transpose, append, two matmuls over a `(t, s)` mask, a masked softmax, a concatenation):
@@ -15,7 +16,7 @@ use candle_core::{DType, Device, Storage, Tensor};
 use half::f16;
 use rayon::prelude::*;
 
-use super::decode_attention::{attend_heads, avx512, Cache, Element, PARALLEL_FROM};
+use super::decode_attention::{attend_span, avx512, combine, part_len, Cache, Element, PARALLEL_FROM, SPAN};
 use crate::kv_cache::Rows;
 use crate::{KvCache, Result};
 
@@ -110,21 +111,43 @@ impl Plan<'_> {
                 Ok(Cache::<T>::of((ks, kl), (vs, vl), kvh, len, hd)?)
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut out = vec![0f32; self.at.len() * heads * hd];
         let avx512 = avx512();
-        // Task `r * kvh + g`: row `r`'s query heads of KV head `g`.
-        let task = |i: usize, o: &mut [f32]| {
-            let (r, g) = (i / kvh, i % kvh);
-            let (s, p) = self.at[r];
+        // The spans of row `r`'s positions `lo..=p` (the last `window` with a sliding window).
+        let span_count = |&(_, p): &(usize, usize)| {
             let lo = self.window.map_or(0, |w| (p + 1).saturating_sub(w));
-            let q = &self.q.row(r)[g * n_rep * hd..][..n_rep * hd];
-            attend_heads(&views[s].positions(lo, p + 1), g, q, self.scale, o, avx512);
+            (p + 1 - lo).div_ceil(SPAN)
         };
+        // Task `i`: one span of one row's query heads of one KV head; `first[r]` is row `r`'s
+        // first task, each row having `kvh * spans` of them, KV head after KV head.
+        let first: Vec<usize> = self.at.iter().scan(0, |n, a| Some(std::mem::replace(n, *n + kvh * span_count(a)))).collect();
+        let tasks = first.last().map_or(0, |&f| f + kvh * span_count(&self.at[self.at.len() - 1]));
+        let len = part_len(n_rep, hd);
+        let mut parts = vec![0f32; tasks * len];
+        let task = |i: usize, part: &mut [f32]| {
+            let r = first.partition_point(|&f| f <= i) - 1;
+            let (s, p) = self.at[r];
+            let spans = span_count(&self.at[r]);
+            let (g, c) = ((i - first[r]) / spans, (i - first[r]) % spans);
+            let lo = self.window.map_or(0, |w| (p + 1).saturating_sub(w)) + c * SPAN;
+            let q = &self.q.row(r)[g * n_rep * hd..][..n_rep * hd];
+            attend_span(&views[s].positions(lo, (lo + SPAN).min(p + 1)), g, q, self.scale, part, avx512);
+        };
+        // Row `r`'s spans combined into its output.
+        let gather = |parts: &[f32], r: usize, row: &mut [f32]| {
+            let spans = span_count(&self.at[r]);
+            for (g, o) in row.chunks_exact_mut(n_rep * hd).enumerate() {
+                let at = (first[r] + g * spans) * len;
+                combine(&parts[at..at + spans * len], n_rep, hd, o);
+            }
+        };
+        let mut out = vec![0f32; self.at.len() * heads * hd];
         let work: usize = self.at.iter().map(|a| (a.1 + 1) * heads * hd).sum();
         if work >= PARALLEL_FROM {
-            out.par_chunks_mut(n_rep * hd).enumerate().for_each(|(i, o)| task(i, o));
+            parts.par_chunks_mut(len).enumerate().for_each(|(i, o)| task(i, o));
+            out.par_chunks_exact_mut(heads * hd).enumerate().for_each(|(r, row)| gather(&parts, r, row));
         } else {
-            out.chunks_mut(n_rep * hd).enumerate().for_each(|(i, o)| task(i, o));
+            parts.chunks_mut(len).enumerate().for_each(|(i, o)| task(i, o));
+            out.chunks_exact_mut(heads * hd).enumerate().for_each(|(r, row)| gather(&parts, r, row));
         }
         Ok(out)
     }
@@ -149,17 +172,17 @@ mod tests {
         (0..rows * heads * hd).map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 500.0) - 1.0).collect()
     }
 
-    /// Two sequences (one with cached positions, one new) against the formula in f64 over the
-    /// values as the cache stores them: row `p` sees keys `0..=p`, or the last `window`.
-    fn check(dtype: DType, heads: usize, kvh: usize, hd: usize, window: Option<usize>) {
+    /// Two sequences (one with `prior` cached positions, one new) against the formula in f64
+    /// over the values as the cache stores them: row `p` sees keys `0..=p`, or the last `window`.
+    fn check(dtype: DType, heads: usize, kvh: usize, hd: usize, window: Option<usize>, prior: usize) {
         let dev = Device::Cpu;
-        let (cached, spans) = ([5, 0], [3, 4]);
+        let (cached, spans) = ([prior, 0], [3, 4]);
         let mut caches = [cache(dtype), cache(dtype)];
         // The first sequence's earlier positions, written as a step would.
-        let (k0, v0) = (values(5, kvh, hd, 1), values(5, kvh, hd, 2));
-        let prior = |data| Rows { data, start: 0, stride: kvh * hd, count: 5, width: kvh * hd };
-        caches[0].write_rows(0, prior(&k0), prior(&v0), kvh, hd).unwrap();
-        caches[0].advance(5);
+        let (k0, v0) = (values(prior, kvh, hd, 1), values(prior, kvh, hd, 2));
+        let rows = |data| Rows { data, start: 0, stride: kvh * hd, count: prior, width: kvh * hd };
+        caches[0].write_rows(0, rows(&k0), rows(&v0), kvh, hd).unwrap();
+        caches[0].advance(prior);
         let n = spans.iter().sum::<usize>();
         let t = |v: Vec<f32>, h: usize| Tensor::from_vec(v, (n, h, 1, hd), &dev).unwrap();
         let (qv, kv, vv) = (values(n, heads, hd, 3), values(n, kvh, hd, 4), values(n, kvh, hd, 5));
@@ -201,15 +224,27 @@ mod tests {
     fn rows_of_several_sequences_attend_causally_over_their_own_caches() {
         for dtype in [DType::F32, DType::F16] {
             // SmolLM2's grouping (the AVX-512 kernel) and a head size the portable loop takes.
-            check(dtype, 6, 2, 64, None);
-            check(dtype, 4, 2, 16, None);
+            check(dtype, 6, 2, 64, None, 5);
+            check(dtype, 4, 2, 16, None, 5);
         }
     }
 
     #[test]
     fn a_sliding_window_hides_the_keys_before_it() {
-        check(DType::F16, 6, 2, 64, Some(3));
-        check(DType::F32, 4, 1, 16, Some(2));
+        check(DType::F16, 6, 2, 64, Some(3), 5);
+        check(DType::F32, 4, 1, 16, Some(2), 5);
+    }
+
+    /// Rows over three spans of positions (two whole, one partial) and over a window whose
+    /// spans start at its first position: spans attended apart and combined.
+    #[test]
+    fn long_caches_are_attended_span_by_span() {
+        const { assert!(600 > 2 * SPAN && 600 < 3 * SPAN) };
+        for dtype in [DType::F32, DType::F16] {
+            check(dtype, 6, 2, 64, None, 600);
+            check(dtype, 4, 2, 16, None, 600);
+            check(dtype, 6, 2, 64, Some(300), 600);
+        }
     }
 
     #[test]
