@@ -71,11 +71,12 @@ impl CustomOp2 for SiluMul {
     }
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { candle_core::bail!("silu-mul: expected f32") };
+/// The values of a contiguous f32 CPU tensor.
+pub(super) fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { candle_core::bail!("expected f32") };
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("silu-mul: expected a contiguous tensor"),
+        None => candle_core::bail!("expected a contiguous tensor"),
     }
 }
 
