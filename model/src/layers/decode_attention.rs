@@ -367,9 +367,10 @@ mod avx512 {
         }
     }
 
-    /// The query heads `q` sharing KV head `g` attend over the cache into `out`. Keys and values
-    /// are widened [`BLOCK`] rows at a time and read from there by every head, so the cache is
-    /// read (and converted) once for the group.
+    /// The query heads `q` sharing KV head `g` attend over the cache, as [`super::attend_group`]
+    /// does: unnormalized outputs into `out`, maximum scores and sums into `stats`. Keys and
+    /// values are widened [`BLOCK`] rows at a time and read from there by every head, so the
+    /// cache is read (and converted) once for the group.
     ///
     /// # Safety
     /// AVX-512F must be available, `c.check()` must hold, `c.hd == 16 * L`, and `q`, `out` hold

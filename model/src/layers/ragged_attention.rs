@@ -4,9 +4,9 @@
 //! The rows' keys and values are written into their caches, then every row attends causally over
 //! its sequence's positions up to its own with the decoding kernel ([`super::decode_attention`]),
 //! one task per row, KV head and span of cached positions ([`SPAN`]; the spans combined in
-//! order), so that a single row over a long cache also spreads over the threads. A prompt row is thus computed exactly as if its sequence were
-//! decoded token by token: a prompt's logits do not depend on how it was cut into chunks or on
-//! how much of it came from a cached prefix. This replaced tensor ops per sequence (narrow,
+//! order), so that a single row over a long cache also spreads over the threads. A prompt row is
+//! thus computed exactly as if its sequence were decoded token by token: a prompt's logits do not
+//! depend on how it was cut into chunks or on how much of it came from a cached prefix. This replaced tensor ops per sequence (narrow,
 //! transpose, append, two matmuls over a `(t, s)` mask, a masked softmax, a concatenation):
 //! 2048-token prompts prefilled 1.3-1.5x faster (`bench generate --prompt-tokens 2048`, four
 //! alternating runs: 513-559 vs 366-405 tok/s); decoding steps, which already took the decoding
@@ -112,31 +112,30 @@ impl Plan<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         let avx512 = avx512();
-        // The spans of row `r`'s positions `lo..=p` (the last `window` with a sliding window).
-        let span_count = |&(_, p): &(usize, usize)| {
-            let lo = self.window.map_or(0, |w| (p + 1).saturating_sub(w));
-            (p + 1 - lo).div_ceil(SPAN)
-        };
-        // Task `i`: one span of one row's query heads of one KV head; `first[r]` is row `r`'s
-        // first task, each row having `kvh * spans` of them, KV head after KV head.
-        let first: Vec<usize> = self.at.iter().scan(0, |n, a| Some(std::mem::replace(n, *n + kvh * span_count(a)))).collect();
-        let tasks = first.last().map_or(0, |&f| f + kvh * span_count(&self.at[self.at.len() - 1]));
+        // The first position a row at position `p` attends to (the last `window` with a sliding
+        // window), and how many spans its positions make.
+        let lowest = |p: usize| self.window.map_or(0, |w| (p + 1).saturating_sub(w));
+        let span_count = |p: usize| (p + 1 - lowest(p)).div_ceil(SPAN);
+        // Task `i`: one span of one row's query heads of one KV head. Row `r` has `kvh` times its
+        // span count of them from `first_task[r]` on, KV head after KV head.
+        let first_task: Vec<usize> = self.at.iter().scan(0, |n, &(_, p)| Some(std::mem::replace(n, *n + kvh * span_count(p)))).collect();
+        let tasks = self.at.last().map_or(0, |&(_, p)| first_task[self.at.len() - 1] + kvh * span_count(p));
         let len = part_len(n_rep, hd);
         let mut parts = vec![0f32; tasks * len];
         let task = |i: usize, part: &mut [f32]| {
-            let r = first.partition_point(|&f| f <= i) - 1;
+            let r = first_task.partition_point(|&f| f <= i) - 1;
             let (s, p) = self.at[r];
-            let spans = span_count(&self.at[r]);
-            let (g, c) = ((i - first[r]) / spans, (i - first[r]) % spans);
-            let lo = self.window.map_or(0, |w| (p + 1).saturating_sub(w)) + c * SPAN;
+            let spans = span_count(p);
+            let (g, c) = ((i - first_task[r]) / spans, (i - first_task[r]) % spans);
+            let lo = lowest(p) + c * SPAN;
             let q = &self.q.row(r)[g * n_rep * hd..][..n_rep * hd];
             attend_span(&views[s].positions(lo, (lo + SPAN).min(p + 1)), g, q, self.scale, part, avx512);
         };
         // Row `r`'s spans combined into its output.
         let gather = |parts: &[f32], r: usize, row: &mut [f32]| {
-            let spans = span_count(&self.at[r]);
+            let spans = span_count(self.at[r].1);
             for (g, o) in row.chunks_exact_mut(n_rep * hd).enumerate() {
-                let at = (first[r] + g * spans) * len;
+                let at = (first_task[r] + g * spans) * len;
                 combine(&parts[at..at + spans * len], n_rep, hd, o);
             }
         };
