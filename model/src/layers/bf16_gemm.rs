@@ -2,7 +2,7 @@
 //! multiplies twice as many pairs per cycle as f32 FMA on the same core: the mixed-precision
 //! product that training (and opt-in scoring) uses for the frozen base, as PyTorch autocast does.
 //!
-//! `B` is packed once per product into panels of [`NR`] columns in which each pair of rows
+//! `B` is packed once per product into panels of `NR` columns in which each pair of rows
 //! `(2q, 2q+1)` of a column is one 32-bit lane, the layout `vdpbf16ps` consumes; `A` is rounded
 //! to bfloat16 row by row (round to nearest even). Every output element sums its pairs in `k`
 //! order whatever the shape or thread count, so results are reproducible bit for bit.
