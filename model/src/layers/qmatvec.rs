@@ -130,7 +130,8 @@ fn quantize_row(x: &[f32], out: RowMut<'_>) {
 /// 1.27-1.41x faster (`bench generate --prompt-tokens 512`, three alternating pairs: 694-835 vs
 /// 538-591 tok/s). A decoding step's few rows take less time to quantize than to hand to the
 /// other thread: on a 2-vCPU Xeon, `bench serve`'s sustained phase spent 0.85 ms a step
-/// quantizing in parallel from 4 rows and 0.68 ms on one thread.
+/// quantizing in parallel from 4 rows and 0.68 ms on one thread (0.42 since the rounding's sign
+/// stopped calling out of line, see [`quantize_row_avx512`]).
 const PARALLEL_ROWS: usize = 64;
 
 /// [`quantize_row_any`] in AVX-512 intrinsics, a block of 32 values in two vectors: the same
@@ -158,7 +159,11 @@ fn quantize_row_avx512(x: &[f32], mut out: RowMut<'_>) {
                 // Truncate, then step one away from zero where the dropped fraction is at least a half.
                 let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
                 let away = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(_mm512_sub_ps(y, t)), half);
-                let step = _mm512_or_ps(one, _mm512_and_ps(y, sign));
+                // One with `y`'s sign, in integer ops: `_mm512_and_ps`/`_mm512_or_ps` are
+                // AVX-512 DQ, not enabled here, and compiled to two calls with stack spills per
+                // value vector (a third of this function's samples).
+                let signed = _mm512_and_si512(_mm512_castps_si512(y), _mm512_castps_si512(sign));
+                let step = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(one), signed));
                 _mm512_cvtps_epi32(_mm512_mask_add_ps(t, away, t, step))
             };
             let (qa, qb) = (round(lo), round(hi));
