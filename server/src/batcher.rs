@@ -125,14 +125,19 @@ impl Row {
         }
     }
 
+    /// Ends the request with an error (the model or the tokenizer failed).
+    fn fail(&mut self, e: &str, metrics: &Metrics) {
+        let _ = self.req.events.send(GenEvent::Error(e.to_string()));
+        self.done = true;
+        metrics.request_cancelled();
+    }
+
     /// Ends the answer: sends the rest of its text and the summary.
     fn finish(&mut self, finish: FinishReason, lm: &LanguageModel, metrics: &Metrics) {
-        self.done = true;
         if let Err(e) = self.answer.end(&lm.tokenizer, finish) {
-            let _ = self.req.events.send(GenEvent::Error(e.to_string()));
-            metrics.request_cancelled();
-            return;
+            return self.fail(&e.to_string(), metrics);
         }
+        self.done = true;
         let rest = self.answer.release();
         if !rest.is_empty() {
             let _ = self.req.events.send(GenEvent::Text(rest.to_string()));
@@ -161,12 +166,7 @@ impl Row {
         match self.answer.push(&lm.tokenizer, tok) {
             Ok(true) => return self.finish(FinishReason::Stop, lm, metrics),
             Ok(false) => {}
-            Err(e) => {
-                let _ = self.req.events.send(GenEvent::Error(e.to_string()));
-                self.done = true;
-                metrics.request_cancelled();
-                return;
-            }
+            Err(e) => return self.fail(&e.to_string(), metrics),
         }
         if self.answer.tokens().len() >= self.req.max_tokens || self.history.len() >= max_context {
             return self.finish(FinishReason::Length, lm, metrics);
@@ -302,9 +302,7 @@ fn join(req: GenRequest, lm: &LanguageModel, limits: BatchLimits, prefixes: &mut
 
 fn fail_all(rows: &mut [Row], e: &str, metrics: &Metrics) {
     for r in rows.iter_mut().filter(|r| !r.done) {
-        let _ = r.req.events.send(GenEvent::Error(e.to_string()));
-        r.done = true;
-        metrics.request_cancelled();
+        r.fail(e, metrics);
     }
 }
 

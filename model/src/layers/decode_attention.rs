@@ -20,6 +20,8 @@ use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
 use half::f16;
 use rayon::prelude::*;
 
+use super::lanes::dot;
+
 /// Multiply-adds (heads x cached positions x head size) from which heads run in parallel.
 pub(super) const PARALLEL_FROM: usize = 1 << 16;
 
@@ -279,33 +281,6 @@ fn attend_group<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: 
             o.iter_mut().zip(v).for_each(|(o, v)| *o += p * v.widen());
         }
     }
-}
-
-/// A dot product in sixteen lanes, vectorized by the compiler (the order of the additions is
-/// fixed by the code, so the result does not depend on the target features).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let mut ca = a.chunks_exact(16);
-    let mut cb = b.chunks_exact(16);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..16 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    // A tree of halvings: four vector adds instead of fifteen dependent scalar ones.
-    let mut w = 16;
-    while w > 1 {
-        w /= 2;
-        for l in 0..w {
-            acc[l] += acc[l + w];
-        }
-    }
-    let mut total = acc[0];
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        total += x * y;
-    }
-    total
 }
 
 /// The AVX-512 kernel: `L` sixteen-lane vectors per head.

@@ -7,6 +7,7 @@ mod decode_attention;
 pub mod embedding;
 mod frozen_matmul;
 mod fused;
+mod lanes;
 mod linear;
 mod lora_linear;
 mod norm;

@@ -4,6 +4,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::activation::contiguous;
+use super::lanes::dot;
 
 use crate::weights::Weights;
 use crate::Result;
@@ -70,22 +71,7 @@ impl CustomOp2 for RowNorm {
 
 /// `out = x / sqrt(mean(x^2) + eps) * w`.
 fn norm_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let mut lanes = [0f32; 16];
-    let mut chunks = x.chunks_exact(16);
-    for c in &mut chunks {
-        for l in 0..16 {
-            lanes[l] += c[l] * c[l];
-        }
-    }
-    let mut width = 16;
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            lanes[l] += lanes[l + width];
-        }
-    }
-    let sum = chunks.remainder().iter().fold(lanes[0], |s, v| s + v * v);
-    let rms = (sum / x.len() as f32 + eps).sqrt();
+    let rms = (dot(x, x) / x.len() as f32 + eps).sqrt();
     for ((o, x), w) in out.iter_mut().zip(x).zip(w) {
         *o = x / rms * w;
     }

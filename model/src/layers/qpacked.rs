@@ -206,7 +206,8 @@ macro_rules! chain {
 /// chain of eight `vpdpbusd` where the tile's rows give enough independent chains to fill the
 /// pipeline (one `vpaddd` less per row and block: an 8-row Q8_0 tile took 21-24 ns a block
 /// instead of 24-25 in alternating runs), as two chains of four for one or two rows (whose
-/// chains would otherwise wait on each other). The integer sums are the same either way.
+/// chains would otherwise wait on each other). The integer sums are the same either way. Reads
+/// the tile height `R` of the kernel it is expanded in.
 #[cfg(target_arch = "x86_64")]
 macro_rules! sums {
     ($xp:expr; $w0:expr, $w1:expr, $w2:expr, $w3:expr, $w4:expr, $w5:expr, $w6:expr, $w7:expr) => {
@@ -351,4 +352,3 @@ unsafe fn q4_1_tile<const R: usize>(_: &Packed, _: usize, _: &[Q8Row], _: *mut f
 unsafe fn q8_0_tile<const R: usize>(_: &Packed, _: usize, _: &[Q8Row], _: *mut f32, _: usize) {
     unreachable!("packed kernels need x86_64")
 }
-
