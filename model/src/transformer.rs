@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::kv_cache::KvCache;
 use crate::layers::bf16_gemm::matmul_in_scope;
 use crate::layers::softmax::masked_softmax;
-use crate::layers::{decode_attention, generation_kernels, ragged_attention, silu_mul, Embedding, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
+use crate::layers::{decode_attention, generation_kernels, ragged_attention, silu_mul, silu_mul_halves, Embedding, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
 use crate::mask::attention_mask;
 use crate::process::{on_pool, on_pool_awake};
 use crate::weights::Weights;
@@ -46,14 +46,14 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (gate, up) = match &self.gate_up {
+        let a = match &self.gate_up {
             Some(f) if !x.track_op() && self.gate_proj.lora().is_none() && self.up_proj.lora().is_none() => {
-                let mut parts = f.forward(x).map_err(candle_core::Error::wrap)?.into_iter();
-                (parts.next().expect("gate"), parts.next().expect("up"))
+                let y = f.forward_joined(x).map_err(candle_core::Error::wrap)?;
+                silu_mul_halves(&y)?
             }
-            _ => (self.gate_proj.forward(x)?, self.up_proj.forward(x)?),
+            _ => silu_mul(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?,
         };
-        self.down_proj.forward(&silu_mul(&gate, &up)?)
+        self.down_proj.forward(&a)
     }
 }
 

@@ -66,12 +66,18 @@ impl FusedLinear {
         Ok(Some(Self { weight, bias, splits }))
     }
 
+    /// The parts' outputs for `x` `(..., in)` side by side `(..., sum of the parts' outputs)`.
+    pub fn forward_joined(&self, x: &Tensor) -> Result<Tensor> {
+        let y = super::frozen_matmul(&x.contiguous()?, &self.weight)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+
     /// The outputs of every part for `x` `(..., in)`.
     pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        let mut y = super::frozen_matmul(&x.contiguous()?, &self.weight)?;
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(b)?;
-        }
+        let y = self.forward_joined(x)?;
         let mut start = 0;
         let mut out = Vec::with_capacity(self.splits.len());
         for &n in &self.splits {

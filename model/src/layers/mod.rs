@@ -22,7 +22,7 @@ mod vexp;
 pub use decode_attention::decode_attention;
 pub use ragged_attention::ragged_attention;
 pub use embedding::Embedding;
-pub use activation::silu_mul;
+pub use activation::{silu_mul, silu_mul_halves};
 pub use bf16_gemm::bf16_products;
 pub(crate) use frozen_matmul::weight_f32;
 pub use frozen_matmul::{frozen_matmul, generation_kernels};
