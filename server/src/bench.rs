@@ -101,6 +101,49 @@ pub struct PhaseReport {
     pub matching_streams: usize,
     /// Mean prompt tokens the server reused from its prefix cache.
     pub cached_tokens: f64,
+    /// The server's steps in the phase, from its metrics.
+    pub steps: StepFigures,
+}
+
+/// What the model thread's steps did in a phase (from `/metrics`): the phase's tokens/s is
+/// `tokens_per_step / step_ms` times `busy`, which tells a batch that runs short of rows from
+/// steps that cost more.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct StepFigures {
+    /// Tokens generated per step (a full batch of N clients: N).
+    pub tokens_per_step: f64,
+    /// Mean time of a step (ms).
+    pub step_ms: f64,
+    /// The share of the phase's wall time spent in steps.
+    pub busy: f64,
+}
+
+/// The server's running totals that [`StepFigures`] are differences of.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    tokens: f64,
+    steps: f64,
+    seconds: f64,
+}
+
+impl Totals {
+    /// Reads them from the server's `/metrics`.
+    fn read(addr: SocketAddr) -> Result<Totals, ServeError> {
+        let text = crate::client::request(addr, "GET", "/metrics", b"", &[]).map_err(|e| ServeError::Io(e.to_string()))?.body;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse::<f64>().ok()))
+                .ok_or_else(|| ServeError::Io(format!("the server's /metrics has no {name}")))
+        };
+        Ok(Totals { tokens: value("medalign_generated_tokens_total")?, steps: value("medalign_decode_steps_total")?, seconds: value("medalign_decode_seconds_total")? })
+    }
+
+    /// The figures of the steps between `self` and `later`, over `wall`.
+    fn until(self, later: Totals, wall: Duration) -> StepFigures {
+        let steps = (later.steps - self.steps).max(1.0);
+        let seconds = later.seconds - self.seconds;
+        StepFigures { tokens_per_step: (later.tokens - self.tokens) / steps, step_ms: seconds / steps * 1e3, busy: seconds / wall.as_secs_f64() }
+    }
 }
 
 /// The benchmark's figures.
@@ -110,6 +153,8 @@ pub struct BenchReport {
     pub single_tokens_per_s: f64,
     /// Mean prompt tokens the server reused in the single-stream phase.
     pub single_cached_tokens: f64,
+    /// The server's steps in the single-stream phase.
+    pub single_steps: StepFigures,
     /// Mean prompt tokens per request.
     pub prompt_tokens: f64,
     /// Concurrent clients.
@@ -200,7 +245,7 @@ fn concurrent(addr: SocketAddr, model: &str, first: usize, clients: usize, round
 }
 
 /// The figures of one concurrent phase, its streams checked against `references`.
-fn phase(streams: &[StreamResult], wall: Duration, references: &[String]) -> PhaseReport {
+fn phase(streams: &[StreamResult], wall: Duration, references: &[String], steps: StepFigures) -> PhaseReport {
     let mut firsts: Vec<f64> = streams.iter().map(|r| r.first_token.as_secs_f64() * 1e3).collect();
     firsts.sort_by(f64::total_cmp);
     PhaseReport {
@@ -211,6 +256,7 @@ fn phase(streams: &[StreamResult], wall: Duration, references: &[String]) -> Pha
         complete_streams: streams.iter().filter(|r| r.done && r.tokens > 0).count(),
         matching_streams: streams.iter().zip(references).filter(|(r, want)| &r.text == *want).count(),
         cached_tokens: streams.iter().map(|r| r.cached_tokens).sum::<usize>() as f64 / streams.len().max(1) as f64,
+        steps,
     }
 }
 
@@ -219,22 +265,27 @@ pub fn measure(addr: SocketAddr, model: &str, clients: usize, rounds: usize, ask
     // Warm-up, then one stream at a time, then the burst, then the sustained phase.
     stream_chat(addr, model, "Hello, who are you?", Ask { max_tokens: 4, ..ask })?;
     let mut single = Vec::with_capacity(clients);
+    let before = Totals::read(addr)?;
     let t = Instant::now();
     for i in 0..clients {
         single.push(stream_chat(addr, model, &prompt(i), ask)?);
     }
     let single_time = t.elapsed();
+    let after_single = Totals::read(addr)?;
     let (burst, burst_wall) = concurrent(addr, model, clients, clients, 1, ask)?;
+    let after_burst = Totals::read(addr)?;
     let (sustained, sustained_wall) = concurrent(addr, model, 2 * clients, clients, rounds, ask)?;
+    let after_sustained = Totals::read(addr)?;
     let references = (clients..clients * (2 + rounds)).map(|i| Ok(stream_chat(addr, model, &prompt(i), ask)?.text)).collect::<Result<Vec<_>, ServeError>>()?;
     let all = || single.iter().chain(&burst).chain(&sustained);
     Ok(BenchReport {
         single_tokens_per_s: single.iter().map(|r| r.tokens).sum::<usize>() as f64 / single_time.as_secs_f64(),
         single_cached_tokens: single.iter().map(|r| r.cached_tokens).sum::<usize>() as f64 / clients as f64,
+        single_steps: before.until(after_single, single_time),
         prompt_tokens: all().map(|r| r.prompt_tokens).sum::<usize>() as f64 / all().count() as f64,
         clients,
-        burst: phase(&burst, burst_wall, &references[..clients]),
-        sustained: phase(&sustained, sustained_wall, &references[clients..]),
+        burst: phase(&burst, burst_wall, &references[..clients], after_single.until(after_burst, burst_wall)),
+        sustained: phase(&sustained, sustained_wall, &references[clients..], after_burst.until(after_sustained, sustained_wall)),
         rounds,
         temperature: ask.temperature,
     })
@@ -252,11 +303,13 @@ pub fn run(args: &BenchServeArgs) -> Result<BenchReport, ServeError> {
     server.stop()?;
     let r = report?;
     let ratio = |p: &PhaseReport| p.tokens_per_s / r.single_tokens_per_s;
+    let steps = |s: &StepFigures| format!("{:.2} tokens a step of {:.2} ms, busy {:.0}%", s.tokens_per_step, s.step_ms, s.busy * 100.0);
     let line = |name: &str, p: &PhaseReport| {
         format!(
-            "{name}: {:.1} tok/s ({:.2}x), first token p50 {:.0} ms, p99 {:.0} ms, {}/{} streams complete, {}/{} equal to their one-at-a-time answer, {:.1} prompt tokens reused",
+            "{name}: {:.1} tok/s ({:.2}x; {}), first token p50 {:.0} ms, p99 {:.0} ms, {}/{} streams complete, {}/{} equal to their one-at-a-time answer, {:.1} prompt tokens reused",
             p.tokens_per_s,
             ratio(p),
+            steps(&p.steps),
             p.first_token_p50_ms,
             p.first_token_p99_ms,
             p.complete_streams,
@@ -267,9 +320,10 @@ pub fn run(args: &BenchServeArgs) -> Result<BenchReport, ServeError> {
         )
     };
     eprintln!(
-        "serve bench ({id}, temperature {}): 1 stream {:.1} tok/s; {} clients {}; {}; prompts of {:.1} tokens, {:.1} reused alone",
+        "serve bench ({id}, temperature {}): 1 stream {:.1} tok/s ({}); {} clients {}; {}; prompts of {:.1} tokens, {:.1} reused alone",
         r.temperature,
         r.single_tokens_per_s,
+        steps(&r.single_steps),
         r.clients,
         line("burst", &r.burst),
         line(&format!("sustained ({} rounds)", r.rounds), &r.sustained),

@@ -1,6 +1,6 @@
 //! Server metrics in the Prometheus text exposition format (version 0.0.4): request counts by
 //! route and status, request and first-token latency histograms, token counters, tokens/s of
-//! the last decode step, queue depth and active sequences.
+//! the last decode step, decode steps and the time spent in them, queue depth and active sequences.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -55,6 +55,8 @@ pub struct Metrics {
     finished: AtomicU64,
     cancelled: AtomicU64,
     decode_steps: AtomicU64,
+    /// Nanoseconds the model thread spent in batched steps.
+    decode_nanos: AtomicU64,
     /// Tokens/s of the last decode step, as f64 bits.
     tokens_per_second: AtomicU64,
 }
@@ -100,6 +102,7 @@ impl Metrics {
     pub fn decode_step(&self, tokens: usize, elapsed: Duration, active: usize) {
         self.generated_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
         self.decode_steps.fetch_add(1, Ordering::Relaxed);
+        self.decode_nanos.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
         self.active.store(active, Ordering::Relaxed);
         let tps = tokens as f64 / elapsed.as_secs_f64().max(1e-9);
         self.tokens_per_second.store(tps.to_bits(), Ordering::Relaxed);
@@ -128,7 +131,7 @@ impl Metrics {
         }
         out.push_str("# HELP medalign_first_token_seconds Time from queueing to the first generated token.\n# TYPE medalign_first_token_seconds histogram\n");
         self.first_token.lock().expect("metrics lock").render(&mut out, "medalign_first_token_seconds", "");
-        let scalars: [(&str, &str, &str, f64); 9] = [
+        let scalars: [(&str, &str, &str, f64); 10] = [
             ("medalign_queue_depth", "gauge", "Requests waiting to join the batch.", self.queue_depth() as f64),
             ("medalign_active_sequences", "gauge", "Sequences in the decoding batch.", self.active.load(Ordering::Relaxed) as f64),
             ("medalign_generated_tokens_total", "counter", "Tokens generated.", self.generated_tokens.load(Ordering::Relaxed) as f64),
@@ -137,6 +140,7 @@ impl Metrics {
             ("medalign_sequences_finished_total", "counter", "Sequences that ended normally.", self.finished.load(Ordering::Relaxed) as f64),
             ("medalign_sequences_cancelled_total", "counter", "Sequences dropped (client gone or model error).", self.cancelled.load(Ordering::Relaxed) as f64),
             ("medalign_decode_steps_total", "counter", "Batched decode steps.", self.decode_steps.load(Ordering::Relaxed) as f64),
+            ("medalign_decode_seconds_total", "counter", "Time the model thread spent in batched decode steps.", self.decode_nanos.load(Ordering::Relaxed) as f64 / 1e9),
             ("medalign_tokens_per_second", "gauge", "Tokens/s of the last decode step, all sequences together.", f64::from_bits(self.tokens_per_second.load(Ordering::Relaxed))),
         ];
         for (name, kind, help, v) in scalars {
@@ -162,5 +166,6 @@ mod tests {
         assert!(text.contains("medalign_request_duration_seconds_bucket{route=\"/v1/chat/completions\",le=\"0.005\"} 1"), "{text}");
         assert!(text.contains("medalign_tokens_per_second 40"), "{text}");
         assert!(text.contains("medalign_generated_tokens_total 4"), "{text}");
+        assert!(text.contains("medalign_decode_seconds_total 0.1\n"), "{text}");
     }
 }

@@ -47,6 +47,10 @@ fn bench_serve_smollm2() {
     for p in [&r.burst, &r.sustained] {
         assert_eq!(p.complete_streams, p.streams, "{r:?}");
         assert_eq!(p.matching_streams, p.streams, "{r:?}");
+        // The server's steps batched the clients' tokens, at most one per client a step.
+        assert!(p.steps.tokens_per_step > 1.0 && p.steps.tokens_per_step <= clients as f64, "{r:?}");
+        assert!(p.steps.step_ms > 0.0 && p.steps.busy > 0.0 && p.steps.busy <= 1.0, "{r:?}");
     }
+    assert!((r.single_steps.tokens_per_step - 1.0).abs() < 1e-9, "one stream, one token a step: {r:?}");
     assert_eq!(r.sustained.streams, 2 * clients, "{r:?}");
 }
