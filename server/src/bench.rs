@@ -119,7 +119,7 @@ pub struct StepFigures {
 }
 
 /// The server's running totals that [`StepFigures`] are differences of.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Totals {
     tokens: f64,
     steps: f64,

@@ -40,10 +40,7 @@ pub fn silu_mul_halves(y: &Tensor) -> candle_core::Result<Tensor> {
     with_f32(y, |v| {
         let row = |(o, gu): (&mut [f32], &[f32])| {
             let (g, u) = gu.split_at(i);
-            sigmoid(g, o);
-            for ((o, g), u) in o.iter_mut().zip(g).zip(u) {
-                *o = g * *o * u;
-            }
+            silu_times(g, u, o);
         };
         if out.len() >= CHUNK {
             out.par_chunks_exact_mut(i).zip(v.par_chunks_exact(width)).for_each(row);
@@ -67,13 +64,7 @@ impl CustomOp2 for SiluMul {
     fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout, us: &CpuStorage, ul: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (g, u) = (contiguous(gs, gl)?, contiguous(us, ul)?);
         let mut out = vec![0f32; g.len()];
-        out.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((o, g), u)| {
-            let mut s = vec![0f32; g.len()];
-            sigmoid(g, &mut s);
-            for i in 0..o.len() {
-                o[i] = g[i] * s[i] * u[i];
-            }
-        });
+        out.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((o, g), u)| silu_times(g, u, o));
         Ok((CpuStorage::F32(out), gl.shape().clone()))
     }
 
@@ -108,6 +99,14 @@ pub(super) fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Resu
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&v[a..b]),
         None => candle_core::bail!("expected a contiguous tensor"),
+    }
+}
+
+/// `out = silu(g) * u` elementwise, as `g * sigmoid(g) * u` (the sigmoid computed into `out`).
+fn silu_times(g: &[f32], u: &[f32], out: &mut [f32]) {
+    sigmoid(g, out);
+    for ((o, g), u) in out.iter_mut().zip(g).zip(u) {
+        *o = g * *o * u;
     }
 }
 
