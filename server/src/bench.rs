@@ -53,11 +53,17 @@ pub struct BenchServeArgs {
     /// answer.
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
+    /// What every client asks, `{topic}` standing for a condition. The default asks for two
+    /// sentences; ask for more (with a larger `--max-tokens`) to measure longer answers.
+    #[arg(long, default_value = DEFAULT_QUESTION)]
+    pub question: String,
 }
 
 /// What every question of the benchmark asks for.
 #[derive(Debug, Clone, Copy)]
-pub struct Ask {
+pub struct Ask<'a> {
+    /// The question, `{topic}` standing for the condition asked about.
+    pub question: &'a str,
     /// Most tokens an answer generates.
     pub max_tokens: usize,
     /// Sampling temperature (0: greedy).
@@ -180,12 +186,18 @@ const TOPICS: [&str; 48] = [
     "epilepsy", "narcolepsy", "insomnia", "acne", "rosacea", "measles",
 ];
 
-fn prompt(i: usize) -> String {
-    format!("In two sentences, what is {} and how is it treated? (case {i})", TOPICS[i % TOPICS.len()])
+/// What the benchmark's clients ask unless told otherwise: two sentences, some 40-60 tokens.
+pub const DEFAULT_QUESTION: &str = "In two sentences, what is {topic} and how is it treated?";
+
+impl Ask<'_> {
+    /// Question `i`: [`Ask::question`] about topic `i` (of [`TOPICS`]), numbered.
+    fn prompt(&self, i: usize) -> String {
+        format!("{} (case {i})", self.question.replace("{topic}", TOPICS[i % TOPICS.len()]))
+    }
 }
 
 /// Streams one chat completion and times it.
-pub fn stream_chat(addr: SocketAddr, model: &str, prompt: &str, ask: Ask) -> Result<StreamResult, ServeError> {
+pub fn stream_chat(addr: SocketAddr, model: &str, prompt: &str, ask: Ask<'_>) -> Result<StreamResult, ServeError> {
     let body = json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": ask.max_tokens,
         "temperature": ask.temperature, "seed": SEED, "stream": true, "stream_options": {"include_usage": true}});
     let started = Instant::now();
@@ -225,11 +237,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Runs `rounds` back-to-back streams on each of `clients` threads at once, client `c`'s
 /// round `r` asking question `first + r * clients + c`; returns the streams in question order
 /// and the wall time.
-fn concurrent(addr: SocketAddr, model: &str, first: usize, clients: usize, rounds: usize, ask: Ask) -> Result<(Vec<StreamResult>, Duration), ServeError> {
+fn concurrent(addr: SocketAddr, model: &str, first: usize, clients: usize, rounds: usize, ask: Ask<'_>) -> Result<(Vec<StreamResult>, Duration), ServeError> {
     let t = Instant::now();
     let per_client: Vec<Result<Vec<StreamResult>, ServeError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
-            .map(|c| s.spawn(move || (0..rounds).map(|r| stream_chat(addr, model, &prompt(first + r * clients + c), ask)).collect()))
+            .map(|c| s.spawn(move || (0..rounds).map(|r| stream_chat(addr, model, &ask.prompt(first + r * clients + c), ask)).collect()))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ServeError::Io("client panicked".into())))).collect()
     });
@@ -261,14 +273,14 @@ fn phase(streams: &[StreamResult], wall: Duration, references: &[String], steps:
 }
 
 /// Runs the benchmark against a server at `addr` serving `model`.
-pub fn measure(addr: SocketAddr, model: &str, clients: usize, rounds: usize, ask: Ask) -> Result<BenchReport, ServeError> {
+pub fn measure(addr: SocketAddr, model: &str, clients: usize, rounds: usize, ask: Ask<'_>) -> Result<BenchReport, ServeError> {
     // Warm-up, then one stream at a time, then the burst, then the sustained phase.
     stream_chat(addr, model, "Hello, who are you?", Ask { max_tokens: 4, ..ask })?;
     let mut single = Vec::with_capacity(clients);
     let before = Totals::read(addr)?;
     let t = Instant::now();
     for i in 0..clients {
-        single.push(stream_chat(addr, model, &prompt(i), ask)?);
+        single.push(stream_chat(addr, model, &ask.prompt(i), ask)?);
     }
     let single_time = t.elapsed();
     let after_single = Totals::read(addr)?;
@@ -276,7 +288,7 @@ pub fn measure(addr: SocketAddr, model: &str, clients: usize, rounds: usize, ask
     let after_burst = Totals::read(addr)?;
     let (sustained, sustained_wall) = concurrent(addr, model, 2 * clients, clients, rounds, ask)?;
     let after_sustained = Totals::read(addr)?;
-    let references = (clients..clients * (2 + rounds)).map(|i| Ok(stream_chat(addr, model, &prompt(i), ask)?.text)).collect::<Result<Vec<_>, ServeError>>()?;
+    let references = (clients..clients * (2 + rounds)).map(|i| Ok(stream_chat(addr, model, &ask.prompt(i), ask)?.text)).collect::<Result<Vec<_>, ServeError>>()?;
     let all = || single.iter().chain(&burst).chain(&sustained);
     Ok(BenchReport {
         single_tokens_per_s: single.iter().map(|r| r.tokens).sum::<usize>() as f64 / single_time.as_secs_f64(),
@@ -293,12 +305,15 @@ pub fn measure(addr: SocketAddr, model: &str, clients: usize, rounds: usize, ask
 
 /// `medalign bench serve`: serves the model on a free loopback port and measures it.
 pub fn run(args: &BenchServeArgs) -> Result<BenchReport, ServeError> {
+    if !args.question.contains("{topic}") {
+        return Err(ServeError::Args(format!("--question {:?}: put {{topic}} where the condition goes", args.question)));
+    }
     let model = source::load(&args.model, &args.store)?;
     let id = model.id.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| ServeError::Io(e.to_string()))?;
     let opts = ServerOptions { max_batch: args.clients.max(1), prefix_cache_bytes: args.prefix_cache_mb << 20, ..ServerOptions::default() };
     let server = start(model, listener, opts)?;
-    let ask = Ask { max_tokens: args.max_tokens, temperature: args.temperature };
+    let ask = Ask { question: &args.question, max_tokens: args.max_tokens, temperature: args.temperature };
     let report = measure(server.addr, &id, args.clients, args.rounds.max(1), ask);
     server.stop()?;
     let r = report?;

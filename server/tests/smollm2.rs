@@ -42,7 +42,7 @@ fn bench_serve_smollm2() {
         return;
     };
     let clients = std::env::var("MEDALIGN_BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
-    let args = medalign_server::bench::BenchServeArgs { model: name, clients, max_tokens: 64, store: "no-store".into(), prefix_cache_mb: medalign_server::prefix_cache::DEFAULT_MB, rounds: 2, temperature: 0.0 };
+    let args = medalign_server::bench::BenchServeArgs { model: name, clients, max_tokens: 64, store: "no-store".into(), prefix_cache_mb: medalign_server::prefix_cache::DEFAULT_MB, rounds: 2, temperature: 0.0, question: medalign_server::bench::DEFAULT_QUESTION.into() };
     let r = medalign_server::bench::run(&args).unwrap();
     for p in [&r.burst, &r.sustained] {
         assert_eq!(p.complete_streams, p.streams, "{r:?}");
