@@ -69,8 +69,6 @@ pub struct KvCache {
     layers: Vec<Option<Layer>>,
     len: usize,
     dtype: DType,
-    /// Positions the current sequence is expected to reach ([`Self::expect`]).
-    expected: usize,
 }
 
 impl Clone for KvCache {
@@ -89,7 +87,7 @@ impl KvCache {
     /// default cache: half the memory, and half the bytes a decoding step's attention reads).
     /// See [`crate::Model::kv_cache`].
     pub fn with_dtype(cfg: &Config, dtype: DType) -> Self {
-        Self { layers: (0..cfg.num_hidden_layers).map(|_| None).collect(), len: 0, dtype, expected: 0 }
+        Self { layers: (0..cfg.num_hidden_layers).map(|_| None).collect(), len: 0, dtype }
     }
 
     /// How keys and values are stored.
@@ -113,20 +111,10 @@ impl KvCache {
         self.len = 0;
     }
 
-    /// Says that the sequences this cache holds from now on should reach `positions` positions
-    /// (a prompt and its most new tokens): buffers made from now on hold that many at once, and
-    /// an empty cache's smaller buffers are replaced rather than grown. A cache
-    /// otherwise doubles as it fills, and each doubling copies what it holds into fresh memory
-    /// whose pages fault in as they are written: in `bench serve` with 256-token answers,
-    /// growing took 0.40-0.61 ms of a 7.1-7.4 ms step of 8 sequences.
-    pub fn expect(&mut self, positions: usize) {
-        self.expected = positions;
-    }
-
     /// A new cache holding copies of this one's first `n` positions (at most its length): the
     /// state after a prefix of the tokens, from which another continuation can go on.
     pub fn prefix(&self, n: usize) -> Result<KvCache> {
-        let mut copy = KvCache { layers: self.layers.iter().map(|_| None).collect(), len: 0, dtype: self.dtype, expected: 0 };
+        let mut copy = KvCache { layers: self.layers.iter().map(|_| None).collect(), len: 0, dtype: self.dtype };
         self.copy_prefix_into(n, &mut copy)?;
         Ok(copy)
     }
@@ -192,19 +180,15 @@ impl KvCache {
     /// Layer `layer`'s buffers, grown (or made) to hold `t` positions more than the cache's
     /// length for `(batch, kv_heads, head_dim)`.
     fn reserve(&mut self, layer: usize, (b, h, d): (usize, usize, usize), t: usize, device: &candle_core::Device) -> Result<&Layer> {
-        let (len, dtype, expected) = (self.len, self.dtype, self.expected);
+        let (len, dtype) = (self.len, self.dtype);
         let slot = &mut self.layers[layer];
         // A kept buffer of another shape or dtype (a cache reused for another model) is dropped.
         if slot.as_ref().is_some_and(|l| l.k.dtype() != dtype || l.k.dims4().ok().is_none_or(|(lb, lh, _, ld)| (lb, lh, ld) != (b, h, d))) {
             *slot = None;
         }
-        if len == 0 && slot.as_ref().is_some_and(|l| l.capacity() < expected) {
-            // Nothing to keep: fresh buffers of the expected size instead of growing these.
-            *slot = None;
-        }
         let capacity = slot.as_ref().map_or(0, Layer::capacity);
         if len + t > capacity {
-            let grown = capacity_for((len + t).max(expected), capacity);
+            let grown = capacity_for(len + t, capacity);
             *slot = Some(match slot.as_ref() {
                 Some(l) => l.copied(len, grown)?,
                 None => {
@@ -398,30 +382,6 @@ mod tests {
         assert_eq!((c.len(), k.dim(2).unwrap()), (300, 300));
         assert_eq!(k.flatten_all().unwrap().to_vec1::<f32>().unwrap(), rows(0, 300).flatten_all().unwrap().to_vec1::<f32>().unwrap());
         assert_eq!(v.flatten_all().unwrap().to_vec1::<f32>().unwrap(), rows(1000, 300).flatten_all().unwrap().to_vec1::<f32>().unwrap());
-    }
-
-    #[test]
-    fn an_expected_length_is_allocated_once_and_replaces_smaller_buffers_of_an_empty_cache() {
-        let mut c = KvCache::new(&config(1));
-        fill(&mut c, 10);
-        assert_eq!(c.bytes(), 2 * STEP * 4 * 4);
-        // Emptied and told of a longer sequence: one allocation for all of it.
-        c.reset();
-        c.expect(300);
-        fill(&mut c, 10);
-        assert_eq!(c.bytes(), 2 * 320 * 4 * 4);
-        let (k, _) = fill(&mut c, 290);
-        assert_eq!((c.len(), c.bytes()), (300, 2 * 320 * 4 * 4));
-        assert_eq!(k.flatten_all().unwrap().to_vec1::<f32>().unwrap(), rows(0, 300).flatten_all().unwrap().to_vec1::<f32>().unwrap());
-        // Past the expected length it doubles as before, keeping every position.
-        let (k, _) = fill(&mut c, 30);
-        assert_eq!((c.len(), c.bytes()), (330, 2 * 640 * 4 * 4));
-        assert_eq!(k.flatten_all().unwrap().to_vec1::<f32>().unwrap(), rows(0, 330).flatten_all().unwrap().to_vec1::<f32>().unwrap());
-        // Buffers at least as large are kept for the next sequence.
-        c.reset();
-        c.expect(100);
-        fill(&mut c, 5);
-        assert_eq!(c.bytes(), 2 * 640 * 4 * 4);
     }
 
     #[test]

@@ -296,7 +296,6 @@ fn join(req: GenRequest, lm: &LanguageModel, limits: BatchLimits, prefixes: &mut
         return None;
     }
     let mut cache = free.pop().unwrap_or_else(|| lm.model.kv_cache());
-    cache.expect((req.prompt.len() + req.max_tokens).min(limits.max_context));
     metrics.prefix_reused(prefixes.lookup(&req.prompt, &mut cache));
     Some(Row::new(req, cache))
 }
