@@ -8,9 +8,9 @@
 //! thus computed exactly as if its sequence were decoded token by token: a prompt's logits do not
 //! depend on how it was cut into chunks or on how much of it came from a cached prefix. This
 //! replaced tensor ops per sequence (narrow, transpose, append, two matmuls over a `(t, s)` mask,
-//! a masked softmax, a concatenation): 2048-token prompts prefilled 1.3-1.5x faster (`bench generate --prompt-tokens 2048`, four
-//! alternating runs: 513-559 vs 366-405 tok/s); decoding steps, which already took the decoding
-//! kernel, were no faster or slower.
+//! a masked softmax, a concatenation): 2048-token prompts prefilled 1.3-1.5x faster
+//! (`bench generate --prompt-tokens 2048`, four alternating runs: 513-559 vs 366-405 tok/s);
+//! decoding steps, which already took the decoding kernel, were no faster or slower.
 
 use candle_core::{DType, Device, Storage, Tensor};
 use half::f16;
