@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     match cli::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", medalign_engine::redact(&format!("{e:#}")));
             ExitCode::from(cli::EXIT_ERROR)
         }
     }

@@ -1,7 +1,8 @@
 //! The main job, shrunk: `pipelines/medalign.yaml` on a tiny random model with a few steps, run by the
 //! real binary end to end (ingest -> dedupe -> generate -> judge -> pair -> quantize -> sft -> dpo ->
-//! eval, export -> register). Then a rerun is fully cached, and editing the DPO beta reruns dpo,
-//! export, eval and register only.
+//! eval, export -> register). Then a rerun is fully cached, a forced sft that trains the same weights
+//! leaves everything downstream cached, and editing the DPO beta reruns dpo, export, eval and
+//! register only.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,9 +39,10 @@ fn shrunk(beta: &str) -> String {
 }
 
 /// Runs the binary; on failure, the error with stderr.
-fn run(dir: &Path, model: &Path) -> Result<Vec<Value>, String> {
+fn run(dir: &Path, model: &Path, extra: &[&str]) -> Result<Vec<Value>, String> {
     let out = Command::new(env!("CARGO_BIN_EXE_medalign"))
         .args(["run", "medalign.yaml", "--json", "-q"])
+        .args(extra)
         .arg("--var")
         .arg(format!("model={}", model.display()))
         .arg("--var")
@@ -75,7 +77,7 @@ fn the_default_pipeline_runs_end_to_end_caches_and_reruns_only_what_changed() {
         Ok(v) => (v, dir),
         Err(e) => panic!("{e}\n(kept {})", dir.keep().display()),
     };
-    let (first, dir) = or_keep(run(dir.path(), &model), dir);
+    let (first, dir) = or_keep(run(dir.path(), &model, &[]), dir);
     assert!(first.iter().all(|r| r["status"] == "ran"), "{:#?}", statuses(&first));
     let by_id = |id: &str| first.iter().find(|r| r["id"] == id).unwrap().clone();
     let ingest = by_id("ingest");
@@ -85,11 +87,16 @@ fn the_default_pipeline_runs_end_to_end_caches_and_reruns_only_what_changed() {
     assert!(by_id("export")["metrics"]["gguf_q8_0_mb"].as_f64().unwrap() > 0.0);
     assert!(by_id("eval")["metrics"]["judge_scores"].as_u64().unwrap() > 0);
 
-    let (second, dir) = or_keep(run(dir.path(), &model), dir);
+    let (second, dir) = or_keep(run(dir.path(), &model, &[]), dir);
     assert!(second.iter().all(|r| r["status"] == "cached"), "{:#?}", statuses(&second));
 
+    // Training is reproducible and its timings live in the run record, outside the adapter's hash.
+    let (forced, dir) = or_keep(run(dir.path(), &model, &["--force", "sft"]), dir);
+    let ran: Vec<String> = statuses(&forced).into_iter().filter(|(_, s)| s != "cached").map(|(id, s)| format!("{id} {s}")).collect();
+    assert_eq!(ran, ["sft ran"], "{:#?}", statuses(&forced));
+
     std::fs::write(dir.path().join("medalign.yaml"), shrunk("beta: 0.2")).unwrap();
-    let (third, _dir) = or_keep(run(dir.path(), &model), dir);
+    let (third, _dir) = or_keep(run(dir.path(), &model, &[]), dir);
     let ran: Vec<String> = statuses(&third).into_iter().filter(|(_, s)| s == "ran").map(|(id, _)| id).collect();
     assert_eq!(ran, ["dpo", "eval", "export", "register"]);
     let dpo = third.iter().find(|r| r["id"] == "dpo").unwrap();

@@ -45,3 +45,18 @@ fn the_default_pipeline_validates() {
     let out = medalign().args(["validate", "pipelines/medalign.yaml"]).current_dir(root).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn a_manifest_with_a_byte_order_mark_validates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root.join("pipelines/medalign.yaml")).unwrap();
+    std::fs::write(dir.path().join("bom.yaml"), format!("\u{feff}{text}")).unwrap();
+    let out = medalign()
+        .args(["validate", "bom.yaml", "--var"])
+        .arg(format!("data={}", root.join("data").display()))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -11,7 +11,7 @@ pub enum EngineError {
     #[error("{0}")]
     Manifest(Diagnostics),
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{}", disk_full_hint(source))]
     Io {
         /// The file.
         path: PathBuf,
@@ -44,6 +44,15 @@ pub enum EngineError {
     Store(String),
 }
 
+/// What to do when a write failed for lack of space, else nothing.
+fn disk_full_hint(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
+        " (the disk is full: free some space, e.g. with `medalign gc`, or move the store to a larger disk)"
+    } else {
+        ""
+    }
+}
+
 impl EngineError {
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -62,5 +71,17 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|e| EngineError::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_named_with_its_path() {
+        let msg = EngineError::io("/store/artifacts/k/manifest.json", std::io::Error::from_raw_os_error(28)).to_string();
+        assert!(msg.starts_with("/store/artifacts/k/manifest.json: No space left on device"), "{msg}");
+        assert!(msg.contains("the disk is full"), "{msg}");
     }
 }

@@ -185,6 +185,7 @@ fn stage(
     };
     let sp = progress.stage(&ps.id, ps.kind);
     let lock = store.lock(&key, |pid| sp.set_message(format!("waiting for another medalign run (pid {pid}) building this key")));
+    let clock = Instant::now();
     let result = lock.and_then(|_lock| {
         if !forced {
             if let Some(out) = cached(resolver, i, &key, up_ran.as_deref(), &report) {
@@ -210,7 +211,14 @@ fn stage(
         }
         Err(e) => {
             sp.finish("failed");
-            Outcome::NotBuilt(report(StageStatus::Failed, e.to_string(), Some(key)))
+            // The summary names the stage already: keep only what it said.
+            let why = match e {
+                EngineError::Stage { message, .. } => message,
+                e => e.to_string(),
+            };
+            let mut r = report(StageStatus::Failed, crate::redact::redact(&why), Some(key));
+            r.seconds = clock.elapsed().as_secs_f64();
+            Outcome::NotBuilt(r)
         }
     }
 }

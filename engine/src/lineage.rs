@@ -32,6 +32,8 @@ pub struct LineageNode {
     pub input_files: Vec<FileIngredient>,
     /// Output name -> content hash.
     pub outputs: BTreeMap<String, String>,
+    /// Files of the outputs' run records (timings, logs), as `output/path`: kept, not hashed.
+    pub run_files: Vec<String>,
     /// Figures it reported.
     pub metrics: BTreeMap<String, serde_json::Value>,
     /// Its inputs.
@@ -65,6 +67,7 @@ pub fn lineage(store: &Store, key: &str) -> Result<LineageNode> {
             seconds: 0.0,
             input_files: Vec::new(),
             outputs: BTreeMap::new(),
+            run_files: Vec::new(),
             metrics: BTreeMap::new(),
             inputs: Vec::new(),
         });
@@ -83,6 +86,7 @@ pub fn lineage(store: &Store, key: &str) -> Result<LineageNode> {
         finished: rec.finished,
         seconds: rec.seconds,
         input_files: rec.ingredients.files,
+        run_files: rec.outputs.iter().flat_map(|(k, v)| v.run_files.iter().map(move |f| format!("{k}/{}", f.path))).collect(),
         outputs: rec.outputs.into_iter().map(|(k, v)| (k, v.hash)).collect(),
         metrics: rec.metrics,
         inputs,
@@ -109,6 +113,9 @@ fn text(n: &LineageNode, first: &str, rest: &str, out: &mut String) {
     }
     for (name, hash) in &n.outputs {
         out.push_str(&format!("{rest}  output {name}: blake3 {}\n", short(hash)));
+    }
+    if !n.run_files.is_empty() {
+        out.push_str(&format!("{rest}  run record: {}\n", n.run_files.join(", ")));
     }
     for (k, e) in n.inputs.iter().enumerate() {
         let last = k + 1 == n.inputs.len();

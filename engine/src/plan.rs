@@ -96,10 +96,22 @@ impl Plan {
 
 /// Reads, parses and compiles a manifest file; `vars` override the manifest's `vars:`.
 pub fn load(path: &Path, registry: &KindRegistry, vars: &BTreeMap<String, String>) -> Result<Plan> {
-    let text = std::fs::read_to_string(path).at(path)?;
+    let bytes = std::fs::read(path).at(path)?;
+    let file = path.display().to_string();
+    let text = String::from_utf8(bytes).map_err(|e| not_utf8(&file, e.as_bytes(), e.utf8_error().valid_up_to()))?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let dir = std::fs::canonicalize(dir).at(dir)?;
-    compile(&text, &path.display().to_string(), &dir, registry, vars)
+    compile(&text, &file, &dir, registry, vars)
+}
+
+/// The diagnostic for a manifest that is not UTF-8, at the first bad byte.
+fn not_utf8(file: &str, bytes: &[u8], valid_up_to: usize) -> EngineError {
+    let before = String::from_utf8_lossy(&bytes[..valid_up_to]);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let mut d = Diagnostics::default();
+    d.push(file, Pos { line, col }, format!("not UTF-8 (byte 0x{:02x}): save the manifest as UTF-8", bytes[valid_up_to]));
+    EngineError::Manifest(d)
 }
 
 /// Compiles manifest text; `file` is how errors name it, `manifest_dir` anchors relative paths.
@@ -128,12 +140,21 @@ pub fn compile(
     // Semantic checks (files exist, ranges) only once the manifest itself reads cleanly: an unknown
     // var would otherwise also show up as a missing file.
     let semantic = diags.is_empty();
+    let store_dir = manifest_dir.join(raw.store.as_deref().unwrap_or(".medalign"));
+    if semantic {
+        if let Err(why) = crate::store::check_usable(&store_dir) {
+            let (pos, what) = match raw.store_pos {
+                Some(pos) => (pos, "\"store\""),
+                None => (Pos { line: 1, col: 1 }, "the default store (set `store:` to put it elsewhere)"),
+            };
+            diags.push(file, pos, format!("{what} {}: {why}", store_dir.display()));
+        }
+    }
     let stages = compile_stages(&raw.stages, registry, &check, semantic, file, &mut diags);
     let order = if diags.is_empty() { order_stages(&stages, &raw.stages, file, &mut diags) } else { None };
     diags.sort();
     match order {
         Some(order) if diags.is_empty() => {
-            let store_dir = manifest_dir.join(raw.store.as_deref().unwrap_or(".medalign"));
             Ok(Plan { name: raw.name, manifest: file.to_string(), check, store_dir, seed: raw.seed, stages: reorder(stages, &order) })
         }
         _ => Err(EngineError::Manifest(diags)),

@@ -76,9 +76,9 @@ impl RunProgress {
     pub fn println(&self, line: &str) {
         match self.mode {
             ProgressMode::Bars => {
-                let _ = self.multi.println(line);
+                let _ = self.multi.println(crate::redact::redact(line));
             }
-            ProgressMode::Lines => eprintln!("{line}"),
+            ProgressMode::Lines => eprintln!("{}", crate::redact::redact(line)),
             ProgressMode::Silent => {}
         }
     }
@@ -143,8 +143,8 @@ impl StageProgress {
     }
     fn line(&self, msg: &str) {
         match self.mode {
-            ProgressMode::Bars => self.bar.println(format!("[{}] {msg}", self.id)),
-            ProgressMode::Lines => eprintln!("[{}] {:>6.1}s {msg}", self.id, self.start.elapsed().as_secs_f64()),
+            ProgressMode::Bars => self.bar.println(format!("[{}] {}", self.id, crate::redact::redact(msg))),
+            ProgressMode::Lines => eprintln!("[{}] {:>6.1}s {}", self.id, self.start.elapsed().as_secs_f64(), crate::redact::redact(msg)),
             ProgressMode::Silent => {}
         }
     }

@@ -43,15 +43,23 @@ pub struct ArtifactRecord {
     pub host: String,
 }
 
+/// The folder inside an output that holds the record of a run rather than the artifact: timings,
+/// logs, TensorBoard events. It is stored and listed with the output but left out of its content
+/// hash, so a rerun that makes the same artifact leaves its consumers cached.
+pub const RUN_RECORD_DIR: &str = "_run";
+
 /// One output directory of an artifact.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputRecord {
     /// Its artifact kind.
     pub kind: String,
-    /// BLAKE3 over the sorted (path, file hash) list: equal bytes, equal hash.
+    /// BLAKE3 over the sorted (path, file hash) list of [`Self::files`]: equal bytes, equal hash.
     pub hash: String,
     /// Its files.
     pub files: Vec<FileRecord>,
+    /// The files of its run record ([`RUN_RECORD_DIR`]), outside the hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_files: Vec<FileRecord>,
 }
 
 /// One file of an output.
@@ -65,19 +73,16 @@ pub struct FileRecord {
     pub hash: String,
 }
 
-/// Hashes every file of an output directory (in parallel) and the directory as a whole.
+/// Hashes every file of an output directory (in parallel) and the directory as a whole, but for
+/// its run record, whose files are listed apart.
 pub fn hash_output(dir: &Path, kind: &str) -> Result<OutputRecord> {
     let mut paths = Vec::new();
     collect_files(dir, dir, &mut paths)?;
     paths.sort();
-    let files: Vec<FileRecord> = paths
-        .par_iter()
-        .map(|rel| {
-            let full = dir.join(rel);
-            let bytes = std::fs::metadata(&full).at(&full)?.len();
-            Ok(FileRecord { path: rel.clone(), bytes, hash: crate::filehash::hash_file(&full)? })
-        })
-        .collect::<Result<_>>()?;
+    let (run_paths, paths): (Vec<String>, Vec<String>) =
+        paths.into_iter().partition(|p| p.split('/').next() == Some(RUN_RECORD_DIR));
+    let files = file_records(dir, &paths)?;
+    let run_files = file_records(dir, &run_paths)?;
     let mut h = blake3::Hasher::new();
     h.update(b"medalign-output/1");
     for f in &files {
@@ -85,7 +90,18 @@ pub fn hash_output(dir: &Path, kind: &str) -> Result<OutputRecord> {
         h.update(f.path.as_bytes());
         h.update(f.hash.as_bytes());
     }
-    Ok(OutputRecord { kind: kind.to_string(), hash: h.finalize().to_hex().to_string(), files })
+    Ok(OutputRecord { kind: kind.to_string(), hash: h.finalize().to_hex().to_string(), files, run_files })
+}
+
+fn file_records(dir: &Path, paths: &[String]) -> Result<Vec<FileRecord>> {
+    paths
+        .par_iter()
+        .map(|rel| {
+            let full = dir.join(rel);
+            let bytes = std::fs::metadata(&full).at(&full)?.len();
+            Ok(FileRecord { path: rel.clone(), bytes, hash: crate::filehash::hash_file(&full)? })
+        })
+        .collect()
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
@@ -125,5 +141,23 @@ mod tests {
         assert_eq!(ha.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["sub/y.txt", "x.txt"]);
         std::fs::write(b.path().join("x.txt"), "X").unwrap();
         assert_ne!(ha.hash, hash_output(b.path(), "k").unwrap().hash);
+    }
+
+    #[test]
+    fn the_run_record_is_listed_but_not_hashed() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("weights.bin"), "w").unwrap();
+        let before = hash_output(d.path(), "k").unwrap();
+        std::fs::create_dir_all(d.path().join("_run/tensorboard")).unwrap();
+        std::fs::write(d.path().join("_run/tensorboard/events.1"), "t=1").unwrap();
+        let after = hash_output(d.path(), "k").unwrap();
+        assert_eq!((after.hash.as_str(), after.files.len()), (before.hash.as_str(), 1));
+        assert_eq!(after.run_files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["_run/tensorboard/events.1"]);
+        std::fs::write(d.path().join("_run/tensorboard/events.1"), "t=2").unwrap();
+        assert_eq!(hash_output(d.path(), "k").unwrap().hash, before.hash);
+        // A folder named so below the top level is content.
+        std::fs::create_dir_all(d.path().join("sub/_run")).unwrap();
+        std::fs::write(d.path().join("sub/_run/x"), "x").unwrap();
+        assert_ne!(hash_output(d.path(), "k").unwrap().hash, before.hash);
     }
 }

@@ -110,6 +110,14 @@ impl<'a> RunContext<'a> {
             .get(output)
             .unwrap_or_else(|| panic!("stage kind writes undeclared output {output:?}"))
     }
+    /// The (created) folder inside an output for the record of this run: timings, logs, event
+    /// files. It is stored and listed with the output but not part of its content hash, so
+    /// consumers stay cached when a rerun makes the same artifact.
+    pub fn run_record_dir(&self, output: &str) -> std::io::Result<PathBuf> {
+        let d = self.output_dir(output).join(crate::record::RUN_RECORD_DIR);
+        std::fs::create_dir_all(&d)?;
+        Ok(d)
+    }
     /// Where a table output's Parquet file goes.
     pub fn output_table(&self, output: &str) -> PathBuf {
         self.output_dir(output).join(TABLE_FILE)

@@ -298,6 +298,36 @@ impl Store {
     }
 }
 
+/// Whether a store can live at `root`: the directory, or the nearest folder above it that exists,
+/// must be a writable directory. Says what is wrong for the manifest's diagnostic.
+pub fn check_usable(root: &Path) -> std::result::Result<(), String> {
+    let mut dir = root;
+    loop {
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => return writable(dir),
+            Ok(_) if dir == root => return Err("is not a directory".into()),
+            Ok(_) => return Err(format!("cannot be created: {} is not a directory", dir.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match dir.parent() {
+                Some(up) if !up.as_os_str().is_empty() => dir = up,
+                _ => return Err(format!("cannot be created: {e}")),
+            },
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Whether this process may create files in `dir` (permissions, read-only mounts).
+fn writable(dir: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| "the path holds a NUL byte".to_string())?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(format!("{} is not writable: {}", dir.display(), std::io::Error::last_os_error()))
+    }
+}
+
 /// Whether a process with this pid exists (Linux: /proc; elsewhere assume it does).
 fn process_alive(pid: u32) -> bool {
     if pid == std::process::id() {

@@ -129,6 +129,8 @@ impl StageConfig for Transform {
     }
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
         if let Some(msg) = &self.fail {
+            // One step's work before failing, so a failed stage has a time to report.
+            std::thread::sleep(std::time::Duration::from_millis(self.step_ms));
             return Err(msg.clone().into());
         }
         let text = read_text(cx, "input")?.concat();

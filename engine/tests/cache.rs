@@ -108,10 +108,12 @@ fn declared_environment_facts_are_part_of_the_key() {
 
 #[test]
 fn a_failed_stage_publishes_nothing_and_skips_its_descendants() {
-    let p = Project::new(&CHAIN.replace("op: lower", "op: lower, fail: \"out of memory\""));
+    let p = Project::new(&CHAIN.replace("op: lower", "op: lower, step_ms: 300, fail: \"out of memory (Authorization: Bearer sk-live-0123456789)\""));
     let r = p.run();
     assert_eq!(statuses(&r), s(&[("src", Ran), ("up", Ran), ("side", Failed), ("out", Skipped)]));
-    assert_eq!(by_id(&r, "side").reason, "stage \"side\" failed: out of memory");
+    // Said once (the summary names the stage), with no token in it, and with the time it ran.
+    assert_eq!(by_id(&r, "side").reason, "out of memory (Authorization: Bearer [REDACTED])");
+    assert!(by_id(&r, "side").seconds >= 0.3, "{}", by_id(&r, "side").seconds);
     assert_eq!(by_id(&r, "out").reason, "input side was not built");
     let store = p.store();
     assert_eq!(store.keys().unwrap().len(), 2);

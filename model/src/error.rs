@@ -10,7 +10,7 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{}", disk_full_hint(source))]
     Io {
         /// The file or directory involved.
         path: PathBuf,
@@ -71,6 +71,15 @@ pub enum Error {
     UnknownModel(String, String),
 }
 
+/// What to do when a write failed for lack of space, else nothing.
+pub fn disk_full_hint(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
+        " (the disk is full: free some space, e.g. with `medalign gc`, or move the store to a larger disk)"
+    } else {
+        ""
+    }
+}
+
 impl Error {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -85,3 +94,18 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_named_with_its_path() {
+        let e = Error::io("/store/tmp/abc/model/quantized.safetensors.tmp", std::io::Error::from_raw_os_error(28));
+        let msg = e.to_string();
+        assert!(msg.starts_with("/store/tmp/abc/model/quantized.safetensors.tmp: No space left on device"), "{msg}");
+        assert!(msg.contains("the disk is full"), "{msg}");
+        let other = Error::io("/x", std::io::Error::from_raw_os_error(2)).to_string();
+        assert!(!other.contains("disk is full"), "{other}");
+    }
+}

@@ -1,6 +1,7 @@
-//! The routes: OpenAI endpoints under `/v1` (behind the optional bearer token), `/health`,
-//! `/metrics`, and the Vertex AI health and predict routes; JSON bodies with a size limit, and
-//! OpenAI-style errors for everything that goes wrong, unknown routes included.
+//! The routes: OpenAI endpoints under `/v1`, `/health`, `/metrics`, and the Vertex AI health and
+//! predict routes; every route but the health and metrics ones behind the optional bearer token,
+//! checked before anything else; JSON bodies with a size limit, and OpenAI-style errors for
+//! everything that goes wrong, unknown routes and wrong methods included.
 
 use std::sync::Arc;
 
@@ -57,8 +58,7 @@ pub fn router(state: Arc<AppState>, vertex: &VertexRoutes, body_limit: usize) ->
     let v1 = Router::new()
         .route("/chat/completions", post(chat_completions))
         .route("/completions", post(completions))
-        .route("/models", get(models))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+        .route("/models", get(models));
     let mut app = Router::new()
         .nest("/v1", v1)
         .route("/health", get(health))
@@ -70,17 +70,39 @@ pub fn router(state: Arc<AppState>, vertex: &VertexRoutes, body_limit: usize) ->
     if vertex.predict != "/predict" {
         app = app.route(&vertex.predict, post(predict));
     }
-    app.fallback(not_found).layer(DefaultBodyLimit::max(body_limit)).with_state(state)
+    let open = Arc::new(OpenRoutes(vec!["/health".into(), "/metrics".into(), vertex.health.clone()]));
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state((state.clone(), open), require_key))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
 }
 
-async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// The paths anyone may read without the key: health checks and metrics, which run no model.
+struct OpenRoutes(Vec<String>);
+
+/// Lets a request through when no key is configured, when it carries the key, or when it asks an
+/// open route; everything else, unknown routes included, gets a 401 first.
+async fn require_key(
+    State((state, open)): State<(Arc<AppState>, Arc<OpenRoutes>)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(key) = &state.api_key else { return next.run(req).await };
+    if open.0.iter().any(|p| p == req.uri().path()) {
+        return next.run(req).await;
+    }
     let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(key.as_str()) {
+    if given.is_some_and(|g| same_secret(g.as_bytes(), key.as_bytes())) {
         return next.run(req).await;
     }
     ApiError::new(StatusCode::UNAUTHORIZED, "invalid_api_key", "Incorrect or missing API key: send `Authorization: Bearer <key>`")
         .into_response()
+}
+
+/// Compares two secrets in time that depends on their lengths only, not on where they differ.
+fn same_secret(given: &[u8], key: &[u8]) -> bool {
+    given.len() == key.len() && given.iter().zip(key).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
@@ -95,6 +117,14 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -144,6 +144,45 @@ fn bearer_token_guards_v1_but_not_health() {
     let r = request(addr, "POST", "/v1/chat/completions", body.as_bytes(), &[("Authorization", "Bearer sekret")]).unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(request(addr, "GET", "/health", b"", &[]).unwrap().status, 200);
+    assert_eq!(request(addr, "GET", "/metrics", b"", &[]).unwrap().status, 200);
+    s.server.stop().unwrap();
+}
+
+#[test]
+fn bearer_token_guards_every_route_that_runs_the_model_and_is_checked_first() {
+    let routes = VertexRoutes { health: "/vertex/health".into(), predict: "/vertex/predict".into() };
+    let s = tiny_server(ServerOptions { api_key: Some("sekret".into()), vertex: routes, ..options() });
+    let addr = s.addr();
+    let predict = json!({"instances": [{"prompt": "the patient", "max_tokens": 2}]}).to_string();
+    for path in ["/predict", "/vertex/predict", "/v1/completions", "/v1/models", "/v1/nothing", "/nothing"] {
+        let method = if path == "/v1/models" { "GET" } else { "POST" };
+        let r = request(addr, method, path, predict.as_bytes(), &[]).unwrap();
+        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (401, Some("invalid_api_key")), "{path}: {}", r.body);
+        let r = request(addr, method, path, predict.as_bytes(), &[("Authorization", "Bearer sekre")]).unwrap();
+        assert_eq!(r.status, 401, "{path} with a wrong key");
+    }
+    let key = [("Authorization", "Bearer sekret")];
+    let r = request(addr, "POST", "/predict", predict.as_bytes(), &key).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = request(addr, "POST", "/vertex/predict", predict.as_bytes(), &key).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = request(addr, "POST", "/v1/nothing", b"", &key).unwrap();
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (404, Some("unknown_url")));
+    assert_eq!(request(addr, "GET", "/vertex/health", b"", &[]).unwrap().status, 200);
+    s.server.stop().unwrap();
+}
+
+#[test]
+fn wrong_methods_get_405_with_an_openai_error_body() {
+    let s = tiny_server(options());
+    let addr = s.addr();
+    for (method, path) in [("GET", "/v1/chat/completions"), ("GET", "/v1/completions"), ("POST", "/health"), ("DELETE", "/v1/models"), ("GET", "/predict")] {
+        let r = request(addr, method, path, b"", &[]).unwrap();
+        let v = r.json();
+        assert_eq!((r.status, v["error"]["code"].as_str()), (405, Some("method_not_allowed")), "{method} {path}: {}", r.body);
+        assert_eq!(v["error"]["message"], format!("{method} is not allowed on {path}"));
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+    }
     s.server.stop().unwrap();
 }
 

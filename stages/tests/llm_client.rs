@@ -1,6 +1,6 @@
 //! The OpenAI-compatible client against a fault-injecting server on loopback: retries on 429 (after
 //! Retry-After), 500, timeouts and malformed bodies; no retry on 400; the reply cache; the
-//! concurrency bound; the API key sent but never stored.
+//! concurrency bound; the API key sent but never stored, nor shown in errors.
 
 mod fake_llm;
 
@@ -152,4 +152,33 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn a_key_echoed_in_an_error_body_is_redacted() {
+    let server = echo();
+    let var = "MEDALIGN_TEST_KEY_ECHOED";
+    std::env::set_var(var, "sk-echoed-secret-789");
+    let mut cfg = config(&server);
+    cfg.api_key_env = Some(var.into());
+    let backend = cfg.build().unwrap();
+    server.push_faults([Fault::EchoAuth]);
+    let dir = tempfile::tempdir().unwrap();
+    let r = backend.complete_all(&[request("f")], &ReplyCache::new(dir.path()), &|_| {});
+    let err = r[0].as_ref().unwrap_err().to_string();
+    assert!(err.contains("HTTP 401"), "{err}");
+    assert!(!err.contains("sk-echoed-secret-789"), "{err}");
+    assert!(err.contains(r#"invalid key [REDACTED]","got":"Bearer [REDACTED]""#), "{err}");
+}
+
+#[test]
+fn a_hanging_endpoint_names_its_url_attempts_and_timeout() {
+    let server = echo();
+    server.push_faults(std::iter::repeat_n(Fault::Slow(Duration::from_millis(1200)), 5));
+    let backend = config(&server).build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let r = backend.complete_all(&[request("g")], &ReplyCache::new(dir.path()), &|_| {});
+    let err = r[0].as_ref().unwrap_err().to_string();
+    let url = format!("{}/chat/completions", server.base_url);
+    assert_eq!(err, format!("POST {url}: gave up after 5 attempts; last error: no reply within the 0.5 s timeout (timeout_secs)"));
 }

@@ -20,6 +20,8 @@ pub struct RawManifest {
     pub name: String,
     /// Store directory as written (relative to the manifest), if given.
     pub store: Option<String>,
+    /// Where `store:` is, if given.
+    pub store_pos: Option<Pos>,
     /// Pipeline seed, handed to every stage and part of every key.
     pub seed: u64,
     /// The vars after command-line overrides.
@@ -60,7 +62,7 @@ pub struct RawInput {
 
 /// Reads the top level of a manifest, collecting problems into `diags`.
 pub fn read(root: &Node, file: &str, overrides: &BTreeMap<String, Node>, diags: &mut Diagnostics) -> RawManifest {
-    let mut m = RawManifest { name: String::new(), store: None, seed: 0, vars: Vars::default(), stages: Vec::new() };
+    let mut m = RawManifest { name: String::new(), store: None, store_pos: None, seed: 0, vars: Vars::default(), stages: Vec::new() };
     let Some(entries) = root.as_map() else {
         diags.push(file, root.pos, format!("a manifest is a mapping with keys {}, found {}", TOP_KEYS.join(", "), root.type_name()));
         return m;
@@ -83,7 +85,7 @@ pub fn read(root: &Node, file: &str, overrides: &BTreeMap<String, Node>, diags: 
     if let Some(n) = root.get("store") {
         let n = m.vars.substitute(n, file, diags);
         match n.as_str() {
-            Some(s) if !s.is_empty() => m.store = Some(s.to_string()),
+            Some(s) if !s.is_empty() => (m.store, m.store_pos) = (Some(s.to_string()), Some(n.pos)),
             _ => diags.push(file, n.pos, "\"store\" must be a directory path"),
         }
     }
@@ -128,7 +130,11 @@ fn read_stage(item: &Node, file: &str, vars: &Vars, diags: &mut Diagnostics) -> 
     };
     let (kind, kind_pos) = match item.get("kind") {
         Some(n) => match n.as_str() {
-            Some(s) => (s.to_string(), n.pos),
+            Some(s) if !s.trim().is_empty() => (s.to_string(), n.pos),
+            Some(_) => {
+                diags.push(file, n.pos, format!("{label}\"kind\" is empty (see `medalign stages` for the kinds)"));
+                (String::new(), n.pos)
+            }
             None => {
                 diags.push(file, n.pos, format!("{label}\"kind\" must be a string, found {}", n.type_name()));
                 (String::new(), n.pos)

@@ -125,18 +125,34 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-/// Parses one YAML document. Duplicate keys and non-string keys are errors.
+/// At most this many nodes come from aliases in one document: real manifests use a handful,
+/// while a few hundred bytes of nested anchors can otherwise expand to billions (a "billion laughs").
+pub const MAX_ALIAS_NODES: usize = 100_000;
+
+/// Parses one YAML document (a leading byte-order mark is skipped). Duplicate keys, non-string keys,
+/// a second document and aliases that expand past [`MAX_ALIAS_NODES`] nodes are errors (the parser
+/// itself bounds nesting).
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| SyntaxError {
-        pos: pos_of(e.marker()),
-        message: e.info().to_string(),
-    })?;
+    let loaded = parser.load(&mut builder, true);
+    // The builder's own error comes first: it stops at the first problem, which may precede a
+    // syntax error further on.
     if let Some(err) = builder.error {
         return Err(err);
     }
+    loaded.map_err(|e| SyntaxError { pos: pos_of(e.marker()), message: e.info().to_string() })?;
     Ok(builder.root.unwrap_or(Node { pos: Pos { line: 1, col: 1 }, value: NodeValue::Null }))
+}
+
+/// The number of nodes in `node`, itself included.
+fn size(node: &Node) -> usize {
+    match &node.value {
+        NodeValue::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
+        NodeValue::Map(entries) => 1 + entries.iter().map(|(k, v)| size(k) + size(v)).sum::<usize>(),
+        _ => 1,
+    }
 }
 
 fn pos_of(m: &Marker) -> Pos {
@@ -151,7 +167,11 @@ enum Open {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    anchors: Vec<(usize, Node)>,
+    /// Anchored nodes with their sizes.
+    anchors: Vec<(usize, Node, usize)>,
+    /// Nodes copied in by aliases so far.
+    alias_nodes: usize,
+    documents: usize,
     root: Option<Node>,
     error: Option<SyntaxError>,
 }
@@ -159,7 +179,8 @@ struct Builder {
 impl Builder {
     fn push(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
+            let n = size(&node);
+            self.anchors.push((anchor, node.clone(), n));
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -188,8 +209,17 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
         let pos = pos_of(&mark);
         match ev {
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    self.fail(pos, "a second YAML document: a manifest is one document; remove the `---` and what follows, or merge it into the first".into());
+                }
+            }
             Event::Scalar(text, style, anchor, _tag) => {
                 let value = if style == TScalarStyle::Plain {
                     match Yaml::from_str(&text) {
@@ -214,8 +244,16 @@ impl MarkedEventReceiver for Builder {
                 };
                 self.push(node_and_anchor.0, node_and_anchor.1);
             }
-            Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _)| *a == id) {
-                Some((_, node)) => {
+            Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _, _)| *a == id) {
+                Some((_, _, n)) if self.alias_nodes + n > MAX_ALIAS_NODES => {
+                    let message = format!(
+                        "aliases expand to more than {MAX_ALIAS_NODES} nodes (this one adds {n}): \
+                         nested anchors multiply; write the values out or use fewer aliases"
+                    );
+                    self.fail(pos, message);
+                }
+                Some((_, node, n)) => {
+                    self.alias_nodes += *n;
                     let node = Node { pos, value: node.value.clone() };
                     self.push(node, 0);
                 }
@@ -245,6 +283,46 @@ mod tests {
     fn duplicate_keys_are_errors() {
         let e = parse("a: 1\na: 2\n").unwrap_err();
         assert_eq!((e.pos.line, e.message.as_str()), (2, "duplicate key \"a\": remove one of them"));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let n = parse("\u{feff}name: x\n").unwrap();
+        assert_eq!(n.get("name").unwrap().value, NodeValue::Str("x".into()));
+        assert_eq!(n.get("name").unwrap().pos, Pos { line: 1, col: 7 });
+    }
+
+    #[test]
+    fn a_second_document_is_an_error() {
+        let e = parse("a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(e.pos.line, 2);
+        assert!(e.message.starts_with("a second YAML document"), "{}", e.message);
+        assert!(parse("---\na: 1\n").is_ok(), "one document may start with ---");
+        assert!(parse("a: 1\n...\n").is_ok(), "and end with ...");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_stopped_at_the_alias_that_crosses_the_bound() {
+        // Nine levels of ten aliases each: 10^9 leaves if expanded.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            text.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev.as_str(); 10].join(", ")));
+        }
+        assert!(text.len() < 600, "{} bytes", text.len());
+        let e = parse(&text).unwrap_err();
+        assert!(e.message.starts_with("aliases expand to more than 100000 nodes"), "{}", e.message);
+        assert_eq!(e.pos.line, 5, "{e:?}");
+        // A modest use of aliases still works.
+        let n = parse("base: &b {lr: 1, steps: 2}\nsft: *b\ndpo: *b\n").unwrap();
+        assert_eq!(n.get("dpo").unwrap().get("steps").unwrap().value, NodeValue::Int(2));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let text = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let e = parse(&text).unwrap_err();
+        assert_eq!((e.pos.line, e.message.as_str()), (1, "recursion limit exceeded"));
     }
 
     #[test]

@@ -173,7 +173,13 @@ impl QuantizedModel {
             .collect::<Result<Vec<_>>>()?;
         let meta = HashMap::from([(METADATA_KEY.to_string(), serde_json::to_string(&entries).expect("json"))]);
         let tmp = path.with_extension("tmp");
-        safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(st_err)?;
+        safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            match e {
+                safetensors::SafeTensorError::IoError(source) => Error::io(&tmp, source),
+                e => st_err(e),
+            }
+        })?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     }
 

@@ -7,7 +7,7 @@ use crate::generate::Candidate;
 use crate::judge::judgments::Judgment;
 use crate::judge::rubric::{Better, MetricConfig, Template};
 use crate::judge::verdict::{feedback, parse_distribution, parse_json_verdict, MetricScore};
-use crate::llm::{Backend, ChatRequest, ReplyCache, ReplyFormat, Sampling};
+use crate::llm::{cache_key, Backend, ChatRequest, ReplyCache, ReplyFormat, Sampling};
 
 /// What one judge needs besides the responses.
 pub struct JudgeRun<'a> {
@@ -75,7 +75,10 @@ pub fn judge_json(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result<Vec<Jud
         idx: usize,
         metrics: Vec<&'m MetricConfig>,
         messages: Vec<Message>,
+        /// The cache keys of the requests sent for this response so far.
+        sent: Vec<String>,
     }
+    let identity = run.backend.identity();
     let mut pending = Vec::new();
     for (idx, c) in responses.iter().enumerate() {
         let metrics = applicable(run.metrics, c);
@@ -85,7 +88,7 @@ pub fn judge_json(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result<Vec<Jud
         let user =
             run.template.render(&c.task, &c.messages, c.reference.as_deref(), c.response.as_deref().unwrap_or(""), &metrics)?;
         let messages = vec![Message::new("system", run.system), Message::new("user", user)];
-        pending.push(Pending { idx, metrics, messages });
+        pending.push(Pending { idx, metrics, messages, sent: Vec::new() });
     }
     (run.on_done)((responses.len() - pending.len()) as u64);
     let mut out = Vec::new();
@@ -98,7 +101,8 @@ pub fn judge_json(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result<Vec<Jud
             .collect();
         let replies = run.backend.complete_all(&reqs, run.cache, &|_| {});
         let mut next = Vec::new();
-        for (mut p, reply) in pending.into_iter().zip(replies) {
+        for ((mut p, reply), req) in pending.into_iter().zip(replies).zip(&reqs) {
+            p.sent.push(cache_key(&identity, req));
             let c = &responses[p.idx];
             let names: Vec<&str> = p.metrics.iter().map(|m| m.name.as_str()).collect();
             let verdict = reply.map_err(|e| (e.to_string(), None)).and_then(|r| match parse_json_verdict(&r.text, &names) {
@@ -114,6 +118,10 @@ pub fn judge_json(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result<Vec<Jud
                     continue;
                 }
                 Err((why, raw)) => {
+                    // Rejected replies are not answers: a rerun asks again instead of replaying them.
+                    for key in &p.sent {
+                        run.cache.forget(key)?;
+                    }
                     out.extend(p.metrics.iter().map(|m| failed(row(c, run, m), why.clone(), raw.clone(), attempts)))
                 }
             }
@@ -147,18 +155,24 @@ pub fn judge_distribution(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result
         let whole = |k: u64| (k as f64 / per_response) as u64;
         (run.on_done)(whole(before + n) - whole(before));
     });
-    Ok(jobs
-        .into_iter()
+    let identity = run.backend.identity();
+    jobs.into_iter()
         .zip(replies)
-        .map(|((c, m), reply)| {
+        .zip(&reqs)
+        .map(|(((c, m), reply), req)| {
             let j = row(c, run, m);
             match reply
                 .map_err(|e| (e.to_string(), None))
                 .and_then(|r| parse_distribution(&r.text).map_err(|e| (e, Some(r.text))))
             {
-                Ok(s) => scored(j, s, 1),
-                Err((why, raw)) => failed(j, why, raw, 1),
+                Ok(s) => Ok(scored(j, s, 1)),
+                Err((why, raw)) => {
+                    if raw.is_some() {
+                        run.cache.forget(&cache_key(&identity, req))?;
+                    }
+                    Ok(failed(j, why, raw, 1))
+                }
             }
         })
-        .collect())
+        .collect()
 }

@@ -48,6 +48,16 @@ impl ReplyCache {
         medalign_engine::write_atomic(&path, &bytes).map_err(|e| e.to_string())
     }
 
+    /// Drops an entry, so the request is asked again next time: for replies that came back but were
+    /// rejected (a judge verdict that failed validation is no answer to keep).
+    pub fn forget(&self, key: &str) -> Result<(), String> {
+        let path = self.path(key);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{}: {e}", path.display())),
+            _ => Ok(()),
+        }
+    }
+
     /// Lookups answered from disk so far.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)

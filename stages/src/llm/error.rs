@@ -49,9 +49,11 @@ pub enum LlmError {
     Cache(String),
 }
 
-/// The first `max` characters of a body, on one line, for error messages.
+/// The first `max` characters of a body, on one line, for error messages, with API keys and bearer
+/// tokens redacted (servers echo them in 401 bodies).
 pub fn excerpt(body: &str, max: usize) -> String {
     let one_line: String = body.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let one_line = medalign_engine::redact(&one_line);
     let mut out: String = one_line.trim().chars().take(max).collect();
     if one_line.trim().chars().count() > max {
         out.push_str("...");

@@ -55,7 +55,10 @@ impl OpenAiClient {
     pub fn new(settings: EndpointSettings) -> Result<Self, LlmError> {
         let api_key = match &settings.api_key_env {
             Some(var) => match std::env::var(var) {
-                Ok(k) if !k.trim().is_empty() => Some(k.trim().to_string()),
+                Ok(k) if !k.trim().is_empty() => {
+                    medalign_engine::register_secret(&k);
+                    Some(k.trim().to_string())
+                }
                 _ => return Err(LlmError::MissingApiKey { var: var.clone() }),
             },
             None => None,
@@ -130,7 +133,11 @@ impl OpenAiClient {
         }
         let mut resp = match request.send(body) {
             Ok(r) => r,
-            Err(e @ (ureq::Error::Timeout(_) | ureq::Error::Io(_) | ureq::Error::ConnectionFailed)) => {
+            Err(ureq::Error::Timeout(_)) => {
+                let secs = self.settings.timeout.as_secs_f64();
+                return Attempt::Retry { reason: format!("no reply within the {secs} s timeout (timeout_secs)"), retry_after: None };
+            }
+            Err(e @ (ureq::Error::Io(_) | ureq::Error::ConnectionFailed)) => {
                 return Attempt::Retry { reason: e.to_string(), retry_after: None }
             }
             Err(e) => return Attempt::Fail(LlmError::Transport { url: self.url.clone(), message: e.to_string() }),

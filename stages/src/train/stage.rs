@@ -16,17 +16,19 @@ use super::trainer::{Objective, Trainer};
 
 /// The resolved config written next to the adapter.
 pub const TRAINING_CONFIG_FILE: &str = "training_config.json";
-/// The metrics table inside the adapter artifact.
+/// The metrics table, in the adapter's run record.
 pub const METRICS_FILE: &str = "metrics.parquet";
 
 impl StageConfig for TrainConfig {
     const KIND: &'static str = "train";
-    const VERSION: u32 = 1;
+    // 2: metrics.parquet and tensorboard/ moved into the adapter's run record (_run/).
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Trains a LoRA adapter with SFT (loss on assistant tokens, packing without cross-example \
         attention) or DPO (sigmoid, ipo or hinge against cached reference log-probabilities) over a frozen base, \
         full precision or quantized (QLoRA). AdamW, warmup + cosine/linear, gradient accumulation, clipping; \
         checkpoints in the work directory make a killed run resume to the same bytes. Writes the adapter in \
-        PEFT's format, training_config.json, metrics.parquet and TensorBoard events.";
+        PEFT's format and training_config.json, with metrics.parquet and TensorBoard events in its run record \
+        (_run/), which is kept but not hashed, so a rerun that trains the same weights leaves consumers cached.";
 
     fn inputs() -> &'static [InputSlot] {
         &[
@@ -38,7 +40,7 @@ impl StageConfig for TrainConfig {
     }
 
     fn outputs() -> &'static [OutputSlot] {
-        &[OutputSlot { name: "adapter", kind: "adapter", doc: "The PEFT adapter, training_config.json, metrics.parquet, tensorboard/." }]
+        &[OutputSlot { name: "adapter", kind: "adapter", doc: "The PEFT adapter and training_config.json; its run record _run/ holds metrics.parquet and tensorboard/." }]
     }
 
     fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
@@ -121,8 +123,11 @@ impl StageConfig for TrainConfig {
             "lora": adapter.config().to_peft_json(&spec),
         });
         std::fs::write(out.join(TRAINING_CONFIG_FILE), serde_json::to_vec_pretty(&resolved)?)?;
-        write_metrics(&out.join(METRICS_FILE), &metrics)?;
-        write_events(&out.join("tensorboard"), &metrics)?;
+        // Losses and timings are a record of this run, not part of the adapter: a rerun that trains
+        // the same weights must leave dpo, eval and register cached.
+        let record = cx.run_record_dir("adapter")?;
+        write_metrics(&record.join(METRICS_FILE), &metrics)?;
+        write_events(&record.join("tensorboard"), &metrics)?;
         for tag in ["train/loss", "eval/loss", "eval/rewards_margin", "eval/rewards_accuracy", "train/tokens_per_s"] {
             if let Some(last) = metrics.iter().rev().find(|m| m.tag == tag) {
                 cx.metric(tag.replace('/', "_"), last.value);

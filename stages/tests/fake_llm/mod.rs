@@ -26,6 +26,8 @@ pub enum Fault {
     Malformed,
     /// 400, which must not be retried.
     BadRequest,
+    /// 401 that echoes the request's Authorization header in its body, as some proxies do.
+    EchoAuth,
 }
 
 type Responder = dyn Fn(&Value) -> String + Send + Sync;
@@ -118,7 +120,7 @@ fn serve(stream: TcpStream, st: &State, responder: &Responder) -> std::io::Resul
     st.requests.fetch_add(1, Ordering::SeqCst);
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     st.bodies.lock().unwrap().push(request.clone());
-    st.auth.lock().unwrap().push(auth);
+    st.auth.lock().unwrap().push(auth.clone());
     let fault = st.faults.lock().unwrap().pop_front();
     let answer = || {
         let text = responder(&request);
@@ -132,6 +134,11 @@ fn serve(stream: TcpStream, st: &State, responder: &Responder) -> std::io::Resul
         }
         Some(Fault::ServerError) => ("500 Internal Server Error", String::new(), r#"{"error":"boom"}"#.to_string()),
         Some(Fault::BadRequest) => ("400 Bad Request", String::new(), r#"{"error":"bad model"}"#.to_string()),
+        Some(Fault::EchoAuth) => {
+            let sent = auth.clone().unwrap_or_default();
+            let key = sent.trim_start_matches("Bearer ");
+            ("401 Unauthorized", String::new(), format!(r#"{{"error":"invalid key {key}","got":"{sent}"}}"#))
+        }
         Some(Fault::Malformed) => ("200 OK", String::new(), r#"{"choices": [{"message": "#.to_string()),
         Some(Fault::Slow(d)) => {
             std::thread::sleep(d);
