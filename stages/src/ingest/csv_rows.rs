@@ -26,7 +26,12 @@ pub fn csv_rows<'a>(input: &FileInput<'a>) -> Result<Vec<CsvRow<'a>>, FileError>
             let line = e.position().map(|p| p.line() as usize).unwrap_or(1);
             input.error(line, format!("invalid CSV: {e}"))
         })?;
-        let (line, start) = rec.position().map_or((0, 0), |p| (p.line() as usize, p.byte() as usize));
+        let (line, start) = rec.position().map_or((1, 0), |p| (p.line() as usize, p.byte() as usize));
+        // The reader's position is where the previous row ended: before the `\n` of a `\r\n` and
+        // before blank lines. The row itself starts after them.
+        let lead = text.as_bytes()[start.min(text.len())..].iter().take_while(|&&b| b == b'\r' || b == b'\n');
+        let (lead, newlines) = lead.fold((0, 0), |(n, l), &b| (n + 1, l + usize::from(b == b'\n')));
+        let (line, start) = (line + newlines, start + lead);
         let blank = rec.len() == 1 && rec[0].trim().is_empty();
         records.push((line, start, (!blank).then(|| rec.iter().map(str::to_string).collect::<Vec<_>>())));
     }
@@ -108,6 +113,8 @@ mod tests {
         );
         assert_eq!(got[1].fields[1], "two\nlines");
         assert_eq!(got[2].fields[1], "say \"hi\"");
+        let lines: Vec<_> = rows("a,b\r\nc,d\r\n\r\ne,f\r\n").unwrap().iter().map(|r| (r.line, r.text)).collect();
+        assert_eq!(lines, [(1, "a,b"), (2, "c,d"), (4, "e,f")]);
     }
 
     #[test]
