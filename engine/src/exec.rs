@@ -282,6 +282,7 @@ fn execute(
         store_dir: store.root().to_path_buf(),
         seed: plan.seed,
         metrics: BTreeMap::new(),
+        warnings: Vec::new(),
         pins: Vec::new(),
         progress: sp,
     };
@@ -328,6 +329,7 @@ fn execute(
         ingredients,
         outputs: records,
         metrics: std::mem::take(&mut cx.metrics),
+        warnings: std::mem::take(&mut cx.warnings),
         started,
         finished: now_rfc3339(),
         seconds,

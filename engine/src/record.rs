@@ -31,6 +31,9 @@ pub struct ArtifactRecord {
     pub outputs: BTreeMap<String, OutputRecord>,
     /// Figures the stage reported.
     pub metrics: BTreeMap<String, Json>,
+    /// Warnings the stage reported (absent from records written before warnings existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Start time (RFC 3339).
     pub started: String,
     /// End time (RFC 3339).

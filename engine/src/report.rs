@@ -55,17 +55,21 @@ pub struct StageReport {
     pub seconds: f64,
     /// The figures the stage reported when it ran.
     pub metrics: BTreeMap<String, serde_json::Value>,
+    /// The warnings the stage reported when it ran.
+    pub warnings: Vec<String>,
 }
 
 impl StageReport {
-    /// A report that has not run: no time, no metrics yet.
+    /// A report that has not run: no time, no metrics or warnings yet.
     pub fn new(id: &str, kind: &str, status: StageStatus, reason: String, key: Option<String>) -> Self {
-        StageReport { id: id.to_string(), kind: kind.to_string(), status, reason, key, seconds: 0.0, metrics: BTreeMap::new() }
+        let (id, kind) = (id.to_string(), kind.to_string());
+        StageReport { id, kind, status, reason, key, seconds: 0.0, metrics: BTreeMap::new(), warnings: Vec::new() }
     }
-    /// Takes the time and the metrics the artifact recorded when it ran.
+    /// Takes the time, the metrics and the warnings the artifact recorded when it ran.
     pub fn recorded(mut self, record: &crate::record::ArtifactRecord) -> Self {
         self.seconds = record.seconds;
         self.metrics = record.metrics.clone();
+        self.warnings = record.warnings.clone();
         self
     }
 }
@@ -79,7 +83,7 @@ fn short_reason(reason: &str) -> String {
     format!("{}; and {} more (medalign why lists them)", parts[..3].join("; "), parts.len() - 3)
 }
 
-/// The summary table: stage, kind, status, duration, key, reason.
+/// The summary table: stage, kind, status, duration, key, reason; then each stage's warnings, one a line.
 pub fn table(reports: &[StageReport]) -> String {
     let rows: Vec<[String; 6]> = reports
         .iter()
@@ -113,6 +117,11 @@ pub fn table(reports: &[StageReport]) -> String {
         out.push_str(&row[5]);
         out.push('\n');
     }
+    for r in reports {
+        for w in &r.warnings {
+            out.push_str(&format!("warning: stage \"{}\": {w}\n", r.id));
+        }
+    }
     out
 }
 
@@ -130,6 +139,7 @@ mod tests {
             key: Some("0123456789abcdef".into()),
             seconds: 1.31,
             metrics: BTreeMap::new(),
+            warnings: Vec::new(),
         };
         let t = table(&[r("ingest", StageStatus::Ran), r("sft", StageStatus::Cached)]);
         assert_eq!(
@@ -138,5 +148,13 @@ mod tests {
              ingest  k     ran     1.3s  0123456789ab  never run\n\
              sft     k     cached  -     0123456789ab  never run\n"
         );
+    }
+
+    #[test]
+    fn warnings_follow_the_table() {
+        let mut r = StageReport::new("ingest", "ingest", StageStatus::Ran, "never run".into(), None);
+        r.warnings = vec!["empty.jsonl: no records".into()];
+        let t = table(&[r]);
+        assert!(t.ends_with("ran     0.0s  -    never run\nwarning: stage \"ingest\": empty.jsonl: no records\n"), "{t}");
     }
 }

@@ -39,6 +39,7 @@ pub struct RunContext<'a> {
     pub(crate) store_dir: PathBuf,
     pub(crate) seed: u64,
     pub(crate) metrics: BTreeMap<String, serde_json::Value>,
+    pub(crate) warnings: Vec<String>,
     pub(crate) pins: Vec<(String, String)>,
     pub(crate) progress: &'a StageProgress,
 }
@@ -72,6 +73,7 @@ impl<'a> RunContext<'a> {
             store_dir,
             seed: 0,
             metrics: BTreeMap::new(),
+            warnings: Vec::new(),
             pins: Vec::new(),
             progress,
         })
@@ -150,6 +152,15 @@ impl<'a> RunContext<'a> {
     /// The metrics recorded so far.
     pub fn metrics(&self) -> &BTreeMap<String, serde_json::Value> {
         &self.metrics
+    }
+    /// Records a warning: something the stage went on past but a person should see (an empty input
+    /// file). Shown under the summary and kept in manifest.json, like metrics.
+    pub fn warn(&mut self, message: impl Into<String>) {
+        self.warnings.push(message.into());
+    }
+    /// The warnings recorded so far.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
     /// Keeps this stage's artifact, and everything it was made from, through `gc` under `name`
     /// (a registered model does this); `note` says why.

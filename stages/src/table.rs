@@ -81,10 +81,12 @@ pub fn removed_schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// The Arrow schema of the `rejected` kind (`schemas/rejected.json`): a record ingest could not read.
+/// The Arrow schema of the `rejected` kind (`schemas/rejected.json`): a record ingest could not read,
+/// and its raw bytes in base64 when they are not UTF-8.
 pub fn rejected_schema() -> SchemaRef {
     let text = |name: &str| Field::new(name, DataType::Utf8, false);
-    Arc::new(Schema::new(vec![text("source"), text("origin"), text("reason"), text("record")]))
+    let base64 = Field::new("record_base64", DataType::Utf8, true);
+    Arc::new(Schema::new(vec![text("source"), text("origin"), text("reason"), text("record"), base64]))
 }
 
 /// A record ingest rejected under `on_error: quarantine`.
@@ -96,8 +98,10 @@ pub struct Rejection {
     pub origin: String,
     /// What is wrong, as the error message would say it after `path:line: `.
     pub reason: String,
-    /// The record's original text.
+    /// The record's original text (decoded lossily, U+FFFD for each bad sequence, when not UTF-8).
     pub record: String,
+    /// When the record is not UTF-8: its raw bytes, in base64.
+    pub record_base64: Option<String>,
 }
 
 /// A row dedupe removed.
@@ -185,6 +189,7 @@ pub fn write_rejected(path: &Path, rows: &[Rejection]) -> Result<(), TableError>
             strings(chunk.iter().map(|r| r.origin.as_str())),
             strings(chunk.iter().map(|r| r.reason.as_str())),
             strings(chunk.iter().map(|r| r.record.as_str())),
+            opt_strings(chunk.iter().map(|r| r.record_base64.as_deref())),
         ]
     })
 }

@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::example::{Example, Message, Task};
 use crate::ingest::normalize;
-use crate::ingest::record::{csv_rows, json_lines, Fields, FileError, FileInput, Parsed, RecordError};
+use crate::ingest::csv_rows::{csv_rows, CsvRow};
+use crate::ingest::record::{json_lines, Fields, FileError, FileInput, Parsed, RecordError};
 
 /// Which field of the source record fills which column. Names are the source's own field names.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -57,16 +58,16 @@ pub fn parse_jsonl(input: &FileInput<'_>, map: &FieldMap, task: Task) -> Vec<Par
 /// Parses a CSV file with a header row through `map`.
 pub fn parse_csv(input: &FileInput<'_>, map: &FieldMap, task: Task) -> Result<Vec<Parsed>, FileError> {
     let mut rows = csv_rows(input)?.into_iter();
-    let Some((_, header)) = rows.next() else { return Ok(Vec::new()) };
+    let Some(CsvRow { fields: header, .. }) = rows.next() else { return Ok(Vec::new()) };
     Ok(rows
-        .map(|(line, fields)| {
+        .map(|CsvRow { line, fields, text }| {
+            if fields.len() != header.len() {
+                let msg = format!("expected {} fields, got {}", header.len(), fields.len());
+                return Parsed { line, raw: text.to_string(), result: Err(RecordError::record(msg)) };
+            }
             let obj: Map<String, Value> =
                 header.iter().zip(&fields).map(|(h, v)| (h.clone(), Value::String(v.clone()))).collect();
-            let result = if fields.len() != header.len() {
-                Err(RecordError::record(format!("expected {} fields, got {}", header.len(), fields.len())))
-            } else {
-                record(&Fields(&obj), map, task)
-            };
+            let result = record(&Fields(&obj), map, task);
             Parsed { line, raw: Value::Object(obj).to_string(), result }
         })
         .collect())

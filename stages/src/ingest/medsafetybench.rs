@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::example::{Example, Message, Task};
 use crate::ingest::normalize;
-use crate::ingest::record::{csv_rows, FileError, FileInput, Parsed, RecordError};
+use crate::ingest::csv_rows::{csv_rows, CsvRow};
+use crate::ingest::record::{FileError, FileInput, Parsed, RecordError};
 
 const REQUEST: &str = "harmful_medical_request";
 const RESPONSE: &str = "safe_response";
@@ -16,7 +17,7 @@ const RESPONSE: &str = "safe_response";
 /// Parses a MedSafetyBench CSV file.
 pub fn parse(input: &FileInput<'_>) -> Result<Vec<Parsed>, FileError> {
     let mut rows = csv_rows(input)?.into_iter();
-    let Some((_, header)) = rows.next() else { return Ok(Vec::new()) };
+    let Some(CsvRow { fields: header, .. }) = rows.next() else { return Ok(Vec::new()) };
     let col = |name: &str| header.iter().position(|h| h.trim() == name);
     let (Some(req), Some(resp)) = (col(REQUEST), col(RESPONSE)) else {
         return Err(input.error(1, format!("expected a header with columns {REQUEST:?} and {RESPONSE:?}, got {header:?}")));
@@ -24,15 +25,14 @@ pub fn parse(input: &FileInput<'_>) -> Result<Vec<Parsed>, FileError> {
     let index = header.first().filter(|h| h.trim().is_empty() || h.trim() == "index").map(|_| 0);
     let subject = input.stem.rfind("category_").map(|i| input.stem[i..].to_string());
     Ok(rows
-        .map(|(line, fields)| {
+        .map(|CsvRow { line, fields, text }| {
+            if fields.len() != header.len() {
+                let msg = format!("expected {} fields, got {}", header.len(), fields.len());
+                return Parsed { line, raw: text.to_string(), result: Err(RecordError::record(msg)) };
+            }
             let raw: Map<String, Value> =
                 header.iter().zip(&fields).map(|(h, v)| (h.clone(), Value::String(v.clone()))).collect();
-            let result = if fields.len() != header.len() {
-                Err(RecordError::record(format!("expected {} fields, got {}", header.len(), fields.len())))
-            } else {
-                record(&fields, req, resp, index, &subject)
-            };
-            Parsed { line, raw: Value::Object(raw).to_string(), result }
+            Parsed { line, raw: Value::Object(raw).to_string(), result: record(&fields, req, resp, index, &subject) }
         })
         .collect())
 }

@@ -3,7 +3,8 @@
 
 use crate::example::{Example, Message, Task};
 use crate::ingest::normalize;
-use crate::ingest::record::{csv_rows, FileError, FileInput, Parsed, RecordError};
+use crate::ingest::csv_rows::{csv_rows, CsvRow};
+use crate::ingest::record::{FileError, FileInput, Parsed, RecordError};
 
 /// The split suffixes MMLU file names end with.
 const SPLITS: [&str; 4] = ["dev", "val", "test", "auxiliary_train"];
@@ -23,7 +24,7 @@ pub fn parse(input: &FileInput<'_>) -> Result<Vec<Parsed>, FileError> {
     let (subject, split) = subject_and_split(input.stem);
     Ok(csv_rows(input)?
         .into_iter()
-        .map(|(line, fields)| Parsed {
+        .map(|CsvRow { line, fields, .. }| Parsed {
             line,
             raw: serde_json::to_string(&fields).unwrap_or_default(),
             result: record(&fields, &subject, &split),

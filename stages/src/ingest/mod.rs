@@ -5,6 +5,8 @@
 
 pub mod alpaca;
 pub mod chat;
+pub mod csv_rows;
+pub mod decode;
 pub mod generic;
 pub mod meddialog;
 pub mod medmcqa;

@@ -69,7 +69,8 @@ impl FileInput<'_> {
 pub struct Parsed {
     /// 1-based line where the record starts.
     pub line: usize,
-    /// The record's original text (a JSON line, a CSV row as JSON, a dialogue block).
+    /// The record's original text (a JSON line, a CSV row as JSON or, when its fields do not match the
+    /// header, as written; a dialogue block).
     pub raw: String,
     /// The example with content fields filled; `id` holds the source's own id or is empty.
     pub result: Result<Example, RecordError>,
@@ -193,27 +194,6 @@ where
             result: typed(raw).map_or_else(|| json_line(raw).and_then(|v| record(&Fields::of(&v)?)), Ok),
         })
         .collect()
-}
-
-/// One CSV row: its 1-based line and its fields.
-pub type CsvRow = (usize, Vec<String>);
-
-/// Reads every row of a CSV text (the header row too, if any), with its line number.
-pub fn csv_rows(input: &FileInput<'_>) -> Result<Vec<CsvRow>, FileError> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input.text.as_bytes());
-    let mut rows = Vec::new();
-    for rec in reader.records() {
-        let rec = rec.map_err(|e| {
-            let line = e.position().map(|p| p.line() as usize).unwrap_or(1);
-            input.error(line, format!("invalid CSV: {e}"))
-        })?;
-        let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
-        if rec.len() == 1 && rec[0].trim().is_empty() {
-            continue;
-        }
-        rows.push((line, rec.iter().map(str::to_string).collect()));
-    }
-    Ok(rows)
 }
 
 /// Splits text into its non-blank lines with 1-based line numbers.

@@ -2,7 +2,8 @@
 //! `rejected` table of records set aside under `on_error: quarantine`.
 //!
 //! Rows in = rows out + rows rejected, always; the counts are the metrics `rows_in`, `rows_out`,
-//! `rows_rejected`, and the same per source (`rows_in.medqa`).
+//! `rows_rejected`, and the same per source (`rows_in.medqa`). A file without records is a warning
+//! in the run summary; when no source has any record, the stage fails.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -12,6 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::example::Example;
+use crate::ingest::decode;
 use crate::ingest::record::{FileInput, Parsed, RecordError};
 use crate::ingest::source::Source;
 use crate::table::{self, Rejection};
@@ -60,34 +62,48 @@ pub struct Ingested {
     pub rejected: Vec<Rejection>,
     /// Counts per source name, in source order.
     pub counts: Vec<(String, Counts)>,
+    /// Inputs without records: `path: no records`, one per file (or folder without files).
+    pub warnings: Vec<String>,
 }
 
 /// One record after parsing and [`finish`]: the finished example, or the error and the record's text.
 struct Read {
     origin: String,
     result: Result<Example, (RecordError, String)>,
+    /// The record's raw bytes in base64, when they are not UTF-8.
+    base64: Option<String>,
 }
 
 impl IngestConfig {
     /// Reads every source; `resolve` turns a params path into a file path. Fails on the first bad file,
-    /// or on bad records unless quarantining.
+    /// on bad records unless quarantining, or when no source has any record.
     ///
-    /// Files are parsed and their rows finished (ids, provenance, content hash) in parallel; the
-    /// duplicate-id check then runs once over all of them, in source and file order.
+    /// Files are decoded line by line (a line that is not UTF-8 rejects its record), then parsed and
+    /// their rows finished (ids, provenance, content hash) in parallel; the duplicate-id check then
+    /// runs once over all of them, in source and file order.
     pub fn ingest(&self, resolve: impl Fn(&str) -> std::path::PathBuf) -> Result<Ingested, StageError> {
         use rayon::prelude::*;
         let mut files_read: Vec<(usize, Vec<Read>)> = Vec::new();
+        let mut warnings = Vec::new();
         for (s, source) in self.sources.iter().enumerate() {
             let resolved = resolve(&source.path);
             let files = source.files(&resolved).map_err(|e| format!("{}: {e}", source.path))?;
+            if files.is_empty() {
+                let exts: Vec<String> = source.format.extensions().iter().map(|e| format!(".{e}")).collect();
+                warnings.push(format!("{}: no records (no {} files in the folder)", source.path, exts.join(" or ")));
+            }
             for file in files {
                 let bytes = std::fs::read(&file.path).map_err(|e| format!("{}: {e}", file.display))?;
-                let text = String::from_utf8(bytes).map_err(|e| format!("{}: not UTF-8 text: {e}", file.display))?;
-                let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+                let decoded = decode::decode(&bytes);
                 let stem = file.path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-                let input = FileInput { display: &file.display, text, stem };
-                let reads = source
-                    .parse(&input)?
+                let input = FileInput { display: &file.display, text: &decoded.text, stem };
+                let mut parsed = source.parse(&input)?;
+                let base64 = decoded.reject_bad_lines(&mut parsed, &file.display)?;
+                if parsed.is_empty() {
+                    let why = if decoded.text.trim().is_empty() { " (the file is empty)" } else { "" };
+                    warnings.push(format!("{}: no records{why}", file.display));
+                }
+                let reads = parsed
                     .into_par_iter()
                     .enumerate()
                     .map(|(index, Parsed { line, raw, result })| {
@@ -96,11 +112,15 @@ impl IngestConfig {
                             Ok(e) => Ok(finish(e, source, &file.prefix, index, &origin, raw)),
                             Err(err) => Err((err, raw)),
                         };
-                        Read { origin, result }
+                        Read { origin, result, base64: base64.get(&index).cloned() }
                     })
                     .collect();
                 files_read.push((s, reads));
             }
+        }
+        if files_read.iter().all(|(_, reads)| reads.is_empty()) {
+            warnings.push("no records in any source".into());
+            return Err(warnings.join("\n").into());
         }
         let duplicates = duplicate_ids(&files_read);
 
@@ -110,7 +130,7 @@ impl IngestConfig {
         let mut errors = Vec::new();
         for (f, (s, reads)) in files_read.into_iter().enumerate() {
             let (source, counts) = (&self.sources[s], &mut counts[s]);
-            for (r, Read { origin, result }) in reads.into_iter().enumerate() {
+            for (r, Read { origin, result, base64 }) in reads.into_iter().enumerate() {
                 counts.rows_in += 1;
                 let result = match (result, duplicates.get(&(f, r))) {
                     (Ok(e), Some(msg)) => Err((RecordError::field("id", msg.clone()), e.original)),
@@ -126,15 +146,20 @@ impl IngestConfig {
                         let reason = err.reason();
                         match self.on_error {
                             OnError::Fail => errors.push(format!("{origin}: {reason}")),
-                            OnError::Quarantine => {
-                                out.rejected.push(Rejection { source: source.name().into(), origin, reason, record: raw })
-                            }
+                            OnError::Quarantine => out.rejected.push(Rejection {
+                                source: source.name().into(),
+                                origin,
+                                reason,
+                                record: raw,
+                                record_base64: base64,
+                            }),
                         }
                     }
                 }
             }
         }
         out.counts = self.sources.iter().zip(counts).map(|(s, c)| (s.name().to_string(), c)).collect();
+        out.warnings = warnings;
         if !errors.is_empty() {
             let mut msg = errors.iter().take(ERRORS_SHOWN).cloned().collect::<Vec<_>>().join("\n");
             if errors.len() > ERRORS_SHOWN {
@@ -180,7 +205,7 @@ fn finish(mut e: Example, source: &Source, prefix: &str, index: usize, origin: &
 
 impl StageConfig for IngestConfig {
     const KIND: &'static str = "ingest";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Reads medical datasets in their public formats (MedQA, PubMedQA, MedMCQA, MedDialog, MMLU, \
         OpenAI chat, Alpaca, preference pairs, MedSafetyBench, or any JSONL/CSV through a field mapping) into one \
         normalized examples table. Malformed records stop the stage, or go to `rejected` with on_error: quarantine.";
@@ -238,6 +263,9 @@ impl StageConfig for IngestConfig {
         let ingested = self.ingest(|p| cx.resolve(p))?;
         table::write_examples(&cx.output_table("examples"), &ingested.examples)?;
         table::write_rejected(&cx.output_table("rejected"), &ingested.rejected)?;
+        for w in &ingested.warnings {
+            cx.warn(w.as_str());
+        }
         let mut total = Counts::default();
         for (name, c) in &ingested.counts {
             cx.metric(format!("rows_in.{name}"), c.rows_in);

@@ -35,6 +35,8 @@ pub struct Ran {
     pub dir: tempfile::TempDir,
     /// The metrics the stage recorded.
     pub metrics: BTreeMap<String, serde_json::Value>,
+    /// The warnings the stage reported.
+    pub warnings: Vec<String>,
 }
 
 impl Ran {
@@ -72,8 +74,8 @@ pub fn run(
     let dir = tempfile::tempdir().unwrap();
     let mut cx = RunContext::standalone(&check, &progress, dir.path(), inputs, outputs).unwrap();
     stage.run(&mut cx).map_err(|e| e.to_string())?;
-    let metrics = cx.metrics().clone();
-    Ok(Ran { dir, metrics })
+    let (metrics, warnings) = (cx.metrics().clone(), cx.warnings().to_vec());
+    Ok(Ran { dir, metrics, warnings })
 }
 
 /// Runs an ingest stage given its YAML params, with the manifest in `manifest_dir`.
