@@ -1,5 +1,7 @@
 //! Running a plan: stages in dependency order, independent ones in parallel, each either found in
-//! the store by its key or run, checked and published under a per-key lock.
+//! the store by its key or run, checked and published under a per-key lock. Each key a stage looks
+//! up is held ([`crate::Store::hold`]) from before the lookup to the end of the run, so gc frees
+//! nothing the run has found or built while later stages may still read it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{mpsc, Mutex};
@@ -13,7 +15,7 @@ use crate::record::{hash_output, now_rfc3339, ArtifactRecord, RECORD_FORMAT};
 use crate::report::{StageReport, StageStatus};
 use crate::resolve::{self, Built, Resolver};
 use crate::run_context::{InputArtifact, RunContext};
-use crate::store::Pin;
+use crate::store::{KeyLock, Pin};
 
 /// What `run` should do.
 #[derive(Clone, Debug)]
@@ -89,6 +91,7 @@ pub fn run(plan: &Plan, registry: &KindRegistry, opts: &RunOptions) -> Result<Ve
     let progress = RunProgress::new(opts.progress);
     let n = plan.stages.len();
     let built: Mutex<BTreeMap<usize, Built>> = Mutex::new(BTreeMap::new());
+    let holds: Mutex<Vec<KeyLock>> = Mutex::new(Vec::new());
     let mut reports: Vec<Option<StageReport>> = vec![None; n];
     let mut waiting: Vec<usize> = (0..n).map(|i| plan.upstream(i).len()).collect();
     let downstream: Vec<Vec<usize>> = (0..n).map(|i| (0..n).filter(|&j| plan.upstream(j).contains(&i)).collect()).collect();
@@ -101,9 +104,10 @@ pub fn run(plan: &Plan, registry: &KindRegistry, opts: &RunOptions) -> Result<Ve
             while running < jobs {
                 let Some(i) = ready.pop_front() else { break };
                 let tx = tx.clone();
-                let (resolver, built, progress, modes, not_selected) = (&resolver, &built, &progress, &modes, &not_selected);
+                let (resolver, built, holds, progress, modes, not_selected) =
+                    (&resolver, &built, &holds, &progress, &modes, &not_selected);
                 scope.spawn(move || {
-                    let out = stage(resolver, registry, progress, i, modes[i], not_selected, built, opts);
+                    let out = stage(resolver, registry, progress, i, modes[i], not_selected, built, holds, opts);
                     let _ = tx.send((i, out));
                 });
                 running += 1;
@@ -141,6 +145,7 @@ fn stage(
     mode: Mode,
     not_selected: &str,
     built: &Mutex<BTreeMap<usize, Built>>,
+    holds: &Mutex<Vec<KeyLock>>,
     opts: &RunOptions,
 ) -> Outcome {
     let plan = resolver.plan;
@@ -167,6 +172,10 @@ fn stage(
     let key = ingredients.key();
     let forced = opts.force.contains(&ps.id);
     let store = &resolver.store;
+    match store.hold(&key) {
+        Ok(hold) => holds.lock().unwrap().push(hold),
+        Err(e) => return Outcome::NotBuilt(report(StageStatus::Failed, e.to_string(), Some(key))),
+    }
     let up_ran = resolve::upstream_ran(plan, i, &snapshot);
     if !forced {
         if let Some(out) = cached(resolver, i, &key, up_ran.as_deref(), &report) {

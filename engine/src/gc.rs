@@ -1,13 +1,17 @@
 //! Garbage collection: frees artifacts that no manifest ref and no pin (registered model) reaches
-//! through lineage, and staging directories left by dead processes.
+//! through lineage, the work directories (checkpoints) of such keys, and staging directories left
+//! by dead processes. A key some run holds ([`Store::hold`]) or builds is left be.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::store::Store;
+
+/// Keys locked at once before reachability is checked again (each lock is two open files).
+const BATCH: usize = 64;
 
 /// What gc freed (or would free).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -16,6 +20,8 @@ pub struct GcReport {
     pub kept: usize,
     /// Artifacts freed: (key, stage, bytes).
     pub freed: Vec<(String, String, u64)>,
+    /// Work directories freed (checkpoints of killed runs, empty ones of failed runs): (key, bytes).
+    pub work: Vec<(String, u64)>,
     /// Leftover staging directories of dead runs.
     pub leftovers: Vec<PathBuf>,
     /// Bytes freed in all.
@@ -43,35 +49,72 @@ pub fn live_keys(store: &Store) -> Result<BTreeSet<String>> {
 }
 
 /// Frees what nothing reaches; with `dry_run`, only reports it.
+///
+/// A key is freed only under both its locks, and only if it is still unreached once they are held:
+/// a run holds each key it uses until it ends, so it may have pointed a ref at the key just before.
 pub fn gc(store: &Store, dry_run: bool) -> Result<GcReport> {
+    let published: BTreeSet<String> = store.keys()?.into_iter().collect();
+    let work: BTreeMap<String, PathBuf> = store.work_dirs()?.into_iter().collect();
     let live = live_keys(store)?;
+    let mut unreached: Vec<&String> = published.iter().chain(work.keys()).filter(|k| !live.contains(*k)).collect();
+    unreached.sort();
+    unreached.dedup();
     let mut report = GcReport { dry_run, ..Default::default() };
-    for key in store.keys()? {
-        if live.contains(&key) {
-            report.kept += 1;
+    for batch in unreached.chunks(BATCH) {
+        let mut locked = Vec::new();
+        for &key in batch {
+            if let Some(locks) = store.try_lock(key)? {
+                locked.push((key, locks));
+            }
+        }
+        if locked.is_empty() {
             continue;
         }
-        let stage = store.record(&key).ok().flatten().map(|r| r.stage).unwrap_or_else(|| "(incomplete)".into());
-        let bytes = dir_size(&store.artifact_dir(&key));
-        if !dry_run {
-            // A run holding the key's lock may be publishing it right now: leave it be.
-            let Some(_lock) = store.try_lock(&key)? else { continue };
-            store.remove(&key)?;
+        let live = live_keys(store)?;
+        for (key, _locks) in locked.into_iter().filter(|(k, _)| !live.contains(*k)) {
+            if published.contains(key) {
+                free_artifact(store, key, &mut report)?;
+            }
+            if let Some(dir) = work.get(key) {
+                free_work(key, dir, &mut report)?;
+            }
         }
-        report.bytes += bytes;
-        report.freed.push((key, stage, bytes));
     }
+    report.kept = published.len() - report.freed.len();
     report.leftovers = store.leftovers()?;
     for path in &report.leftovers {
         report.bytes += dir_size(path);
         if !dry_run {
-            std::fs::remove_dir_all(path).map_err(|e| crate::error::EngineError::io(path, e))?;
+            std::fs::remove_dir_all(path).map_err(|e| EngineError::io(path, e))?;
         }
     }
     Ok(report)
 }
 
-fn dir_size(path: &std::path::Path) -> u64 {
+/// Frees a published artifact (call under its locks).
+fn free_artifact(store: &Store, key: &str, report: &mut GcReport) -> Result<()> {
+    let stage = store.record(key).ok().flatten().map(|r| r.stage).unwrap_or_else(|| "(incomplete)".into());
+    let bytes = dir_size(&store.artifact_dir(key));
+    if !report.dry_run {
+        store.remove(key)?;
+    }
+    report.bytes += bytes;
+    report.freed.push((key.to_string(), stage, bytes));
+    Ok(())
+}
+
+/// Frees the work directory of a key (call under its locks).
+fn free_work(key: &str, dir: &Path, report: &mut GcReport) -> Result<()> {
+    let bytes = dir_size(dir);
+    if !report.dry_run {
+        std::fs::remove_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+    }
+    report.bytes += bytes;
+    report.work.push((key.to_string(), bytes));
+    Ok(())
+}
+
+fn dir_size(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else { return 0 };
     entries
         .filter_map(|e| e.ok())

@@ -6,6 +6,7 @@
 //! <store>/tmp/<key>.<pid>/               a run being staged (invisible until renamed)
 //! <store>/work/<key>/                    checkpoints that survive a killed run of that key
 //! <store>/locks/<key>.lock               one writer per key (flock; the OS frees it when a holder dies)
+//! <store>/locks/<key>.use                shared by each run using the key until it ends, exclusive to gc
 //! <store>/refs/<pipeline>/<stage>.json   the key each manifest stage last resolved to (gc roots)
 //! <store>/pins/<name>.json               keys a registered model needs (gc roots)
 //! <store>/statcache.json                 input-file hashes by stat
@@ -64,7 +65,7 @@ pub struct Store {
     root: PathBuf,
 }
 
-/// An exclusive hold on one key, released on drop (or by the OS when the process dies).
+/// A hold on one of a key's locks, released on drop (or by the OS when the process dies).
 #[derive(Debug)]
 pub struct KeyLock {
     _file: File,
@@ -96,6 +97,20 @@ impl Store {
         let d = self.root.join("work").join(key);
         fs::create_dir_all(&d).at(&d)?;
         Ok(d)
+    }
+
+    /// Every checkpoint directory: (key, path).
+    pub fn work_dirs(&self) -> Result<Vec<(String, PathBuf)>> {
+        let dir = self.root.join("work");
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).at(&dir)? {
+            let e = e.at(&dir)?;
+            if let Some(name) = e.file_name().to_str() {
+                out.push((name.to_string(), e.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// The record of a published artifact, if there is one.
@@ -144,9 +159,25 @@ impl Store {
         }
     }
 
-    /// The lock of `key` if no one holds it.
-    pub fn try_lock(&self, key: &str) -> Result<Option<KeyLock>> {
-        let (path, file) = self.lock_file(key)?;
+    /// Marks `key` in use until the hold is dropped: a shared lock on `locks/<key>.use`, which gc
+    /// needs exclusive to free anything of the key. A run takes it before looking the key up and
+    /// keeps it to its end; it waits only while gc is freeing the key. Holds never conflict with each
+    /// other, nor with [`Store::lock`], so a run can build a key it holds and read it afterwards.
+    pub fn hold(&self, key: &str) -> Result<KeyLock> {
+        let (path, file) = self.lock_file(key, "use")?;
+        file.lock_shared().at(&path)?;
+        Ok(KeyLock { _file: file })
+    }
+
+    /// Both locks of `key`, exclusive, if no run holds the key ([`Store::hold`]) and none builds it
+    /// ([`Store::lock`]): gc frees a key under them.
+    pub fn try_lock(&self, key: &str) -> Result<Option<(KeyLock, KeyLock)>> {
+        let Some(used) = self.try_lock_file(key, "use")? else { return Ok(None) };
+        Ok(self.try_lock_file(key, "lock")?.map(|built| (used, built)))
+    }
+
+    fn try_lock_file(&self, key: &str, ext: &str) -> Result<Option<KeyLock>> {
+        let (path, file) = self.lock_file(key, ext)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(KeyLock { _file: file })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
@@ -154,15 +185,15 @@ impl Store {
         }
     }
 
-    fn lock_file(&self, key: &str) -> Result<(PathBuf, File)> {
-        let path = self.root.join("locks").join(format!("{key}.lock"));
+    fn lock_file(&self, key: &str, ext: &str) -> Result<(PathBuf, File)> {
+        let path = self.root.join("locks").join(format!("{key}.{ext}"));
         let file = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).at(&path)?;
         Ok((path, file))
     }
 
     /// Takes the lock of `key`, waiting for another process that holds it; `on_wait` is told its pid.
     pub fn lock(&self, key: &str, on_wait: impl FnOnce(&str)) -> Result<KeyLock> {
-        let (path, mut file) = self.lock_file(key)?;
+        let (path, mut file) = self.lock_file(key, "lock")?;
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -282,7 +313,8 @@ impl Store {
         self.root.join("statcache.json")
     }
 
-    /// Staging and trash directories whose process is gone, and work directories: (path, bytes).
+    /// Staging and trash directories in `tmp/` whose process is gone (work directories are gc's
+    /// to judge, by their key).
     pub fn leftovers(&self) -> Result<Vec<PathBuf>> {
         let tmp = self.root.join("tmp");
         let mut out = Vec::new();
@@ -357,6 +389,23 @@ mod tests {
         assert!(matches!(other.try_lock(), Err(fs::TryLockError::WouldBlock)));
         drop(held);
         assert!(other.try_lock().is_ok());
+    }
+
+    #[test]
+    fn holds_share_the_key_with_each_other_and_its_builder_but_keep_gc_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let held = (store.hold("k").unwrap(), store.hold("k").unwrap());
+        let building = store.lock("k", |_| panic!("a hold must not make the builder wait")).unwrap();
+        assert!(store.try_lock("k").unwrap().is_none(), "held and built");
+        drop(held);
+        assert!(store.try_lock("k").unwrap().is_none(), "still built");
+        drop(building);
+        let gc = store.try_lock("k").unwrap().expect("no one holds k");
+        let other = File::open(dir.path().join("locks/k.use")).unwrap();
+        assert!(matches!(other.try_lock_shared(), Err(fs::TryLockError::WouldBlock)), "a hold waits for gc");
+        drop(gc);
+        assert!(other.try_lock_shared().is_ok());
     }
 
     #[test]

@@ -1,17 +1,19 @@
 //! Processes that die or race: kill -9 during a stage then rerun, two concurrent runs of one store,
-//! and gc keeping what a pinned (registered) artifact needs.
+//! runs racing gc, and gc keeping what a pinned (registered) artifact needs.
 //!
-//! Child processes are this test binary re-run on the ignored test `child_run`, which runs the
-//! manifest named by `MEDALIGN_CHILD_MANIFEST` and prints the reports as JSON.
+//! Child processes are this test binary re-run on an ignored test: `child_run` runs the manifest
+//! named by `MEDALIGN_CHILD_MANIFEST` and prints the reports as JSON; `child_gc` collects garbage in
+//! the store `MEDALIGN_CHILD_STORE` again and again until the file `MEDALIGN_CHILD_STOP` exists.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{by_id, s, statuses, Project};
-use medalign_engine::{KindRegistry, RunOptions, StageStatus::*};
+use medalign_engine::{KindRegistry, RunOptions, StageStatus::*, Store};
 
 const SLOW: &str = "
 name: t
@@ -36,10 +38,27 @@ fn child_run() {
     println!("REPORTS {}", serde_json::to_string(&reports).unwrap());
 }
 
+#[test]
+#[ignore = "run as a child process by the other tests"]
+fn child_gc() {
+    let store = Store::open(std::env::var("MEDALIGN_CHILD_STORE").expect("MEDALIGN_CHILD_STORE")).unwrap();
+    let stop = PathBuf::from(std::env::var("MEDALIGN_CHILD_STOP").expect("MEDALIGN_CHILD_STOP"));
+    let mut rounds = 0;
+    while !stop.exists() {
+        medalign_engine::gc(&store, false).unwrap();
+        rounds += 1;
+    }
+    println!("ROUNDS {rounds}");
+}
+
 fn child(p: &Project) -> Command {
+    child_of(&p.manifest())
+}
+
+fn child_of(manifest: &Path) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
     c.args(["--ignored", "--exact", "child_run", "--nocapture"])
-        .env("MEDALIGN_CHILD_MANIFEST", p.manifest())
+        .env("MEDALIGN_CHILD_MANIFEST", manifest)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     c
@@ -103,6 +122,67 @@ fn two_concurrent_runs_build_each_key_once() {
     assert_eq!(p.text("slow"), "SLOW\n");
 }
 
+const SWITCHED: &str = "
+name: t
+stages:
+  - id: src
+    kind: source
+    params: {text: \"a\\n\"}
+  - id: up
+    kind: transform
+    inputs: [src]
+    params: {op: upper}
+  - id: both
+    kind: join
+    inputs: [src, up]
+";
+
+/// Runs switching a param back and forth, one after another, while gc loops in another process.
+/// Each switch leaves the other variant's artifacts unreferenced, so gc frees them while the next
+/// run of that variant may be finding them cached: a run must hold what it uses until it ends.
+#[test]
+fn runs_racing_gc_never_lose_what_they_use() {
+    let p = Project::new(SWITCHED);
+    p.write("b.yaml", &SWITCHED.replace("a\\n", "b\\n"));
+    let manifests = [p.manifest(), p.path().join("b.yaml")];
+    let store = p.store();
+    let stop = p.path().join("stop");
+    let gc = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child_gc", "--nocapture"])
+        .env("MEDALIGN_CHILD_STORE", store.root())
+        .env("MEDALIGN_CHILD_STOP", &stop)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut problems = Vec::new();
+    let mut runs = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        let out = child_of(&manifests[runs % 2]).stderr(Stdio::piped()).output().unwrap();
+        runs += 1;
+        if !out.status.success() {
+            problems.push(format!("run {runs} exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr)));
+            continue;
+        }
+        for r in &reports_of(out) {
+            let (id, status, key) = (&r["id"], &r["status"], r["key"].as_str().unwrap_or_default());
+            if status == "failed" {
+                problems.push(format!("run {runs}: {id} failed: {}", r["reason"]));
+            } else if (status == "cached" || status == "ran") && !store.contains(key) {
+                // Its ref points to it, and nothing changed the refs since: gc must keep it.
+                problems.push(format!("run {runs}: {id} {status} as {key}, which is gone"));
+            }
+        }
+    }
+    std::fs::write(&stop, "").unwrap();
+    let gc = gc.wait_with_output().unwrap();
+    assert!(gc.status.success(), "gc failed: {}", String::from_utf8_lossy(&gc.stderr));
+    let rounds = String::from_utf8_lossy(&gc.stdout).lines().find_map(|l| l.strip_prefix("ROUNDS ").map(str::to_string));
+    assert!(problems.is_empty(), "{} problems in {runs} runs (gc rounds: {rounds:?}):\n{}", problems.len(), problems.join("\n"));
+    assert!(runs >= 10, "only {runs} runs");
+}
+
 const PINNED: &str = "
 name: t
 stages:
@@ -143,4 +223,53 @@ fn gc_frees_unreachable_artifacts_but_keeps_pinned_lineage() {
     let lineage = medalign_engine::lineage(&store, pinned).unwrap();
     assert!(lineage.present && lineage.inputs[0].from.present, "pinned model and its source kept");
     assert_eq!(lineage.inputs[0].from.params["text"], "v2");
+}
+
+const FAILING: &str = "
+name: t
+stages:
+  - id: src
+    kind: source
+    params: {text: \"a\\n\"}
+  - id: up
+    kind: transform
+    inputs: [src]
+    params: {op: upper, fail: boom}
+";
+
+#[test]
+fn gc_frees_the_work_dirs_of_unreached_keys_unless_in_use() {
+    let p = Project::new(FAILING);
+    let failed = by_id(&p.run(), "up").key.clone().unwrap();
+    p.edit(&FAILING.replace(", fail: boom", ""));
+    let live = by_id(&p.run(), "up").key.clone().unwrap();
+    let store = p.store();
+    let work = |key: &str| store.root().join("work").join(key);
+    assert!(work(&failed).is_dir(), "a failed stage leaves its (empty) work dir");
+    let checkpoint = |key: &str, bytes: usize| std::fs::write(store.work_dir(key).unwrap().join("step"), vec![b'7'; bytes]).unwrap();
+    let killed = "0".repeat(64); // a killed run of params changed since
+    checkpoint(&killed, 1000);
+    checkpoint(&live, 10); // a killed forced rerun of the current key: still referenced
+    let running = "f".repeat(64); // a run in progress, writing checkpoints
+    checkpoint(&running, 10);
+    let hold = store.hold(&running).unwrap();
+    let mut unreached = vec![(killed.clone(), 1000), (failed.clone(), 0)];
+    unreached.sort();
+
+    let dry = medalign_engine::gc(&store, true).unwrap();
+    assert_eq!(dry.work, unreached, "{dry:#?}");
+    assert_eq!(dry.bytes, 1000);
+    assert!(work(&killed).is_dir() && work(&failed).is_dir(), "a dry run deletes nothing");
+
+    let report = medalign_engine::gc(&store, false).unwrap();
+    assert_eq!(report.work, unreached, "{report:#?}");
+    assert_eq!((report.freed.len(), report.kept, report.bytes), (0, 2, 1000));
+    assert!(!work(&killed).exists() && !work(&failed).exists());
+    assert!(work(&live).join("step").is_file(), "the work dir of a reachable key is kept");
+    assert!(work(&running).join("step").is_file(), "the work dir of a held key is kept");
+
+    drop(hold);
+    let report = medalign_engine::gc(&store, false).unwrap();
+    assert_eq!(report.work, [(running.clone(), 10)]);
+    assert!(!work(&running).exists());
 }

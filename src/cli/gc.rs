@@ -45,12 +45,16 @@ pub fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
     for (key, stage, bytes) in &report.freed {
         eprintln!("{verb} {} ({stage}, {bytes} bytes)", &key[..key.len().min(12)]);
     }
+    for (key, bytes) in &report.work {
+        eprintln!("{verb} work dir {} (checkpoints, {bytes} bytes)", &key[..key.len().min(12)]);
+    }
     for path in &report.leftovers {
         eprintln!("{verb} leftover {}", path.display());
     }
     eprintln!(
-        "{verb} {} artifact(s) and {} leftover(s), {:.1} MB; kept {}",
+        "{verb} {} artifact(s), {} work dir(s) and {} leftover(s), {:.1} MB; kept {}",
         report.freed.len(),
+        report.work.len(),
         report.leftovers.len(),
         report.bytes as f64 / 1e6,
         report.kept
