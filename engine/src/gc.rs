@@ -53,65 +53,89 @@ pub fn live_keys(store: &Store) -> Result<BTreeSet<String>> {
 /// A key is freed only under both its locks, and only if it is still unreached once they are held:
 /// a run holds each key it uses until it ends, so it may have pointed a ref at the key just before.
 pub fn gc(store: &Store, dry_run: bool) -> Result<GcReport> {
-    let published: BTreeSet<String> = store.keys()?.into_iter().collect();
-    let work: BTreeMap<String, PathBuf> = store.work_dirs()?.into_iter().collect();
+    let contents = Contents {
+        published: store.keys()?.into_iter().collect(),
+        work: store.work_dirs()?.into_iter().collect(),
+    };
     let live = live_keys(store)?;
-    let mut unreached: Vec<&String> = published.iter().chain(work.keys()).filter(|k| !live.contains(*k)).collect();
+    let mut unreached: Vec<&String> =
+        contents.published.iter().chain(contents.work.keys()).filter(|k| !live.contains(*k)).collect();
     unreached.sort();
     unreached.dedup();
     let mut report = GcReport { dry_run, ..Default::default() };
-    for batch in unreached.chunks(BATCH) {
-        let mut locked = Vec::new();
-        for &key in batch {
-            if let Some(locks) = store.try_lock(key)? {
-                locked.push((key, locks));
+    if dry_run {
+        for key in unreached {
+            if !store.in_use(key)? {
+                contents.free(store, key, &mut report)?;
             }
         }
-        if locked.is_empty() {
-            continue;
-        }
-        let live = live_keys(store)?;
-        for (key, _locks) in locked.into_iter().filter(|(k, _)| !live.contains(*k)) {
-            if published.contains(key) {
-                free_artifact(store, key, &mut report)?;
-            }
-            if let Some(dir) = work.get(key) {
-                free_work(key, dir, &mut report)?;
-            }
+    } else {
+        for batch in unreached.chunks(BATCH) {
+            free_batch(store, &contents, batch, &mut report)?;
         }
     }
-    report.kept = published.len() - report.freed.len();
+    report.kept = contents.published.len() - report.freed.len();
     report.leftovers = store.leftovers()?;
     for path in &report.leftovers {
         report.bytes += dir_size(path);
         if !dry_run {
-            std::fs::remove_dir_all(path).map_err(|e| EngineError::io(path, e))?;
+            match std::fs::remove_dir_all(path) {
+                // A run of the same key clears what killed runs of it left, under its lock.
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(EngineError::io(path, e)),
+                _ => {}
+            }
         }
     }
     Ok(report)
 }
 
-/// Frees a published artifact (call under its locks).
-fn free_artifact(store: &Store, key: &str, report: &mut GcReport) -> Result<()> {
-    let stage = store.record(key).ok().flatten().map(|r| r.stage).unwrap_or_else(|| "(incomplete)".into());
-    let bytes = dir_size(&store.artifact_dir(key));
-    if !report.dry_run {
-        store.remove(key)?;
+/// Frees the keys of `batch` that no run holds or builds, under their locks, if still unreached then.
+fn free_batch(store: &Store, contents: &Contents, batch: &[&String], report: &mut GcReport) -> Result<()> {
+    let mut locked = Vec::new();
+    for &key in batch {
+        if let Some(locks) = store.try_lock(key)? {
+            locked.push((key, locks));
+        }
     }
-    report.bytes += bytes;
-    report.freed.push((key.to_string(), stage, bytes));
+    if locked.is_empty() {
+        return Ok(());
+    }
+    let live = live_keys(store)?;
+    for (key, _locks) in locked.into_iter().filter(|(k, _)| !live.contains(*k)) {
+        contents.free(store, key, report)?;
+    }
     Ok(())
 }
 
-/// Frees the work directory of a key (call under its locks).
-fn free_work(key: &str, dir: &Path, report: &mut GcReport) -> Result<()> {
-    let bytes = dir_size(dir);
-    if !report.dry_run {
-        std::fs::remove_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+/// What the store held when gc started: published keys and work directories.
+struct Contents {
+    published: BTreeSet<String>,
+    work: BTreeMap<String, PathBuf>,
+}
+
+impl Contents {
+    /// Frees the artifact and the work directory of `key` (call under its locks); a dry run only
+    /// reports them.
+    fn free(&self, store: &Store, key: &str, report: &mut GcReport) -> Result<()> {
+        if self.published.contains(key) {
+            let stage = store.record(key).ok().flatten().map(|r| r.stage).unwrap_or_else(|| "(incomplete)".into());
+            let bytes = dir_size(&store.artifact_dir(key));
+            if !report.dry_run {
+                store.remove(key)?;
+            }
+            report.bytes += bytes;
+            report.freed.push((key.to_string(), stage, bytes));
+        }
+        if let Some(dir) = self.work.get(key) {
+            let bytes = dir_size(dir);
+            if !report.dry_run {
+                std::fs::remove_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+            }
+            report.bytes += bytes;
+            report.work.push((key.to_string(), bytes));
+        }
+        Ok(())
     }
-    report.bytes += bytes;
-    report.work.push((key.to_string(), bytes));
-    Ok(())
 }
 
 fn dir_size(path: &Path) -> u64 {

@@ -176,6 +176,25 @@ impl Store {
         Ok(self.try_lock_file(key, "lock")?.map(|built| (used, built)))
     }
 
+    /// Whether a run holds or builds `key` now (what makes [`Store::try_lock`] refuse), asked the
+    /// way a dry run must: no lock file is created and none is kept.
+    pub fn in_use(&self, key: &str) -> Result<bool> {
+        for ext in ["use", "lock"] {
+            let path = self.root.join("locks").join(format!("{key}.{ext}"));
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(EngineError::io(path, e)),
+            };
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => return Ok(true),
+                Err(fs::TryLockError::Error(e)) => return Err(EngineError::io(path, e)),
+            }
+        }
+        Ok(false)
+    }
+
     fn try_lock_file(&self, key: &str, ext: &str) -> Result<Option<KeyLock>> {
         let (path, file) = self.lock_file(key, ext)?;
         match file.try_lock() {
@@ -322,7 +341,8 @@ impl Store {
             let e = e.at(&tmp)?;
             let name = e.file_name().to_string_lossy().into_owned();
             let pid = name.split('.').nth(1).and_then(|p| p.parse::<u32>().ok());
-            if pid.is_none_or(|p| !process_alive(p)) {
+            // Listed, then found dead: it may have published (renamed the directory) and exited between.
+            if pid.is_none_or(|p| !process_alive(p)) && e.path().exists() {
                 out.push(e.path());
             }
         }
@@ -426,11 +446,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let held = (store.hold("k").unwrap(), store.hold("k").unwrap());
+        assert!(!store.in_use("j").unwrap() && !dir.path().join("locks/j.use").exists(), "asking creates nothing");
+        assert!(store.in_use("k").unwrap());
         let building = store.lock("k", |_| panic!("a hold must not make the builder wait")).unwrap();
         assert!(store.try_lock("k").unwrap().is_none(), "held and built");
         drop(held);
         assert!(store.try_lock("k").unwrap().is_none(), "still built");
+        assert!(store.in_use("k").unwrap());
         drop(building);
+        assert!(!store.in_use("k").unwrap());
         let gc = store.try_lock("k").unwrap().expect("no one holds k");
         let other = File::open(dir.path().join("locks/k.use")).unwrap();
         assert!(matches!(other.try_lock_shared(), Err(fs::TryLockError::WouldBlock)), "a hold waits for gc");
