@@ -201,6 +201,7 @@ fn stage(
                 return Ok(Err(out));
             }
         }
+        store.mark_building(&plan.name, &ps.id, &key)?;
         execute(resolver, registry, i, &key, ingredients, &snapshot, &sp).map(Ok)
     });
     match result {

@@ -1,6 +1,7 @@
 //! Garbage collection: frees artifacts that no manifest ref and no pin (registered model) reaches
-//! through lineage, the work directories (checkpoints) of such keys, and staging directories left
-//! by dead processes. A key some run holds ([`Store::hold`]) or builds is left be.
+//! through lineage, the work directories (checkpoints) of such keys unless a stage's latest attempt
+//! may still resume from them, and staging directories left by dead processes. A key some run
+//! holds ([`Store::hold`]) or builds is left be.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -58,8 +59,16 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<GcReport> {
         work: store.work_dirs()?.into_iter().collect(),
     };
     let live = live_keys(store)?;
-    let mut unreached: Vec<&String> =
-        contents.published.iter().chain(contents.work.keys()).filter(|k| !live.contains(*k)).collect();
+    // The checkpoints of the key a stage last started (a killed run) are kept until the stage
+    // moves on to another key; a failed stage's empty work dir is not worth keeping.
+    let resumable: BTreeSet<String> =
+        store.building()?.into_iter().filter(|k| contents.work.get(k).is_some_and(|d| dir_size(d) > 0)).collect();
+    let mut unreached: Vec<&String> = contents
+        .published
+        .iter()
+        .chain(contents.work.keys().filter(|k| !resumable.contains(*k)))
+        .filter(|k| !live.contains(*k))
+        .collect();
     unreached.sort();
     unreached.dedup();
     let mut report = GcReport { dry_run, ..Default::default() };

@@ -75,7 +75,7 @@ impl Store {
     /// Opens (creating) a store at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
-        for sub in ["artifacts", "tmp", "work", "locks", "refs", "pins"] {
+        for sub in ["artifacts", "tmp", "work", "locks", "refs", "pins", "building"] {
             let d = root.join(sub);
             fs::create_dir_all(&d).at(&d)?;
         }
@@ -289,6 +289,31 @@ impl Store {
         let r = StageRef { key: key.to_string(), at: crate::record::now_rfc3339() };
         let path = self.root.join("refs").join(pipeline).join(format!("{stage}.json"));
         write_atomic(&path, &serde_json::to_vec_pretty(&r).expect("ref serializes"))
+    }
+
+    /// Records that `stage` of `pipeline` started building `key`: gc keeps that key's checkpoints
+    /// (a killed run resumes from them) until the stage starts another key, i.e. its inputs or
+    /// params changed.
+    pub fn mark_building(&self, pipeline: &str, stage: &str, key: &str) -> Result<()> {
+        let r = StageRef { key: key.to_string(), at: crate::record::now_rfc3339() };
+        let path = self.root.join("building").join(pipeline).join(format!("{stage}.json"));
+        write_atomic(&path, &serde_json::to_vec_pretty(&r).expect("ref serializes"))
+    }
+
+    /// The key each stage of each pipeline last started building.
+    pub fn building(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("building");
+        if !dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for (_, path) in json_files_in_subdirs(&dir)? {
+            let bytes = fs::read(&path).at(&path)?;
+            let r: StageRef =
+                serde_json::from_slice(&bytes).map_err(|e| EngineError::Store(format!("{}: {e}", path.display())))?;
+            out.push(r.key);
+        }
+        Ok(out)
     }
 
     /// Every ref in the store: (pipeline, stage, ref).

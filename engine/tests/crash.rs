@@ -273,3 +273,22 @@ fn gc_frees_the_work_dirs_of_unreached_keys_unless_in_use() {
     assert_eq!(report.work, [(running.clone(), 10)]);
     assert!(!work(&running).exists());
 }
+
+#[test]
+fn a_killed_runs_checkpoints_survive_gc_until_the_stage_moves_on() {
+    let p = Project::new(FAILING);
+    let attempted = by_id(&p.run(), "up").key.clone().unwrap();
+    let store = p.store();
+    let work = store.root().join("work").join(&attempted);
+    // What a run killed mid-stage leaves: checkpoints in the work dir of the key it was building.
+    std::fs::write(work.join("step"), "3").unwrap();
+    let report = medalign_engine::gc(&store, false).unwrap();
+    assert!(report.work.is_empty(), "the latest attempt can still resume: {report:#?}");
+    assert!(work.join("step").is_file());
+
+    p.edit(&FAILING.replace(", fail: boom", ", steps: 2"));
+    p.run();
+    let report = medalign_engine::gc(&store, false).unwrap();
+    assert_eq!(report.work, [(attempted.clone(), 1)], "the params changed: nothing will resume from it");
+    assert!(!work.exists());
+}
