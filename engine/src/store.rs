@@ -286,40 +286,37 @@ impl Store {
         if self.read_ref(pipeline, stage).is_some_and(|r| r.key == key) {
             return Ok(());
         }
-        let r = StageRef { key: key.to_string(), at: crate::record::now_rfc3339() };
-        let path = self.root.join("refs").join(pipeline).join(format!("{stage}.json"));
-        write_atomic(&path, &serde_json::to_vec_pretty(&r).expect("ref serializes"))
+        self.write_stage_ref("refs", pipeline, stage, key)
     }
 
     /// Records that `stage` of `pipeline` started building `key`: gc keeps that key's checkpoints
     /// (a killed run resumes from them) until the stage starts another key, i.e. its inputs or
     /// params changed.
     pub fn mark_building(&self, pipeline: &str, stage: &str, key: &str) -> Result<()> {
-        let r = StageRef { key: key.to_string(), at: crate::record::now_rfc3339() };
-        let path = self.root.join("building").join(pipeline).join(format!("{stage}.json"));
-        write_atomic(&path, &serde_json::to_vec_pretty(&r).expect("ref serializes"))
+        self.write_stage_ref("building", pipeline, stage, key)
     }
 
     /// The key each stage of each pipeline last started building.
     pub fn building(&self) -> Result<Vec<String>> {
-        let dir = self.root.join("building");
-        if !dir.is_dir() {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        for (_, path) in json_files_in_subdirs(&dir)? {
-            let bytes = fs::read(&path).at(&path)?;
-            let r: StageRef =
-                serde_json::from_slice(&bytes).map_err(|e| EngineError::Store(format!("{}: {e}", path.display())))?;
-            out.push(r.key);
-        }
-        Ok(out)
+        Ok(self.stage_refs("building")?.into_iter().map(|(_, _, r)| r.key).collect())
     }
 
     /// Every ref in the store: (pipeline, stage, ref).
     pub fn refs(&self) -> Result<Vec<(String, String, StageRef)>> {
+        self.stage_refs("refs")
+    }
+
+    /// Points `<dir>/<pipeline>/<stage>.json` at `key`, now.
+    fn write_stage_ref(&self, dir: &str, pipeline: &str, stage: &str, key: &str) -> Result<()> {
+        let r = StageRef { key: key.to_string(), at: crate::record::now_rfc3339() };
+        let path = self.root.join(dir).join(pipeline).join(format!("{stage}.json"));
+        write_atomic(&path, &serde_json::to_vec_pretty(&r).expect("ref serializes"))
+    }
+
+    /// Every `<dir>/<pipeline>/<stage>.json`: (pipeline, stage, ref).
+    fn stage_refs(&self, dir: &str) -> Result<Vec<(String, String, StageRef)>> {
         let mut out = Vec::new();
-        for (pipeline, path) in json_files_in_subdirs(&self.root.join("refs"))? {
+        for (pipeline, path) in json_files_in_subdirs(&self.root.join(dir))? {
             let bytes = fs::read(&path).at(&path)?;
             let r: StageRef =
                 serde_json::from_slice(&bytes).map_err(|e| EngineError::Store(format!("{}: {e}", path.display())))?;
