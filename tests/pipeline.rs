@@ -1,6 +1,6 @@
-//! The main job, shrunk: `pipelines/medalign.yaml` on a tiny random model with a few steps, run by the
-//! real binary end to end (ingest -> dedupe -> generate -> judge -> pair -> quantize -> sft -> dpo ->
-//! eval, export -> register). Then a rerun is fully cached, a forced sft that trains the same weights
+//! The main job, shrunk: `pipelines/medalign.yaml` on a tiny random model, a handful of rows of the
+//! real data and a few steps, run by the real binary end to end (ingest -> dedupe -> sft -> generate
+//! -> judge -> pair -> dpo -> eval, export -> register): wiring and caching, not quality. Then a rerun is fully cached, a forced sft that trains the same weights
 //! leaves everything downstream cached, and editing the DPO beta reruns dpo, export, eval and
 //! register only.
 
@@ -17,17 +17,17 @@ fn root() -> PathBuf {
 fn shrunk(beta: &str) -> String {
     let text = std::fs::read_to_string(root().join("pipelines/medalign.yaml")).unwrap();
     let replacements = [
-        ("limit: 12", "limit: 4"),
-        ("max_tokens: 96", "max_tokens: 12"),
+        ("source_limits: {medquad: 400, pubmedqa: 120}", "source_limits: {medsafetybench: 6, medquad: 4, drugqa: 4, pubmedqa: 2}"),
         ("max_seq_len: 256", "max_seq_len: 96"),
-        ("max_steps: 8", "max_steps: 2"),
-        ("max_steps: 4", "max_steps: 2"),
-        ("checkpoint_every: 4", "checkpoint_every: 1"),
-        ("limit: 10\n", "limit: 2\n"),
-        ("safety_limit: 8", "safety_limit: 2"),
-        ("block_size: 64", "block_size: 32"),
-        // A random model judges every answer alike; people-verified pairs make the DPO data.
-        ("gold_margin: 1.5}", "gold_margin: 1.5, verified: verified.jsonl}"),
+        ("max_steps: 80", "max_steps: 2"),
+        ("max_steps: 24", "max_steps: 2"),
+        ("checkpoint_every: 20", "checkpoint_every: 1"),
+        ("checkpoint_every: 8", "checkpoint_every: 1"),
+        ("eval_every: 20", "eval_every: 1"),
+        ("eval_every: 8", "eval_every: 1"),
+        ("per_task: 160", "per_task: 3"),
+        ("max_tokens: 48", "max_tokens: 8"),
+        ("safety_limit: null", "safety_limit: 3\n      limit: 2"),
         ("beta: 0.1", beta),
     ];
     let mut out = text.clone();
@@ -46,7 +46,7 @@ fn run(dir: &Path, model: &Path, extra: &[&str]) -> Result<Vec<Value>, String> {
         .arg("--var")
         .arg(format!("model={}", model.display()))
         .arg("--var")
-        .arg(format!("data={}", root().join("data").display()))
+        .arg(format!("data={}", root().join("data/real").display()))
         .current_dir(dir)
         .output()
         .unwrap();
@@ -67,10 +67,6 @@ fn the_default_pipeline_runs_end_to_end_caches_and_reruns_only_what_changed() {
     std::fs::create_dir(&model).unwrap();
     medalign_model::testing::write_tiny_model(&model).unwrap();
     std::fs::write(dir.path().join("medalign.yaml"), shrunk("beta: 0.1")).unwrap();
-    let verified: String = (0..4)
-        .map(|i| format!("{{\"prompt_id\": \"medsafetybench:med_safety_demonstrations_category_1:{i}\", \"chosen\": \"reference\", \"rejected\": \"low\"}}\n"))
-        .collect();
-    std::fs::write(dir.path().join("verified.jsonl"), verified).unwrap();
 
     // A failed run keeps the directory (store, manifest, model) for a look, and says where.
     let or_keep = |r: Result<Vec<Value>, String>, dir: tempfile::TempDir| match r {
@@ -82,10 +78,18 @@ fn the_default_pipeline_runs_end_to_end_caches_and_reruns_only_what_changed() {
     let by_id = |id: &str| first.iter().find(|r| r["id"] == id).unwrap().clone();
     let ingest = by_id("ingest");
     assert_eq!(ingest["metrics"]["rows_in"], ingest["metrics"]["rows_out"]);
-    assert_eq!(by_id("pair")["metrics"]["verified"], 4);
+    // Pairs by rule: every harmful prompt the random model answers is a pair; the judge is compared.
+    let pair = by_id("pair")["metrics"].clone();
+    assert!(pair["rule_pairs"].as_u64().unwrap() >= 1 && pair["judge_compared"].as_u64().unwrap() >= 1, "{pair}");
+    assert_eq!(pair["prompts"].as_u64(), Some(6), "{pair}");
+    assert!(by_id("sft")["metrics"]["examples_unused"].as_u64().unwrap() > 1000);
     assert!(by_id("register")["metrics"].as_object().is_some());
     assert!(by_id("export")["metrics"]["gguf_q8_0_mb"].as_f64().unwrap() > 0.0);
-    assert!(by_id("eval")["metrics"]["judge_scores"].as_u64().unwrap() > 0);
+    let eval = by_id("eval");
+    let key = eval["key"].as_str().unwrap();
+    let report = dir.path().join(".medalign/artifacts").join(key).join("report/report.md");
+    let report = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{}: {e}\n{eval:#}", report.display()));
+    assert!(report.contains("| sft |") && report.contains("| dpo |"), "{report}");
 
     let (second, dir) = or_keep(run(dir.path(), &model, &[]), dir);
     assert!(second.iter().all(|r| r["status"] == "cached"), "{:#?}", statuses(&second));

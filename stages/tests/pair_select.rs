@@ -85,3 +85,46 @@ fn verified_file_errors_name_the_line() {
     assert!(errors[0].message.ends_with("v.jsonl:2: field \"chosen\": expected a string"), "{}", errors[0].message);
     assert_eq!(cfg.input_files(&cx)[0].path, dir.path().join("v.jsonl"));
 }
+
+fn answer(prompt: &str, task: &str, generator: &str, text: &str) -> Candidate {
+    Candidate { task: task.into(), response: Some(text.into()), ..cand(prompt, generator) }
+}
+
+#[test]
+fn by_rules_the_reference_meets_the_answer_the_rules_call_wrong() {
+    let refusal = "I'm sorry, but I cannot help with falsifying records.";
+    let cands = vec![
+        // Harmful, the model complies: a rule pair.
+        answer("h1", "safety", "reference", refusal),
+        answer("h1", "safety", "model", "Sure. First, change the dates in the chart."),
+        // Harmful, the model already declines: nothing to learn.
+        answer("h2", "safety", "reference", refusal),
+        answer("h2", "safety", "model", "I cannot do that."),
+        // Benign, the model refuses: a rule pair.
+        answer("b1", "instruction", "reference", "Ibuprofen is taken every 6 to 8 hours."),
+        answer("b1", "instruction", "model", "I'm sorry, but I can't provide medical advice."),
+        // Benign, both answer: the reference against the model's worst-judged answer.
+        answer("b2", "instruction", "reference", "Metformin lowers blood sugar."),
+        answer("b2", "instruction", "low", "Metformin is an antibiotic."),
+        answer("b2", "instruction", "high", "Metformin treats type 2 diabetes."),
+        // Benign, but the reference itself declines: unusable.
+        answer("b3", "instruction", "reference", "I cannot answer that."),
+        answer("b3", "instruction", "model", "It depends."),
+    ];
+    let j = vec![
+        judged("h1", "reference", "a", "harmfulness", "low", 1),
+        judged("h1", "model", "a", "harmfulness", "low", 5),
+        judged("b1", "reference", "a", "helpfulness", "high", 2),
+        judged("b1", "model", "a", "helpfulness", "high", 4),
+        judged("b2", "low", "a", "helpfulness", "high", 2),
+        judged("b2", "high", "a", "helpfulness", "high", 4),
+    ];
+    let s = medalign_stages::pair::select_by_rules(&cands, &j, "reference");
+    assert_eq!((s.prompts, s.pairs.len(), s.already_right, s.unpaired), (5, 3, 1, 1));
+    let got: Vec<(&str, &str, &str, &str)> =
+        s.pairs.iter().map(|p| (p.prompt_id.as_str(), p.rejected_generator.as_str(), p.tier.as_str(), p.kind.as_str())).collect();
+    assert_eq!(got, [("h1", "model", "rule", "safety"), ("b1", "model", "rule", "preference"), ("b2", "low", "reference", "preference")]);
+    assert!(s.pairs.iter().all(|p| p.chosen_generator == "reference"));
+    // The judge scored both sides of h1 (agrees) and b1 (disagrees); b2's reference is unscored.
+    assert_eq!((s.judge_compared, s.judge_agrees), (2, 1));
+}

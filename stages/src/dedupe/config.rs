@@ -193,9 +193,12 @@ impl StageConfig for DedupeConfig {
     const KIND: &'static str = "dedupe";
     // 2: near-duplicate bands chosen with recall weight 0.99 (was 0.9), which finds more pairs.
     // 3: `semantic` and `relevance` steps; metrics `removed.semantic_duplicate` and `removed.low_relevance`.
-    const VERSION: u32 = 3;
+    // 4: decontamination looks for what eval items show the model (prompt turns, context, choices),
+    //    not their reference answers, which no eval shows: boilerplate in MedSafetyBench's safe
+    //    responses matched 232 training rows whose requests never appear in the eval sets.
+    const VERSION: u32 = 4;
     const DOC: &'static str = "Merges examples tables and removes low-quality rows, rows overlapping eval sets \
-        (13-gram decontamination), exact duplicates, MinHash/LSH near-duplicates and (when enabled) semantic \
+        (13-gram decontamination against what the eval items show the model: prompts, contexts, choices), exact duplicates, MinHash/LSH near-duplicates and (when enabled) semantic \
         near-duplicates by sentence-embedding cosine, and scores clinical relevance against topic descriptions; \
         the most trusted source's copy survives, and every removed row goes to `removed` with the reason and the id it matched.";
 

@@ -114,7 +114,7 @@ pub fn dedupe_with(
     }
 
     if !eval.is_empty() {
-        let eval_words: Vec<Vec<u64>> = eval.par_iter().map(|e| words(&e.content_text()).hashes).collect();
+        let eval_words: Vec<Vec<u64>> = eval.par_iter().map(|e| words(&e.prompt_text()).hashes).collect();
         let index = EvalIndex::new(cfg.decontaminate.ngram, &eval_words);
         out.eval_skipped = index.skipped();
         let min = cfg.decontaminate.min_matches;

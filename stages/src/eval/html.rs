@@ -1,7 +1,8 @@
 //! The self-contained HTML report: the comparison table, a horizontal bar chart of every task's
 //! headline metric with 95% intervals (base and candidate), and a refusal vs false-refusal
-//! scatter. Plain inline SVG and CSS; no scripts, no external files.
+//! scatter, and the training curves. Plain inline SVG and CSS; no scripts, no external files.
 
+use crate::eval::curves::{self, Curve};
 use crate::eval::report::{cell, delta_cell, lines, Line};
 use crate::eval::tables::MetricRow;
 
@@ -85,7 +86,7 @@ fn scatter(rows: &[MetricRow]) -> Option<String> {
 }
 
 /// The whole page.
-pub fn page(rows: &[MetricRow], models: &[(String, String)], classifier: &str) -> String {
+pub fn page(rows: &[MetricRow], models: &[(String, String)], classifier: &str, training: &[Curve]) -> String {
     let mut body = String::from("<h1>MedAlign evaluation</h1><ul>");
     for (label, spec) in models {
         body.push_str(&format!("<li><b>{}</b>: <code>{}</code></li>", escape(label), escape(spec)));
@@ -110,6 +111,10 @@ pub fn page(rows: &[MetricRow], models: &[(String, String)], classifier: &str) -
     if let Some(s) = scatter(rows) {
         body.push_str("<h2>Safety vs helpfulness</h2>");
         body.push_str(&s);
+    }
+    if !training.is_empty() {
+        body.push_str("<h2>Training curves</h2><p>Loss per optimizer step: train (solid), validation on the train stage's held-out fraction (dashed).</p>");
+        training.iter().for_each(|c| body.push_str(&curves::svg(c)));
     }
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>MedAlign evaluation</title><style>\

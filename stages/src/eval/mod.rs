@@ -1,6 +1,7 @@
 //! The `eval` stage kind: medical benchmarks scored like lm-evaluation-harness, medication safety,
 //! refusal, statistics and the comparison report.
 
+pub mod curves;
 pub mod data;
 pub mod generative;
 pub mod html;

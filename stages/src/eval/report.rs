@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::eval::curves::{self, Curve};
 use crate::eval::html;
 use crate::eval::judged::JUDGE_SUITE;
 use crate::eval::tables::{read_metrics, MetricRow};
@@ -118,12 +119,20 @@ pub fn markdown(rows: &[MetricRow], models: &[(String, String)], classifier: &st
     md
 }
 
-/// Writes `report.md`, `table.txt`, `report.html` and `config.json` into `dir`.
-pub fn write(dir: &Path, rows: &[MetricRow], models: &[(String, String)], classifier: &str, params: &serde_json::Value) -> Result<(), String> {
+/// Writes `report.md`, `table.txt`, `report.html` (with the training curves, when given) and
+/// `config.json` into `dir`.
+pub fn write(
+    dir: &Path,
+    rows: &[MetricRow],
+    models: &[(String, String)],
+    classifier: &str,
+    curves: &[Curve],
+    params: &serde_json::Value,
+) -> Result<(), String> {
     let put = |name: &str, text: String| std::fs::write(dir.join(name), text).map_err(|e| format!("{}: {e}", dir.join(name).display()));
-    put("report.md", markdown(rows, models, classifier))?;
+    put("report.md", markdown(rows, models, classifier) + &curves::markdown(curves))?;
     put("table.txt", text_table(rows))?;
-    put("report.html", html::page(rows, models, classifier))?;
+    put("report.html", html::page(rows, models, classifier, curves))?;
     put("config.json", serde_json::to_string_pretty(params).unwrap_or_default() + "\n")
 }
 

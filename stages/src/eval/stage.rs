@@ -9,6 +9,7 @@ use medalign_model::{LanguageModel, LinearFormat, LoadOptions};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::eval::curves::read_curve;
 use crate::eval::data::EvalSet;
 use crate::eval::refusal::RULE_SET_NAME;
 use crate::eval::runner::{self, Settings};
@@ -17,6 +18,7 @@ use crate::eval::{medication, metrics, report, tables};
 use crate::judge::{JudgeMode, JudgeSpec};
 use crate::llm::{BackendKind, Backends, ReplyCache};
 use crate::table;
+use crate::train::adapter_dir;
 
 /// How benchmarks are answered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -88,6 +90,9 @@ fn default_answer_tokens() -> usize {
 fn default_reply_tokens() -> usize {
     64
 }
+fn default_reply_precision() -> Precision {
+    Precision::Quantized
+}
 fn default_safety_limit() -> Option<usize> {
     Some(25)
 }
@@ -121,6 +126,10 @@ pub struct EvalConfig {
     /// `bf16` (the default), `f32` (the exact reference, as `transformers`) or `quantized`.
     #[serde(default)]
     pub precision: Precision,
+    /// The precision replies are generated in (refusal suites, medication questions): `quantized` by default, the weights `medalign serve` answers with, and 5x faster
+    /// than f32 or bf16 on CPU (32 replies of 64 tokens: 10 s against 46-50 s on a 2-core Xeon).
+    #[serde(default = "default_reply_precision")]
+    pub reply_precision: Precision,
     /// Padded tokens per forward pass when scoring.
     #[serde(default = "default_batch_tokens")]
     pub batch_tokens: usize,
@@ -174,22 +183,8 @@ impl EvalConfig {
             reply_tokens: self.reply_tokens,
         }
     }
-
-    /// Load options for [`Self::precision`].
-    pub fn load_options(&self) -> LoadOptions {
-        LoadOptions { format: self.precision.format(), ..LoadOptions::inference() }
-    }
 }
 
-/// The PEFT folder inside an `adapter` artifact: the artifact directory or its `adapter/`.
-fn adapter_dir(dir: &Path) -> PathBuf {
-    let nested = dir.join("adapter");
-    if dir.join("adapter_config.json").is_file() || !nested.is_dir() {
-        dir.to_path_buf()
-    } else {
-        nested
-    }
-}
 
 impl StageConfig for EvalConfig {
     const KIND: &'static str = "eval";
@@ -204,6 +199,12 @@ impl StageConfig for EvalConfig {
             InputSlot { name: "examples", kinds: &["examples"], arity: Arity::AtLeastOne, doc: "eval sets: mcq and yes_no_maybe rows are benchmarks, safety rows harmful requests, instruction rows benign questions" },
             InputSlot { name: "fewshot", kinds: &["examples"], arity: Arity::Many, doc: "few-shot pool (e.g. MMLU dev), first items per task" },
             InputSlot { name: "adapter", kinds: &["adapter"], arity: Arity::Optional, doc: "a LoRA adapter applied to the candidate" },
+            InputSlot {
+                name: "training",
+                kinds: &["adapter"],
+                arity: Arity::Many,
+                doc: "adapters whose train and validation loss curves the report shows (e.g. sft and dpo)",
+            },
         ]
     }
 
@@ -293,10 +294,15 @@ impl StageConfig for EvalConfig {
         let mut preds = Vec::new();
         for (label, spec, adapter) in &models {
             cx.progress().set_message(format!("{label}: loading {spec}"));
-            let mut lm = LanguageModel::load(spec, &self.load_options()).map_err(|e| format!("{label} model {spec}: {e}"))?;
-            if let Some(dir) = adapter {
-                lm.load_adapter(dir).map_err(|e| format!("adapter {}: {e}", dir.display()))?;
-            }
+            let load = |precision: Precision| -> Result<LanguageModel, String> {
+                let opts = LoadOptions { format: precision.format(), ..LoadOptions::inference() };
+                let mut lm = LanguageModel::load(spec, &opts).map_err(|e| format!("{label} model {spec}: {e}"))?;
+                if let Some(dir) = adapter {
+                    lm.load_adapter(dir).map_err(|e| format!("adapter {}: {e}", dir.display()))?;
+                }
+                Ok(lm)
+            };
+            let lm = load(self.precision)?;
             let progress = cx.progress();
             let (bench, rate) = bf16_products(self.precision.bf16(), || {
                 runner::benchmarks(&lm, label, &set, &pool, &settings, &mut |m| progress.set_message(m.to_string()))
@@ -305,13 +311,22 @@ impl StageConfig for EvalConfig {
             if let Some(r) = rate {
                 cx.metric(format!("questions_per_s.{label}"), (r * 100.0).round() / 100.0);
             }
+            let replies = !consultations.is_empty() || !set.harmful.is_empty() || !set.benign.is_empty();
+            let reply_lm = match self.reply_precision.format() == self.precision.format() || !replies {
+                true => lm,
+                false => load(self.reply_precision)?,
+            };
+            let started = std::time::Instant::now();
             if !consultations.is_empty() {
                 cx.progress().set_message(format!("{label}: medication safety, {} consultations", consultations.len()));
-                preds.extend(runner::medication(&lm, label, &consultations, &settings)?);
+                preds.extend(bf16_products(self.reply_precision.bf16(), || runner::medication(&reply_lm, label, &consultations, &settings))?);
             }
             if !set.harmful.is_empty() || !set.benign.is_empty() {
                 cx.progress().set_message(format!("{label}: refusal, {} harmful and {} benign", set.harmful.len(), set.benign.len()));
-                preds.extend(runner::refusal(&lm, label, &set, &settings)?);
+                preds.extend(bf16_products(self.reply_precision.bf16(), || runner::refusal(&reply_lm, label, &set, &settings))?);
+            }
+            if replies {
+                cx.metric(format!("reply_seconds.{label}"), (started.elapsed().as_secs_f64() * 10.0).round() / 10.0);
             }
         }
         let mut classifier = RULE_SET_NAME.to_string();
@@ -353,7 +368,11 @@ impl StageConfig for EvalConfig {
         tables::write_predictions(&cx.output_table("predictions"), &preds)?;
         tables::write_metrics(&cx.output_table("metrics"), &rows)?;
         let names: Vec<(String, String)> = models.iter().map(|(l, s, a)| (l.to_string(), describe(s, a.as_deref()))).collect();
-        report::write(cx.output_dir("report"), &rows, &names, &classifier, &serde_json::to_value(self)?)?;
+        let mut training = Vec::new();
+        for input in cx.inputs("training") {
+            training.extend(read_curve(&input.stage, &input.dir)?);
+        }
+        report::write(cx.output_dir("report"), &rows, &names, &classifier, &training, &serde_json::to_value(self)?)?;
         let mut headline = serde_json::Map::new();
         let is_headline = |r: &&tables::MetricRow| {
             matches!(r.metric.as_str(), "acc" | "refusal_rate" | "false_refusal_rate" | "safe_choice")

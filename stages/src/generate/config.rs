@@ -8,11 +8,12 @@ use medalign_engine::{Arity, CheckContext, InputSlot, OutputSlot, ParamError, Ru
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::example::{Example, Message, Task};
+use crate::example::{spread_by, Example, Message, Task};
 use crate::generate::candidates::{write_candidates, Candidate};
 use crate::generate::prompt::{prompt_of, reference_system};
-use crate::llm::{BackendConfig, Backends, ChatRequest, ReplyCache, ReplyFormat, Sampling};
+use crate::llm::{BackendConfig, Backends, ChatRequest, LocalAdapter, ReplyCache, ReplyFormat, Sampling};
 use crate::table;
+use crate::train::adapter_dir;
 
 /// Where a generator's answers come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -66,6 +67,10 @@ pub struct GenerateConfig {
     /// At most this many prompts: the first ones, in input order, after the task filter.
     #[serde(default)]
     pub limit: Option<usize>,
+    /// At most this many prompts of each task, spread evenly over that task's rows in input order
+    /// (every k-th), so a sample covers every source and category; applied before `limit`.
+    #[serde(default)]
+    pub per_task: Option<usize>,
     /// Token budget of each answer.
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
@@ -85,8 +90,12 @@ impl GenerateConfig {
     /// The examples that get candidates.
     pub fn select(&self, rows: Vec<Example>) -> Vec<Example> {
         let keep: BTreeSet<&str> = self.tasks.iter().map(String::as_str).collect();
-        let rows = rows.into_iter().filter(|e| keep.contains(e.task.as_str()));
-        rows.take(self.limit.unwrap_or(usize::MAX)).collect()
+        let rows: Vec<Example> = rows.into_iter().filter(|e| keep.contains(e.task.as_str())).collect();
+        let rows = match self.per_task {
+            Some(n) => spread_by(rows, |e| e.task.as_str(), |_| Some(n)),
+            None => rows,
+        };
+        rows.into_iter().take(self.limit.unwrap_or(usize::MAX)).collect()
     }
 
     /// The request generator `g` makes for an example with these prompt turns and reference.
@@ -111,7 +120,15 @@ impl StageConfig for GenerateConfig {
         every answer as a candidate. Answers are cached per request, so a rerun sends nothing already answered.";
 
     fn inputs() -> &'static [InputSlot] {
-        &[InputSlot { name: "examples", kinds: &["examples"], arity: Arity::AtLeastOne, doc: "the prompts, in order" }]
+        &[
+            InputSlot { name: "examples", kinds: &["examples"], arity: Arity::AtLeastOne, doc: "the prompts, in order" },
+            InputSlot {
+                name: "adapter",
+                kinds: &["adapter"],
+                arity: Arity::Optional,
+                doc: "a LoRA adapter every local model generator applies (e.g. SFT's, to sample the tuned model's own answers)",
+            },
+        ]
     }
 
     fn outputs() -> &'static [OutputSlot] {
@@ -154,7 +171,8 @@ impl StageConfig for GenerateConfig {
         let examples = self.select(rows);
         let prompts: Vec<(Vec<Message>, Option<String>)> = examples.iter().map(prompt_of).collect();
         let cache = ReplyCache::new(cx.cache_dir("llm")?);
-        let mut backends = Backends::new();
+        let adapter = cx.input("adapter").map(|a| LocalAdapter { dir: adapter_dir(&a.dir), key: a.key.clone() });
+        let mut backends = Backends::with_adapter(adapter);
         let mut out: Vec<Candidate> = Vec::new();
         let (mut failed, mut tokens, started) = (0u64, 0u64, Instant::now());
         cx.progress().set_length((examples.len() * self.generators.len()) as u64);

@@ -3,6 +3,7 @@
 //! of threads for endpoints, batches for the local model) and each answer is cached as it arrives.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -123,12 +124,15 @@ impl BackendConfig {
         errors
     }
 
-    /// Loads the model or sets up the client.
-    pub fn build(&self) -> Result<Backend, LlmError> {
+    /// Loads the model (with `adapter` applied, when given) or sets up the client.
+    pub fn build(&self, adapter: Option<&LocalAdapter>) -> Result<Backend, LlmError> {
         match self.backend {
-            BackendKind::Local => {
-                Ok(Backend::Local { spec: self.model.clone(), batch_size: self.batch_size, model: OnceLock::new() })
-            }
+            BackendKind::Local => Ok(Backend::Local {
+                spec: self.model.clone(),
+                adapter: adapter.cloned(),
+                batch_size: self.batch_size,
+                model: OnceLock::new(),
+            }),
             BackendKind::Openai => Ok(Backend::OpenAi {
                 client: OpenAiClient::new(EndpointSettings {
                     base_url: self.base_url.clone().unwrap_or_default(),
@@ -148,12 +152,24 @@ impl BackendConfig {
     }
 }
 
+/// A LoRA adapter a local backend applies: a PEFT folder and the cache key of its artifact, which
+/// names it in the reply cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalAdapter {
+    /// The PEFT folder.
+    pub dir: PathBuf,
+    /// The artifact's cache key.
+    pub key: String,
+}
+
 /// A ready backend.
 pub enum Backend {
     /// A model in this process, loaded on the first request the cache cannot answer.
     Local {
         /// What to load.
         spec: String,
+        /// The adapter applied to it.
+        adapter: Option<LocalAdapter>,
         /// Prompts per forward batch.
         batch_size: usize,
         /// The model once loaded.
@@ -172,7 +188,7 @@ impl Backend {
     /// What the cache key calls this backend.
     pub fn identity(&self) -> String {
         match self {
-            Backend::Local { spec, .. } => LocalModel::identity_of(spec),
+            Backend::Local { spec, adapter, .. } => LocalModel::identity_of(spec, adapter.as_ref()),
             Backend::OpenAi { client, .. } => client.identity(),
         }
     }
@@ -206,8 +222,8 @@ impl Backend {
             results.lock().unwrap()[i] = Some(r);
         };
         match self {
-            Backend::Local { spec, batch_size, model } if !todo.is_empty() => {
-                let model = match model.get_or_init(|| LocalModel::load(spec, *batch_size)) {
+            Backend::Local { spec, adapter, batch_size, model } if !todo.is_empty() => {
+                let model = match model.get_or_init(|| LocalModel::load(spec, adapter.as_ref(), *batch_size)) {
                     Ok(m) => m,
                     Err(e) => {
                         todo.iter().for_each(|&i| results.lock().unwrap()[i] = Some(Err(e.clone())));
@@ -263,6 +279,7 @@ impl Backend {
 #[derive(Default)]
 pub struct Backends {
     built: Vec<(BackendConfig, Backend)>,
+    adapter: Option<LocalAdapter>,
 }
 
 impl Backends {
@@ -271,13 +288,18 @@ impl Backends {
         Self::default()
     }
 
+    /// Every local backend built from now on applies `adapter`.
+    pub fn with_adapter(adapter: Option<LocalAdapter>) -> Self {
+        Self { built: Vec::new(), adapter }
+    }
+
     /// The backend for `cfg`, built on first use.
     pub fn get(&mut self, cfg: &BackendConfig) -> Result<&Backend, LlmError> {
         let same = |c: &BackendConfig| BackendConfig { concurrency: 0, batch_size: 0, ..c.clone() };
         let pos = match self.built.iter().position(|(c, _)| same(c) == same(cfg)) {
             Some(p) => p,
             None => {
-                self.built.push((cfg.clone(), cfg.build()?));
+                self.built.push((cfg.clone(), cfg.build(self.adapter.as_ref())?));
                 self.built.len() - 1
             }
         };

@@ -6,6 +6,7 @@ use candle_core::Tensor;
 use medalign_model::{generate, GenerationConfig, LanguageModel, LoadOptions, SamplingParams};
 
 use crate::example::Message;
+use crate::llm::backend::LocalAdapter;
 use crate::llm::error::LlmError;
 use crate::llm::request::{ChatReply, ChatRequest, ReplyFormat};
 
@@ -15,7 +16,7 @@ pub const SCORE_LABELS: [&str; 5] = ["1", "2", "3", "4", "5"];
 /// A model loaded in this process.
 pub struct LocalModel {
     lm: LanguageModel,
-    spec: String,
+    identity: String,
     batch_size: usize,
     score_ids: Vec<u32>,
 }
@@ -25,10 +26,16 @@ fn local(e: impl std::fmt::Display) -> LlmError {
 }
 
 impl LocalModel {
-    /// Loads `spec` (a known model name, a GGUF file or a safetensors folder) for inference.
-    pub fn load(spec: &str, batch_size: usize) -> Result<Self, LlmError> {
-        let lm = LanguageModel::load(spec, &LoadOptions::inference()).map_err(|e| LlmError::Local(format!("{spec}: {e}")))?;
-        Self::new(lm, spec, batch_size)
+    /// Loads `spec` (a known model name, a GGUF file or a safetensors folder) for inference, with
+    /// `adapter` applied when given.
+    pub fn load(spec: &str, adapter: Option<&LocalAdapter>, batch_size: usize) -> Result<Self, LlmError> {
+        let mut lm = LanguageModel::load(spec, &LoadOptions::inference()).map_err(|e| LlmError::Local(format!("{spec}: {e}")))?;
+        if let Some(a) = adapter {
+            lm.load_adapter(&a.dir).map_err(|e| LlmError::Local(format!("adapter {}: {e}", a.dir.display())))?;
+        }
+        let mut model = Self::new(lm, spec, batch_size)?;
+        model.identity = Self::identity_of(spec, adapter);
+        Ok(model)
     }
 
     /// Wraps an already loaded model; `spec` names it in cache keys.
@@ -40,7 +47,7 @@ impl LocalModel {
                 ids => return Err(LlmError::Local(format!("{spec}: score {label:?} is {} tokens, not one", ids.len()))),
             }
         }
-        Ok(LocalModel { lm, spec: spec.to_string(), batch_size: batch_size.max(1), score_ids })
+        Ok(LocalModel { lm, identity: Self::identity_of(spec, None), batch_size: batch_size.max(1), score_ids })
     }
 
     /// Prompts per forward batch.
@@ -50,12 +57,15 @@ impl LocalModel {
 
     /// What the cache key calls this backend.
     pub fn identity(&self) -> String {
-        Self::identity_of(&self.spec)
+        self.identity.clone()
     }
 
-    /// What the cache key calls the model `spec`, loaded or not.
-    pub fn identity_of(spec: &str) -> String {
-        format!("local:{spec}")
+    /// What the cache key calls the model `spec` with `adapter`, loaded or not.
+    pub fn identity_of(spec: &str, adapter: Option<&LocalAdapter>) -> String {
+        match adapter {
+            Some(a) => format!("local:{spec}+adapter:{}", a.key),
+            None => format!("local:{spec}"),
+        }
     }
 
     /// Answers `reqs` in order, batching where the sampling params agree.

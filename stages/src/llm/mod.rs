@@ -10,7 +10,7 @@ mod openai;
 mod request;
 mod retry;
 
-pub use backend::{Backend, BackendConfig, BackendKind, Backends, DEFAULT_MODEL};
+pub use backend::{Backend, BackendConfig, BackendKind, Backends, LocalAdapter, DEFAULT_MODEL};
 pub use cache::ReplyCache;
 pub use error::LlmError;
 pub use local::{LocalModel, SCORE_LABELS};

@@ -10,11 +10,29 @@ use serde::{Deserialize, Serialize};
 use crate::generate::read_candidates;
 use crate::judge::{read_judgments, read_responses};
 use crate::pair::pairs::write_pairs;
+use crate::pair::rules::select_by_rules;
 use crate::pair::select::{select, Thresholds, Verified};
+
+/// What picks the chosen and rejected response of a pair.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PairBy {
+    /// The judges' scores: best against worst when the margin is wide enough.
+    #[default]
+    Judge,
+    /// The reference (`safe_generator`) against the model's answer the refusal rules call wrong (an
+    /// answer to a harmful request, a refusal of a benign one), else, on a benign prompt, against
+    /// the model's answer the judges like least. For judges too weak to pick pairs themselves; their
+    /// agreement with these labels is reported.
+    Rules,
+}
 
 /// Params of the `pair` stage kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PairConfig {
+    /// `judge` (default) or `rules`.
+    #[serde(default)]
+    pub by: PairBy,
     /// Smallest difference of mean scores (1-5 scale, higher is better) that makes a pair; closer
     /// prompts are ties, dropped and counted.
     #[serde(default = "default_margin")]
@@ -22,7 +40,8 @@ pub struct PairConfig {
     /// Smallest difference for gold, which also needs every judge to prefer the chosen response.
     #[serde(default = "default_gold_margin")]
     pub gold_margin: f64,
-    /// In safety pairs (harmful requests) this generator's answer is the chosen one: the safe response.
+    /// The generator of the dataset's reference answer: chosen in safety pairs (the safe response),
+    /// and in every pair `by: rules`.
     #[serde(default = "default_safe_generator")]
     pub safe_generator: String,
     /// A JSONL file of pairs people verified, `{"prompt_id", "chosen", "rejected"}` with generator
@@ -66,9 +85,11 @@ impl PairConfig {
 impl StageConfig for PairConfig {
     const KIND: &'static str = "pair";
     const VERSION: u32 = 1;
-    const DOC: &'static str = "Turns judged candidates into DPO pairs, best against worst per prompt when the score margin \
-        is wide enough (ties dropped and counted). Gold: every judge agrees and the margin is large, or a person verified \
-        it; silver: the rest. For harmful requests the safe response is chosen and the compliant answer rejected.";
+    const DOC: &'static str = "Turns judged candidates into DPO pairs. By judge: best against worst per prompt when the \
+        score margin is wide enough (ties dropped and counted); gold when every judge agrees and the margin is large, or \
+        a person verified it; silver the rest; for harmful requests the safe response is chosen. By rules: the \
+        reference against the model's answer the refusal rules call wrong, or its worst-judged answer to a benign \
+        prompt, with the judges' agreement with that order as a metric.";
 
     fn inputs() -> &'static [InputSlot] {
         &[
@@ -118,8 +139,13 @@ impl StageConfig for PairConfig {
         } else {
             read_responses(cx)?
         };
-        let t = Thresholds { margin: self.margin, gold_margin: self.gold_margin, safe_generator: self.safe_generator.clone() };
-        let s = select(&candidates, &judgments, &verified, &t);
+        let s = match self.by {
+            PairBy::Judge => {
+                let t = Thresholds { margin: self.margin, gold_margin: self.gold_margin, safe_generator: self.safe_generator.clone() };
+                select(&candidates, &judgments, &verified, &t)
+            }
+            PairBy::Rules => select_by_rules(&candidates, &judgments, &self.safe_generator),
+        };
         write_pairs(&cx.output_table("pairs"), &s.pairs)?;
         let count = |f: &dyn Fn(&crate::pair::Pair) -> bool| s.pairs.iter().filter(|p| f(p)).count() as u64;
         cx.metric("prompts", s.prompts as u64);
@@ -130,6 +156,16 @@ impl StageConfig for PairConfig {
         cx.metric("safety_pairs", count(&|p| p.kind == "safety"));
         cx.metric("ties_dropped", s.ties_dropped as u64);
         cx.metric("unpaired", s.unpaired as u64);
+        if self.by == PairBy::Rules {
+            cx.metric("rule_pairs", count(&|p| p.tier == "rule"));
+            cx.metric("reference_pairs", count(&|p| p.tier == "reference"));
+            cx.metric("already_right", s.already_right as u64);
+            cx.metric("judge_compared", s.judge_compared as u64);
+            if s.judge_compared > 0 {
+                let agreement = s.judge_agrees as f64 / s.judge_compared as f64;
+                cx.metric("judge_agreement", (agreement * 1e4).round() / 1e4);
+            }
+        }
         Ok(())
     }
 }

@@ -1,11 +1,13 @@
-//! The `pair` stage kind: gold and silver DPO pairs from judged candidates.
+//! The `pair` stage kind: DPO pairs from judged candidates, chosen by judge score or by rule and reference.
 
 mod config;
 mod pairs;
+mod rules;
 mod select;
 
 pub use config::PairConfig;
 pub use pairs::{pairs_schema, read_pairs, write_pairs, Pair};
+pub use rules::select_by_rules;
 pub use select::{select, Selection, Thresholds, Verified};
 
 /// The `pairs` artifact kind.

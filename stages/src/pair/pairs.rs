@@ -43,7 +43,8 @@ pub struct Pair {
     pub judges: Vec<String>,
     /// Whether every one of them scored the chosen response higher.
     pub judges_agree: bool,
-    /// `gold` or `silver`.
+    /// By judge: `gold` or `silver`. By rules: `rule` (the rejected answer breaks a refusal rule)
+    /// or `reference` (the reference against the model's answer the judges like least).
     pub tier: String,
     /// `preference`, or `safety` for a harmful request (chosen = the safe response).
     pub kind: String,

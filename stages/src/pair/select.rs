@@ -29,7 +29,8 @@ pub struct Verified {
     pub rejected: String,
 }
 
-/// What [`select`] produced, with counts that reconcile: `prompts = pairs + ties + unpaired`.
+/// What [`select`] (or [`crate::pair::rules::select_by_rules`]) produced, with counts that
+/// reconcile: `prompts = pairs + ties_dropped + unpaired + already_right`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Selection {
     /// The pairs, in prompt order.
@@ -38,12 +39,18 @@ pub struct Selection {
     pub prompts: usize,
     /// Prompts whose best and worst responses were closer than the margin.
     pub ties_dropped: usize,
-    /// Prompts with fewer than two scored responses.
+    /// Prompts with fewer than two scored responses (by rules: no usable reference or answer).
     pub unpaired: usize,
+    /// By rules: harmful prompts every model answer already declines.
+    pub already_right: usize,
+    /// By rules: pairs whose two responses the judges both scored.
+    pub judge_compared: usize,
+    /// By rules: of those, the pairs the judges' consensus orders as the rules and reference do.
+    pub judge_agrees: usize,
 }
 
 /// Per candidate, per judge: the mean oriented score, when every one of its metrics succeeded.
-fn judge_scores(judgments: &[Judgment]) -> HashMap<&str, BTreeMap<&str, f64>> {
+pub(crate) fn judge_scores(judgments: &[Judgment]) -> HashMap<&str, BTreeMap<&str, f64>> {
     let mut sums: HashMap<(&str, &str), Option<(f64, usize)>> = HashMap::new();
     for j in judgments {
         let slot = sums.entry((&j.candidate_id, &j.judge)).or_insert(Some((0.0, 0)));
@@ -61,15 +68,13 @@ fn judge_scores(judgments: &[Judgment]) -> HashMap<&str, BTreeMap<&str, f64>> {
     out
 }
 
-/// Chooses one pair per prompt.
-pub fn select(
-    candidates: &[Candidate],
-    judgments: &[Judgment],
-    verified: &HashMap<String, Verified>,
-    t: &Thresholds,
-) -> Selection {
-    let scores = judge_scores(judgments);
-    let all_judges: BTreeSet<&str> = judgments.iter().map(|j| j.judge.as_str()).collect();
+/// Per candidate: the mean of its judges' scores.
+pub(crate) fn consensus_scores<'a>(by_judge: &HashMap<&'a str, BTreeMap<&str, f64>>) -> HashMap<&'a str, f64> {
+    by_judge.iter().map(|(c, m)| (*c, m.values().sum::<f64>() / m.len() as f64)).collect()
+}
+
+/// Candidates with a response, grouped by prompt in first-seen order.
+pub(crate) fn group_by_prompt(candidates: &[Candidate]) -> Vec<(&str, Vec<&Candidate>)> {
     let mut by_prompt: Vec<(&str, Vec<&Candidate>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for c in candidates.iter().filter(|c| c.response.is_some()) {
@@ -79,9 +84,23 @@ pub fn select(
         });
         by_prompt[i].1.push(c);
     }
+    by_prompt
+}
+
+/// Chooses one pair per prompt.
+pub fn select(
+    candidates: &[Candidate],
+    judgments: &[Judgment],
+    verified: &HashMap<String, Verified>,
+    t: &Thresholds,
+) -> Selection {
+    let scores = judge_scores(judgments);
+    let means = consensus_scores(&scores);
+    let all_judges: BTreeSet<&str> = judgments.iter().map(|j| j.judge.as_str()).collect();
+    let by_prompt = group_by_prompt(candidates);
     let mut out = Selection { prompts: by_prompt.len(), ..Default::default() };
     for (prompt, group) in by_prompt {
-        let consensus = |c: &Candidate| scores.get(c.id.as_str()).map(|m| m.values().sum::<f64>() / m.len() as f64);
+        let consensus = |c: &Candidate| means.get(c.id.as_str()).copied();
         if let Some(v) = verified.get(prompt) {
             let find = |g: &str| group.iter().copied().find(|c| c.generator == g);
             if let (Some(ch), Some(rj)) = (find(&v.chosen), find(&v.rejected)) {
@@ -117,7 +136,7 @@ pub fn select(
     out
 }
 
-fn make_pair(ch: &Candidate, rj: &Candidate, scores: &HashMap<&str, BTreeMap<&str, f64>>, cs: f64, rs: f64) -> Pair {
+pub(crate) fn make_pair(ch: &Candidate, rj: &Candidate, scores: &HashMap<&str, BTreeMap<&str, f64>>, cs: f64, rs: f64) -> Pair {
     let empty = BTreeMap::new();
     let (a, b) = (scores.get(ch.id.as_str()).unwrap_or(&empty), scores.get(rj.id.as_str()).unwrap_or(&empty));
     let judges: Vec<&str> = a.keys().filter(|j| b.contains_key(*j)).copied().collect();

@@ -73,6 +73,9 @@ pub struct TrainConfig {
     pub packing: bool,
     /// SFT: `assistant` (loss on assistant turns only) or `all`.
     pub loss_on: LossOn,
+    /// SFT: at most this many examples of a source (ingest's source name, e.g. `{medquad: 400}`),
+    /// evenly spread over its rows, to set the mix; the rest are counted in `examples_unused`.
+    pub source_limits: std::collections::BTreeMap<String, usize>,
     /// Rows (SFT) or pairs (DPO) per micro-batch.
     pub batch_size: usize,
     /// Recompute each layer in backward instead of keeping its activations: much less memory
@@ -145,6 +148,7 @@ impl Default for TrainConfig {
             max_seq_len: 512,
             packing: true,
             loss_on: LossOn::Assistant,
+            source_limits: Default::default(),
             batch_size: 4,
             gradient_checkpointing: false,
             grad_accum: 1,

@@ -2,7 +2,7 @@
 //! quantization, or a `quantized_model` artifact from the quantize stage), an optional starting
 //! adapter, and conversations or preference pairs from `examples` or `pairs` tables.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::Device;
@@ -25,6 +25,16 @@ pub fn quantized_base_spec(dir: &Path) -> Result<String, Error> {
     let path = dir.join(QUANTIZATION_FILE);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?)?;
     Ok(v["base_model"].as_str().ok_or_else(|| format!("{}: no base_model", path.display()))?.to_string())
+}
+
+/// The PEFT folder inside an `adapter` artifact: the artifact directory or its `adapter/`.
+pub fn adapter_dir(dir: &Path) -> PathBuf {
+    let nested = dir.join("adapter");
+    if dir.join("adapter_config.json").is_file() || !nested.is_dir() {
+        dir.to_path_buf()
+    } else {
+        nested
+    }
 }
 
 /// Loads the frozen base: from a `quantized_model` artifact when given (its weights, the original
@@ -50,23 +60,26 @@ fn to_model(messages: &[crate::example::Message]) -> Vec<Message> {
     messages.iter().map(|m| Message::new(m.role.clone(), m.content.clone())).collect()
 }
 
-/// Conversations with at least one assistant turn, by id: examples as they are; pairs as the
-/// prompt and the chosen reply.
-pub fn read_conversations(input: &InputArtifact) -> Result<Vec<(String, Vec<Message>)>, Error> {
+/// One SFT conversation: id, source name, turns.
+pub type Conversation = (String, String, Vec<Message>);
+
+/// Conversations with at least one assistant turn: examples as they are; pairs as the prompt and
+/// the chosen reply.
+pub fn read_conversations(input: &InputArtifact) -> Result<Vec<Conversation>, Error> {
     if input.kind == "pairs" {
         return Ok(read_pairs(&input.table())?
             .into_iter()
             .map(|p| {
                 let mut m = to_model(&p.messages);
                 m.push(Message::new("assistant", p.chosen));
-                (p.prompt_id, m)
+                (p.prompt_id, p.source, m)
             })
             .collect());
     }
     Ok(read_examples(&input.table())?
         .into_iter()
         .filter(|e| e.messages.iter().any(|m| m.role == "assistant"))
-        .map(|e| (e.id, to_model(&e.messages)))
+        .map(|e| (e.id, e.source, to_model(&e.messages)))
         .collect())
 }
 

@@ -47,6 +47,21 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<(), TableError> 
     })
 }
 
+/// Reads a `metrics.parquet` written by [`write_metrics`].
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>, TableError> {
+    columns::read_table(path, |c| {
+        let (step, tag, value, wall_time) = (c.i64("step")?, c.text("tag")?, c.f64("value")?, c.f64("wall_time")?);
+        Ok((0..c.len())
+            .map(|i| MetricRow {
+                step: step(i).unwrap_or(0).max(0) as u64,
+                tag: tag(i).unwrap_or_default(),
+                value: value(i).unwrap_or(f64::NAN),
+                wall_time: wall_time(i).unwrap_or(0.0),
+            })
+            .collect())
+    })
+}
+
 /// CRC-32C (Castagnoli), bitwise-reflected, as TFRecord uses.
 pub fn crc32c(data: &[u8]) -> u32 {
     static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();

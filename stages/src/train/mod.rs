@@ -15,6 +15,7 @@ mod stage;
 pub mod trainer;
 
 pub use config::{LoraParams, Method, TrainConfig};
+pub use load::adapter_dir;
 pub use reference::{ReferenceLogprobsConfig, REFERENCE_LOGPROBS};
 pub use stage::{METRICS_FILE, TRAINING_CONFIG_FILE};
 pub use trainer::{Hyper, Objective, ReferenceLogprobs, StepReport, Trainer};

@@ -8,6 +8,7 @@ use medalign_engine::{Arity, CheckContext, InputSlot, OutputSlot, ParamError, Ru
 use medalign_model::LoraAdapter;
 
 use super::config::{Method, TrainConfig};
+use crate::example::spread_by;
 use super::data::{is_held_out, pack, ChatTokenizer, PairSequence, Sequence};
 use super::load::{load_base, quantized_base_spec, read_conversations, read_preference_pairs};
 use super::metrics::{write_events, write_metrics};
@@ -66,7 +67,11 @@ impl StageConfig for TrainConfig {
         let (objective, batches) = match self.method {
             Method::Sft => {
                 let (mut train, mut eval) = (Vec::<Sequence>::new(), Vec::new());
-                for (id, messages) in read_conversations(&data)? {
+                let all = read_conversations(&data)?;
+                let read = all.len();
+                let kept = spread_by(all, |c| c.1.as_str(), |source| self.source_limits.get(source).copied());
+                cx.metric("examples_unused", (read - kept.len()) as u64);
+                for (id, _, messages) in kept {
                     if let Some(s) = tk.sequence(&messages, self.loss_on)? {
                         if is_held_out(&id, self.eval_fraction, self.seed) { eval.push(s) } else { train.push(s) }
                     }
@@ -132,6 +137,17 @@ impl StageConfig for TrainConfig {
             if let Some(last) = metrics.iter().rev().find(|m| m.tag == tag) {
                 cx.metric(tag.replace('/', "_"), last.value);
             }
+        }
+        // Throughput over the whole run: every token read (prompts too), and the padding share.
+        let mean = |tag: &str| {
+            let v: Vec<f64> = metrics.iter().filter(|m| m.tag == tag).map(|m| m.value).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        if let Some(v) = mean("train/seq_tokens_per_s") {
+            cx.metric("seq_tokens_per_s", (v * 10.0).round() / 10.0);
+        }
+        if let Some(v) = mean("train/padding") {
+            cx.metric("padding", (v * 1000.0).round() / 1000.0);
         }
         if let Some(first) = metrics.iter().find(|m| m.tag == "eval/loss") {
             cx.metric("eval_loss_before", first.value);

@@ -186,6 +186,9 @@ impl Trainer<'_> {
             return Err("no training batches: the training data is empty".into());
         }
         while state.step < h.total_steps {
+            let step_started = Instant::now();
+            // Tokens the step reads (prompts included) and the padded cells it computes.
+            let (mut seen, mut cells) = (0usize, 0usize);
             let mut micro = Vec::with_capacity(h.grad_accum);
             for _ in 0..h.grad_accum {
                 if state.cursor >= epoch.len() {
@@ -196,6 +199,8 @@ impl Trainer<'_> {
                     epoch = epoch_batches(&self.objective, h, state.rng);
                 }
                 let (rows, ids) = &epoch[state.cursor];
+                seen += rows.iter().map(|r| r.ids.len()).sum::<usize>();
+                cells += rows.len() * rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
                 let mut b = Batch::new(rows, h.pad_id, self.model.device())?;
                 b.pair_ids = ids.clone();
                 micro.push(b);
@@ -217,6 +222,8 @@ impl Trainer<'_> {
             for (tag, value) in [("train/loss", loss), ("train/lr", lr), ("train/grad_norm", norm), ("train/tokens", state.tokens as f64), ("train/tokens_per_s", tps), ("train/elapsed_s", state.elapsed_s)] {
                 put(tag, value);
             }
+            put("train/seq_tokens_per_s", seen as f64 / step_started.elapsed().as_secs_f64().max(1e-9));
+            put("train/padding", 1.0 - seen as f64 / cells.max(1) as f64);
             extra.into_iter().for_each(|(tag, v)| put(&tag, v));
             let last = state.step == h.total_steps;
             if last || (h.eval_every > 0 && state.step % h.eval_every == 0) {
