@@ -102,7 +102,7 @@ fn mutated_manifests_never_panic_and_every_problem_has_a_place() {
         let text = mutate(&base, &mut rng);
         let name = format!("case{case}.yaml");
         std::fs::write(dir.path().join(&name), &text).unwrap();
-        let out = validate(dir.path(), &name, &root.join("data"));
+        let out = validate(dir.path(), &name, &root.join("data/real"));
         let stderr = String::from_utf8_lossy(&out.stderr);
         let problem = match out.status.code() {
             Some(0) => {

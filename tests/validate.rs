@@ -54,7 +54,7 @@ fn a_manifest_with_a_byte_order_mark_validates() {
     std::fs::write(dir.path().join("bom.yaml"), format!("\u{feff}{text}")).unwrap();
     let out = medalign()
         .args(["validate", "bom.yaml", "--var"])
-        .arg(format!("data={}", root.join("data").display()))
+        .arg(format!("data={}", root.join("data/real").display()))
         .current_dir(dir.path())
         .output()
         .unwrap();
