@@ -17,15 +17,16 @@ fn root() -> PathBuf {
 fn shrunk(beta: &str) -> String {
     let text = std::fs::read_to_string(root().join("pipelines/medalign.yaml")).unwrap();
     let replacements = [
-        ("source_limits: {medquad: 400, pubmedqa: 120}", "source_limits: {medsafetybench: 6, medquad: 4, drugqa: 4, pubmedqa: 2}"),
+        ("source_limits: {medsafetybench: 360, medquad: 500, pubmedqa: 120}", "source_limits: {medsafetybench: 6, medquad: 4, drugqa: 4, pubmedqa: 2}"),
+        ("max_seq_len: 512", "max_seq_len: 96"),
         ("max_seq_len: 256", "max_seq_len: 96"),
-        ("max_steps: 80", "max_steps: 2"),
-        ("max_steps: 24", "max_steps: 2"),
-        ("checkpoint_every: 20", "checkpoint_every: 1"),
+        ("max_steps: 56", "max_steps: 2"),
+        ("max_steps: 16", "max_steps: 2"),
+        ("checkpoint_every: 28", "checkpoint_every: 1"),
         ("checkpoint_every: 8", "checkpoint_every: 1"),
-        ("eval_every: 20", "eval_every: 1"),
+        ("eval_every: 28", "eval_every: 1"),
         ("eval_every: 8", "eval_every: 1"),
-        ("per_task: 160", "per_task: 3"),
+        ("per_task: 64", "per_task: 3"),
         ("max_tokens: 48", "max_tokens: 8"),
         ("safety_limit: null", "safety_limit: 3\n      limit: 2"),
         ("beta: 0.1", beta),
