@@ -306,3 +306,20 @@ impl Backends {
         Ok(&self.built[pos].1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_adapter_is_part_of_a_local_backends_cache_identity() {
+        let cfg = BackendConfig::default();
+        let plain = Backends::new().get(&cfg).unwrap().identity();
+        let a = LocalAdapter { dir: PathBuf::from("/store/artifacts/k1/adapter"), key: "k1".into() };
+        let tuned = Backends::with_adapter(Some(a.clone())).get(&cfg).unwrap().identity();
+        let other = Backends::with_adapter(Some(LocalAdapter { key: "k2".into(), ..a })).get(&cfg).unwrap().identity();
+        assert_eq!(plain, format!("local:{DEFAULT_MODEL}"));
+        assert_eq!(tuned, format!("local:{DEFAULT_MODEL}+adapter:k1"));
+        assert_ne!(tuned, other, "a retrained adapter must not be answered from the old one's cache");
+    }
+}
