@@ -124,8 +124,13 @@ impl BackendConfig {
         errors
     }
 
-    /// Loads the model (with `adapter` applied, when given) or sets up the client.
-    pub fn build(&self, adapter: Option<&LocalAdapter>) -> Result<Backend, LlmError> {
+    /// Loads the model or sets up the client.
+    pub fn build(&self) -> Result<Backend, LlmError> {
+        self.build_with_adapter(None)
+    }
+
+    /// [`Self::build`], a local model with `adapter` applied when given.
+    pub fn build_with_adapter(&self, adapter: Option<&LocalAdapter>) -> Result<Backend, LlmError> {
         match self.backend {
             BackendKind::Local => Ok(Backend::Local {
                 spec: self.model.clone(),
@@ -299,7 +304,7 @@ impl Backends {
         let pos = match self.built.iter().position(|(c, _)| same(c) == same(cfg)) {
             Some(p) => p,
             None => {
-                self.built.push((cfg.clone(), cfg.build(self.adapter.as_ref())?));
+                self.built.push((cfg.clone(), cfg.build_with_adapter(self.adapter.as_ref())?));
                 self.built.len() - 1
             }
         };
