@@ -126,8 +126,8 @@ pub struct EvalConfig {
     /// `bf16` (the default), `f32` (the exact reference, as `transformers`) or `quantized`.
     #[serde(default)]
     pub precision: Precision,
-    /// The precision replies are generated in (refusal suites, medication questions): `quantized` by default, the weights `medalign serve` answers with, and 5x faster
-    /// than f32 or bf16 on CPU (32 replies of 64 tokens: 10 s against 46-50 s on a 2-core Xeon).
+    /// The precision replies are generated in (refusal suites, medication questions): `quantized`
+    /// by default, the weights `medalign serve` answers with, and 5x faster than f32 or bf16 on CPU (32 replies of 64 tokens: 10 s against 46-50 s on a 2-core Xeon).
     #[serde(default = "default_reply_precision")]
     pub reply_precision: Precision,
     /// Padded tokens per forward pass when scoring.
@@ -184,7 +184,6 @@ impl EvalConfig {
         }
     }
 }
-
 
 impl StageConfig for EvalConfig {
     const KIND: &'static str = "eval";
@@ -312,10 +311,7 @@ impl StageConfig for EvalConfig {
                 cx.metric(format!("questions_per_s.{label}"), (r * 100.0).round() / 100.0);
             }
             let replies = !consultations.is_empty() || !set.harmful.is_empty() || !set.benign.is_empty();
-            let reply_lm = match self.reply_precision.format() == self.precision.format() || !replies {
-                true => lm,
-                false => load(self.reply_precision)?,
-            };
+            let reply_lm = if replies && self.reply_precision.format() != self.precision.format() { load(self.reply_precision)? } else { lm };
             let started = std::time::Instant::now();
             if !consultations.is_empty() {
                 cx.progress().set_message(format!("{label}: medication safety, {} consultations", consultations.len()));
