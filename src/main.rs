@@ -9,7 +9,7 @@ use clap::Parser;
 
 /// mimalloc rather than glibc's malloc: ingest builds millions of small strings on every thread,
 /// and glibc served them from fresh pages the kernel had to zero (a fifth of ingest's CPU time);
-/// stages/BENCHMARKS.md has the figures.
+/// BENCHMARKS.md and stages/BENCHMARKS.md have the figures.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -71,6 +71,10 @@ pub struct GenerateConfig {
     /// (every k-th), so a sample covers every source and category; applied before `limit`.
     #[serde(default)]
     pub per_task: Option<usize>,
+    /// At most this many prompts of a source (ingest's source name, e.g. `{medquad: 64}`), evenly
+    /// spread over its rows; applied before `per_task`, so a source left out keeps all its rows.
+    #[serde(default)]
+    pub source_limits: std::collections::BTreeMap<String, usize>,
     /// Token budget of each answer.
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
@@ -91,6 +95,7 @@ impl GenerateConfig {
     pub fn select(&self, rows: Vec<Example>) -> Vec<Example> {
         let keep: BTreeSet<&str> = self.tasks.iter().map(String::as_str).collect();
         let rows: Vec<Example> = rows.into_iter().filter(|e| keep.contains(e.task.as_str())).collect();
+        let rows = spread_by(rows, |e| e.source.as_str(), |source| self.source_limits.get(source).copied());
         let rows = match self.per_task {
             Some(n) => spread_by(rows, |e| e.task.as_str(), |_| Some(n)),
             None => rows,
