@@ -21,7 +21,7 @@ fn the_llm_client_talks_to_our_server_and_caches_every_answer() {
     let model_dir = dir.path().join("tiny");
     std::fs::create_dir(&model_dir).unwrap();
     medalign_model::testing::write_tiny_model(&model_dir).unwrap();
-    let model = medalign_server::source::load(&model_dir.to_string_lossy(), &dir.path().join("store")).unwrap();
+    let model = medalign_server::served::load(&model_dir.to_string_lossy(), &dir.path().join("store")).unwrap();
     let id = model.id.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let server = medalign_server::start(model, listener, medalign_server::ServerOptions::default()).unwrap();

@@ -91,14 +91,23 @@ pub struct InputFile {
     pub path: PathBuf,
 }
 
-/// What a stage sees of the manifest before running: where relative paths start.
+/// What a stage sees of the manifest before running: where relative paths start, and the store
+/// (whose model registry names like `medalign@latest` resolve in).
 #[derive(Clone, Debug)]
 pub struct CheckContext {
     /// Directory of the manifest file.
     pub manifest_dir: PathBuf,
+    /// The pipeline's store.
+    pub store_dir: PathBuf,
 }
 
 impl CheckContext {
+    /// The context of a manifest in `manifest_dir` with the default store beside it.
+    pub fn new(manifest_dir: impl Into<PathBuf>) -> Self {
+        let manifest_dir = manifest_dir.into();
+        CheckContext { store_dir: manifest_dir.join(".medalign"), manifest_dir }
+    }
+
     /// A path from params, relative to the manifest unless absolute.
     pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
         let path = path.as_ref();

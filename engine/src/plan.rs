@@ -136,11 +136,11 @@ pub fn compile(
         })
         .collect();
     let raw = raw::read(&root, file, &overrides, &mut diags);
-    let check = CheckContext { manifest_dir: manifest_dir.to_path_buf() };
+    let store_dir = manifest_dir.join(raw.store.as_deref().unwrap_or(".medalign"));
+    let check = CheckContext { manifest_dir: manifest_dir.to_path_buf(), store_dir: store_dir.clone() };
     // Semantic checks (files exist, ranges) only once the manifest itself reads cleanly: an unknown
     // var would otherwise also show up as a missing file.
     let semantic = diags.is_empty();
-    let store_dir = manifest_dir.join(raw.store.as_deref().unwrap_or(".medalign"));
     if semantic {
         if let Err(why) = crate::store::check_usable(&store_dir) {
             let (pos, what) = match raw.store_pos {

@@ -95,6 +95,10 @@ impl<'a> RunContext<'a> {
     pub fn manifest_dir(&self) -> &Path {
         &self.check.manifest_dir
     }
+    /// What the stage's checks saw: the manifest's directory and the store.
+    pub fn check_context(&self) -> &CheckContext {
+        self.check
+    }
     /// The artifacts bound to an input slot (empty for an unbound optional slot).
     pub fn inputs(&self, slot: &str) -> &[InputArtifact] {
         self.inputs.get(slot).map(|v| v.as_slice()).unwrap_or(&[])

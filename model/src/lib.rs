@@ -6,7 +6,6 @@
 pub mod bert;
 pub mod chat_template;
 pub mod checkpoint;
-pub mod cli;
 pub mod config;
 mod error;
 pub mod fetch;

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use medalign_stages::register::cli::DEFAULT_STORE;
+use medalign_registry::DEFAULT_STORE;
 
 use crate::error::ServeError;
 use crate::router::VertexRoutes;
-use crate::{source, start, ServerOptions};
+use crate::{served, start, ServerOptions};
 
 /// Serve a model over an OpenAI-compatible HTTP API.
 #[derive(Args, Debug, Clone)]
@@ -55,7 +55,7 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         None => None,
     };
     eprintln!("loading {}", args.model);
-    let model = source::load(&args.model, &args.store)?;
+    let model = served::load(&args.model, &args.store)?;
     let id = model.id.clone();
     let listener = std::net::TcpListener::bind((args.host.as_str(), args.port))
         .map_err(|e| ServeError::Io(format!("{}:{}: {e}", args.host, args.port)))?;

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use crate::client::stream;
 use crate::error::ServeError;
-use crate::{source, start, ServerOptions};
+use crate::{served, start, ServerOptions};
 
 /// Measure the server.
 #[derive(Args, Debug, Clone)]
@@ -40,7 +40,7 @@ pub struct BenchServeArgs {
     #[arg(long, default_value_t = 64)]
     pub max_tokens: usize,
     /// The store whose registry resolves model names.
-    #[arg(long, env = "MEDALIGN_STORE", default_value = medalign_stages::register::cli::DEFAULT_STORE)]
+    #[arg(long, env = "MEDALIGN_STORE", default_value = medalign_registry::DEFAULT_STORE)]
     pub store: std::path::PathBuf,
     /// MiB of prompt caches the server keeps for prefix reuse (as `serve`; 0 turns reuse off).
     #[arg(long, default_value_t = crate::prefix_cache::DEFAULT_MB)]
@@ -308,7 +308,7 @@ pub fn run(args: &BenchServeArgs) -> Result<BenchReport, ServeError> {
     if !args.question.contains("{topic}") {
         return Err(ServeError::Args(format!("--question {:?}: put {{topic}} where the condition goes", args.question)));
     }
-    let model = source::load(&args.model, &args.store)?;
+    let model = served::load(&args.model, &args.store)?;
     let id = model.id.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| ServeError::Io(e.to_string()))?;
     let opts = ServerOptions { max_batch: args.clients.max(1), prefix_cache_bytes: args.prefix_cache_mb << 20, ..ServerOptions::default() };

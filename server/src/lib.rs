@@ -16,7 +16,7 @@ pub mod metrics;
 pub mod openai;
 pub mod prefix_cache;
 pub mod router;
-pub mod source;
+pub mod served;
 pub mod state;
 pub mod vertex;
 
@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 use crate::batcher::{run_model_thread, BatchLimits};
 use crate::metrics::Metrics;
 use crate::router::{router, VertexRoutes};
-use crate::source::ServedModel;
+use crate::served::ServedModel;
 use crate::state::AppState;
 
 /// How the server runs, besides the model.

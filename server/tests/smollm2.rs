@@ -19,7 +19,7 @@ fn smollm2_answers_a_chat_when_cached() {
         eprintln!("skipped: SmolLM2 is not in the model cache");
         return;
     };
-    let model = medalign_server::source::load(&name, std::path::Path::new("no-store")).unwrap();
+    let model = medalign_server::served::load(&name, std::path::Path::new("no-store")).unwrap();
     let question = [medalign_model::Message::new("user", "What is the capital of France?")];
     let ids = model.lm.chat_prompt_ids(&question).unwrap();
     let cfg = medalign_model::GenerationConfig { max_new_tokens: 16, eos_ids: model.lm.eos_ids(), ..Default::default() };

@@ -18,7 +18,7 @@ enum BenchCommand {
     /// The engine: cached no-op run, status over a large store, file hashing.
     Engine(EngineArgs),
     /// Generation: prompt processing and decode tokens/s.
-    Generate(medalign_model::cli::BenchGenerateArgs),
+    Generate(super::bench_generate::BenchGenerateArgs),
     /// Training: LoRA/QLoRA steps on synthetic tokens (tokens/s, s/step, peak RSS).
     Train(medalign_stages::train::bench::BenchTrainArgs),
     /// Eval: benchmark questions scored per second.
@@ -85,7 +85,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Generate(a) => {
             // Prints its own figures (JSON on stdout with --json).
-            medalign_model::cli::run_bench_generate(&a)?;
+            super::bench_generate::run_bench_generate(&a)?;
             Ok(ExitCode::SUCCESS)
         }
     }

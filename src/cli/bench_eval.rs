@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::Args;
 use medalign_model::layers::bf16_products;
-use medalign_model::{LanguageModel, LoadOptions};
+use medalign_model::LoadOptions;
 use medalign_stages::eval::data::EvalSet;
 use medalign_stages::eval::runner::{benchmarks, Settings};
 use medalign_stages::eval::stage::Precision;
@@ -19,9 +19,13 @@ use super::print_json;
 /// Eval benchmark options.
 #[derive(Args, Debug)]
 pub struct BenchEvalArgs {
-    /// A .gguf file, a safetensors directory, or a known name.
+    /// A registered model (`medalign@latest`, `medalign:3`), a .gguf file, a safetensors
+    /// directory, or a known name.
     #[arg(long, default_value = "smollm2-135m-instruct")]
     model: String,
+    /// The store whose model registry names like `medalign@latest` resolve in.
+    #[arg(long, env = "MEDALIGN_STORE", default_value = medalign_registry::DEFAULT_STORE)]
+    store: PathBuf,
     /// MMLU CSV file or folder (subject from each file name).
     #[arg(long, default_value = "data/mmlu")]
     mmlu: PathBuf,
@@ -56,7 +60,8 @@ pub fn bench_eval(a: BenchEvalArgs) -> anyhow::Result<()> {
     let rows = cfg.ingest(|p: &str| PathBuf::from(p)).map_err(|e| anyhow::anyhow!("{e}"))?.examples;
     let set = EvalSet::from_examples(rows, a.limit, None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let load = Instant::now();
-    let lm = LanguageModel::load(&a.model, &LoadOptions { format: a.precision.format(), ..LoadOptions::inference() })?;
+    let source = medalign_registry::resolve(&a.model, std::path::Path::new("."), &a.store)?;
+    let lm = source.load(&LoadOptions { format: a.precision.format(), ..LoadOptions::inference() })?;
     let load_seconds = load.elapsed().as_secs_f64();
     let settings = Settings {
         loglikelihood: true,

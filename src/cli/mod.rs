@@ -2,9 +2,13 @@
 
 mod bench;
 mod bench_eval;
+mod bench_generate;
 mod gc;
+mod generate;
 mod inspect;
+mod model;
 mod run;
+mod score;
 mod stages;
 
 use std::collections::BTreeMap;
@@ -51,9 +55,9 @@ enum Command {
     /// Free artifacts no manifest and no registered model needs.
     Gc(gc::GcArgs),
     /// Chat with a model: the prompt is chat-formatted and the answer streamed to stdout.
-    Generate(medalign_model::cli::GenerateArgs),
+    Generate(generate::GenerateArgs),
     /// Log-likelihood of a continuation given a context.
-    Score(medalign_model::cli::ScoreArgs),
+    Score(score::ScoreArgs),
     /// Print an eval stage's comparison table.
     Report(inspect::ReportArgs),
     /// The model registry: list, show, promote, upload.
@@ -76,11 +80,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stages(a) => stages::stages(a),
         Command::Gc(a) => gc::gc(a),
         Command::Generate(a) => {
-            medalign_model::cli::run_generate(&a)?;
+            generate::run_generate(&a)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Score(a) => {
-            medalign_model::cli::run_score(&a)?;
+            score::run_score(&a)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Report(a) => inspect::report(a),

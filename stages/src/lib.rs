@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod judge;
 pub mod register;
 pub mod llm;
+mod model_params;
 pub mod pair;
 pub mod quantize;
 pub mod table;

@@ -25,7 +25,7 @@ fn qa(id: &str, source: &str, q: &str, a: &str) -> Example {
 
 fn errors(yaml: &str) -> Vec<(String, String)> {
     let cfg: DedupeConfig = serde_yaml::from_str(yaml).unwrap();
-    let cx = CheckContext { manifest_dir: std::env::temp_dir() };
+    let cx = CheckContext::new(std::env::temp_dir());
     cfg.check(&cx).into_iter().map(|e| (e.path, e.message)).collect()
 }
 
@@ -34,7 +34,7 @@ fn dedupe_semantic_is_off_by_default_and_keys_nothing() {
     let cfg: DedupeConfig = serde_yaml::from_str("{}").unwrap();
     assert!(!cfg.semantic.enabled && cfg.relevance.topics.is_empty());
     assert_eq!((cfg.semantic.model.as_str(), cfg.semantic.threshold, cfg.semantic.batch), ("all-minilm-l6-v2", 0.95, 32));
-    let cx = CheckContext { manifest_dir: std::env::temp_dir() };
+    let cx = CheckContext::new(std::env::temp_dir());
     assert!(cfg.env_facts(&cx).is_empty() && cfg.input_files(&cx).is_empty());
     let on: DedupeConfig = serde_yaml::from_str("semantic: {enabled: true}").unwrap();
     let facts = on.env_facts(&cx);
@@ -52,7 +52,7 @@ fn dedupe_semantic_model_directory_is_hashed_as_input_files() {
     for f in ["config.json", "tokenizer.json", "model.safetensors"] {
         std::fs::write(dir.join(f), "x").unwrap();
     }
-    let cx = CheckContext { manifest_dir: root.path().to_path_buf() };
+    let cx = CheckContext::new(root.path().to_path_buf());
     assert!(cfg.check(&cx).is_empty());
     let files: Vec<String> = cfg.input_files(&cx).iter().map(|f| f.path.file_name().unwrap().to_string_lossy().into()).collect();
     assert_eq!(files, ["config.json", "tokenizer.json", "model.safetensors"]);
@@ -157,7 +157,7 @@ fn dedupe_semantic_real_minilm_finds_planted_paraphrases() {
         "semantic: {enabled: true, threshold: 0.9}\nrelevance:\n  topics: ['clinical medicine: diagnosis, treatment and drugs', 'patient safety and medication interactions', 'symptoms, diseases and their management']\n  min_score: 0.1",
     )
     .unwrap();
-    let check = CheckContext { manifest_dir: tmp.path().to_path_buf() };
+    let check = CheckContext::new(tmp.path().to_path_buf());
     assert!(cfg.check(&check).is_empty());
     let progress = StageProgress::hidden();
     let input = InputArtifact { stage: "i".into(), output: "examples".into(), kind: "examples".into(), key: "k".into(), dir: ex };

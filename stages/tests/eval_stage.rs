@@ -31,7 +31,7 @@ fn config(yaml: &str) -> EvalConfig {
 
 #[test]
 fn params_are_checked() {
-    let cx = CheckContext { manifest_dir: fixtures() };
+    let cx = CheckContext::new(fixtures());
     let cfg = config("base: models/missing.gguf\nbatch_tokens: 4\nmedication_safety: {path: nope.json}\nreply_tokens: 0\n");
     let errors: Vec<String> = cfg.check(&cx).into_iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
     assert_eq!(errors.len(), 4, "{errors:?}");
@@ -79,7 +79,7 @@ fn eval_runs_end_to_end_on_smollm2() {
         "candidate: smollm2-135m-instruct\nprecision: quantized\nmode: both\nnum_fewshot: 1\n\
          reply_tokens: 24\nanswer_tokens: 8\nmedication_safety: {path: rxsafebench.json}\njudge: {name: local}\n",
     );
-    let check = CheckContext { manifest_dir: fixtures() };
+    let check = CheckContext::new(fixtures());
     assert!(cfg.check(&check).is_empty());
     let progress = StageProgress::hidden();
     let inputs = BTreeMap::from([("examples", vec![eval]), ("fewshot", vec![shots])]);

@@ -12,7 +12,7 @@ use medalign_stages::judge::{JudgeConfig, JudgeMode};
 
 fn errors<C: StageConfig>(yaml: &str) -> Vec<(String, String)> {
     let cfg: C = serde_yaml::from_str(yaml).unwrap();
-    let cx = CheckContext { manifest_dir: std::env::temp_dir() };
+    let cx = CheckContext::new(std::env::temp_dir());
     cfg.check(&cx).into_iter().map(|e| (e.path, e.message)).collect()
 }
 
@@ -70,7 +70,7 @@ fn a_generator_whose_every_request_fails_fails_the_stage() {
         server.base_url
     ))
     .unwrap();
-    let check = CheckContext { manifest_dir: tmp.path().to_path_buf() };
+    let check = CheckContext::new(tmp.path().to_path_buf());
     let progress = StageProgress::hidden();
     let input = InputArtifact { stage: "i".into(), output: "examples".into(), kind: "examples".into(), key: "k".into(), dir: ex };
     let mut cx =

@@ -22,7 +22,7 @@ fn run<C: StageConfig>(
     inputs: Vec<(&'static str, &str, PathBuf)>,
     output: &'static str,
 ) -> BTreeMap<String, Value> {
-    let check = CheckContext { manifest_dir: dir.to_path_buf() };
+    let check = CheckContext::new(dir.to_path_buf());
     assert_eq!(cfg.check(&check), vec![]);
     let mut bound: BTreeMap<&'static str, Vec<InputArtifact>> = BTreeMap::new();
     for (slot, kind, d) in inputs {

@@ -78,7 +78,7 @@ fn verified_file_errors_name_the_line() {
     )
     .unwrap();
     let cfg: PairConfig = serde_yaml::from_str("verified: v.jsonl").unwrap();
-    let cx = CheckContext { manifest_dir: dir.path().to_path_buf() };
+    let cx = CheckContext::new(dir.path().to_path_buf());
     let errors = cfg.check(&cx);
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].path, "verified");

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 pub use medalign_model::testing::{write_tiny_model, CONTEXT};
-use medalign_server::source::ServedModel;
+use medalign_server::served::ServedModel;
 use medalign_server::{start, RunningServer, ServerOptions};
 
 /// A running server on the tiny model, with its directory kept alive.
@@ -29,7 +29,7 @@ pub fn tiny_server(opts: ServerOptions) -> TinyServer {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_model(dir.path()).unwrap();
     let spec = dir.path().to_string_lossy().into_owned();
-    let model = medalign_server::source::load(&spec, &dir.path().join("no-store")).unwrap();
+    let model = medalign_server::served::load(&spec, &dir.path().join("no-store")).unwrap();
     let id = model.id.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     TinyServer { server: start(model, listener, opts).unwrap(), model: id, _dir: dir }

@@ -345,7 +345,7 @@ impl DedupeConfig {
         if !self.needs_embeddings() {
             return Ok(None);
         }
-        let check = CheckContext { manifest_dir: cx.manifest_dir().to_path_buf() };
+        let check = cx.check_context().clone();
         let dir = match self.encoder_source(&check).map_err(|e| format!("semantic.model: {e}"))? {
             EncoderSource::Known(m) => m.ensure().map_err(|e| format!("semantic.model: {e}"))?,
             EncoderSource::Dir(d) => d,

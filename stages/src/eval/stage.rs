@@ -1,6 +1,7 @@
 //! The `eval` stage kind: its params, its slots, and how a run ties the suites together (load
 //! each model, run the suites, compute metrics and deltas, write tables and the report).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use medalign_engine::{Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
@@ -254,6 +255,10 @@ impl StageConfig for EvalConfig {
         errors
     }
 
+    fn env_facts(&self, cx: &CheckContext) -> BTreeMap<String, String> {
+        crate::model_params::registry_facts([("base", Some(self.base.as_str())), ("candidate", self.candidate.as_deref())], cx)
+    }
+
     fn input_files(&self, cx: &CheckContext) -> Vec<InputFile> {
         let mut files = Vec::new();
         for (name, spec) in [("base", Some(&self.base)), ("candidate", self.candidate.as_ref())] {
@@ -293,9 +298,14 @@ impl StageConfig for EvalConfig {
         let mut preds = Vec::new();
         for (label, spec, adapter) in &models {
             cx.progress().set_message(format!("{label}: loading {spec}"));
+            let source = medalign_registry::resolve(spec, cx.manifest_dir(), cx.store_dir())
+                .map_err(|e| format!("{label} model {spec}: {e}"))?;
+            if source.adapter.is_some() && adapter.is_some() {
+                return Err(format!("{label} model {spec} is registered with its own adapter; give the eval stage no adapter input").into());
+            }
             let load = |precision: Precision| -> Result<LanguageModel, String> {
                 let opts = LoadOptions { format: precision.format(), ..LoadOptions::inference() };
-                let mut lm = LanguageModel::load(spec, &opts).map_err(|e| format!("{label} model {spec}: {e}"))?;
+                let mut lm = source.load(&opts).map_err(|e| format!("{label} model {spec}: {e}"))?;
                 if let Some(dir) = adapter {
                     lm.load_adapter(dir).map_err(|e| format!("adapter {}: {e}", dir.display()))?;
                 }
@@ -330,7 +340,7 @@ impl StageConfig for EvalConfig {
         let mut refusal_labels = None;
         if let Some(spec) = &self.judge {
             cx.progress().set_message(format!("judge {}: scoring replies", spec.name));
-            let mut backends = Backends::new();
+            let mut backends = Backends::for_stage(cx.check_context(), None);
             let backend = backends.get(&spec.llm).map_err(|e| format!("judge {:?}: {e}", spec.name))?;
             let cache = ReplyCache::new(cx.cache_dir("llm")?);
             let (scores, failed) = judge_replies(spec, backend, &cache, &preds, &set, cx.seed())?;

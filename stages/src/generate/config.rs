@@ -177,7 +177,7 @@ impl StageConfig for GenerateConfig {
         let prompts: Vec<(Vec<Message>, Option<String>)> = examples.iter().map(prompt_of).collect();
         let cache = ReplyCache::new(cx.cache_dir("llm")?);
         let adapter = cx.input("adapter").map(|a| LocalAdapter { dir: adapter_dir(&a.dir), key: a.key.clone() });
-        let mut backends = Backends::with_adapter(adapter);
+        let mut backends = Backends::for_stage(cx.check_context(), adapter);
         let mut out: Vec<Candidate> = Vec::new();
         let (mut failed, mut tokens, started) = (0u64, 0u64, Instant::now());
         cx.progress().set_length((examples.len() * self.generators.len()) as u64);

@@ -219,13 +219,13 @@ impl StageConfig for JudgeConfig {
     }
 
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
-        let check = CheckContext { manifest_dir: cx.manifest_dir().to_path_buf() };
+        let check = cx.check_context().clone();
         let json_template = self.load_template(&check, &self.template, JSON_TEMPLATE)?;
         let score_template = self.load_template(&check, &self.score_template, SCORE_TEMPLATE)?;
         let mut responses = read_responses(cx)?;
         responses.truncate(self.limit.unwrap_or(usize::MAX));
         let cache = ReplyCache::new(cx.cache_dir("llm")?);
-        let mut backends = Backends::new();
+        let mut backends = Backends::for_stage(&check, None);
         let mut rows = Vec::new();
         let started = Instant::now();
         cx.progress().set_length((responses.len() * self.judges.len()) as u64);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use medalign_engine::ParamError;
+use medalign_engine::{CheckContext, ParamError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -124,16 +124,20 @@ impl BackendConfig {
         errors
     }
 
-    /// Loads the model or sets up the client.
+    /// Sets up the client, or resolves the local model (paths from the current directory,
+    /// registry references in the default store); it loads on first use.
     pub fn build(&self) -> Result<Backend, LlmError> {
-        self.build_with_adapter(None)
+        self.build_in(&CheckContext::new("."), None)
     }
 
-    /// [`Self::build`], a local model with `adapter` applied when given.
-    pub fn build_with_adapter(&self, adapter: Option<&LocalAdapter>) -> Result<Backend, LlmError> {
+    /// [`Self::build`] for a stage: the model resolved where the stage resolves paths and
+    /// registry references, with `adapter` applied when given.
+    pub fn build_in(&self, place: &CheckContext, adapter: Option<&LocalAdapter>) -> Result<Backend, LlmError> {
         match self.backend {
             BackendKind::Local => Ok(Backend::Local {
                 spec: self.model.clone(),
+                source: medalign_registry::resolve(&self.model, &place.manifest_dir, &place.store_dir)
+                    .map_err(|e| LlmError::Local(format!("{}: {e}", self.model)))?,
                 adapter: adapter.cloned(),
                 batch_size: self.batch_size,
                 model: OnceLock::new(),
@@ -171,8 +175,10 @@ pub struct LocalAdapter {
 pub enum Backend {
     /// A model in this process, loaded on the first request the cache cannot answer.
     Local {
-        /// What to load.
+        /// The model as the params name it.
         spec: String,
+        /// What that resolved to.
+        source: medalign_registry::ModelSource,
         /// The adapter applied to it.
         adapter: Option<LocalAdapter>,
         /// Prompts per forward batch.
@@ -193,7 +199,7 @@ impl Backend {
     /// What the cache key calls this backend.
     pub fn identity(&self) -> String {
         match self {
-            Backend::Local { spec, adapter, .. } => LocalModel::identity_of(spec, adapter.as_ref()),
+            Backend::Local { spec, source, adapter, .. } => LocalModel::identity_of(spec, source, adapter.as_ref()),
             Backend::OpenAi { client, .. } => client.identity(),
         }
     }
@@ -227,8 +233,8 @@ impl Backend {
             results.lock().unwrap()[i] = Some(r);
         };
         match self {
-            Backend::Local { spec, adapter, batch_size, model } if !todo.is_empty() => {
-                let model = match model.get_or_init(|| LocalModel::load(spec, adapter.as_ref(), *batch_size)) {
+            Backend::Local { spec, source, adapter, batch_size, model } if !todo.is_empty() => {
+                let model = match model.get_or_init(|| LocalModel::load(spec, source, adapter.as_ref(), *batch_size)) {
                     Ok(m) => m,
                     Err(e) => {
                         todo.iter().for_each(|&i| results.lock().unwrap()[i] = Some(Err(e.clone())));
@@ -281,21 +287,22 @@ impl Backend {
 
 /// Backends built once per stage run and shared by every user with equal params (two generators
 /// on the same local model load it once).
-#[derive(Default)]
 pub struct Backends {
     built: Vec<(BackendConfig, Backend)>,
+    place: CheckContext,
     adapter: Option<LocalAdapter>,
 }
 
 impl Backends {
-    /// No backend built yet.
+    /// No backend built yet; local models resolve as on the command line ([`BackendConfig::build`]).
     pub fn new() -> Self {
-        Self::default()
+        Self { built: Vec::new(), place: CheckContext::new("."), adapter: None }
     }
 
-    /// Every local backend built from now on applies `adapter`.
-    pub fn with_adapter(adapter: Option<LocalAdapter>) -> Self {
-        Self { built: Vec::new(), adapter }
+    /// For a stage: local models resolve where its paths and registry references do, and every
+    /// one applies `adapter` when given.
+    pub fn for_stage(place: &CheckContext, adapter: Option<LocalAdapter>) -> Self {
+        Self { built: Vec::new(), place: place.clone(), adapter }
     }
 
     /// The backend for `cfg`, built on first use.
@@ -304,7 +311,7 @@ impl Backends {
         let pos = match self.built.iter().position(|(c, _)| same(c) == same(cfg)) {
             Some(p) => p,
             None => {
-                self.built.push((cfg.clone(), cfg.build_with_adapter(self.adapter.as_ref())?));
+                self.built.push((cfg.clone(), cfg.build_in(&self.place, self.adapter.as_ref())?));
                 self.built.len() - 1
             }
         };
@@ -321,8 +328,9 @@ mod tests {
         let cfg = BackendConfig::default();
         let plain = Backends::new().get(&cfg).unwrap().identity();
         let a = LocalAdapter { dir: PathBuf::from("/store/artifacts/k1/adapter"), key: "k1".into() };
-        let tuned = Backends::with_adapter(Some(a.clone())).get(&cfg).unwrap().identity();
-        let other = Backends::with_adapter(Some(LocalAdapter { key: "k2".into(), ..a })).get(&cfg).unwrap().identity();
+        let place = CheckContext::new(".");
+        let tuned = Backends::for_stage(&place, Some(a.clone())).get(&cfg).unwrap().identity();
+        let other = Backends::for_stage(&place, Some(LocalAdapter { key: "k2".into(), ..a })).get(&cfg).unwrap().identity();
         assert_eq!(plain, format!("local:{DEFAULT_MODEL}"));
         assert_eq!(tuned, format!("local:{DEFAULT_MODEL}+adapter:k1"));
         assert_ne!(tuned, other, "a retrained adapter must not be answered from the old one's cache");

@@ -4,6 +4,7 @@
 
 use candle_core::Tensor;
 use medalign_model::{generate, GenerationConfig, LanguageModel, LoadOptions, SamplingParams};
+use medalign_registry::ModelSource;
 
 use crate::example::Message;
 use crate::llm::backend::LocalAdapter;
@@ -26,15 +27,18 @@ fn local(e: impl std::fmt::Display) -> LlmError {
 }
 
 impl LocalModel {
-    /// Loads `spec` (a known model name, a GGUF file or a safetensors folder) for inference, with
-    /// `adapter` applied when given.
-    pub fn load(spec: &str, adapter: Option<&LocalAdapter>, batch_size: usize) -> Result<Self, LlmError> {
-        let mut lm = LanguageModel::load(spec, &LoadOptions::inference()).map_err(|e| LlmError::Local(format!("{spec}: {e}")))?;
+    /// Loads `source` (what the params' `spec` resolved to) for inference, with `adapter` applied
+    /// when given.
+    pub fn load(spec: &str, source: &ModelSource, adapter: Option<&LocalAdapter>, batch_size: usize) -> Result<Self, LlmError> {
+        if source.adapter.is_some() && adapter.is_some() {
+            return Err(LlmError::Local(format!("{spec} is registered with its own adapter and cannot take the stage's `adapter` input")));
+        }
+        let mut lm = source.load(&LoadOptions::inference()).map_err(|e| LlmError::Local(format!("{spec}: {e}")))?;
         if let Some(a) = adapter {
             lm.load_adapter(&a.dir).map_err(|e| LlmError::Local(format!("adapter {}: {e}", a.dir.display())))?;
         }
         let mut model = Self::new(lm, spec, batch_size)?;
-        model.identity = Self::identity_of(spec, adapter);
+        model.identity = Self::identity_of(spec, source, adapter);
         Ok(model)
     }
 
@@ -47,7 +51,7 @@ impl LocalModel {
                 ids => return Err(LlmError::Local(format!("{spec}: score {label:?} is {} tokens, not one", ids.len()))),
             }
         }
-        Ok(LocalModel { lm, identity: Self::identity_of(spec, None), batch_size: batch_size.max(1), score_ids })
+        Ok(LocalModel { lm, identity: format!("local:{spec}"), batch_size: batch_size.max(1), score_ids })
     }
 
     /// Prompts per forward batch.
@@ -61,10 +65,14 @@ impl LocalModel {
     }
 
     /// What the cache key calls the model `spec` with `adapter`, loaded or not.
-    pub fn identity_of(spec: &str, adapter: Option<&LocalAdapter>) -> String {
-        match adapter {
-            Some(a) => format!("local:{spec}+adapter:{}", a.key),
+    pub fn identity_of(spec: &str, source: &ModelSource, adapter: Option<&LocalAdapter>) -> String {
+        let model = match &source.registered {
+            Some(version) => format!("local:{spec}={version}"),
             None => format!("local:{spec}"),
+        };
+        match adapter {
+            Some(a) => format!("{model}+adapter:{}", a.key),
+            None => model,
         }
     }
 

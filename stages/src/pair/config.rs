@@ -124,7 +124,7 @@ impl StageConfig for PairConfig {
     }
 
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
-        let check = CheckContext { manifest_dir: cx.manifest_dir().to_path_buf() };
+        let check = cx.check_context().clone();
         let verified = self.read_verified(&check)?;
         let mut judgments = Vec::new();
         for input in cx.inputs("judgments") {

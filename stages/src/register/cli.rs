@@ -7,14 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use medalign_engine::Store;
 
-use super::files::Registration;
-use super::model_ref::ModelRef;
-use super::registry::{ModelVersion, Registry};
+use medalign_registry::{ModelRef, ModelVersion, Registration, Registry, RegistryError, DEFAULT_STORE};
 use super::vertex::{gcloud_command, upload_request, VertexParams};
-use super::RegisterError;
-
-/// The store used when `--store` and `MEDALIGN_STORE` are absent: the default manifest's.
-pub const DEFAULT_STORE: &str = "pipelines/.medalign";
 
 /// Where the registry lives.
 #[derive(Args, Debug, Clone)]
@@ -95,10 +89,10 @@ pub struct UploadArgs {
 }
 
 /// Runs a `models` subcommand.
-pub fn run(args: &ModelsArgs) -> Result<(), RegisterError> {
+pub fn run(args: &ModelsArgs) -> Result<(), RegistryError> {
     let store = &args.store.store;
     let registry = Registry::open_existing(store)?
-        .ok_or_else(|| RegisterError::NotFound { reference: format!("in {}", store.display()), known: vec![] })?;
+        .ok_or_else(|| RegistryError::NotFound { reference: format!("in {}", store.display()), known: vec![] })?;
     match &args.command {
         ModelsCommand::List(a) => list(&registry, a),
         ModelsCommand::Show(a) => show(store, &registry, a),
@@ -107,7 +101,7 @@ pub fn run(args: &ModelsArgs) -> Result<(), RegisterError> {
     }
 }
 
-fn list(registry: &Registry, args: &ListArgs) -> Result<(), RegisterError> {
+fn list(registry: &Registry, args: &ListArgs) -> Result<(), RegistryError> {
     let versions = registry.list()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&versions).expect("json"));
@@ -128,12 +122,12 @@ fn short(s: &str) -> String {
     Path::new(s).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| s.to_string())
 }
 
-fn show(store: &Path, registry: &Registry, args: &ShowArgs) -> Result<(), RegisterError> {
+fn show(store: &Path, registry: &Registry, args: &ShowArgs) -> Result<(), RegistryError> {
     let v = registry.get(&args.model.parse::<ModelRef>()?)?;
     let lineage = match &v.artifact_key {
         Some(k) => {
-            let store = Store::open(store).map_err(|e| RegisterError::Registry(e.to_string()))?;
-            Some(medalign_engine::lineage(&store, k).map_err(|e| RegisterError::Registry(e.to_string()))?)
+            let store = Store::open(store).map_err(|e| RegistryError::Registry(e.to_string()))?;
+            Some(medalign_engine::lineage(&store, k).map_err(|e| RegistryError::Registry(e.to_string()))?)
         }
         None => None,
     };
@@ -178,9 +172,9 @@ pub fn describe(v: &ModelVersion) -> String {
     s
 }
 
-fn promote(mut registry: Registry, args: &PromoteArgs) -> Result<(), RegisterError> {
+fn promote(mut registry: Registry, args: &PromoteArgs) -> Result<(), RegistryError> {
     let Ok(ModelRef::Version(name, version)) = args.model.parse::<ModelRef>() else {
-        return Err(RegisterError::Invalid(format!("{:?}: promote takes NAME:VERSION", args.model)));
+        return Err(RegistryError::Invalid(format!("{:?}: promote takes NAME:VERSION", args.model)));
     };
     let before = registry.promote(&name, version, &args.alias)?;
     match before {
@@ -191,13 +185,13 @@ fn promote(mut registry: Registry, args: &PromoteArgs) -> Result<(), RegisterErr
     Ok(())
 }
 
-fn upload(registry: &Registry, args: &UploadArgs) -> Result<(), RegisterError> {
+fn upload(registry: &Registry, args: &UploadArgs) -> Result<(), RegistryError> {
     let v = registry.get(&args.model.parse::<ModelRef>()?)?;
     let stage = stored_vertex(&v.model_dir);
     let pick = |flag: &Option<String>, from: Option<&str>, what: &str| {
         flag.clone()
             .or_else(|| from.map(str::to_string))
-            .ok_or_else(|| RegisterError::Invalid(format!("--{what} is needed (the register stage had no vertex.{what})")))
+            .ok_or_else(|| RegistryError::Invalid(format!("--{what} is needed (the register stage had no vertex.{what})")))
     };
     let params = VertexParams {
         project: pick(&args.project, stage.as_ref().map(|p| p.project.as_str()), "project")?,
@@ -213,7 +207,7 @@ fn upload(registry: &Registry, args: &UploadArgs) -> Result<(), RegisterError> {
         eprintln!("dry run: nothing sent. The bundle to build the image from: {}", v.model_dir.join("vertex").display());
         return Ok(());
     }
-    Err(RegisterError::Invalid(format!(
+    Err(RegistryError::Invalid(format!(
         "medalign does not hold Google Cloud credentials; send the request above with them, e.g.\n  {}",
         gcloud_command(&reg, &params)
     )))

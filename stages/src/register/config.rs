@@ -12,11 +12,9 @@ use medalign_engine::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::files::{hash_model, Registration};
+use medalign_registry::{check_name, hash_model, NewVersion, Registration, Registry, RegistryError};
 use crate::files::link_tree;
-use super::registry::{check_name, NewVersion, Registry};
 use super::vertex::{write_bundle, VertexParams};
-use super::RegisterError;
 
 /// The `adapter` artifact kind: a PEFT LoRA adapter directory (`adapter_config.json`,
 /// `adapter_model.safetensors`), made by train.
@@ -128,23 +126,23 @@ fn adapter_base(adapter: &Path) -> Option<String> {
 }
 
 /// Numeric metrics of the eval artifact: its record's metrics, then `metrics.json` if present.
-fn eval_metrics(store: &Store, eval: &InputArtifact) -> Result<BTreeMap<String, serde_json::Value>, RegisterError> {
+fn eval_metrics(store: &Store, eval: &InputArtifact) -> Result<BTreeMap<String, serde_json::Value>, RegistryError> {
     let mut out = BTreeMap::new();
-    if let Some(rec) = store.record(&eval.key).map_err(|e| RegisterError::Registry(e.to_string()))? {
+    if let Some(rec) = store.record(&eval.key).map_err(|e| RegistryError::Registry(e.to_string()))? {
         out.extend(rec.metrics);
     }
     let file = eval.dir.join("metrics.json");
     if let Ok(text) = std::fs::read_to_string(&file) {
         match serde_json::from_str::<serde_json::Value>(&text) {
             Ok(serde_json::Value::Object(m)) => out.extend(m),
-            _ => return Err(RegisterError::Invalid(format!("{}: expected a JSON object of metrics", file.display()))),
+            _ => return Err(RegistryError::Invalid(format!("{}: expected a JSON object of metrics", file.display()))),
         }
     }
     Ok(out)
 }
 
 impl RegisterConfig {
-    fn register(&self, cx: &mut RunContext<'_>) -> Result<(), RegisterError> {
+    fn register(&self, cx: &mut RunContext<'_>) -> Result<(), RegistryError> {
         let out = cx.output_dir("model").to_path_buf();
         let adapter_in = cx.input("adapter").cloned();
         let base_spec = self
@@ -156,7 +154,7 @@ impl RegisterConfig {
             Some(_) => base_spec,
             None => cx.resolve(&base_spec).to_string_lossy().into_owned(),
         };
-        let location = medalign_model::resolve_model(&base_spec).map_err(|e| RegisterError::Model(e.to_string()))?;
+        let location = medalign_model::resolve_model(&base_spec).map_err(|e| RegistryError::Model(e.to_string()))?;
         let base_hash = hash_model(location.path())?;
 
         let mut reg = Registration {
@@ -169,7 +167,7 @@ impl RegisterConfig {
             gguf: None,
         };
         if let Some(a) = &adapter_in {
-            link_tree(&a.dir, &out.join("adapter")).map_err(|e| RegisterError::Io(a.dir.clone(), e))?;
+            link_tree(&a.dir, &out.join("adapter")).map_err(|e| RegistryError::Io(a.dir.clone(), e))?;
             if out.join("adapter/adapter_config.json").is_file() {
                 reg.adapter = Some("adapter".into());
             }
@@ -178,14 +176,14 @@ impl RegisterConfig {
             }
             reg.gguf = first_gguf(&out.join("adapter")).map(|f| format!("adapter/{f}"));
             if reg.adapter.is_none() && reg.merged.is_none() && reg.gguf.is_none() {
-                return Err(RegisterError::Invalid(format!(
+                return Err(RegistryError::Invalid(format!(
                     "adapter input {}: no adapter_config.json, merged/config.json or *.gguf in {}",
                     a.stage,
                     a.dir.display()
                 )));
             }
         }
-        let store = Store::open(cx.store_dir()).map_err(|e| RegisterError::Registry(e.to_string()))?;
+        let store = Store::open(cx.store_dir()).map_err(|e| RegistryError::Registry(e.to_string()))?;
         let metrics = match cx.input("eval") {
             Some(e) => eval_metrics(&store, e)?,
             None => BTreeMap::new(),

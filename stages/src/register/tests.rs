@@ -6,10 +6,12 @@ use std::path::Path;
 
 use medalign_engine::{CheckContext, InputArtifact, RunContext, StageConfig, StageProgress};
 
-use super::{ModelRef, RegisterConfig, Registration, Registry};
+use medalign_registry::{ModelRef, Registration, Registry};
+
+use super::RegisterConfig;
 
 fn run(cfg: &RegisterConfig, dir: &Path, inputs: BTreeMap<&'static str, Vec<InputArtifact>>) -> (Vec<(String, String)>, Registration) {
-    let check = CheckContext { manifest_dir: dir.parent().unwrap().to_path_buf() };
+    let check = CheckContext::new(dir.parent().unwrap().to_path_buf());
     let progress = StageProgress::hidden();
     let mut cx = RunContext::standalone(&check, &progress, dir, inputs, &["model"]).unwrap();
     cfg.run(&mut cx).unwrap();

@@ -10,9 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::files::Registration;
+use medalign_registry::{Registration, RegistryError};
 use crate::files::{link_file, link_tree};
-use super::RegisterError;
 
 /// Where the model files live inside the serving image.
 pub const CONTAINER_MODEL_DIR: &str = "/opt/medalign/model";
@@ -111,10 +110,10 @@ pub fn write_bundle(
     params: &VertexParams,
     aliases: &[String],
     description: &str,
-) -> Result<serde_json::Value, RegisterError> {
+) -> Result<serde_json::Value, RegistryError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
-        move |e| RegisterError::Io(p, e)
+        move |e| RegistryError::Io(p, e)
     };
     let files = bundle.join("model");
     std::fs::create_dir_all(&files).map_err(io(&files))?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::Device;
-use medalign_engine::InputArtifact;
+use medalign_engine::{CheckContext, InputArtifact};
 use medalign_model::quant::QuantizedModel;
 use medalign_model::{LanguageModel, LinearFormat, LoadOptions, Message, Model, Weights};
 
@@ -35,6 +35,21 @@ pub fn adapter_dir(dir: &Path) -> PathBuf {
     } else {
         nested
     }
+}
+
+/// What a train stage's `model` param names, as the model crate loads it (registry references
+/// resolved in the pipeline's store). A registered version must be whole weights.
+pub fn base_spec(reference: &str, check: &CheckContext) -> Result<String, Error> {
+    let source = medalign_registry::resolve(reference, &check.manifest_dir, &check.store_dir)?;
+    if source.adapter.is_some() {
+        return Err(format!(
+            "model {reference}: {} is registered as a base model plus an adapter; train on its merged export \
+             (register a `quantize` export's `merged` output) or give the adapter as the `adapter` input",
+            source.id
+        )
+        .into());
+    }
+    Ok(source.spec)
 }
 
 /// Loads the frozen base: from a `quantized_model` artifact when given (its weights, the original

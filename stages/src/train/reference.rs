@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::batch::{row_logprobs, Batch};
 use super::config::Precision;
 use super::data::{ChatTokenizer, PairSequence, Row};
-use super::load::{load_base, read_preference_pairs};
+use super::load::{base_spec, load_base, read_preference_pairs};
 use super::trainer::ReferenceLogprobs;
 use crate::columns::{self, field};
 use crate::table::TableError;
@@ -138,6 +138,10 @@ impl StageConfig for ReferenceLogprobsConfig {
         &[OutputSlot { name: "reference", kind: "reference_logprobs", doc: "Reference log-probabilities per pair." }]
     }
 
+    fn env_facts(&self, cx: &CheckContext) -> std::collections::BTreeMap<String, String> {
+        crate::model_params::registry_facts([("model", Some(self.model.as_str()))], cx)
+    }
+
     fn check(&self, _cx: &CheckContext) -> Vec<ParamError> {
         let mut e = vec![];
         if self.max_seq_len < 8 {
@@ -152,7 +156,8 @@ impl StageConfig for ReferenceLogprobsConfig {
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
         let input = cx.input("pairs").ok_or("no pairs input")?.clone();
         let base = cx.input("base").map(|a| a.dir.clone());
-        let mut lm = load_base(&self.model, self.quantized_base, base.as_deref())?;
+        let spec = base_spec(&self.model, cx.check_context())?;
+        let mut lm = load_base(&spec, self.quantized_base, base.as_deref())?;
         if let Some(a) = cx.input("adapter") {
             LoraAdapter::load(&a.dir, &mut lm.model)?;
         }

@@ -10,7 +10,7 @@ use medalign_model::LoraAdapter;
 use super::config::{Method, TrainConfig};
 use crate::example::spread_by;
 use super::data::{is_held_out, pack, ChatTokenizer, PairSequence, Sequence};
-use super::load::{load_base, quantized_base_spec, read_conversations, read_preference_pairs};
+use super::load::{base_spec, load_base, quantized_base_spec, read_conversations, read_preference_pairs};
 use super::metrics::{write_events, write_metrics};
 use super::reference::{compute_reference, read_reference};
 use super::trainer::{Objective, Trainer};
@@ -44,6 +44,10 @@ impl StageConfig for TrainConfig {
         &[OutputSlot { name: "adapter", kind: "adapter", doc: "The PEFT adapter and training_config.json; its run record _run/ holds metrics.parquet and tensorboard/." }]
     }
 
+    fn env_facts(&self, cx: &CheckContext) -> std::collections::BTreeMap<String, String> {
+        crate::model_params::registry_facts([("model", Some(self.model.as_str()))], cx)
+    }
+
     fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
         self.problems(cx)
     }
@@ -53,10 +57,10 @@ impl StageConfig for TrainConfig {
         let base_dir = cx.input("base").map(|a| a.dir.clone());
         let spec = match &base_dir {
             Some(d) => quantized_base_spec(d)?,
-            None => self.model.clone(),
+            None => base_spec(&self.model, cx.check_context())?,
         };
         cx.progress().set_message("loading the model");
-        let mut lm = load_base(&self.model, self.quantized_base, base_dir.as_deref())?;
+        let mut lm = load_base(&spec, self.quantized_base, base_dir.as_deref())?;
         let adapter = match cx.input("adapter") {
             Some(a) => LoraAdapter::load(&a.dir, &mut lm.model)?,
             None => LoraAdapter::init(&mut lm.model, self.lora.to_lora_config()?, self.seed)?,

@@ -67,7 +67,7 @@ pub fn run(
     inputs: BTreeMap<&'static str, Vec<InputArtifact>>,
     outputs: &[&'static str],
 ) -> Result<Ran, String> {
-    let check = CheckContext { manifest_dir: manifest_dir.to_path_buf() };
+    let check = CheckContext::new(manifest_dir.to_path_buf());
     let errors = stage.check(&check);
     assert!(errors.is_empty(), "params fail checks: {errors:?}");
     let progress = StageProgress::hidden();

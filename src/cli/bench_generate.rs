@@ -1,14 +1,15 @@
 //! `medalign bench generate`: prompt-processing and decode throughput on this machine, greedy,
 //! with a KV cache, for users to size their hardware.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::Tensor;
 use clap::Args;
 use serde::Serialize;
 
-use crate::kv_cache::KvCache;
-use crate::{Error, Result};
+use anyhow::{bail, Result};
+use medalign_model::KvCache;
 
 const TEXT: &str = "Acetaminophen overdose can cause acute liver failure. Patients taking warfarin should avoid \
 NSAIDs such as ibuprofen because of the increased risk of bleeding. ";
@@ -16,9 +17,13 @@ NSAIDs such as ibuprofen because of the increased risk of bleeding. ";
 /// Arguments of `medalign bench generate`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchGenerateArgs {
-    /// A .gguf file, a safetensors directory, or a known name.
+    /// A registered model (`medalign@latest`, `medalign:3`), a .gguf file, a safetensors
+    /// directory, or a known name.
     #[arg(long, default_value = "smollm2-135m-instruct")]
     pub model: String,
+    /// The store whose model registry names like `medalign@latest` resolve in.
+    #[arg(long, env = "MEDALIGN_STORE", default_value = medalign_registry::DEFAULT_STORE)]
+    pub store: PathBuf,
     /// Prompt length.
     #[arg(long, default_value_t = 512)]
     pub prompt_tokens: usize,
@@ -55,9 +60,9 @@ pub struct BenchReport {
 
 /// Runs `medalign bench generate`.
 pub fn run_bench_generate(args: &BenchGenerateArgs) -> Result<BenchReport> {
-    let lm = super::load(&args.model, args.f32, None)?;
+    let lm = super::model::load(&args.model, &args.store, args.f32, None)?;
     if args.prompt_tokens == 0 || args.new_tokens == 0 {
-        return Err(Error::InvalidRequest("--prompt-tokens and --new-tokens must be positive".into()));
+        bail!("--prompt-tokens and --new-tokens must be positive");
     }
     let mut ids = vec![];
     while ids.len() < args.prompt_tokens {

@@ -5,16 +5,18 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::chat_template::Message;
-use crate::generation::{generate, GenerationConfig, SamplingParams};
-use crate::Result;
+use medalign_model::{generate, GenerationConfig, Message, SamplingParams};
 
 /// Arguments of `medalign generate`.
 #[derive(Debug, Clone, Args)]
 pub struct GenerateArgs {
-    /// A .gguf file, a safetensors directory, or a known name.
+    /// A registered model (`medalign@latest`, `medalign:3`), a .gguf file, a safetensors
+    /// directory, or a known name.
     #[arg(long, default_value = "smollm2-135m-instruct")]
     pub model: String,
+    /// The store whose model registry names like `medalign@latest` resolve in.
+    #[arg(long, env = "MEDALIGN_STORE", default_value = medalign_registry::DEFAULT_STORE)]
+    pub store: PathBuf,
     /// The user message.
     #[arg(long)]
     pub prompt: String,
@@ -57,8 +59,8 @@ pub struct GenerateArgs {
 }
 
 /// Runs `medalign generate`.
-pub fn run_generate(args: &GenerateArgs) -> Result<()> {
-    let lm = super::load(&args.model, args.f32, args.adapter.as_deref())?;
+pub fn run_generate(args: &GenerateArgs) -> anyhow::Result<()> {
+    let lm = super::model::load(&args.model, &args.store, args.f32, args.adapter.as_deref())?;
     let ids = if args.raw {
         lm.tokenizer.encode(&args.prompt, true)?
     } else {

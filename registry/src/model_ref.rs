@@ -3,8 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::registry::{check_name, LATEST};
-use super::RegisterError;
+use crate::versions::{check_name, LATEST};
+use crate::RegistryError;
 
 /// A reference to one registered version.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +25,7 @@ impl ModelRef {
 }
 
 impl FromStr for ModelRef {
-    type Err = RegisterError;
+    type Err = RegistryError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let r = if let Some((name, alias)) = s.split_once('@') {
@@ -36,7 +36,7 @@ impl FromStr for ModelRef {
                 .parse()
                 .ok()
                 .filter(|v| *v > 0)
-                .ok_or_else(|| RegisterError::Invalid(format!("{s:?}: the version after ':' must be a number from 1")))?;
+                .ok_or_else(|| RegistryError::Invalid(format!("{s:?}: the version after ':' must be a number from 1")))?;
             ModelRef::Version(name.to_string(), v)
         } else {
             ModelRef::Alias(s.to_string(), LATEST.to_string())

@@ -4,15 +4,18 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::scoring::score_tokens;
-use crate::Result;
+use medalign_model::score_tokens;
 
 /// Arguments of `medalign score`.
 #[derive(Debug, Clone, Args)]
 pub struct ScoreArgs {
-    /// A .gguf file, a safetensors directory, or a known name.
+    /// A registered model (`medalign@latest`, `medalign:3`), a .gguf file, a safetensors
+    /// directory, or a known name.
     #[arg(long, default_value = "smollm2-135m-instruct")]
     pub model: String,
+    /// The store whose model registry names like `medalign@latest` resolve in.
+    #[arg(long, env = "MEDALIGN_STORE", default_value = medalign_registry::DEFAULT_STORE)]
+    pub store: PathBuf,
     /// The conditioning text.
     #[arg(long)]
     pub context: String,
@@ -31,8 +34,8 @@ pub struct ScoreArgs {
 }
 
 /// Runs `medalign score`.
-pub fn run_score(args: &ScoreArgs) -> Result<()> {
-    let lm = super::load(&args.model, !args.quantized, args.adapter.as_deref())?;
+pub fn run_score(args: &ScoreArgs) -> anyhow::Result<()> {
+    let lm = super::model::load(&args.model, &args.store, !args.quantized, args.adapter.as_deref())?;
     let pair = lm.encode_pair(&args.context, &args.continuation)?;
     let ll = score_tokens(&lm.model, std::slice::from_ref(&pair), 4096)?[0];
     if args.json {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::RegisterError;
+use crate::RegistryError;
 
 /// File name of the registration record inside a registered model directory.
 pub const REGISTRATION_FILE: &str = "registration.json";
@@ -31,17 +31,17 @@ pub struct Registration {
 
 impl Registration {
     /// Reads `dir/registration.json`.
-    pub fn read(dir: &Path) -> Result<Registration, RegisterError> {
+    pub fn read(dir: &Path) -> Result<Registration, RegistryError> {
         let path = dir.join(REGISTRATION_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| RegisterError::Io(path.clone(), e))?;
-        serde_json::from_slice(&bytes).map_err(|e| RegisterError::Invalid(format!("{}: {e}", path.display())))
+        let bytes = std::fs::read(&path).map_err(|e| RegistryError::Io(path.clone(), e))?;
+        serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid(format!("{}: {e}", path.display())))
     }
 
     /// Writes `dir/registration.json`.
-    pub fn write(&self, dir: &Path) -> Result<(), RegisterError> {
+    pub fn write(&self, dir: &Path) -> Result<(), RegistryError> {
         let path = dir.join(REGISTRATION_FILE);
         let text = serde_json::to_vec_pretty(self).expect("registration serializes");
-        std::fs::write(&path, text).map_err(|e| RegisterError::Io(path, e))
+        std::fs::write(&path, text).map_err(|e| RegistryError::Io(path, e))
     }
 
     /// The model spec to load first (merged weights, a GGUF, or the base model) and the adapter
@@ -63,24 +63,31 @@ impl Registration {
     }
 }
 
+/// BLAKE3 of one file, read through a memory map on all cores.
+fn hash_file(path: &Path) -> Result<String, RegistryError> {
+    let mut h = blake3::Hasher::new();
+    h.update_mmap_rayon(path).map_err(|e| RegistryError::Io(path.to_path_buf(), e))?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
 /// BLAKE3 of a model's weights: the GGUF file, or the `*.safetensors` of a directory in name
 /// order (each file's hash fed into one hasher).
-pub fn hash_model(path: &Path) -> Result<String, RegisterError> {
+pub fn hash_model(path: &Path) -> Result<String, RegistryError> {
     if path.is_file() {
-        return medalign_engine::hash_file(path).map_err(|e| RegisterError::Model(e.to_string()));
+        return hash_file(path);
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| RegisterError::Io(path.to_path_buf(), e))?
+        .map_err(|e| RegistryError::Io(path.to_path_buf(), e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(RegisterError::Model(format!("{}: no *.safetensors to hash", path.display())));
+        return Err(RegistryError::Model(format!("{}: no *.safetensors to hash", path.display())));
     }
     let mut h = blake3::Hasher::new();
     for f in files {
-        let one = medalign_engine::hash_file(&f).map_err(|e| RegisterError::Model(e.to_string()))?;
+        let one = hash_file(&f)?;
         h.update(one.as_bytes());
     }
     Ok(h.finalize().to_hex().to_string())

@@ -13,8 +13,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::model_ref::ModelRef;
-use super::RegisterError;
+use crate::model_ref::ModelRef;
+use crate::RegistryError;
 
 /// File name of the registry inside the store.
 pub const REGISTRY_FILE: &str = "registry.sqlite";
@@ -115,20 +115,20 @@ pub struct Registry {
     path: PathBuf,
 }
 
-fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> RegisterError + '_ {
-    move |e| RegisterError::Registry(format!("{}: {e}", path.display()))
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> RegistryError + '_ {
+    move |e| RegistryError::Registry(format!("{}: {e}", path.display()))
 }
 
 /// Checks an alias or model name: letters, digits, `-`, `_`, `.`, not starting with a digit-only
 /// string (that would read as a version).
-pub fn check_name(what: &str, s: &str) -> Result<(), RegisterError> {
+pub fn check_name(what: &str, s: &str) -> Result<(), RegistryError> {
     let ok = !s.is_empty()
         && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !s.chars().all(|c| c.is_ascii_digit());
     if ok {
         Ok(())
     } else {
-        Err(RegisterError::Invalid(format!(
+        Err(RegistryError::Invalid(format!(
             "{what} {s:?}: use letters, digits, '-', '_' or '.', and not only digits"
         )))
     }
@@ -136,8 +136,8 @@ pub fn check_name(what: &str, s: &str) -> Result<(), RegisterError> {
 
 impl Registry {
     /// Opens (creating) the registry of the store at `store_root`.
-    pub fn open(store_root: &Path) -> Result<Registry, RegisterError> {
-        std::fs::create_dir_all(store_root).map_err(|e| RegisterError::Io(store_root.to_path_buf(), e))?;
+    pub fn open(store_root: &Path) -> Result<Registry, RegistryError> {
+        std::fs::create_dir_all(store_root).map_err(|e| RegistryError::Io(store_root.to_path_buf(), e))?;
         let path = store_root.join(REGISTRY_FILE);
         let conn = Connection::open(&path).map_err(db_err(&path))?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(db_err(&path))?;
@@ -146,7 +146,7 @@ impl Registry {
     }
 
     /// Opens the registry only if the store has one.
-    pub fn open_existing(store_root: &Path) -> Result<Option<Registry>, RegisterError> {
+    pub fn open_existing(store_root: &Path) -> Result<Option<Registry>, RegistryError> {
         if store_root.join(REGISTRY_FILE).is_file() {
             Self::open(store_root).map(Some)
         } else {
@@ -161,7 +161,7 @@ impl Registry {
 
     /// Adds a version: the next number for its name, `latest` and `aliases` moved to it. A
     /// version already registered from the same artifact key is returned as it is.
-    pub fn register(&mut self, new: &NewVersion) -> Result<ModelVersion, RegisterError> {
+    pub fn register(&mut self, new: &NewVersion) -> Result<ModelVersion, RegistryError> {
         check_name("model name", &new.name)?;
         for a in &new.aliases {
             check_name("alias", a)?;
@@ -190,7 +190,7 @@ impl Registry {
             params![
                 new.name,
                 version,
-                medalign_engine::now_rfc3339(),
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
                 new.description,
                 new.base_model,
                 new.base_model_hash,
@@ -217,7 +217,7 @@ impl Registry {
     }
 
     /// Points `alias` of `name` at `version`, which must exist; returns the version it pointed at before.
-    pub fn promote(&mut self, name: &str, version: u32, alias: &str) -> Result<Option<u32>, RegisterError> {
+    pub fn promote(&mut self, name: &str, version: u32, alias: &str) -> Result<Option<u32>, RegistryError> {
         check_name("alias", alias)?;
         self.get(&ModelRef::Version(name.to_string(), version))?;
         let path = self.path.clone();
@@ -238,7 +238,7 @@ impl Registry {
     }
 
     /// The version a reference names.
-    pub fn get(&self, r: &ModelRef) -> Result<ModelVersion, RegisterError> {
+    pub fn get(&self, r: &ModelRef) -> Result<ModelVersion, RegistryError> {
         let err = db_err(&self.path);
         let (name, version) = match r {
             ModelRef::Version(name, v) => (name.as_str(), Some(*v)),
@@ -255,11 +255,11 @@ impl Registry {
             Some(v) => self.version_row(name, v)?,
             None => None,
         };
-        row.ok_or_else(|| RegisterError::NotFound { reference: r.to_string(), known: self.names().unwrap_or_default() })
+        row.ok_or_else(|| RegistryError::NotFound { reference: r.to_string(), known: self.names().unwrap_or_default() })
     }
 
     /// Every version, by name then version.
-    pub fn list(&self) -> Result<Vec<ModelVersion>, RegisterError> {
+    pub fn list(&self) -> Result<Vec<ModelVersion>, RegistryError> {
         let err = db_err(&self.path);
         let mut stmt = self.conn.prepare("SELECT name, version FROM versions ORDER BY name, version").map_err(&err)?;
         let ids: Vec<(String, u32)> =
@@ -268,7 +268,7 @@ impl Registry {
     }
 
     /// Registered model names with their version counts, e.g. `medalign (3 versions)`.
-    fn names(&self) -> Result<Vec<String>, RegisterError> {
+    fn names(&self) -> Result<Vec<String>, RegistryError> {
         let err = db_err(&self.path);
         let mut stmt = self.conn.prepare("SELECT name, COUNT(*) FROM versions GROUP BY name ORDER BY name").map_err(&err)?;
         let rows = stmt
@@ -277,7 +277,7 @@ impl Registry {
         rows.collect::<Result<_, _>>().map_err(&err)
     }
 
-    fn version_row(&self, name: &str, version: u32) -> Result<Option<ModelVersion>, RegisterError> {
+    fn version_row(&self, name: &str, version: u32) -> Result<Option<ModelVersion>, RegistryError> {
         let err = db_err(&self.path);
         let mut aliases_stmt =
             self.conn.prepare("SELECT alias FROM aliases WHERE name = ?1 AND version = ?2 ORDER BY alias").map_err(&err)?;

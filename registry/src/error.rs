@@ -1,10 +1,10 @@
-//! [`RegisterError`]: what registering, resolving or promoting a model can fail with.
+//! [`RegistryError`]: what registering, resolving, loading or promoting a model can fail with.
 
 use std::path::PathBuf;
 
-/// An error of the register stage, the registry or the `models` commands.
+/// An error of the registry, the resolver, the register stage or the `models` commands.
 #[derive(Debug, thiserror::Error)]
-pub enum RegisterError {
+pub enum RegistryError {
     /// The SQLite registry failed.
     #[error("model registry {0}")]
     Registry(String),
