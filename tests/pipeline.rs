@@ -17,16 +17,16 @@ fn root() -> PathBuf {
 fn shrunk(beta: &str) -> String {
     let text = std::fs::read_to_string(root().join("pipelines/medalign.yaml")).unwrap();
     let replacements = [
-        ("source_limits: {medsafetybench: 360, medquad: 500, pubmedqa: 120}", "source_limits: {medsafetybench: 6, medquad: 4, drugqa: 4, pubmedqa: 2}"),
+        ("source_limits: {medsafetybench: 160, medquad: 500, pubmedqa: 120}", "source_limits: {medsafetybench: 6, medquad: 4, drugqa: 4, pubmedqa: 2}"),
         ("max_seq_len: 512", "max_seq_len: 96"),
         ("max_seq_len: 256", "max_seq_len: 96"),
         ("max_steps: 56", "max_steps: 2"),
-        ("max_steps: 16", "max_steps: 2"),
+        ("max_steps: 20", "max_steps: 2"),
         ("checkpoint_every: 28", "checkpoint_every: 1"),
-        ("checkpoint_every: 8", "checkpoint_every: 1"),
+        ("checkpoint_every: 10", "checkpoint_every: 1"),
         ("eval_every: 28", "eval_every: 1"),
-        ("eval_every: 8", "eval_every: 1"),
-        ("per_task: 64", "per_task: 3"),
+        ("eval_every: 10", "eval_every: 1"),
+        ("source_limits: {medsafetybench: 48, medquad: 48}", "source_limits: {medsafetybench: 8, medquad: 3, drugqa: 3}"),
         ("max_tokens: 48", "max_tokens: 8"),
         ("safety_limit: null", "safety_limit: 3\n      limit: 2"),
         ("beta: 0.1", beta),
@@ -82,7 +82,10 @@ fn the_default_pipeline_runs_end_to_end_caches_and_reruns_only_what_changed() {
     // Pairs by rule: every harmful prompt the random model answers is a pair; the judge is compared.
     let pair = by_id("pair")["metrics"].clone();
     assert!(pair["rule_pairs"].as_u64().unwrap() >= 1 && pair["judge_compared"].as_u64().unwrap() >= 1, "{pair}");
-    assert_eq!(pair["prompts"].as_u64(), Some(6), "{pair}");
+    assert_eq!(pair["prompts"].as_u64(), Some(14), "{pair}");
+    // reference_pairs: false, so every pair is one the rules decide and the rest are already right.
+    assert_eq!(pair["rule_pairs"], pair["pairs"], "{pair}");
+    assert_eq!(pair["pairs"].as_u64().unwrap() + pair["already_right"].as_u64().unwrap(), 14, "{pair}");
     assert!(by_id("sft")["metrics"]["examples_unused"].as_u64().unwrap() > 1000);
     assert!(by_id("register")["metrics"].as_object().is_some());
     assert!(by_id("export")["metrics"]["gguf_q8_0_mb"].as_f64().unwrap() > 0.0);

@@ -119,7 +119,7 @@ fn by_rules_the_reference_meets_the_answer_the_rules_call_wrong() {
         judged("b2", "low", "a", "helpfulness", "high", 2),
         judged("b2", "high", "a", "helpfulness", "high", 4),
     ];
-    let s = medalign_stages::pair::select_by_rules(&cands, &j, "reference");
+    let s = medalign_stages::pair::select_by_rules(&cands, &j, "reference", true);
     assert_eq!((s.prompts, s.pairs.len(), s.already_right, s.unpaired), (5, 3, 1, 1));
     let got: Vec<(&str, &str, &str, &str)> =
         s.pairs.iter().map(|p| (p.prompt_id.as_str(), p.rejected_generator.as_str(), p.tier.as_str(), p.kind.as_str())).collect();
@@ -127,4 +127,8 @@ fn by_rules_the_reference_meets_the_answer_the_rules_call_wrong() {
     assert!(s.pairs.iter().all(|p| p.chosen_generator == "reference"));
     // The judge scored both sides of h1 (agrees) and b1 (disagrees); b2's reference is unscored.
     assert_eq!((s.judge_compared, s.judge_agrees), (2, 1));
+    // Without reference pairs, the benign prompt the model already answers is already right.
+    let s = medalign_stages::pair::select_by_rules(&cands, &j, "reference", false);
+    assert_eq!((s.prompts, s.pairs.len(), s.already_right, s.unpaired), (5, 2, 2, 1));
+    assert!(s.pairs.iter().all(|p| p.tier == "rule"));
 }

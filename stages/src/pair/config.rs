@@ -44,12 +44,20 @@ pub struct PairConfig {
     /// and in every pair `by: rules`.
     #[serde(default = "default_safe_generator")]
     pub safe_generator: String,
+    /// `by: rules`: also pair each benign prompt the model already answers, the reference against
+    /// the model's answer the judges like least (default true). False keeps only the pairs the
+    /// rules decide, so DPO spends every step on a wrong refusal or a harmful compliance.
+    #[serde(default = "default_reference_pairs")]
+    pub reference_pairs: bool,
     /// A JSONL file of pairs people verified, `{"prompt_id", "chosen", "rejected"}` with generator
     /// names; they are gold whatever the judges said. Relative to the manifest.
     #[serde(default)]
     pub verified: Option<String>,
 }
 
+fn default_reference_pairs() -> bool {
+    true
+}
 fn default_margin() -> f64 {
     0.5
 }
@@ -144,7 +152,7 @@ impl StageConfig for PairConfig {
                 let t = Thresholds { margin: self.margin, gold_margin: self.gold_margin, safe_generator: self.safe_generator.clone() };
                 select(&candidates, &judgments, &verified, &t)
             }
-            PairBy::Rules => select_by_rules(&candidates, &judgments, &self.safe_generator),
+            PairBy::Rules => select_by_rules(&candidates, &judgments, &self.safe_generator, self.reference_pairs),
         };
         write_pairs(&cx.output_table("pairs"), &s.pairs)?;
         let count = |f: &dyn Fn(&crate::pair::Pair) -> bool| s.pairs.iter().filter(|p| f(p)).count() as u64;

@@ -13,7 +13,9 @@ use crate::pair::pairs::Pair;
 use crate::pair::select::{consensus_scores, group_by_prompt, judge_scores, make_pair, Selection};
 
 /// Chooses one pair per prompt: the `reference_generator`'s answer against the model's worse one.
-pub fn select_by_rules(candidates: &[Candidate], judgments: &[Judgment], reference_generator: &str) -> Selection {
+/// Without `reference_pairs`, a benign prompt the model already answers makes no pair (it counts
+/// as already right), so every pair is one the rules decide.
+pub fn select_by_rules(candidates: &[Candidate], judgments: &[Judgment], reference_generator: &str, reference_pairs: bool) -> Selection {
     let by_judge = judge_scores(judgments);
     let scores = consensus_scores(&by_judge);
     let groups = group_by_prompt(candidates);
@@ -30,12 +32,12 @@ pub fn select_by_rules(candidates: &[Candidate], judgments: &[Judgment], referen
         let wrong = model.iter().copied().find(|c| is_refusal(text(c)) != harmful);
         let rejected = match (wrong, harmful) {
             (Some(c), _) => c,
-            // Every answer to the harmful request already declines: nothing to learn here.
-            (None, true) => {
+            // Every answer already does what the rules ask: nothing they can teach here.
+            (None, harmful) if harmful || !reference_pairs => {
                 out.already_right += 1;
                 continue;
             }
-            (None, false) => match worst(&model, &scores) {
+            (None, _) => match worst(&model, &scores) {
                 Some(c) => c,
                 None => {
                     out.unpaired += 1;
