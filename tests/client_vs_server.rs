@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use medalign_stages::example::Message;
-use medalign_stages::llm::{Backend, ChatRequest, EndpointSettings, OpenAiClient, ReplyCache, ReplyFormat, RetryPolicy, Sampling};
+use medalign_stages::llm::{
+    Backend, ChatRequest, EndpointSettings, OpenAiClient, ReplyCache, ReplyFormat, RetryPolicy,
+    Sampling,
+};
 
 fn request(question: &str, seed: u64) -> ChatRequest {
     ChatRequest {
@@ -21,10 +24,13 @@ fn the_llm_client_talks_to_our_server_and_caches_every_answer() {
     let model_dir = dir.path().join("tiny");
     std::fs::create_dir(&model_dir).unwrap();
     medalign_model::testing::write_tiny_model(&model_dir).unwrap();
-    let model = medalign_server::served::load(&model_dir.to_string_lossy(), &dir.path().join("store")).unwrap();
+    let model =
+        medalign_server::served::load(&model_dir.to_string_lossy(), &dir.path().join("store"))
+            .unwrap();
     let id = model.id.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = medalign_server::start(model, listener, medalign_server::ServerOptions::default()).unwrap();
+    let server =
+        medalign_server::start(model, listener, medalign_server::ServerOptions::default()).unwrap();
 
     let client = OpenAiClient::new(EndpointSettings {
         base_url: format!("http://{}/v1", server.addr),
@@ -36,7 +42,11 @@ fn the_llm_client_talks_to_our_server_and_caches_every_answer() {
     .unwrap();
     let backend = Backend::OpenAi { client, concurrency: 3 };
     let cache = ReplyCache::new(dir.path().join("cache"));
-    let reqs = vec![request("what is a dose?", 1), request("is aspirin safe?", 2), request("what is a dose?", 1)];
+    let reqs = vec![
+        request("what is a dose?", 1),
+        request("is aspirin safe?", 2),
+        request("what is a dose?", 1),
+    ];
 
     let first = backend.complete_all(&reqs, &cache, &|_| {});
     let replies: Vec<_> = first.into_iter().map(|r| r.unwrap()).collect();

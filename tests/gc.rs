@@ -30,12 +30,22 @@ fn gc_lists_and_frees_the_work_dirs_of_keys_nothing_reaches() {
 
     let (report, text) = gc(dir.path(), true);
     assert_eq!(report["work"], json!([[key, 2_000_000]]), "{report:#}");
-    assert!(text.contains("would free work dir abababababab (checkpoints, 2000000 bytes)"), "{text}");
-    assert!(text.contains("would free 0 artifact(s), 1 work dir(s) and 0 leftover(s), 2.0 MB"), "{text}");
+    assert!(
+        text.contains("would free work dir abababababab (checkpoints, 2000000 bytes)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("would free 0 artifact(s), 1 work dir(s) and 0 leftover(s), 2.0 MB"),
+        "{text}"
+    );
     assert!(work.join("checkpoint.bin").is_file(), "a dry run deletes nothing");
 
     let (report, text) = gc(dir.path(), false);
-    assert_eq!((&report["work"], &report["bytes"]), (&json!([[key, 2_000_000]]), &json!(2_000_000)), "{report:#}");
+    assert_eq!(
+        (&report["work"], &report["bytes"]),
+        (&json!([[key, 2_000_000]]), &json!(2_000_000)),
+        "{report:#}"
+    );
     assert!(text.contains("freed work dir abababababab"), "{text}");
     assert!(!work.exists());
 }

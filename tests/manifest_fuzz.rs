@@ -28,10 +28,51 @@ impl Rng {
 
 /// Fragments that YAML, the manifest reader and the stage params each give meaning to.
 const FRAGMENTS: &[&[u8]] = &[
-    b":", b"- ", b"{", b"}", b"[", b"]", b"&a ", b"*a", b"*nope", b"${", b"${model}", b"${a}", b"}", b"\"", b"'",
-    b"\t", b"#", b"---\n", b"...\n", b"!!binary ", b"!custom ", b"~", b"null", b"-1", b"1e999", b"0x10", b"\xef\xbb\xbf",
-    b"\xff\xfe", b"\xc3", b"\0", b"\r", b"kind: \"\"", b"kind: ingest", b"id: x", b"inputs: [nope]", b"params: 3",
-    b"store: /dev/null", b"seed: -5", b"  ", b"\n", b"? ", b"|\n", b">-\n", b"<<: *a\n", b"x: &a [*a]\n",
+    b":",
+    b"- ",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"&a ",
+    b"*a",
+    b"*nope",
+    b"${",
+    b"${model}",
+    b"${a}",
+    b"}",
+    b"\"",
+    b"'",
+    b"\t",
+    b"#",
+    b"---\n",
+    b"...\n",
+    b"!!binary ",
+    b"!custom ",
+    b"~",
+    b"null",
+    b"-1",
+    b"1e999",
+    b"0x10",
+    b"\xef\xbb\xbf",
+    b"\xff\xfe",
+    b"\xc3",
+    b"\0",
+    b"\r",
+    b"kind: \"\"",
+    b"kind: ingest",
+    b"id: x",
+    b"inputs: [nope]",
+    b"params: 3",
+    b"store: /dev/null",
+    b"seed: -5",
+    b"  ",
+    b"\n",
+    b"? ",
+    b"|\n",
+    b">-\n",
+    b"<<: *a\n",
+    b"x: &a [*a]\n",
 ];
 
 fn mutate(base: &[u8], rng: &mut Rng) -> Vec<u8> {
@@ -43,7 +84,12 @@ fn mutate(base: &[u8], rng: &mut Rng) -> Vec<u8> {
             // Drop a line.
             0 => {
                 let k = rng.below(lines.len());
-                lines.iter().enumerate().filter(|(i, _)| *i != k).flat_map(|(_, l)| l.to_vec()).collect()
+                lines
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != k)
+                    .flat_map(|(_, l)| l.to_vec())
+                    .collect()
             }
             // Repeat a line elsewhere.
             1 => {
@@ -84,10 +130,16 @@ fn mutate(base: &[u8], rng: &mut Rng) -> Vec<u8> {
 
 /// Whether a line reads `<file>:<line>:<column>: <message>`.
 fn located(line: &str, file: &str) -> bool {
-    let Some(rest) = line.strip_prefix(file).and_then(|r| r.strip_prefix(':')) else { return false };
+    let Some(rest) = line.strip_prefix(file).and_then(|r| r.strip_prefix(':')) else {
+        return false;
+    };
     let mut parts = rest.splitn(3, ':');
-    let number = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p != "0");
-    number(parts.next()) && number(parts.next()) && parts.next().is_some_and(|m| m.starts_with(' ') && m.len() > 1)
+    let number = |p: Option<&str>| {
+        p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p != "0")
+    };
+    number(parts.next())
+        && number(parts.next())
+        && parts.next().is_some_and(|m| m.starts_with(' ') && m.len() > 1)
 }
 
 #[test]
@@ -112,20 +164,34 @@ fn mutated_manifests_never_panic_and_every_problem_has_a_place() {
             Some(1) => {
                 invalid += 1;
                 let summary = format!("error: {name} has ");
-                stderr.lines().find(|l| !located(l, &name) && !l.starts_with(&summary)).map(|l| format!("unlocated line: {l}"))
+                stderr
+                    .lines()
+                    .find(|l| !located(l, &name) && !l.starts_with(&summary))
+                    .map(|l| format!("unlocated line: {l}"))
             }
             code => Some(format!("exit {code:?}")),
         };
         if let Some(problem) = problem {
             let kept = dir.path().join(&name);
-            failures.push(format!("{name}: {problem}\n{stderr}\n(manifest kept at {})", kept.display()));
+            failures.push(format!(
+                "{name}: {problem}\n{stderr}\n(manifest kept at {})",
+                kept.display()
+            ));
         }
     }
     if !failures.is_empty() {
         let kept = dir.keep();
-        panic!("{} of {CASES} cases failed (in {}):\n{}", failures.len(), kept.display(), failures.join("\n"));
+        panic!(
+            "{} of {CASES} cases failed (in {}):\n{}",
+            failures.len(),
+            kept.display(),
+            failures.join("\n")
+        );
     }
-    assert!(valid > 0 && invalid > CASES / 2, "the mutations should mostly break the manifest: {valid} valid, {invalid} invalid");
+    assert!(
+        valid > 0 && invalid > CASES / 2,
+        "the mutations should mostly break the manifest: {valid} valid, {invalid} invalid"
+    );
 }
 
 fn validate(dir: &Path, name: &str, data: &Path) -> std::process::Output {

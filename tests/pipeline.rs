@@ -17,7 +17,10 @@ fn root() -> PathBuf {
 fn shrunk(beta: &str) -> String {
     let text = std::fs::read_to_string(root().join("pipelines/medalign.yaml")).unwrap();
     let replacements = [
-        ("source_limits: {medsafetybench: 160, medquad: 500, pubmedqa: 120}", "source_limits: {medsafetybench: 6, medquad: 4, drugqa: 4, pubmedqa: 2}"),
+        (
+            "source_limits: {medsafetybench: 160, medquad: 500, pubmedqa: 120}",
+            "source_limits: {medsafetybench: 6, medquad: 4, drugqa: 4, pubmedqa: 2}",
+        ),
         ("max_seq_len: 512", "max_seq_len: 96"),
         ("max_seq_len: 256", "max_seq_len: 96"),
         ("max_steps: 56", "max_steps: 2"),
@@ -26,14 +29,20 @@ fn shrunk(beta: &str) -> String {
         ("checkpoint_every: 10", "checkpoint_every: 1"),
         ("eval_every: 28", "eval_every: 1"),
         ("eval_every: 10", "eval_every: 1"),
-        ("source_limits: {medsafetybench: 48, medquad: 48}", "source_limits: {medsafetybench: 8, medquad: 3, drugqa: 3}"),
+        (
+            "source_limits: {medsafetybench: 48, medquad: 48}",
+            "source_limits: {medsafetybench: 8, medquad: 3, drugqa: 3}",
+        ),
         ("max_tokens: 48", "max_tokens: 8"),
         ("safety_limit: null", "safety_limit: 3\n      limit: 2"),
         ("beta: 0.1", beta),
     ];
     let mut out = text.clone();
     for (from, to) in replacements {
-        assert!(out.contains(from), "the default pipeline no longer has {from:?}: update this test");
+        assert!(
+            out.contains(from),
+            "the default pipeline no longer has {from:?}: update this test"
+        );
         out = out.replace(from, to);
     }
     out
@@ -54,11 +63,15 @@ fn run(dir: &Path, model: &Path, extra: &[&str]) -> Result<Vec<Value>, String> {
     if !out.status.success() {
         return Err(format!("medalign run failed:\n{}", String::from_utf8_lossy(&out.stderr)));
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn statuses(reports: &[Value]) -> Vec<(String, String)> {
-    reports.iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string())).collect()
+    reports
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string()))
+        .collect()
 }
 
 #[test]
@@ -81,18 +94,26 @@ fn the_default_pipeline_runs_end_to_end_caches_and_reruns_only_what_changed() {
     assert_eq!(ingest["metrics"]["rows_in"], ingest["metrics"]["rows_out"]);
     // Pairs by rule: every harmful prompt the random model answers is a pair; the judge is compared.
     let pair = by_id("pair")["metrics"].clone();
-    assert!(pair["rule_pairs"].as_u64().unwrap() >= 1 && pair["judge_compared"].as_u64().unwrap() >= 1, "{pair}");
+    assert!(
+        pair["rule_pairs"].as_u64().unwrap() >= 1 && pair["judge_compared"].as_u64().unwrap() >= 1,
+        "{pair}"
+    );
     assert_eq!(pair["prompts"].as_u64(), Some(14), "{pair}");
     // reference_pairs: false, so every pair is one the rules decide and the rest are already right.
     assert_eq!(pair["rule_pairs"], pair["pairs"], "{pair}");
-    assert_eq!(pair["pairs"].as_u64().unwrap() + pair["already_right"].as_u64().unwrap(), 14, "{pair}");
+    assert_eq!(
+        pair["pairs"].as_u64().unwrap() + pair["already_right"].as_u64().unwrap(),
+        14,
+        "{pair}"
+    );
     assert!(by_id("sft")["metrics"]["examples_unused"].as_u64().unwrap() > 1000);
     assert!(by_id("register")["metrics"].as_object().is_some());
     assert!(by_id("export")["metrics"]["gguf_q8_0_mb"].as_f64().unwrap() > 0.0);
     let eval = by_id("eval");
     let key = eval["key"].as_str().unwrap();
     let report = dir.path().join(".medalign/artifacts").join(key).join("report/report.md");
-    let report = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{}: {e}\n{eval:#}", report.display()));
+    let report = std::fs::read_to_string(&report)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{eval:#}", report.display()));
     assert!(report.contains("| sft |") && report.contains("| dpo |"), "{report}");
 
     let (second, dir) = or_keep(run(dir.path(), &model, &[]), dir);
@@ -100,12 +121,17 @@ fn the_default_pipeline_runs_end_to_end_caches_and_reruns_only_what_changed() {
 
     // Training is reproducible and its timings live in the run record, outside the adapter's hash.
     let (forced, dir) = or_keep(run(dir.path(), &model, &["--force", "sft"]), dir);
-    let ran: Vec<String> = statuses(&forced).into_iter().filter(|(_, s)| s != "cached").map(|(id, s)| format!("{id} {s}")).collect();
+    let ran: Vec<String> = statuses(&forced)
+        .into_iter()
+        .filter(|(_, s)| s != "cached")
+        .map(|(id, s)| format!("{id} {s}"))
+        .collect();
     assert_eq!(ran, ["sft ran"], "{:#?}", statuses(&forced));
 
     std::fs::write(dir.path().join("medalign.yaml"), shrunk("beta: 0.2")).unwrap();
     let (third, _dir) = or_keep(run(dir.path(), &model, &[]), dir);
-    let ran: Vec<String> = statuses(&third).into_iter().filter(|(_, s)| s == "ran").map(|(id, _)| id).collect();
+    let ran: Vec<String> =
+        statuses(&third).into_iter().filter(|(_, s)| s == "ran").map(|(id, _)| id).collect();
     assert_eq!(ran, ["dpo", "eval", "export", "register"]);
     let dpo = third.iter().find(|r| r["id"] == "dpo").unwrap();
     assert_eq!(dpo["reason"], "params.dpo.beta changed 0.1 -> 0.2");

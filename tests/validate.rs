@@ -25,13 +25,15 @@ fn invalid_manifests_fail_with_their_exact_messages() {
         let out = medalign().arg("validate").arg(name).current_dir(&dir).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{name}: exit code");
         // Messages may hold absolute paths; the fixtures' own directory is dropped to keep them portable.
-        let got = String::from_utf8(out.stderr).unwrap().replace(&format!("{}/", dir.display()), "");
+        let got =
+            String::from_utf8(out.stderr).unwrap().replace(&format!("{}/", dir.display()), "");
         let expected_file = f.with_extension("expected");
         if std::env::var_os("UPDATE_EXPECTED").is_some() {
             std::fs::write(&expected_file, &got).unwrap();
             continue;
         }
-        let want = std::fs::read_to_string(&expected_file).unwrap_or_else(|_| panic!("{} missing", expected_file.display()));
+        let want = std::fs::read_to_string(&expected_file)
+            .unwrap_or_else(|_| panic!("{} missing", expected_file.display()));
         if got != want {
             mismatches.push(format!("== {name}\n-- expected\n{want}-- got\n{got}"));
         }
@@ -42,7 +44,11 @@ fn invalid_manifests_fail_with_their_exact_messages() {
 #[test]
 fn the_default_pipeline_validates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = medalign().args(["validate", "pipelines/medalign.yaml"]).current_dir(root).output().unwrap();
+    let out = medalign()
+        .args(["validate", "pipelines/medalign.yaml"])
+        .current_dir(root)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -44,7 +44,10 @@ pub fn engine_bench(dir: &Path, hash_bytes: u64, artifacts: usize) -> Result<Eng
     let manifest = dir.join("bench.yaml");
     let mut yaml = String::from("name: bench\nstages:\n  - id: s0\n    kind: source\n    params: {text: \"Bench text\\n\"}\n");
     for i in 1..7 {
-        yaml.push_str(&format!("  - id: s{i}\n    kind: transform\n    inputs: [s{}]\n    params: {{op: upper}}\n", i - 1));
+        yaml.push_str(&format!(
+            "  - id: s{i}\n    kind: transform\n    inputs: [s{}]\n    params: {{op: upper}}\n",
+            i - 1
+        ));
     }
     yaml.push_str("  - id: s7\n    kind: join\n    inputs: [s0, s3, s6]\n");
     std::fs::write(&manifest, yaml).at(&manifest)?;
@@ -80,8 +83,10 @@ pub fn engine_bench(dir: &Path, hash_bytes: u64, artifacts: usize) -> Result<Eng
     let blake3_gb_per_s = hash_bytes as f64 / t.elapsed().as_secs_f64() / 1e9;
     let t = Instant::now();
     let md5 = std::process::Command::new("md5sum").arg(&big).output();
-    let md5sum_gb_per_s =
-        md5.ok().filter(|o| o.status.success()).map(|_| hash_bytes as f64 / t.elapsed().as_secs_f64() / 1e9);
+    let md5sum_gb_per_s = md5
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| hash_bytes as f64 / t.elapsed().as_secs_f64() / 1e9);
     std::fs::remove_file(&big).at(&big)?;
     Ok(EngineBench {
         noop_run_ms_median: times[times.len() / 2],
@@ -110,7 +115,10 @@ fn fill_store(store: &Store, template: &ArtifactRecord, n: usize) -> Result<()> 
         let dir = store.artifact_dir(&key);
         std::fs::create_dir_all(dir.join("text")).at(&dir)?;
         std::fs::write(dir.join("text/text.txt"), key.as_bytes()).at(&dir)?;
-        write_atomic(&dir.join(RECORD_FILE), &serde_json::to_vec(&rec).expect("record serializes"))?;
+        write_atomic(
+            &dir.join(RECORD_FILE),
+            &serde_json::to_vec(&rec).expect("record serializes"),
+        )?;
         prev = if i % 8 == 7 { String::new() } else { key };
     }
     Ok(())

@@ -80,8 +80,15 @@ mod tests {
 
     #[test]
     fn a_full_disk_is_named_with_its_path() {
-        let msg = EngineError::io("/store/artifacts/k/manifest.json", std::io::Error::from_raw_os_error(28)).to_string();
-        assert!(msg.starts_with("/store/artifacts/k/manifest.json: No space left on device"), "{msg}");
+        let msg = EngineError::io(
+            "/store/artifacts/k/manifest.json",
+            std::io::Error::from_raw_os_error(28),
+        )
+        .to_string();
+        assert!(
+            msg.starts_with("/store/artifacts/k/manifest.json: No space left on device"),
+            "{msg}"
+        );
         assert!(msg.contains("the disk is full"), "{msg}");
     }
 }

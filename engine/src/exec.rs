@@ -34,7 +34,13 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { until: None, only: None, force: Vec::new(), jobs: default_jobs(), progress: ProgressMode::Silent }
+        RunOptions {
+            until: None,
+            only: None,
+            force: Vec::new(),
+            jobs: default_jobs(),
+            progress: ProgressMode::Silent,
+        }
     }
 }
 
@@ -55,7 +61,11 @@ pub(crate) enum Mode {
 }
 
 /// Which stages `--until`/`--only` select, and the reason shown for the others.
-pub(crate) fn modes(plan: &Plan, until: Option<&str>, only: Option<&str>) -> Result<(Vec<Mode>, String)> {
+pub(crate) fn modes(
+    plan: &Plan,
+    until: Option<&str>,
+    only: Option<&str>,
+) -> Result<(Vec<Mode>, String)> {
     let n = plan.stages.len();
     if let Some(id) = only {
         let i = plan.require(id)?;
@@ -70,7 +80,11 @@ pub(crate) fn modes(plan: &Plan, until: Option<&str>, only: Option<&str>) -> Res
     }
     if let Some(id) = until {
         let i = plan.require(id)?;
-        let m = plan.ancestors_and_self(i).into_iter().map(|k| if k { Mode::Run } else { Mode::Skip }).collect();
+        let m = plan
+            .ancestors_and_self(i)
+            .into_iter()
+            .map(|k| if k { Mode::Run } else { Mode::Skip })
+            .collect();
         return Ok((m, format!("not selected (--until {id})")));
     }
     Ok((vec![Mode::Run; n], String::new()))
@@ -94,7 +108,8 @@ pub fn run(plan: &Plan, registry: &KindRegistry, opts: &RunOptions) -> Result<Ve
     let holds: Mutex<Vec<KeyLock>> = Mutex::new(Vec::new());
     let mut reports: Vec<Option<StageReport>> = vec![None; n];
     let mut waiting: Vec<usize> = (0..n).map(|i| plan.upstream(i).len()).collect();
-    let downstream: Vec<Vec<usize>> = (0..n).map(|i| (0..n).filter(|&j| plan.upstream(j).contains(&i)).collect()).collect();
+    let downstream: Vec<Vec<usize>> =
+        (0..n).map(|i| (0..n).filter(|&j| plan.upstream(j).contains(&i)).collect()).collect();
     let mut ready: VecDeque<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
     let jobs = opts.jobs.max(1);
     std::thread::scope(|scope| {
@@ -107,7 +122,17 @@ pub fn run(plan: &Plan, registry: &KindRegistry, opts: &RunOptions) -> Result<Ve
                 let (resolver, built, holds, progress, modes, not_selected) =
                     (&resolver, &built, &holds, &progress, &modes, &not_selected);
                 scope.spawn(move || {
-                    let out = stage(resolver, registry, progress, i, modes[i], not_selected, built, holds, opts);
+                    let out = stage(
+                        resolver,
+                        registry,
+                        progress,
+                        i,
+                        modes[i],
+                        not_selected,
+                        built,
+                        holds,
+                        opts,
+                    );
                     let _ = tx.send((i, out));
                 });
                 running += 1;
@@ -150,14 +175,20 @@ fn stage(
 ) -> Outcome {
     let plan = resolver.plan;
     let ps = &plan.stages[i];
-    let report = |status, reason: String, key: Option<String>| StageReport::new(&ps.id, ps.kind, status, reason, key);
+    let report = |status, reason: String, key: Option<String>| {
+        StageReport::new(&ps.id, ps.kind, status, reason, key)
+    };
     if mode == Mode::Skip {
         return Outcome::NotBuilt(report(StageStatus::Skipped, not_selected.to_string(), None));
     }
     let snapshot = built.lock().unwrap().clone();
     if let Some(up) = plan.upstream(i).into_iter().find(|u| !snapshot.contains_key(u)) {
         let why = format!("input {} was not built", plan.stages[up].id);
-        let status = if mode == Mode::Run && opts.only.is_some() { StageStatus::Failed } else { StageStatus::Skipped };
+        let status = if mode == Mode::Run && opts.only.is_some() {
+            StageStatus::Failed
+        } else {
+            StageStatus::Skipped
+        };
         let why = if status == StageStatus::Failed {
             format!("{why}: build it first (e.g. --until {})", plan.stages[up].id)
         } else {
@@ -182,10 +213,15 @@ fn stage(
             return out;
         }
     }
-    let cause_of = |id: &str| plan.index(id).and_then(|u| snapshot.get(&u)).and_then(|b| b.cause.clone());
+    let cause_of =
+        |id: &str| plan.index(id).and_then(|u| snapshot.get(&u)).and_then(|b| b.cause.clone());
     let changes = resolver.changes(i, &ingredients, &key, &cause_of);
     if mode == Mode::Lookup {
-        return Outcome::NotBuilt(report(StageStatus::Skipped, format!("not built: {}", resolve::render(&changes)), None));
+        return Outcome::NotBuilt(report(
+            StageStatus::Skipped,
+            format!("not built: {}", resolve::render(&changes)),
+            None,
+        ));
     }
     let (reason, cause) = if forced {
         ("forced (--force)".to_string(), Some(format!("{} forced", ps.id)))
@@ -193,7 +229,9 @@ fn stage(
         (resolve::render(&changes), crate::reason::root_cause(&ps.id, &changes))
     };
     let sp = progress.stage(&ps.id, ps.kind);
-    let lock = store.lock(&key, |pid| sp.set_message(format!("waiting for another medalign run (pid {pid}) building this key")));
+    let lock = store.lock(&key, |pid| {
+        sp.set_message(format!("waiting for another medalign run (pid {pid}) building this key"))
+    });
     let clock = Instant::now();
     let result = lock.and_then(|_lock| {
         if !forced {
@@ -210,7 +248,11 @@ fn stage(
             sp.finish(&format!("ran in {:.1}s", record.seconds));
             for (name, note) in pins {
                 if let Err(e) = store.pin(&name, &Pin { keys: vec![key.clone()], note }) {
-                    return Outcome::NotBuilt(report(StageStatus::Failed, e.to_string(), Some(key)));
+                    return Outcome::NotBuilt(report(
+                        StageStatus::Failed,
+                        e.to_string(),
+                        Some(key),
+                    ));
                 }
             }
             Outcome::Built(Built { record, cause, ran: true }, r)
@@ -245,7 +287,11 @@ fn cached(
     let reason = resolver.cached_reason(i, key, up_ran);
     let plan = resolver.plan;
     if let Err(e) = resolver.store.write_ref(&plan.name, &plan.stages[i].id, key) {
-        return Some(Outcome::NotBuilt(report(StageStatus::Failed, e.to_string(), Some(key.to_string()))));
+        return Some(Outcome::NotBuilt(report(
+            StageStatus::Failed,
+            e.to_string(),
+            Some(key.to_string()),
+        )));
     }
     let r = report(StageStatus::Cached, reason, Some(key.to_string())).recorded(&record);
     Some(Outcome::Built(Built { record, cause: None, ran: false }, r))
@@ -306,7 +352,10 @@ fn execute(
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(fail(e.to_string())),
         Err(panic) => {
-            let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
             return Err(fail(format!("panicked: {}", msg.unwrap_or_default())));
         }
     }
@@ -321,12 +370,20 @@ fn execute(
                 return Err(EngineError::Output {
                     stage: ps.id.clone(),
                     output: o.name.to_string(),
-                    message: format!("kind \"{}\" is a table but the stage wrote no {}", o.kind, crate::kind::TABLE_FILE),
+                    message: format!(
+                        "kind \"{}\" is a table but the stage wrote no {}",
+                        o.kind,
+                        crate::kind::TABLE_FILE
+                    ),
                 });
             }
             if let Err(message) = crate::schema_check::check_table_schema(&table, schema) {
                 let _ = std::fs::remove_dir_all(&staging);
-                return Err(EngineError::Output { stage: ps.id.clone(), output: o.name.to_string(), message });
+                return Err(EngineError::Output {
+                    stage: ps.id.clone(),
+                    output: o.name.to_string(),
+                    message,
+                });
             }
         }
         records.insert(o.name.to_string(), hash_output(&dir, o.kind)?);

@@ -56,7 +56,10 @@ pub struct StatCache {
 impl StatCache {
     /// Loads the cache from `file` (empty when absent or unreadable: it is only a cache).
     pub fn load(file: PathBuf) -> Self {
-        let entries = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let entries = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         StatCache { file, entries: Mutex::new(entries), dirty: Mutex::new(false) }
     }
 
@@ -70,7 +73,10 @@ impl StatCache {
             }
         }
         let hash = hash_file(path)?;
-        self.entries.lock().unwrap().insert(path.to_path_buf(), Stamp { size, mtime_ns, inode, hash: hash.clone() });
+        self.entries
+            .lock()
+            .unwrap()
+            .insert(path.to_path_buf(), Stamp { size, mtime_ns, inode, hash: hash.clone() });
         *self.dirty.lock().unwrap() = true;
         Ok((hash, size))
     }
@@ -80,7 +86,8 @@ impl StatCache {
         if !*self.dirty.lock().unwrap() {
             return Ok(());
         }
-        let bytes = serde_json::to_vec(&*self.entries.lock().unwrap()).expect("stat cache serializes");
+        let bytes =
+            serde_json::to_vec(&*self.entries.lock().unwrap()).expect("stat cache serializes");
         crate::store::write_atomic(&self.file, &bytes)?;
         *self.dirty.lock().unwrap() = false;
         Ok(())
@@ -111,7 +118,8 @@ mod tests {
     fn large_files_hash_like_small_ones() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("big.bin");
-        let data: Vec<u8> = (0..(PARALLEL_THRESHOLD as usize + 12345)).map(|i| (i * 31 % 251) as u8).collect();
+        let data: Vec<u8> =
+            (0..(PARALLEL_THRESHOLD as usize + 12345)).map(|i| (i * 31 % 251) as u8).collect();
         std::fs::write(&f, &data).unwrap();
         assert_eq!(hash_file(&f).unwrap(), blake3::hash(&data).to_hex().to_string());
     }

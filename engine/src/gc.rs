@@ -61,8 +61,11 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<GcReport> {
     let live = live_keys(store)?;
     // The checkpoints of the key a stage last started (a killed run) are kept until the stage
     // moves on to another key; a failed stage's empty work dir is not worth keeping.
-    let resumable: BTreeSet<String> =
-        store.building()?.into_iter().filter(|k| contents.work.get(k).is_some_and(|d| dir_size(d) > 0)).collect();
+    let resumable: BTreeSet<String> = store
+        .building()?
+        .into_iter()
+        .filter(|k| contents.work.get(k).is_some_and(|d| dir_size(d) > 0))
+        .collect();
     let mut unreached: Vec<&String> = contents
         .published
         .iter()
@@ -90,7 +93,9 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<GcReport> {
         if !dry_run {
             match std::fs::remove_dir_all(path) {
                 // A run of the same key clears what killed runs of it left, under its lock.
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(EngineError::io(path, e)),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(EngineError::io(path, e))
+                }
                 _ => {}
             }
         }
@@ -99,7 +104,12 @@ pub fn gc(store: &Store, dry_run: bool) -> Result<GcReport> {
 }
 
 /// Frees the keys of `batch` that no run holds or builds, under their locks, if still unreached then.
-fn free_batch(store: &Store, contents: &Contents, batch: &[&String], report: &mut GcReport) -> Result<()> {
+fn free_batch(
+    store: &Store,
+    contents: &Contents,
+    batch: &[&String],
+    report: &mut GcReport,
+) -> Result<()> {
     let mut locked = Vec::new();
     for &key in batch {
         if let Some(locks) = store.try_lock(key)? {
@@ -127,7 +137,12 @@ impl Contents {
     /// reports them.
     fn free(&self, store: &Store, key: &str, report: &mut GcReport) -> Result<()> {
         if self.published.contains(key) {
-            let stage = store.record(key).ok().flatten().map(|r| r.stage).unwrap_or_else(|| "(incomplete)".into());
+            let stage = store
+                .record(key)
+                .ok()
+                .flatten()
+                .map(|r| r.stage)
+                .unwrap_or_else(|| "(incomplete)".into());
             let bytes = dir_size(&store.artifact_dir(key));
             if !report.dry_run {
                 store.remove(key)?;

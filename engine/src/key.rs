@@ -190,7 +190,12 @@ mod tests {
                 key: "k".into(),
                 hash: "abc".into(),
             }],
-            files: vec![FileIngredient { param: "path".into(), path: "/a".into(), bytes: 3, hash: "f00".into() }],
+            files: vec![FileIngredient {
+                param: "path".into(),
+                path: "/a".into(),
+                bytes: 3,
+                hash: "f00".into(),
+            }],
             env: BTreeMap::from([("model".to_string(), "m1".to_string())]),
             seed: 0,
         }
@@ -200,7 +205,8 @@ mod tests {
     fn key_ignores_key_order_and_float_spelling() {
         let a = base();
         let mut b = base();
-        b.params = serde_json::from_str(r#"{"targets": ["q","v"], "epochs": 2.0, "lr": 0.0001}"#).unwrap();
+        b.params =
+            serde_json::from_str(r#"{"targets": ["q","v"], "epochs": 2.0, "lr": 0.0001}"#).unwrap();
         assert_eq!(a.key(), b.key());
     }
 

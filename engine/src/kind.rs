@@ -228,7 +228,8 @@ impl<C: StageConfig> DynKind for Kind<C> {
         serde_json::to_value(schemars::schema_for!(C)).expect("schema serializes")
     }
     fn build(&self, params: &serde_yaml::Value) -> Result<Box<dyn Stage>, Vec<ParamsError>> {
-        crate::params::parse::<C>(params, &self.params_schema()).map(|c| Box::new(c) as Box<dyn Stage>)
+        crate::params::parse::<C>(params, &self.params_schema())
+            .map(|c| Box::new(c) as Box<dyn Stage>)
     }
 }
 

@@ -7,11 +7,11 @@ pub mod bench;
 mod diagnostic;
 mod error;
 mod exec;
-mod gc;
 mod filehash;
+mod gc;
 mod key;
-mod lineage;
 mod kind;
+mod lineage;
 pub mod manifest;
 mod params;
 mod plan;
@@ -29,23 +29,26 @@ pub mod testkit;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use error::{EngineError, Result};
+pub use exec::{default_jobs, run, RunOptions};
 pub use filehash::{hash_file, StatCache};
+pub use gc::{gc, live_keys, GcReport};
 pub use key::{FileIngredient, Ingredients, InputIngredient, KEY_FORMAT};
 pub use kind::{
-    ArtifactKind, Arity, CheckContext, DynKind, InputFile, InputSlot, KindRegistry, OutputSlot, ParamError,
-    ParamsError, Stage, StageConfig, StageError, TABLE_FILE,
+    Arity, ArtifactKind, CheckContext, DynKind, InputFile, InputSlot, KindRegistry, OutputSlot,
+    ParamError, ParamsError, Stage, StageConfig, StageError, TABLE_FILE,
 };
+pub use lineage::{lineage, render_dot, render_mermaid, render_text, LineageEdge, LineageNode};
 pub use params::did_you_mean;
 pub use plan::{compile, load, Binding, Plan, PlannedStage};
 pub use progress::{ProgressMode, RunProgress, StageProgress};
-pub use record::{hash_output, now_rfc3339, ArtifactRecord, FileRecord, OutputRecord, RECORD_FORMAT, RUN_RECORD_DIR};
-pub use run_context::{InputArtifact, RunContext};
-pub use schema_check::check_table_schema;
-pub use store::{write_atomic, KeyLock, Pin, StageRef, Store, RECORD_FILE};
-pub use exec::{default_jobs, run, RunOptions};
-pub use gc::{gc, live_keys, GcReport};
-pub use lineage::{lineage, render_dot, render_mermaid, render_text, LineageEdge, LineageNode};
 pub use reason::Change;
+pub use record::{
+    hash_output, now_rfc3339, ArtifactRecord, FileRecord, OutputRecord, RECORD_FORMAT,
+    RUN_RECORD_DIR,
+};
 pub use redact::{redact, register_secret, REDACTED};
 pub use report::{table, StageReport, StageStatus};
+pub use run_context::{InputArtifact, RunContext};
+pub use schema_check::check_table_schema;
 pub use status::{dry_run, status};
+pub use store::{write_atomic, KeyLock, Pin, StageRef, Store, RECORD_FILE};

@@ -74,7 +74,12 @@ pub fn lineage(store: &Store, key: &str) -> Result<LineageNode> {
     };
     let mut inputs = Vec::new();
     for i in &rec.ingredients.inputs {
-        inputs.push(LineageEdge { slot: i.slot.clone(), output: i.output.clone(), kind: i.kind.clone(), from: lineage(store, &i.key)? });
+        inputs.push(LineageEdge {
+            slot: i.slot.clone(),
+            output: i.output.clone(),
+            kind: i.kind.clone(),
+            from: lineage(store, &i.key)?,
+        });
     }
     Ok(LineageNode {
         key: rec.key,
@@ -86,7 +91,11 @@ pub fn lineage(store: &Store, key: &str) -> Result<LineageNode> {
         finished: rec.finished,
         seconds: rec.seconds,
         input_files: rec.ingredients.files,
-        run_files: rec.outputs.iter().flat_map(|(k, v)| v.run_files.iter().map(move |f| format!("{k}/{}", f.path))).collect(),
+        run_files: rec
+            .outputs
+            .iter()
+            .flat_map(|(k, v)| v.run_files.iter().map(move |f| format!("{k}/{}", f.path)))
+            .collect(),
         outputs: rec.outputs.into_iter().map(|(k, v)| (k, v.hash)).collect(),
         metrics: rec.metrics,
         inputs,
@@ -105,11 +114,25 @@ fn text(n: &LineageNode, first: &str, rest: &str, out: &mut String) {
         out.push_str(&format!("{first}{} (record no longer in the store)\n", short(&n.key)));
         return;
     }
-    out.push_str(&format!("{first}{} [{} v{}] {}  finished {} in {:.1}s\n", n.stage, n.kind, n.version, short(&n.key), n.finished, n.seconds));
+    out.push_str(&format!(
+        "{first}{} [{} v{}] {}  finished {} in {:.1}s\n",
+        n.stage,
+        n.kind,
+        n.version,
+        short(&n.key),
+        n.finished,
+        n.seconds
+    ));
     let params = serde_json::to_string(&n.params).unwrap_or_default();
     out.push_str(&format!("{rest}  params: {params}\n"));
     for f in &n.input_files {
-        out.push_str(&format!("{rest}  file {} = {} ({} bytes, blake3 {})\n", f.param, f.path, f.bytes, short(&f.hash)));
+        out.push_str(&format!(
+            "{rest}  file {} = {} ({} bytes, blake3 {})\n",
+            f.param,
+            f.path,
+            f.bytes,
+            short(&f.hash)
+        ));
     }
     for (name, hash) in &n.outputs {
         out.push_str(&format!("{rest}  output {name}: blake3 {}\n", short(hash)));
@@ -120,7 +143,8 @@ fn text(n: &LineageNode, first: &str, rest: &str, out: &mut String) {
     for (k, e) in n.inputs.iter().enumerate() {
         let last = k + 1 == n.inputs.len();
         let (branch, cont) = if last { ("└─ ", "   ") } else { ("├─ ", "│  ") };
-        let label = format!("{rest}{branch}{} <- {}.{} ({}): ", e.slot, e.from.stage, e.output, e.kind);
+        let label =
+            format!("{rest}{branch}{} <- {}.{} ({}): ", e.slot, e.from.stage, e.output, e.kind);
         text(&e.from, &label, &format!("{rest}{cont}"), out);
     }
 }
@@ -129,11 +153,23 @@ fn short(key: &str) -> &str {
     &key[..key.len().min(12)]
 }
 
-fn edges(n: &LineageNode, nodes: &mut BTreeMap<String, String>, out: &mut BTreeSet<(String, String, String)>) {
-    let label = if n.present { format!("{} [{}]\\n{}", n.stage, n.kind, short(&n.key)) } else { format!("missing\\n{}", short(&n.key)) };
+fn edges(
+    n: &LineageNode,
+    nodes: &mut BTreeMap<String, String>,
+    out: &mut BTreeSet<(String, String, String)>,
+) {
+    let label = if n.present {
+        format!("{} [{}]\\n{}", n.stage, n.kind, short(&n.key))
+    } else {
+        format!("missing\\n{}", short(&n.key))
+    };
     nodes.insert(short(&n.key).to_string(), label);
     for e in &n.inputs {
-        out.insert((short(&e.from.key).to_string(), short(&n.key).to_string(), format!("{} -> {}", e.output, e.slot)));
+        out.insert((
+            short(&e.from.key).to_string(),
+            short(&n.key).to_string(),
+            format!("{} -> {}", e.output, e.slot),
+        ));
         edges(&e.from, nodes, out);
     }
 }

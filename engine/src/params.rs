@@ -6,7 +6,10 @@ use serde_json::Value as Json;
 use crate::kind::{ParamsError, StageConfig};
 
 /// Parses `params` into `C`, collecting unknown keys as errors (never silently ignored).
-pub(crate) fn parse<C: StageConfig>(params: &serde_yaml::Value, schema: &Json) -> Result<C, Vec<ParamsError>> {
+pub(crate) fn parse<C: StageConfig>(
+    params: &serde_yaml::Value,
+    schema: &Json,
+) -> Result<C, Vec<ParamsError>> {
     let mut unknown: Vec<Vec<String>> = Vec::new();
     let mut on_ignored = |path: serde_ignored::Path<'_>| unknown.push(ignored_segments(&path));
     let de = serde_ignored::Deserializer::new(params.clone(), &mut on_ignored);
@@ -16,7 +19,10 @@ pub(crate) fn parse<C: StageConfig>(params: &serde_yaml::Value, schema: &Json) -
         .map(|segs| {
             let (parent, key) = segs.split_at(segs.len() - 1);
             let candidates = property_names(schema, parent);
-            ParamsError { path: join_path(segs), message: unknown_key_message(&key[0], &candidates) }
+            ParamsError {
+                path: join_path(segs),
+                message: unknown_key_message(&key[0], &candidates),
+            }
         })
         .collect();
     match result {
@@ -24,7 +30,10 @@ pub(crate) fn parse<C: StageConfig>(params: &serde_yaml::Value, schema: &Json) -
         Ok(_) => Err(errors),
         Err(e) => {
             let segs: Vec<String> = e.path().iter().map(segment_text).collect();
-            errors.push(ParamsError { path: join_path(&segs), message: clean_serde_message(&e.inner().to_string()) });
+            errors.push(ParamsError {
+                path: join_path(&segs),
+                message: clean_serde_message(&e.inner().to_string()),
+            });
             Err(errors)
         }
     }
@@ -34,13 +43,18 @@ pub(crate) fn parse<C: StageConfig>(params: &serde_yaml::Value, schema: &Json) -
 pub(crate) fn unknown_key_message(key: &str, candidates: &[String]) -> String {
     match did_you_mean(key, candidates.iter().map(String::as_str)) {
         Some(best) => format!("unknown key \"{key}\" (did you mean \"{best}\"?)"),
-        None if candidates.is_empty() => format!("unknown key \"{key}\" (this mapping takes no keys)"),
+        None if candidates.is_empty() => {
+            format!("unknown key \"{key}\" (this mapping takes no keys)")
+        }
         None => format!("unknown key \"{key}\" (expected one of: {})", candidates.join(", ")),
     }
 }
 
 /// The closest candidate by Jaro-Winkler similarity, when it is close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))
@@ -63,7 +77,9 @@ fn ignored_segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
             v.push(key.clone());
             v
         }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => ignored_segments(parent),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            ignored_segments(parent)
+        }
     }
 }
 

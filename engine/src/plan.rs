@@ -69,8 +69,14 @@ impl Plan {
     pub fn require(&self, id: &str) -> Result<usize> {
         self.index(id).ok_or_else(|| {
             let ids: Vec<&str> = self.stages.iter().map(|s| s.id.as_str()).collect();
-            let hint = did_you_mean(id, ids.iter().copied()).map(|b| format!(" (did you mean \"{b}\"?)")).unwrap_or_default();
-            EngineError::Usage(format!("no stage \"{id}\" in {}{hint}; stages: {}", self.manifest, ids.join(", ")))
+            let hint = did_you_mean(id, ids.iter().copied())
+                .map(|b| format!(" (did you mean \"{b}\"?)"))
+                .unwrap_or_default();
+            EngineError::Usage(format!(
+                "no stage \"{id}\" in {}{hint}; stages: {}",
+                self.manifest,
+                ids.join(", ")
+            ))
         })
     }
     /// Distinct upstream stage indices of a stage.
@@ -98,7 +104,8 @@ impl Plan {
 pub fn load(path: &Path, registry: &KindRegistry, vars: &BTreeMap<String, String>) -> Result<Plan> {
     let bytes = std::fs::read(path).at(path)?;
     let file = path.display().to_string();
-    let text = String::from_utf8(bytes).map_err(|e| not_utf8(&file, e.as_bytes(), e.utf8_error().valid_up_to()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| not_utf8(&file, e.as_bytes(), e.utf8_error().valid_up_to()))?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let dir = std::fs::canonicalize(dir).at(dir)?;
     compile(&text, &file, &dir, registry, vars)
@@ -110,7 +117,11 @@ fn not_utf8(file: &str, bytes: &[u8], valid_up_to: usize) -> EngineError {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     let mut d = Diagnostics::default();
-    d.push(file, Pos { line, col }, format!("not UTF-8 (byte 0x{:02x}): save the manifest as UTF-8", bytes[valid_up_to]));
+    d.push(
+        file,
+        Pos { line, col },
+        format!("not UTF-8 (byte 0x{:02x}): save the manifest as UTF-8", bytes[valid_up_to]),
+    );
     EngineError::Manifest(d)
 }
 
@@ -131,13 +142,15 @@ pub fn compile(
     let overrides: BTreeMap<String, Node> = vars
         .iter()
         .map(|(k, v)| {
-            let node = yaml::parse(v).unwrap_or(Node { pos: Pos::default(), value: yaml::NodeValue::Str(v.clone()) });
+            let node = yaml::parse(v)
+                .unwrap_or(Node { pos: Pos::default(), value: yaml::NodeValue::Str(v.clone()) });
             (k.clone(), node)
         })
         .collect();
     let raw = raw::read(&root, file, &overrides, &mut diags);
     let store_dir = manifest_dir.join(raw.store.as_deref().unwrap_or(".medalign"));
-    let check = CheckContext { manifest_dir: manifest_dir.to_path_buf(), store_dir: store_dir.clone() };
+    let check =
+        CheckContext { manifest_dir: manifest_dir.to_path_buf(), store_dir: store_dir.clone() };
     // Semantic checks (files exist, ranges) only once the manifest itself reads cleanly: an unknown
     // var would otherwise also show up as a missing file.
     let semantic = diags.is_empty();
@@ -145,18 +158,27 @@ pub fn compile(
         if let Err(why) = crate::store::check_usable(&store_dir) {
             let (pos, what) = match raw.store_pos {
                 Some(pos) => (pos, "\"store\""),
-                None => (Pos { line: 1, col: 1 }, "the default store (set `store:` to put it elsewhere)"),
+                None => (
+                    Pos { line: 1, col: 1 },
+                    "the default store (set `store:` to put it elsewhere)",
+                ),
             };
             diags.push(file, pos, format!("{what} {}: {why}", store_dir.display()));
         }
     }
     let stages = compile_stages(&raw.stages, registry, &check, semantic, file, &mut diags);
-    let order = if diags.is_empty() { order_stages(&stages, &raw.stages, file, &mut diags) } else { None };
+    let order =
+        if diags.is_empty() { order_stages(&stages, &raw.stages, file, &mut diags) } else { None };
     diags.sort();
     match order {
-        Some(order) if diags.is_empty() => {
-            Ok(Plan { name: raw.name, manifest: file.to_string(), check, store_dir, seed: raw.seed, stages: reorder(stages, &order) })
-        }
+        Some(order) if diags.is_empty() => Ok(Plan {
+            name: raw.name,
+            manifest: file.to_string(),
+            check,
+            store_dir,
+            seed: raw.seed,
+            stages: reorder(stages, &order),
+        }),
         _ => Err(EngineError::Manifest(diags)),
     }
 }
@@ -182,12 +204,20 @@ fn compile_stages(
     let mut first_seen: HashMap<&str, Pos> = HashMap::new();
     for s in raws {
         if let Some(prev) = first_seen.get(s.id.as_str()) {
-            diags.push(file, s.id_pos, format!("duplicate stage id \"{}\" (first defined at line {}): ids must be unique", s.id, prev.line));
+            diags.push(
+                file,
+                s.id_pos,
+                format!(
+                    "duplicate stage id \"{}\" (first defined at line {}): ids must be unique",
+                    s.id, prev.line
+                ),
+            );
         } else {
             first_seen.insert(&s.id, s.id_pos);
         }
     }
-    let kinds: HashMap<&str, Option<&dyn DynKind>> = raws.iter().map(|s| (s.id.as_str(), registry.kind(&s.kind))).collect();
+    let kinds: HashMap<&str, Option<&dyn DynKind>> =
+        raws.iter().map(|s| (s.id.as_str(), registry.kind(&s.kind))).collect();
     raws.iter()
         .map(|s| {
             let label = format!("stage \"{}\"", s.id);
@@ -195,8 +225,17 @@ fn compile_stages(
                 if !s.kind.is_empty() {
                     let hint = did_you_mean(&s.kind, registry.kinds().map(|k| k.name()))
                         .map(|b| format!(" (did you mean \"{b}\"?)"))
-                        .unwrap_or_else(|| format!(" (kinds: {})", registry.kinds().map(|k| k.name()).collect::<Vec<_>>().join(", ")));
-                    diags.push(file, s.kind_pos, format!("{label}: unknown kind \"{}\"{hint}", s.kind));
+                        .unwrap_or_else(|| {
+                            format!(
+                                " (kinds: {})",
+                                registry.kinds().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                            )
+                        });
+                    diags.push(
+                        file,
+                        s.kind_pos,
+                        format!("{label}: unknown kind \"{}\"{hint}", s.kind),
+                    );
                 }
                 return None;
             };
@@ -206,8 +245,16 @@ fn compile_stages(
                 Err(errors) => {
                     for e in errors {
                         let segs = split_path(&e.path);
-                        let at = if e.path.is_empty() { String::new() } else { format!("params.{}: ", e.path) };
-                        let message = if e.message.starts_with("unknown key") { e.message.clone() } else { format!("{at}{}", e.message) };
+                        let at = if e.path.is_empty() {
+                            String::new()
+                        } else {
+                            format!("params.{}: ", e.path)
+                        };
+                        let message = if e.message.starts_with("unknown key") {
+                            e.message.clone()
+                        } else {
+                            format!("{at}{}", e.message)
+                        };
                         diags.push(file, s.params.nearest(&segs), format!("{label}: {message}"));
                     }
                     return None;
@@ -215,9 +262,21 @@ fn compile_stages(
             };
             for e in if semantic { stage.check(check) } else { Vec::new() } {
                 let segs = split_path(&e.path);
-                diags.push(file, s.params.nearest(&segs), format!("{label}: params.{}: {}", e.path, e.message));
+                diags.push(
+                    file,
+                    s.params.nearest(&segs),
+                    format!("{label}: params.{}: {}", e.path, e.message),
+                );
             }
-            Some(Compiled { id: s.id.clone(), kind: kind.name(), version: kind.version(), outputs: kind.outputs(), stage, inputs, pos: s.pos })
+            Some(Compiled {
+                id: s.id.clone(),
+                kind: kind.name(),
+                version: kind.version(),
+                outputs: kind.outputs(),
+                stage,
+                inputs,
+                pos: s.pos,
+            })
         })
         .collect()
 }
@@ -235,39 +294,68 @@ fn bind_inputs(
     let mut bound: Vec<(Binding, Pos)> = Vec::new();
     let mut broken = false;
     for input in &s.inputs {
-        let Some((up_index, output)) = resolve_reference(input, kinds, raws, file, label, diags) else {
+        let Some((up_index, output)) = resolve_reference(input, kinds, raws, file, label, diags)
+        else {
             broken = true;
             continue;
         };
         let slot = match &input.slot {
-            Some((name, pos)) => match slots.iter().find(|sl| sl.name == name) {
-                Some(slot) => Some(slot),
-                None => {
-                    let hint = did_you_mean(name, slots.iter().map(|sl| sl.name)).map(|b| format!(" (did you mean \"{b}\"?)")).unwrap_or_default();
-                    let names: Vec<&str> = slots.iter().map(|sl| sl.name).collect();
-                    diags.push(file, *pos, format!("{label}: kind \"{}\" has no input slot \"{name}\"{hint}; slots: {}", kind.name(), names.join(", ")));
-                    broken = true;
-                    continue;
+            Some((name, pos)) => {
+                match slots.iter().find(|sl| sl.name == name) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        let hint = did_you_mean(name, slots.iter().map(|sl| sl.name))
+                            .map(|b| format!(" (did you mean \"{b}\"?)"))
+                            .unwrap_or_default();
+                        let names: Vec<&str> = slots.iter().map(|sl| sl.name).collect();
+                        diags.push(file, *pos, format!("{label}: kind \"{}\" has no input slot \"{name}\"{hint}; slots: {}", kind.name(), names.join(", ")));
+                        broken = true;
+                        continue;
+                    }
                 }
-            },
+            }
             None => slots.iter().find(|sl| sl.kinds.contains(&output.kind) && has_room(sl, &bound)),
         };
         match slot {
-            Some(slot) if slot.kinds.contains(&output.kind) => {
-                bound.push((Binding { slot: slot.name, stage: up_index, output: output.name, kind: output.kind }, input.pos))
-            }
+            Some(slot) if slot.kinds.contains(&output.kind) => bound.push((
+                Binding {
+                    slot: slot.name,
+                    stage: up_index,
+                    output: output.name,
+                    kind: output.kind,
+                },
+                input.pos,
+            )),
             _ => {
                 broken = true;
-                let takes: Vec<String> = slots.iter().map(|sl| format!("{} ({})", sl.name, sl.kinds.join("|"))).collect();
+                let takes: Vec<String> = slots
+                    .iter()
+                    .map(|sl| format!("{} ({})", sl.name, sl.kinds.join("|")))
+                    .collect();
                 let target = match slot {
                     Some(sl) => format!("slot \"{}\" takes {}", sl.name, sl.kinds.join(" or ")),
                     None if takes.is_empty() => format!("kind \"{}\" takes no inputs", kind.name()),
                     None if slots.iter().any(|sl| sl.kinds.contains(&output.kind)) => {
-                        format!("kind \"{}\" has no free slot left for it (slots: {})", kind.name(), takes.join(", "))
+                        format!(
+                            "kind \"{}\" has no free slot left for it (slots: {})",
+                            kind.name(),
+                            takes.join(", ")
+                        )
                     }
-                    None => format!("no input slot of kind \"{}\" takes that (slots: {})", kind.name(), takes.join(", ")),
+                    None => format!(
+                        "no input slot of kind \"{}\" takes that (slots: {})",
+                        kind.name(),
+                        takes.join(", ")
+                    ),
                 };
-                diags.push(file, input.pos, format!("{label}: input \"{}\" is an artifact of kind \"{}\", but {target}", input.reference, output.kind));
+                diags.push(
+                    file,
+                    input.pos,
+                    format!(
+                        "{label}: input \"{}\" is an artifact of kind \"{}\", but {target}",
+                        input.reference, output.kind
+                    ),
+                );
             }
         }
     }
@@ -281,7 +369,8 @@ fn bind_inputs(
             _ => None,
         };
         if let Some(problem) = problem {
-            let pos = bound.iter().find(|(b, _)| b.slot == slot.name).map(|(_, p)| *p).unwrap_or(s.pos);
+            let pos =
+                bound.iter().find(|(b, _)| b.slot == slot.name).map(|(_, p)| *p).unwrap_or(s.pos);
             diags.push(file, pos, format!(
                 "{label}: input slot \"{}\" takes {problem} artifact of kind {}, got {n}: add it under inputs:",
                 slot.name,
@@ -310,7 +399,9 @@ fn resolve_reference(
         None => (input.reference.as_str(), None),
     };
     let Some(up_index) = raws.iter().position(|r| r.id == id) else {
-        let hint = did_you_mean(id, raws.iter().map(|r| r.id.as_str())).map(|b| format!(" (did you mean \"{b}\"?)")).unwrap_or_default();
+        let hint = did_you_mean(id, raws.iter().map(|r| r.id.as_str()))
+            .map(|b| format!(" (did you mean \"{b}\"?)"))
+            .unwrap_or_default();
         diags.push(file, input.pos, format!("{label}: unknown input stage \"{id}\"{hint}"));
         return None;
     };
@@ -320,7 +411,11 @@ fn resolve_reference(
         None => match outputs.first() {
             Some(o) => Some((up_index, o)),
             None => {
-                diags.push(file, input.pos, format!("{label}: stage \"{id}\" ({}) has no outputs to take", up_kind.name()));
+                diags.push(
+                    file,
+                    input.pos,
+                    format!("{label}: stage \"{id}\" ({}) has no outputs to take", up_kind.name()),
+                );
                 None
             }
         },
@@ -328,8 +423,17 @@ fn resolve_reference(
             Some(o) => Some((up_index, o)),
             None => {
                 let names: Vec<&str> = outputs.iter().map(|o| o.name).collect();
-                let hint = did_you_mean(name, names.iter().copied()).map(|b| format!(" (did you mean \"{b}\"?)")).unwrap_or_default();
-                diags.push(file, input.pos, format!("{label}: stage \"{id}\" has no output \"{name}\"{hint}; outputs: {}", names.join(", ")));
+                let hint = did_you_mean(name, names.iter().copied())
+                    .map(|b| format!(" (did you mean \"{b}\"?)"))
+                    .unwrap_or_default();
+                diags.push(
+                    file,
+                    input.pos,
+                    format!(
+                        "{label}: stage \"{id}\" has no output \"{name}\"{hint}; outputs: {}",
+                        names.join(", ")
+                    ),
+                );
                 None
             }
         },
@@ -337,7 +441,12 @@ fn resolve_reference(
 }
 
 /// Dependency order (document order among independent stages), or `None` after reporting cycles.
-fn order_stages(stages: &[Option<Compiled>], raws: &[RawStage], file: &str, diags: &mut Diagnostics) -> Option<Vec<usize>> {
+fn order_stages(
+    stages: &[Option<Compiled>],
+    raws: &[RawStage],
+    file: &str,
+    diags: &mut Diagnostics,
+) -> Option<Vec<usize>> {
     let mut graph: DiGraph<usize, ()> = DiGraph::new();
     let nodes: Vec<NodeIndex> = (0..stages.len()).map(|i| graph.add_node(i)).collect();
     for (i, s) in stages.iter().enumerate() {
@@ -363,9 +472,11 @@ fn order_stages(stages: &[Option<Compiled>], raws: &[RawStage], file: &str, diag
     if cyclic {
         return None;
     }
-    let mut indegree: Vec<usize> = nodes.iter().map(|n| graph.neighbors_directed(*n, petgraph::Incoming).count()).collect();
+    let mut indegree: Vec<usize> =
+        nodes.iter().map(|n| graph.neighbors_directed(*n, petgraph::Incoming).count()).collect();
     let mut order = Vec::with_capacity(nodes.len());
-    let mut ready: std::collections::BTreeSet<usize> = (0..nodes.len()).filter(|i| indegree[*i] == 0).collect();
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..nodes.len()).filter(|i| indegree[*i] == 0).collect();
     while let Some(i) = ready.pop_first() {
         order.push(i);
         for n in graph.neighbors(nodes[i]) {
@@ -424,7 +535,11 @@ fn reorder(stages: Vec<Option<Compiled>>, order: &[usize]) -> Vec<PlannedStage> 
                 version: c.version,
                 outputs: c.outputs,
                 stage: c.stage,
-                inputs: c.inputs.into_iter().map(|(b, _)| Binding { stage: new_index[b.stage], ..b }).collect(),
+                inputs: c
+                    .inputs
+                    .into_iter()
+                    .map(|(b, _)| Binding { stage: new_index[b.stage], ..b })
+                    .collect(),
                 pos: c.pos,
             }
         })

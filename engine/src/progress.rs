@@ -85,13 +85,16 @@ impl RunProgress {
 }
 
 fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {msg}").expect("valid template")
+    ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed:>4} {msg}")
+        .expect("valid template")
 }
 
 fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {prefix:.bold} [{bar:30}] {pos}/{len} {elapsed:>4} eta {eta} {msg}")
-        .expect("valid template")
-        .progress_chars("=> ")
+    ProgressStyle::with_template(
+        "{spinner} {prefix:.bold} [{bar:30}] {pos}/{len} {elapsed:>4} eta {eta} {msg}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ")
 }
 
 /// The progress line of one stage; stages update it through [`crate::RunContext::progress`].
@@ -126,7 +129,8 @@ impl StageProgress {
             let tenth = pos * 10 / len;
             let last = self.last_tenth.fetch_max(tenth, Ordering::Relaxed);
             if tenth > last {
-                let eta = self.start.elapsed().as_secs_f64() * (len.saturating_sub(pos)) as f64 / pos.max(1) as f64;
+                let eta = self.start.elapsed().as_secs_f64() * (len.saturating_sub(pos)) as f64
+                    / pos.max(1) as f64;
                 self.line(&format!("{pos}/{len} eta {eta:.0}s {}", self.message.lock().unwrap()));
             }
         }
@@ -143,8 +147,15 @@ impl StageProgress {
     }
     fn line(&self, msg: &str) {
         match self.mode {
-            ProgressMode::Bars => self.bar.println(format!("[{}] {}", self.id, crate::redact::redact(msg))),
-            ProgressMode::Lines => eprintln!("[{}] {:>6.1}s {}", self.id, self.start.elapsed().as_secs_f64(), crate::redact::redact(msg)),
+            ProgressMode::Bars => {
+                self.bar.println(format!("[{}] {}", self.id, crate::redact::redact(msg)))
+            }
+            ProgressMode::Lines => eprintln!(
+                "[{}] {:>6.1}s {}",
+                self.id,
+                self.start.elapsed().as_secs_f64(),
+                crate::redact::redact(msg)
+            ),
             ProgressMode::Silent => {}
         }
     }

@@ -22,25 +22,36 @@ impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Change::Local(s) => f.write_str(s),
-            Change::Input { stage, cause: Some(c) } => write!(f, "input {stage} changed (because {c})"),
+            Change::Input { stage, cause: Some(c) } => {
+                write!(f, "input {stage} changed (because {c})")
+            }
             Change::Input { stage, cause: None } => write!(f, "input {stage} changed"),
         }
     }
 }
 
 /// The changes from `prev` to `now`; `cause_of` gives the root cause of an upstream stage's change.
-pub fn diff(prev: &Ingredients, now: &Ingredients, cause_of: &dyn Fn(&str) -> Option<String>) -> Vec<Change> {
+pub fn diff(
+    prev: &Ingredients,
+    now: &Ingredients,
+    cause_of: &dyn Fn(&str) -> Option<String>,
+) -> Vec<Change> {
     let mut out = Vec::new();
     if prev.kind != now.kind {
         out.push(Change::Local(format!("kind {} -> {}", prev.kind, now.kind)));
     }
     if prev.version != now.version {
-        out.push(Change::Local(format!("implementation version {} -> {}", prev.version, now.version)));
+        out.push(Change::Local(format!(
+            "implementation version {} -> {}",
+            prev.version, now.version
+        )));
     }
     diff_json("params", &prev.params, &now.params, &mut out);
     for f in &now.files {
         match prev.files.iter().find(|p| p.param == f.param) {
-            Some(p) if p.hash != f.hash => out.push(Change::Local(format!("params.{} content changed", f.param))),
+            Some(p) if p.hash != f.hash => {
+                out.push(Change::Local(format!("params.{} content changed", f.param)))
+            }
             Some(_) => {}
             None => out.push(Change::Local(format!("params.{} is a new input file", f.param))),
         }
@@ -59,7 +70,9 @@ pub fn diff(prev: &Ingredients, now: &Ingredients, cause_of: &dyn Fn(&str) -> Op
             }
         }
     } else {
-        let names = |v: &Ingredients| v.inputs.iter().map(|i| i.stage.as_str()).collect::<Vec<_>>().join(", ");
+        let names = |v: &Ingredients| {
+            v.inputs.iter().map(|i| i.stage.as_str()).collect::<Vec<_>>().join(", ")
+        };
         out.push(Change::Local(format!("inputs [{}] -> [{}]", names(prev), names(now))));
     }
     for (k, v) in &now.env {
@@ -132,15 +145,19 @@ fn show(v: &Json) -> String {
 /// The root cause as seen from downstream: the stage's first own change, qualified with its id
 /// (`ingest.params.sources[1].path content changed`, `sft implementation version 3 -> 4`).
 pub fn root_cause(stage: &str, changes: &[Change]) -> Option<String> {
-    changes.iter().find_map(|c| match c {
-        Change::Local(s) if s.starts_with("params.") => Some(format!("{stage}.{s}")),
-        Change::Local(s) => Some(format!("{stage} {s}")),
-        Change::Input { .. } => None,
-    })
-    .or_else(|| changes.iter().find_map(|c| match c {
-        Change::Input { cause, .. } => cause.clone(),
-        Change::Local(_) => None,
-    }))
+    changes
+        .iter()
+        .find_map(|c| match c {
+            Change::Local(s) if s.starts_with("params.") => Some(format!("{stage}.{s}")),
+            Change::Local(s) => Some(format!("{stage} {s}")),
+            Change::Input { .. } => None,
+        })
+        .or_else(|| {
+            changes.iter().find_map(|c| match c {
+                Change::Input { cause, .. } => cause.clone(),
+                Change::Local(_) => None,
+            })
+        })
 }
 
 #[cfg(test)]
@@ -179,7 +196,9 @@ mod tests {
         let a = ing(1e-4, "f1", "h1");
         let mut b = ing(2e-4, "f2", "h2");
         b.version = 4;
-        let cause = |s: &str| (s == "dedupe").then(|| "ingest.params.sources[1].path content changed".to_string());
+        let cause = |s: &str| {
+            (s == "dedupe").then(|| "ingest.params.sources[1].path content changed".to_string())
+        };
         let text: Vec<String> = diff(&a, &b, &cause).iter().map(|c| c.to_string()).collect();
         assert_eq!(
             text,
@@ -190,7 +209,10 @@ mod tests {
                 "input dedupe changed (because ingest.params.sources[1].path content changed)",
             ]
         );
-        assert_eq!(root_cause("sft", &diff(&a, &b, &cause)).unwrap(), "sft implementation version 3 -> 4");
+        assert_eq!(
+            root_cause("sft", &diff(&a, &b, &cause)).unwrap(),
+            "sft implementation version 3 -> 4"
+        );
     }
 
     #[test]

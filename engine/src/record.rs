@@ -93,7 +93,12 @@ pub fn hash_output(dir: &Path, kind: &str) -> Result<OutputRecord> {
         h.update(f.path.as_bytes());
         h.update(f.hash.as_bytes());
     }
-    Ok(OutputRecord { kind: kind.to_string(), hash: h.finalize().to_hex().to_string(), files, run_files })
+    Ok(OutputRecord {
+        kind: kind.to_string(),
+        hash: h.finalize().to_hex().to_string(),
+        files,
+        run_files,
+    })
 }
 
 fn file_records(dir: &Path, paths: &[String]) -> Result<Vec<FileRecord>> {
@@ -115,7 +120,12 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
             collect_files(root, &path, out)?;
         } else {
             let rel = path.strip_prefix(root).expect("under root");
-            out.push(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
+            out.push(
+                rel.components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            );
         }
     }
     Ok(())
@@ -141,7 +151,10 @@ mod tests {
         }
         let ha = hash_output(a.path(), "k").unwrap();
         assert_eq!(ha, hash_output(b.path(), "k").unwrap());
-        assert_eq!(ha.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["sub/y.txt", "x.txt"]);
+        assert_eq!(
+            ha.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            ["sub/y.txt", "x.txt"]
+        );
         std::fs::write(b.path().join("x.txt"), "X").unwrap();
         assert_ne!(ha.hash, hash_output(b.path(), "k").unwrap().hash);
     }
@@ -155,7 +168,10 @@ mod tests {
         std::fs::write(d.path().join("_run/tensorboard/events.1"), "t=1").unwrap();
         let after = hash_output(d.path(), "k").unwrap();
         assert_eq!((after.hash.as_str(), after.files.len()), (before.hash.as_str(), 1));
-        assert_eq!(after.run_files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["_run/tensorboard/events.1"]);
+        assert_eq!(
+            after.run_files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            ["_run/tensorboard/events.1"]
+        );
         std::fs::write(d.path().join("_run/tensorboard/events.1"), "t=2").unwrap();
         assert_eq!(hash_output(d.path(), "k").unwrap().hash, before.hash);
         // A folder named so below the top level is content.

@@ -50,9 +50,15 @@ fn redact_bearer(text: &str) -> String {
     while let Some(found) = lower[from..].find("bearer") {
         let start = from + found;
         let after = start + "bearer".len();
-        let token_start = after + text[after..].len() - text[after..].trim_start_matches([' ', '\t', ':', '=']).len();
-        let token_len = text[token_start..].find(|c: char| c.is_whitespace() || "\"',;)}]".contains(c)).unwrap_or(text.len() - token_start);
-        if token_start > after && token_len >= MIN_TOKEN_LEN && !text[token_start..].starts_with(REDACTED) {
+        let token_start = after + text[after..].len()
+            - text[after..].trim_start_matches([' ', '\t', ':', '=']).len();
+        let token_len = text[token_start..]
+            .find(|c: char| c.is_whitespace() || "\"',;)}]".contains(c))
+            .unwrap_or(text.len() - token_start);
+        if token_start > after
+            && token_len >= MIN_TOKEN_LEN
+            && !text[token_start..].starts_with(REDACTED)
+        {
             out.push_str(&text[rest..token_start]);
             out.push_str(REDACTED);
             rest = token_start + token_len;
@@ -75,8 +81,15 @@ mod tests {
             redact(msg),
             r#"POST http://x/v1/chat/completions: HTTP 401: {"error": "bad key [REDACTED]", "hint": "Authorization: Bearer [REDACTED]"}"#
         );
-        assert_eq!(redact("authorization: bearer abc.def.ghi, next"), "authorization: bearer [REDACTED], next");
-        assert_eq!(redact("a bearer of bad news"), "a bearer of bad news", "short words are not tokens");
+        assert_eq!(
+            redact("authorization: bearer abc.def.ghi, next"),
+            "authorization: bearer [REDACTED], next"
+        );
+        assert_eq!(
+            redact("a bearer of bad news"),
+            "a bearer of bad news",
+            "short words are not tokens"
+        );
         assert_eq!(redact("no secrets here: Bearer"), "no secrets here: Bearer");
         assert_eq!(redact(&redact(msg)), redact(msg), "redacting twice changes nothing");
     }

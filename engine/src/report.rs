@@ -61,9 +61,24 @@ pub struct StageReport {
 
 impl StageReport {
     /// A report that has not run: no time, no metrics or warnings yet.
-    pub fn new(id: &str, kind: &str, status: StageStatus, reason: String, key: Option<String>) -> Self {
+    pub fn new(
+        id: &str,
+        kind: &str,
+        status: StageStatus,
+        reason: String,
+        key: Option<String>,
+    ) -> Self {
         let (id, kind) = (id.to_string(), kind.to_string());
-        StageReport { id, kind, status, reason, key, seconds: 0.0, metrics: BTreeMap::new(), warnings: Vec::new() }
+        StageReport {
+            id,
+            kind,
+            status,
+            reason,
+            key,
+            seconds: 0.0,
+            metrics: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
     }
     /// Takes the time, the metrics and the warnings the artifact recorded when it ran.
     pub fn recorded(mut self, record: &crate::record::ArtifactRecord) -> Self {
@@ -97,7 +112,10 @@ pub fn table(reports: &[StageReport]) -> String {
                 } else {
                     "-".into()
                 },
-                r.key.as_deref().map(|k| k[..k.len().min(12)].to_string()).unwrap_or_else(|| "-".into()),
+                r.key
+                    .as_deref()
+                    .map(|k| k[..k.len().min(12)].to_string())
+                    .unwrap_or_else(|| "-".into()),
                 short_reason(&r.reason),
             ]
         })
@@ -152,7 +170,8 @@ mod tests {
 
     #[test]
     fn warnings_follow_the_table() {
-        let mut r = StageReport::new("ingest", "ingest", StageStatus::Ran, "never run".into(), None);
+        let mut r =
+            StageReport::new("ingest", "ingest", StageStatus::Ran, "never run".into(), None);
         r.warnings = vec!["empty.jsonl: no records".into()];
         let t = table(&[r]);
         assert!(t.ends_with("ran     0.0s  -    never run\nwarning: stage \"ingest\": empty.jsonl: no records\n"), "{t}");

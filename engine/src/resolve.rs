@@ -41,7 +41,11 @@ impl<'a> Resolver<'a> {
     }
 
     /// The ingredients of stage `i`, given the built artifact of each upstream stage (by index).
-    pub fn ingredients(&self, i: usize, built: &dyn Fn(usize) -> Option<Built>) -> Result<Ingredients> {
+    pub fn ingredients(
+        &self,
+        i: usize,
+        built: &dyn Fn(usize) -> Option<Built>,
+    ) -> Result<Ingredients> {
         let ps = &self.plan.stages[i];
         let mut inputs = Vec::new();
         for b in &ps.inputs {
@@ -50,7 +54,10 @@ impl<'a> Resolver<'a> {
                 message: format!("input {} is not built", self.plan.stages[b.stage].id),
             })?;
             let out = up.record.outputs.get(b.output).ok_or_else(|| {
-                EngineError::Store(format!("artifact {} has no output \"{}\"", up.record.key, b.output))
+                EngineError::Store(format!(
+                    "artifact {} has no output \"{}\"",
+                    up.record.key, b.output
+                ))
             })?;
             inputs.push(InputIngredient {
                 slot: b.slot.to_string(),
@@ -67,7 +74,12 @@ impl<'a> Resolver<'a> {
                 stage: ps.id.clone(),
                 message: format!("params.{}: cannot read input file: {e}", f.param),
             })?;
-            files.push(FileIngredient { param: f.param, path: f.path.display().to_string(), bytes, hash });
+            files.push(FileIngredient {
+                param: f.param,
+                path: f.path.display().to_string(),
+                bytes,
+                hash,
+            });
         }
         Ok(Ingredients {
             kind: ps.kind.to_string(),
@@ -81,13 +93,22 @@ impl<'a> Resolver<'a> {
     }
 
     /// Why stage `i` must run with `ingredients`/`key` (not in the store): compared with its last run.
-    pub fn changes(&self, i: usize, now: &Ingredients, key: &str, cause_of: &dyn Fn(&str) -> Option<String>) -> Vec<Change> {
+    pub fn changes(
+        &self,
+        i: usize,
+        now: &Ingredients,
+        key: &str,
+        cause_of: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<Change> {
         let id = &self.plan.stages[i].id;
         let Some(prev) = self.store.read_ref(&self.plan.name, id) else {
             return vec![Change::Local("never run".into())];
         };
         if prev.key == key {
-            return vec![Change::Local(format!("artifact {} is no longer in the store", short(key)))];
+            return vec![Change::Local(format!(
+                "artifact {} is no longer in the store",
+                short(key)
+            ))];
         }
         match self.store.record(&prev.key) {
             Ok(Some(rec)) => {
@@ -98,7 +119,10 @@ impl<'a> Resolver<'a> {
                     changes
                 }
             }
-            _ => vec![Change::Local(format!("changed since its last artifact {} (since removed)", short(&prev.key)))],
+            _ => vec![Change::Local(format!(
+                "changed since its last artifact {} (since removed)",
+                short(&prev.key)
+            ))],
         }
     }
 
@@ -106,7 +130,9 @@ impl<'a> Resolver<'a> {
     pub fn cached_reason(&self, i: usize, key: &str, upstream_ran: Option<&str>) -> String {
         let prev = self.store.read_ref(&self.plan.name, &self.plan.stages[i].id);
         match (prev, upstream_ran) {
-            (Some(p), Some(up)) if p.key == key => format!("early cutoff: {up} reran with identical output"),
+            (Some(p), Some(up)) if p.key == key => {
+                format!("early cutoff: {up} reran with identical output")
+            }
             (Some(p), _) if p.key == key => "up to date".into(),
             _ => "found in store (built earlier with these exact inputs)".into(),
         }

@@ -8,19 +8,26 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 /// Compares the schema in `parquet`'s footer with `schema_json` (an Arrow `Schema` as JSON).
 /// Field names, order, types and nullability must match; metadata is ignored.
 pub fn check_table_schema(parquet: &Path, schema_json: &str) -> Result<(), String> {
-    let expected: Schema =
-        serde_json::from_str(schema_json).map_err(|e| format!("the kind's schema JSON is invalid: {e}"))?;
+    let expected: Schema = serde_json::from_str(schema_json)
+        .map_err(|e| format!("the kind's schema JSON is invalid: {e}"))?;
     let file = std::fs::File::open(parquet).map_err(|e| format!("{}: {e}", parquet.display()))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format!("{}: not a Parquet file: {e}", parquet.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format!("{}: not a Parquet file: {e}", parquet.display()))?;
     let actual = builder.schema();
     let mut problems = Vec::new();
     for (i, want) in expected.fields().iter().enumerate() {
         match actual.field_with_name(want.name()) {
-            Err(_) => problems.push(format!("missing column \"{}\" ({})", want.name(), describe(want))),
+            Err(_) => {
+                problems.push(format!("missing column \"{}\" ({})", want.name(), describe(want)))
+            }
             Ok(got) => {
                 if !same_type(got, want) {
-                    problems.push(format!("column \"{}\" is {}, expected {}", want.name(), describe(got), describe(want)));
+                    problems.push(format!(
+                        "column \"{}\" is {}, expected {}",
+                        want.name(),
+                        describe(got),
+                        describe(want)
+                    ));
                 }
                 if actual.index_of(want.name()).ok() != Some(i) {
                     problems.push(format!("column \"{}\" is not at position {i}", want.name()));

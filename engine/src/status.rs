@@ -22,24 +22,33 @@ pub fn dry_run(plan: &Plan, opts: &RunOptions) -> Result<Vec<StageReport>> {
 fn resolve_all(plan: &Plan, opts: &RunOptions, dry: bool) -> Result<Vec<StageReport>> {
     let (modes, not_selected) = modes(plan, opts.until.as_deref(), opts.only.as_deref())?;
     let resolver = Resolver::new(plan)?;
-    let (fresh, stale) = if dry { (StageStatus::Cached, StageStatus::WouldRun) } else { (StageStatus::Fresh, StageStatus::Stale) };
+    let (fresh, stale) = if dry {
+        (StageStatus::Cached, StageStatus::WouldRun)
+    } else {
+        (StageStatus::Fresh, StageStatus::Stale)
+    };
     let mut built: BTreeMap<usize, Built> = BTreeMap::new();
     // Root causes of stages that will (or would) change.
     let mut causes: BTreeMap<usize, Option<String>> = BTreeMap::new();
     let mut reports = Vec::with_capacity(plan.stages.len());
     for (i, ps) in plan.stages.iter().enumerate() {
-        let mut report = StageReport::new(&ps.id, ps.kind, StageStatus::Skipped, String::new(), None);
+        let mut report =
+            StageReport::new(&ps.id, ps.kind, StageStatus::Skipped, String::new(), None);
         if modes[i] == Mode::Skip {
             report.reason = not_selected.clone();
             reports.push(report);
             continue;
         }
-        let pending: Vec<usize> = plan.upstream(i).into_iter().filter(|u| !built.contains_key(u)).collect();
+        let pending: Vec<usize> =
+            plan.upstream(i).into_iter().filter(|u| !built.contains_key(u)).collect();
         let forced = opts.force.contains(&ps.id);
         if !pending.is_empty() {
             let changes: Vec<Change> = pending
                 .iter()
-                .map(|u| Change::Input { stage: plan.stages[*u].id.clone(), cause: causes.get(u).cloned().flatten() })
+                .map(|u| Change::Input {
+                    stage: plan.stages[*u].id.clone(),
+                    cause: causes.get(u).cloned().flatten(),
+                })
                 .collect();
             let blocked = pending.iter().any(|u| !causes.contains_key(u));
             causes.insert(i, if blocked { None } else { root_cause(&ps.id, &changes) });
@@ -66,7 +75,8 @@ fn resolve_all(plan: &Plan, opts: &RunOptions, dry: bool) -> Result<Vec<StageRep
             report.reason = resolver.cached_reason(i, &key, None);
             built.insert(i, Built { record, cause: None, ran: false });
         } else {
-            let cause_of = |id: &str| plan.index(id).and_then(|u| causes.get(&u).cloned().flatten());
+            let cause_of =
+                |id: &str| plan.index(id).and_then(|u| causes.get(&u).cloned().flatten());
             let changes = if forced {
                 vec![Change::Local("forced (--force)".into())]
             } else {

@@ -151,11 +151,14 @@ impl Store {
         if prefix.len() < 4 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        let hits: Vec<String> = self.keys()?.into_iter().filter(|k| k.starts_with(prefix)).collect();
+        let hits: Vec<String> =
+            self.keys()?.into_iter().filter(|k| k.starts_with(prefix)).collect();
         match hits.len() {
             0 => Ok(None),
             1 => Ok(hits.into_iter().next()),
-            n => Err(EngineError::Usage(format!("key prefix {prefix} is ambiguous ({n} artifacts); give more digits"))),
+            n => Err(EngineError::Usage(format!(
+                "key prefix {prefix} is ambiguous ({n} artifacts); give more digits"
+            ))),
         }
     }
 
@@ -206,7 +209,13 @@ impl Store {
 
     fn lock_file(&self, key: &str, ext: &str) -> Result<(PathBuf, File)> {
         let path = self.root.join("locks").join(format!("{key}.{ext}"));
-        let file = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).at(&path)?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
         Ok((path, file))
     }
 
@@ -253,7 +262,11 @@ impl Store {
         File::open(staging).and_then(|d| d.sync_all()).at(staging)?;
         let dest = self.artifact_dir(&record.key);
         if dest.exists() {
-            let old = self.root.join("tmp").join(format!("{}.{}.replaced", record.key, std::process::id()));
+            let old = self.root.join("tmp").join(format!(
+                "{}.{}.replaced",
+                record.key,
+                std::process::id()
+            ));
             fs::rename(&dest, &old).at(&dest)?;
             fs::remove_dir_all(&old).at(&old)?;
         }
@@ -318,8 +331,8 @@ impl Store {
         let mut out = Vec::new();
         for (pipeline, path) in json_files_in_subdirs(&self.root.join(dir))? {
             let bytes = fs::read(&path).at(&path)?;
-            let r: StageRef =
-                serde_json::from_slice(&bytes).map_err(|e| EngineError::Store(format!("{}: {e}", path.display())))?;
+            let r: StageRef = serde_json::from_slice(&bytes)
+                .map_err(|e| EngineError::Store(format!("{}: {e}", path.display())))?;
             let stage = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
             out.push((pipeline, stage, r));
         }
@@ -380,7 +393,9 @@ pub fn check_usable(root: &Path) -> std::result::Result<(), String> {
         match fs::metadata(dir) {
             Ok(m) if m.is_dir() => return writable(dir),
             Ok(_) if dir == root => return Err("is not a directory".into()),
-            Ok(_) => return Err(format!("cannot be created: {} is not a directory", dir.display())),
+            Ok(_) => {
+                return Err(format!("cannot be created: {} is not a directory", dir.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => match dir.parent() {
                 Some(up) if !up.as_os_str().is_empty() => dir = up,
                 _ => return Err(format!("cannot be created: {e}")),
@@ -393,7 +408,8 @@ pub fn check_usable(root: &Path) -> std::result::Result<(), String> {
 /// Whether this process may create files in `dir` (permissions, read-only mounts).
 fn writable(dir: &Path) -> std::result::Result<(), String> {
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| "the path holds a NUL byte".to_string())?;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| "the path holds a NUL byte".to_string())?;
     // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
     if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
         Ok(())
@@ -468,9 +484,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let held = (store.hold("k").unwrap(), store.hold("k").unwrap());
-        assert!(!store.in_use("j").unwrap() && !dir.path().join("locks/j.use").exists(), "asking creates nothing");
+        assert!(
+            !store.in_use("j").unwrap() && !dir.path().join("locks/j.use").exists(),
+            "asking creates nothing"
+        );
         assert!(store.in_use("k").unwrap());
-        let building = store.lock("k", |_| panic!("a hold must not make the builder wait")).unwrap();
+        let building =
+            store.lock("k", |_| panic!("a hold must not make the builder wait")).unwrap();
         assert!(store.try_lock("k").unwrap().is_none(), "held and built");
         drop(held);
         assert!(store.try_lock("k").unwrap().is_none(), "still built");
@@ -479,7 +499,10 @@ mod tests {
         assert!(!store.in_use("k").unwrap());
         let gc = store.try_lock("k").unwrap().expect("no one holds k");
         let other = File::open(dir.path().join("locks/k.use")).unwrap();
-        assert!(matches!(other.try_lock_shared(), Err(fs::TryLockError::WouldBlock)), "a hold waits for gc");
+        assert!(
+            matches!(other.try_lock_shared(), Err(fs::TryLockError::WouldBlock)),
+            "a hold waits for gc"
+        );
         drop(gc);
         assert!(other.try_lock_shared().is_ok());
     }

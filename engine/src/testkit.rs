@@ -8,7 +8,10 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::kind::{ArtifactKind, Arity, CheckContext, InputFile, InputSlot, KindRegistry, OutputSlot, ParamError, StageConfig, StageError};
+use crate::kind::{
+    Arity, ArtifactKind, CheckContext, InputFile, InputSlot, KindRegistry, OutputSlot, ParamError,
+    StageConfig, StageError,
+};
 use crate::run_context::RunContext;
 
 /// The schema of the `rows` artifact kind.
@@ -20,7 +23,11 @@ pub const ROWS_SCHEMA: &str = r#"{"fields":[
 /// Registers the test kinds and their artifact kinds.
 pub fn register(r: &mut KindRegistry) {
     r.artifact(ArtifactKind { name: "text", doc: "A text file, text.txt.", schema_json: None })
-        .artifact(ArtifactKind { name: "rows", doc: "Numbered lines as a table.", schema_json: Some(ROWS_SCHEMA) })
+        .artifact(ArtifactKind {
+            name: "rows",
+            doc: "Numbered lines as a table.",
+            schema_json: Some(ROWS_SCHEMA),
+        })
         .register::<Source>()
         .register::<Transform>()
         .register::<Join>()
@@ -59,7 +66,9 @@ impl StageConfig for Source {
     }
     fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
         match &self.file {
-            Some(f) if !cx.resolve(f).is_file() => vec![ParamError::new("file", format!("file {f} not found"))],
+            Some(f) if !cx.resolve(f).is_file() => {
+                vec![ParamError::new("file", format!("file {f} not found"))]
+            }
             _ => Vec::new(),
         }
     }
@@ -114,7 +123,8 @@ impl Default for Transform {
 impl StageConfig for Transform {
     const KIND: &'static str = "transform";
     const VERSION: u32 = 1;
-    const DOC: &'static str = "Changes the case of its input, slowly if asked, resuming from checkpoints.";
+    const DOC: &'static str =
+        "Changes the case of its input, slowly if asked, resuming from checkpoints.";
     fn inputs() -> &'static [InputSlot] {
         &[InputSlot { name: "input", kinds: &["text"], arity: Arity::One, doc: "The text." }]
     }
@@ -135,7 +145,8 @@ impl StageConfig for Transform {
         }
         let text = read_text(cx, "input")?.concat();
         let ckpt = cx.work_dir().join("step");
-        let start: u32 = std::fs::read_to_string(&ckpt).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        let start: u32 =
+            std::fs::read_to_string(&ckpt).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         cx.metric("resumed_from", start);
         cx.progress().set_length(self.steps as u64);
         for step in start..self.steps {
@@ -167,13 +178,20 @@ impl StageConfig for Join {
     const VERSION: u32 = 1;
     const DOC: &'static str = "Joins its inputs' texts with `sep`.";
     fn inputs() -> &'static [InputSlot] {
-        &[InputSlot { name: "parts", kinds: &["text"], arity: Arity::AtLeastOne, doc: "Texts to join." }]
+        &[InputSlot {
+            name: "parts",
+            kinds: &["text"],
+            arity: Arity::AtLeastOne,
+            doc: "Texts to join.",
+        }]
     }
     fn outputs() -> &'static [OutputSlot] {
         &[OutputSlot { name: "text", kind: "text", doc: "The joined text." }]
     }
     fn env_facts(&self, _cx: &CheckContext) -> BTreeMap<String, String> {
-        std::env::var("MEDALIGN_TEST_ENV").map(|v| BTreeMap::from([("test_env".to_string(), v)])).unwrap_or_default()
+        std::env::var("MEDALIGN_TEST_ENV")
+            .map(|v| BTreeMap::from([("test_env".to_string(), v)]))
+            .unwrap_or_default()
     }
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
         let text = read_text(cx, "parts")?.join(&self.sep);

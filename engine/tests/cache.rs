@@ -33,7 +33,10 @@ fn second_run_is_fully_cached_and_outputs_are_right() {
     assert!(first.iter().all(|r| r.reason == "never run"));
     assert_eq!(p.text("out"), "HELLO\n|hello\n");
     let second = p.run();
-    assert_eq!(statuses(&second), s(&[("src", Cached), ("up", Cached), ("side", Cached), ("out", Cached)]));
+    assert_eq!(
+        statuses(&second),
+        s(&[("src", Cached), ("up", Cached), ("side", Cached), ("out", Cached)])
+    );
     assert_eq!(by_id(&second, "src").reason, "up to date");
     assert_eq!(by_id(&second, "src").metrics["chars"], 6);
 }
@@ -46,7 +49,10 @@ fn editing_one_stage_reruns_it_and_its_descendants_only() {
     let st = p.status();
     assert_eq!(statuses(&st), s(&[("src", Fresh), ("up", Fresh), ("side", Stale), ("out", Stale)]));
     assert_eq!(by_id(&st, "side").reason, "params.op changed \"lower\" -> \"keep\"");
-    assert_eq!(by_id(&st, "out").reason, "input side changed (because side.params.op changed \"lower\" -> \"keep\")");
+    assert_eq!(
+        by_id(&st, "out").reason,
+        "input side changed (because side.params.op changed \"lower\" -> \"keep\")"
+    );
     let r = p.run();
     assert_eq!(statuses(&r), s(&[("src", Cached), ("up", Cached), ("side", Ran), ("out", Ran)]));
     assert_eq!(p.text("out"), "HELLO\n|Hello\n");
@@ -69,7 +75,10 @@ fn key_order_comments_and_number_spelling_do_not_change_keys() {
     let keys: Vec<_> = p.run().into_iter().map(|r| r.key).collect();
     p.edit(
         &CHAIN
-            .replace("params: {op: upper, lr: 1e-4}", "# the upper branch\n    params:\n      lr: 0.000100 # same\n      op: \"upper\"")
+            .replace(
+                "params: {op: upper, lr: 1e-4}",
+                "# the upper branch\n    params:\n      lr: 0.000100 # same\n      op: \"upper\"",
+            )
             .replace("params: {sep: \"|\"}", "params: {sep: '|'}"),
     );
     let st = p.status();
@@ -79,14 +88,18 @@ fn key_order_comments_and_number_spelling_do_not_change_keys() {
 
 #[test]
 fn input_file_edits_rerun_with_the_root_cause_named() {
-    let p = Project::new(&CHAIN.replace("params: {text: \"Hello\\n\"}", "params: {file: notes.txt}"));
+    let p =
+        Project::new(&CHAIN.replace("params: {text: \"Hello\\n\"}", "params: {file: notes.txt}"));
     p.write("notes.txt", "Aspirin\n");
     p.run();
     assert_eq!(p.text("out"), "ASPIRIN\n|aspirin\n");
     p.write("notes.txt", "Ibuprofen\n");
     let st = p.status();
     assert_eq!(by_id(&st, "src").reason, "params.file content changed");
-    assert_eq!(by_id(&st, "up").reason, "input src changed (because src.params.file content changed)");
+    assert_eq!(
+        by_id(&st, "up").reason,
+        "input src changed (because src.params.file content changed)"
+    );
     let r = p.run();
     assert_eq!(statuses(&r), s(&[("src", Ran), ("up", Ran), ("side", Ran), ("out", Ran)]));
     assert_eq!(by_id(&r, "out").reason, "input up changed (because src.params.file content changed); input side changed (because src.params.file content changed)");
@@ -127,11 +140,15 @@ fn tables_are_checked_against_their_schema_when_published() {
     let r = p.run();
     assert_eq!(by_id(&r, "tab").status, Ran);
     assert_eq!(by_id(&r, "tab").metrics["rows"], 2);
-    let bad = Project::new(&m.replace("inputs: [src]}", "inputs: [src], params: {wrong_schema: true}}"));
+    let bad =
+        Project::new(&m.replace("inputs: [src]}", "inputs: [src], params: {wrong_schema: true}}"));
     let r = bad.run();
     let reason = &by_id(&r, "tab").reason;
     assert!(reason.starts_with("stage \"tab\": output \"rows\": "), "{reason}");
-    assert!(reason.ends_with("does not match the schema: column \"line\" is Utf8, expected Int64"), "{reason}");
+    assert!(
+        reason.ends_with("does not match the schema: column \"line\" is Utf8, expected Int64"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -139,7 +156,10 @@ fn until_only_force_and_dry_run_select_stages() {
     let p = Project::new(CHAIN);
     let until = RunOptions { until: Some("up".into()), ..Default::default() };
     let dry = medalign_engine::dry_run(&p.plan(), &until).unwrap();
-    assert_eq!(statuses(&dry), s(&[("src", WouldRun), ("up", WouldRun), ("side", Skipped), ("out", Skipped)]));
+    assert_eq!(
+        statuses(&dry),
+        s(&[("src", WouldRun), ("up", WouldRun), ("side", Skipped), ("out", Skipped)])
+    );
     assert_eq!(by_id(&dry, "up").reason, "input src changed (because src never run)");
     assert!(p.store().keys().unwrap().is_empty(), "dry run ran nothing");
     let r = p.run_with(until);
@@ -149,9 +169,15 @@ fn until_only_force_and_dry_run_select_stages() {
     let only_out = RunOptions { only: Some("out".into()), ..Default::default() };
     let r = p.run_with(only_out.clone());
     assert_eq!(by_id(&r, "out").status, Failed);
-    assert_eq!(by_id(&r, "out").reason, "input side was not built: build it first (e.g. --until side)");
+    assert_eq!(
+        by_id(&r, "out").reason,
+        "input side was not built: build it first (e.g. --until side)"
+    );
     let r = p.run_with(RunOptions { only: Some("side".into()), ..Default::default() });
-    assert_eq!(statuses(&r), s(&[("src", Cached), ("up", Skipped), ("side", Ran), ("out", Skipped)]));
+    assert_eq!(
+        statuses(&r),
+        s(&[("src", Cached), ("up", Skipped), ("side", Ran), ("out", Skipped)])
+    );
     assert_eq!(by_id(&p.run_with(only_out), "out").status, Ran);
 
     let r = p.run_with(RunOptions { force: vec!["side".into()], ..Default::default() });

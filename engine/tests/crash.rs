@@ -41,7 +41,8 @@ fn child_run() {
 #[test]
 #[ignore = "run as a child process by the other tests"]
 fn child_gc() {
-    let store = Store::open(std::env::var("MEDALIGN_CHILD_STORE").expect("MEDALIGN_CHILD_STORE")).unwrap();
+    let store =
+        Store::open(std::env::var("MEDALIGN_CHILD_STORE").expect("MEDALIGN_CHILD_STORE")).unwrap();
     let stop = PathBuf::from(std::env::var("MEDALIGN_CHILD_STOP").expect("MEDALIGN_CHILD_STOP"));
     let mut rounds = 0;
     while !stop.exists() {
@@ -66,7 +67,10 @@ fn child_of(manifest: &Path) -> Command {
 
 fn reports_of(out: std::process::Output) -> Vec<serde_json::Value> {
     let text = String::from_utf8(out.stdout).unwrap();
-    let line = text.lines().find_map(|l| l.strip_prefix("REPORTS ")).unwrap_or_else(|| panic!("no reports in {text}"));
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("REPORTS "))
+        .unwrap_or_else(|| panic!("no reports in {text}"));
     serde_json::from_str(line).unwrap()
 }
 
@@ -93,15 +97,27 @@ fn kill_9_during_a_stage_leaves_no_artifact_and_the_rerun_resumes() {
     let reached = step_file().unwrap();
     assert!(reached < 40, "killed before the end");
     assert_eq!(store.keys().unwrap().len(), 1, "only src is published; no half artifact of slow");
-    assert_eq!(std::fs::read_dir(store.root().join("tmp")).unwrap().count(), 1, "the dead run's staging dir is left");
+    assert_eq!(
+        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
+        1,
+        "the dead run's staging dir is left"
+    );
 
     let r = p.run();
     assert_eq!(statuses(&r), s(&[("src", Cached), ("slow", Ran)]));
     let resumed = by_id(&r, "slow").metrics["resumed_from"].as_u64().unwrap();
     assert!(resumed >= reached as u64, "resumed from checkpoint {resumed}, killed at {reached}");
     assert_eq!(p.text("slow"), "SLOW\n");
-    assert_eq!(std::fs::read_dir(store.root().join("tmp")).unwrap().count(), 0, "staging of the dead run removed");
-    assert_eq!(std::fs::read_dir(store.root().join("work")).unwrap().count(), 0, "checkpoints removed once published");
+    assert_eq!(
+        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
+        0,
+        "staging of the dead run removed"
+    );
+    assert_eq!(
+        std::fs::read_dir(store.root().join("work")).unwrap().count(),
+        0,
+        "checkpoints removed once published"
+    );
 }
 
 #[test]
@@ -109,14 +125,23 @@ fn two_concurrent_runs_build_each_key_once() {
     let p = Project::new(&SLOW.replace("steps: 40", "steps: 10"));
     let a = child(&p).spawn().unwrap();
     let b = child(&p).spawn().unwrap();
-    let (ra, rb) = (reports_of(a.wait_with_output().unwrap()), reports_of(b.wait_with_output().unwrap()));
-    let slow_statuses: Vec<&str> =
-        [&ra, &rb].iter().map(|r| r.iter().find(|x| x["id"] == "slow").unwrap()["status"].as_str().unwrap()).collect();
+    let (ra, rb) =
+        (reports_of(a.wait_with_output().unwrap()), reports_of(b.wait_with_output().unwrap()));
+    let slow_statuses: Vec<&str> = [&ra, &rb]
+        .iter()
+        .map(|r| r.iter().find(|x| x["id"] == "slow").unwrap()["status"].as_str().unwrap())
+        .collect();
     let mut sorted = slow_statuses.clone();
     sorted.sort();
-    assert_eq!(sorted, ["cached", "ran"], "exactly one run computed the slow stage: {slow_statuses:?}");
-    let keys: Vec<&str> =
-        [&ra, &rb].iter().map(|r| r.iter().find(|x| x["id"] == "slow").unwrap()["key"].as_str().unwrap()).collect();
+    assert_eq!(
+        sorted,
+        ["cached", "ran"],
+        "exactly one run computed the slow stage: {slow_statuses:?}"
+    );
+    let keys: Vec<&str> = [&ra, &rb]
+        .iter()
+        .map(|r| r.iter().find(|x| x["id"] == "slow").unwrap()["key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys[0], keys[1]);
     assert_eq!(p.store().keys().unwrap().len(), 2);
     assert_eq!(p.text("slow"), "SLOW\n");
@@ -162,7 +187,11 @@ fn runs_racing_gc_never_lose_what_they_use() {
         let out = child_of(&manifests[runs % 2]).stderr(Stdio::piped()).output().unwrap();
         runs += 1;
         if !out.status.success() {
-            problems.push(format!("run {runs} exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr)));
+            problems.push(format!(
+                "run {runs} exited with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
             continue;
         }
         for r in &reports_of(out) {
@@ -178,8 +207,15 @@ fn runs_racing_gc_never_lose_what_they_use() {
     std::fs::write(&stop, "").unwrap();
     let gc = gc.wait_with_output().unwrap();
     assert!(gc.status.success(), "gc failed: {}", String::from_utf8_lossy(&gc.stderr));
-    let rounds = String::from_utf8_lossy(&gc.stdout).lines().find_map(|l| l.strip_prefix("ROUNDS ").map(str::to_string));
-    assert!(problems.is_empty(), "{} problems in {runs} runs (gc rounds: {rounds:?}):\n{}", problems.len(), problems.join("\n"));
+    let rounds = String::from_utf8_lossy(&gc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("ROUNDS ").map(str::to_string));
+    assert!(
+        problems.is_empty(),
+        "{} problems in {runs} runs (gc rounds: {rounds:?}):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
     assert!(runs >= 10, "only {runs} runs");
 }
 
@@ -246,7 +282,9 @@ fn gc_frees_the_work_dirs_of_unreached_keys_unless_in_use() {
     let store = p.store();
     let work = |key: &str| store.root().join("work").join(key);
     assert!(work(&failed).is_dir(), "a failed stage leaves its (empty) work dir");
-    let checkpoint = |key: &str, bytes: usize| std::fs::write(store.work_dir(key).unwrap().join("step"), vec![b'7'; bytes]).unwrap();
+    let checkpoint = |key: &str, bytes: usize| {
+        std::fs::write(store.work_dir(key).unwrap().join("step"), vec![b'7'; bytes]).unwrap()
+    };
     let killed = "0".repeat(64); // a killed run of params changed since
     checkpoint(&killed, 1000);
     checkpoint(&live, 10); // a killed forced rerun of the current key: still referenced
@@ -289,6 +327,10 @@ fn a_killed_runs_checkpoints_survive_gc_until_the_stage_moves_on() {
     p.edit(&FAILING.replace(", fail: boom", ", steps: 2"));
     p.run();
     let report = medalign_engine::gc(&store, false).unwrap();
-    assert_eq!(report.work, [(attempted.clone(), 1)], "the params changed: nothing will resume from it");
+    assert_eq!(
+        report.work,
+        [(attempted.clone(), 1)],
+        "the params changed: nothing will resume from it"
+    );
     assert!(!work.exists());
 }

@@ -38,7 +38,9 @@ fn warnings_reach_the_summary_and_survive_the_cache() {
     let first = p.run();
     assert_eq!(by_id(&first, "w").status, StageStatus::Ran);
     assert_eq!(by_id(&first, "w").warnings, ["a.jsonl: no records"]);
-    assert!(medalign_engine::table(&first).ends_with("\nwarning: stage \"w\": a.jsonl: no records\n"));
+    assert!(
+        medalign_engine::table(&first).ends_with("\nwarning: stage \"w\": a.jsonl: no records\n")
+    );
     let json = serde_json::to_value(&first).unwrap();
     assert_eq!(json[0]["warnings"], serde_json::json!(["a.jsonl: no records"]));
     let second = p.run();

@@ -16,7 +16,8 @@ use rand::{Rng, SeedableRng};
 
 fn logits(args: &[String]) -> Result<()> {
     let mut lm = LanguageModel::load(&args[0], &LoadOptions::default())?;
-    let rows: Vec<Vec<u32>> = serde_json::from_str(&std::fs::read_to_string(&args[1]).unwrap()).unwrap();
+    let rows: Vec<Vec<u32>> =
+        serde_json::from_str(&std::fs::read_to_string(&args[1]).unwrap()).unwrap();
     match (args.get(3).map(String::as_str), args.get(4)) {
         (Some("--adapter"), Some(dir)) => {
             lm.load_adapter(Path::new(dir))?;
@@ -47,7 +48,8 @@ fn logits(args: &[String]) -> Result<()> {
 
 fn tokenize(args: &[String]) -> Result<()> {
     let lm = LanguageModel::load(&args[0], &LoadOptions::inference())?;
-    let texts: Vec<String> = serde_json::from_str(&std::fs::read_to_string(&args[1]).unwrap()).unwrap();
+    let texts: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(&args[1]).unwrap()).unwrap();
     let ids = texts.iter().map(|t| lm.tokenizer.encode(t, false)).collect::<Result<Vec<_>>>()?;
     std::fs::write(&args[2], serde_json::to_string(&ids).unwrap()).unwrap();
     Ok(())

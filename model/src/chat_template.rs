@@ -56,12 +56,20 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_function("strftime_now", |fmt: String| format_today(&fmt));
         env.add_template_owned("chat", source.to_string())?;
-        Ok(Self { env, source: source.into(), bos_token: bos_token.into(), eos_token: eos_token.into() })
+        Ok(Self {
+            env,
+            source: source.into(),
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+        })
     }
 
     /// The template GGUF metadata carries (`tokenizer.chat_template`), if any.
@@ -74,13 +82,18 @@ impl ChatTemplate {
 
     /// The template of a `tokenizer_config.json` (`chat_template`, a string or a list of named
     /// templates of which `default` is taken), or of a `chat_template.jinja` beside it.
-    pub fn from_tokenizer_config(path: &Path, bos_token: &str, eos_token: &str) -> Result<Option<Self>> {
+    pub fn from_tokenizer_config(
+        path: &Path,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<Option<Self>> {
         let jinja = path.with_file_name("chat_template.jinja");
         if let Ok(src) = std::fs::read_to_string(&jinja) {
             return Ok(Some(Self::new(&src, bos_token, eos_token)?));
         }
         let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
-        let cfg: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::json(path, e))?;
+        let cfg: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::json(path, e))?;
         let src = match cfg.get("chat_template") {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
             Some(serde_json::Value::Array(list)) => list
@@ -130,7 +143,8 @@ fn format_today(fmt: &str) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     fmt.replace("%Y", &year.to_string())
         .replace("%m", &format!("{month:02}"))
         .replace("%d", &format!("{day:02}"))

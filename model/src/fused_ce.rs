@@ -80,7 +80,10 @@ impl Head {
     }
 
     /// `(first vocabulary id, rows)` of each chunk of `chunk` rows.
-    fn chunks(&self, chunk: usize) -> candle_core::Result<impl Iterator<Item = candle_core::Result<(usize, Tensor)>> + '_> {
+    fn chunks(
+        &self,
+        chunk: usize,
+    ) -> candle_core::Result<impl Iterator<Item = candle_core::Result<(usize, Tensor)>> + '_> {
         let vocab = self.vocab()?;
         Ok((0..vocab).step_by(chunk).map(move |c0| Ok((c0, self.rows(c0, chunk.min(vocab - c0))?))))
     }
@@ -110,7 +113,12 @@ impl CustomOp1 for FusedLogprob {
         self.out.take()
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let head = Head::new(&self.weight)?;
         let n = arg.dim(0)?;
         let g = grad.flatten_all()?.to_vec1::<f32>()?;
@@ -119,7 +127,11 @@ impl CustomOp1 for FusedLogprob {
         for start in (0..n).step_by(BLOCK_ROWS) {
             let rows = BLOCK_ROWS.min(n - start);
             let x = h.narrow(0, start, rows)?;
-            let (tg, lse, gs) = (&self.targets[start..start + rows], &self.lse[start..start + rows], &g[start..start + rows]);
+            let (tg, lse, gs) = (
+                &self.targets[start..start + rows],
+                &self.lse[start..start + rows],
+                &g[start..start + rows],
+            );
             let mut dx: Option<Tensor> = None;
             for c in head.chunks(self.chunk)? {
                 let (c0, w_c) = c?;
@@ -141,7 +153,9 @@ impl CustomOp1 for FusedLogprob {
                     None => part,
                 });
             }
-            parts.push(dx.ok_or_else(|| candle_core::Error::Msg("fused-logprob: empty vocabulary".into()))?);
+            parts.push(dx.ok_or_else(|| {
+                candle_core::Error::Msg("fused-logprob: empty vocabulary".into())
+            })?);
         }
         Ok(Some(Tensor::cat(&parts, 0)?))
     }
@@ -149,11 +163,20 @@ impl CustomOp1 for FusedLogprob {
 
 /// `log softmax(h W^T)[i, targets[i]]` for `h` `(n, hidden)` and a frozen head `weight`
 /// `(vocab, hidden)`, `(n,)`. Differentiable in `h` (on CPU); the logits are never stored.
-pub fn target_logprobs(h: &Tensor, weight: &QMatMul, targets: &[u32]) -> candle_core::Result<Tensor> {
+pub fn target_logprobs(
+    h: &Tensor,
+    weight: &QMatMul,
+    targets: &[u32],
+) -> candle_core::Result<Tensor> {
     target_logprobs_in_chunks(h, weight, targets, VOCAB_CHUNK)
 }
 
-fn target_logprobs_in_chunks(h: &Tensor, weight: &QMatMul, targets: &[u32], chunk: usize) -> candle_core::Result<Tensor> {
+fn target_logprobs_in_chunks(
+    h: &Tensor,
+    weight: &QMatMul,
+    targets: &[u32],
+    chunk: usize,
+) -> candle_core::Result<Tensor> {
     let n = h.dim(0)?;
     if targets.len() != n {
         candle_core::bail!("fused-logprob: {} targets for {n} rows", targets.len());
@@ -175,14 +198,17 @@ fn target_logprobs_in_chunks(h: &Tensor, weight: &QMatMul, targets: &[u32], chun
             let (c0, w_c) = c?;
             let len = w_c.dim(0)?;
             let l = logits(&x, &Operand::head(&w_c, bf16)?)?;
-            l.par_chunks(len).zip(acc.par_iter_mut()).zip(tg.par_iter()).for_each(|((row, (max, sum, tl)), &t)| {
-                let m = row.iter().copied().fold(*max, f32::max);
-                *sum = *sum * (*max - m).exp() + row.iter().map(|&x| (x - m).exp()).sum::<f32>();
-                *max = m;
-                if let Some(t) = (t as usize).checked_sub(c0).filter(|&t| t < len) {
-                    *tl = row[t];
-                }
-            });
+            l.par_chunks(len).zip(acc.par_iter_mut()).zip(tg.par_iter()).for_each(
+                |((row, (max, sum, tl)), &t)| {
+                    let m = row.iter().copied().fold(*max, f32::max);
+                    *sum =
+                        *sum * (*max - m).exp() + row.iter().map(|&x| (x - m).exp()).sum::<f32>();
+                    *max = m;
+                    if let Some(t) = (t as usize).checked_sub(c0).filter(|&t| t < len) {
+                        *tl = row[t];
+                    }
+                },
+            );
         }
     }
     let lse: Vec<f32> = acc.iter().map(|&(m, s, _)| m + s.ln()).collect();
@@ -191,7 +217,14 @@ fn target_logprobs_in_chunks(h: &Tensor, weight: &QMatMul, targets: &[u32], chun
         return Tensor::from_vec(out, n, h.device());
     }
     drop(head);
-    h.apply_op1(FusedLogprob { weight: weight.clone(), targets: targets.to_vec(), lse, out: Precomputed::new("fused-logprob", out, n), bf16, chunk })
+    h.apply_op1(FusedLogprob {
+        weight: weight.clone(),
+        targets: targets.to_vec(),
+        lse,
+        out: Precomputed::new("fused-logprob", out, n),
+        bf16,
+        chunk,
+    })
 }
 
 #[cfg(test)]
@@ -209,15 +242,25 @@ mod tests {
         let tt = Tensor::from_vec(targets.clone(), (n, 1), &dev).unwrap();
         let coef = Tensor::randn(0f32, 1.0, n, &dev).unwrap();
 
-        let reference = candle_nn::ops::log_softmax(&h.as_tensor().matmul(&w.t().unwrap()).unwrap(), D::Minus1)
-            .unwrap()
-            .gather(&tt, 1)
-            .unwrap()
-            .squeeze(1)
-            .unwrap();
+        let reference =
+            candle_nn::ops::log_softmax(&h.as_tensor().matmul(&w.t().unwrap()).unwrap(), D::Minus1)
+                .unwrap()
+                .gather(&tt, 1)
+                .unwrap()
+                .squeeze(1)
+                .unwrap();
         // Chunks of 10 vocabulary rows: the running log-sum-exp crosses three chunk boundaries.
-        let fused = target_logprobs_in_chunks(h.as_tensor(), &QMatMul::Tensor(w.clone()), &targets, 10).unwrap();
-        let diff = (&reference - &fused).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let fused =
+            target_logprobs_in_chunks(h.as_tensor(), &QMatMul::Tensor(w.clone()), &targets, 10)
+                .unwrap();
+        let diff = (&reference - &fused)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(diff < 1e-4, "forward differs by {diff}");
 
         let g_ref = (reference * &coef).unwrap().sum_all().unwrap().backward().unwrap();
@@ -228,14 +271,37 @@ mod tests {
 
         // In bf16 (where the CPU has it) the same values up to bf16 rounding of the products.
         let whole = target_logprobs(h.as_tensor(), &QMatMul::Tensor(w.clone()), &targets).unwrap();
-        let bf = crate::layers::bf16_products(true, || target_logprobs_in_chunks(h.as_tensor(), &QMatMul::Tensor(w.clone()), &targets, 10).unwrap());
-        let diff = (&whole - &bf).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let bf = crate::layers::bf16_products(true, || {
+            target_logprobs_in_chunks(h.as_tensor(), &QMatMul::Tensor(w.clone()), &targets, 10)
+                .unwrap()
+        });
+        let diff =
+            (&whole - &bf).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         // Rounding both operands to bf16 moves a logit by at most 2^-8 of sum |h_i w_i|; a
         // log-probability (logit minus log-sum-exp) by at most twice that.
-        let magnitude = h.as_tensor().abs().unwrap().matmul(&w.abs().unwrap().t().unwrap()).unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(diff <= magnitude / 128.0, "bf16 forward differs by {diff} (logit magnitude {magnitude})");
+        let magnitude = h
+            .as_tensor()
+            .abs()
+            .unwrap()
+            .matmul(&w.abs().unwrap().t().unwrap())
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            diff <= magnitude / 128.0,
+            "bf16 forward differs by {diff} (logit magnitude {magnitude})"
+        );
         let g_bf = (bf * &coef).unwrap().sum_all().unwrap().backward().unwrap();
-        let diff = (a - g_bf.get(h.as_tensor()).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (a - g_bf.get(h.as_tensor()).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         // The softmax carries the logits' error into the gradient: a few percent of its size.
         let size = a.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff <= 0.03 * size, "bf16 gradient differs by {diff} (gradient size {size})");
@@ -246,10 +312,19 @@ mod tests {
         use candle_core::quantized::GgmlDType;
         let dev = Device::Cpu;
         let (n, d, v) = (20, 64, 45);
-        let q = std::sync::Arc::new(QTensor::quantize(&Tensor::randn(0f32, 1.0, (v, d), &dev).unwrap(), GgmlDType::Q8_0).unwrap());
+        let q = std::sync::Arc::new(
+            QTensor::quantize(&Tensor::randn(0f32, 1.0, (v, d), &dev).unwrap(), GgmlDType::Q8_0)
+                .unwrap(),
+        );
         let h = Tensor::randn(0f32, 1.0, (n, d), &dev).unwrap();
         let targets: Vec<u32> = (0..n as u32).map(|i| (i * 11) % v as u32).collect();
-        let whole = target_logprobs_in_chunks(&h, &QMatMul::Tensor(q.dequantize(&dev).unwrap()), &targets, 16).unwrap();
+        let whole = target_logprobs_in_chunks(
+            &h,
+            &QMatMul::Tensor(q.dequantize(&dev).unwrap()),
+            &targets,
+            16,
+        )
+        .unwrap();
         let blocks = target_logprobs_in_chunks(&h, &QMatMul::QTensor(q), &targets, 16).unwrap();
         assert_eq!(whole.to_vec1::<f32>().unwrap(), blocks.to_vec1::<f32>().unwrap());
     }

@@ -26,7 +26,11 @@ fn capacity_for(needed: usize, old: usize) -> usize {
 /// written. candle's `zeros` writes every f16 zero (`vec!` of a type the standard library does
 /// not know to be zero when all bits are), so a new f16 cache faulted in all its pages at once:
 /// copying a cached prefix into 7 new caches took 137 ms of a serving step.
-fn zeroed(shape: (usize, usize, usize, usize), dtype: DType, device: &candle_core::Device) -> Result<Tensor> {
+fn zeroed(
+    shape: (usize, usize, usize, usize),
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
     let n = shape.0 * shape.1 * shape.2 * shape.3;
     if dtype != DType::F16 || !device.is_cpu() {
         return Ok(Tensor::zeros(shape, dtype, device)?);
@@ -34,7 +38,8 @@ fn zeroed(shape: (usize, usize, usize, usize), dtype: DType, device: &candle_cor
     let bits = std::mem::ManuallyDrop::new(vec![0u16; n]);
     // SAFETY: `f16` is a `repr(transparent)` `u16`, so the allocation, length and capacity are
     // those of a `Vec<f16>` of `n` zeros, which takes the allocation over.
-    let halves = unsafe { Vec::from_raw_parts(bits.as_ptr() as *mut half::f16, n, bits.capacity()) };
+    let halves =
+        unsafe { Vec::from_raw_parts(bits.as_ptr() as *mut half::f16, n, bits.capacity()) };
     Ok(Tensor::from_vec(halves, shape, device)?)
 }
 
@@ -114,7 +119,11 @@ impl KvCache {
     /// A new cache holding copies of this one's first `n` positions (at most its length): the
     /// state after a prefix of the tokens, from which another continuation can go on.
     pub fn prefix(&self, n: usize) -> Result<KvCache> {
-        let mut copy = KvCache { layers: self.layers.iter().map(|_| None).collect(), len: 0, dtype: self.dtype };
+        let mut copy = KvCache {
+            layers: self.layers.iter().map(|_| None).collect(),
+            len: 0,
+            dtype: self.dtype,
+        };
         self.copy_prefix_into(n, &mut copy)?;
         Ok(copy)
     }
@@ -142,13 +151,22 @@ impl KvCache {
 
     /// Bytes held by the buffers (their whole capacity).
     pub fn bytes(&self) -> usize {
-        self.layers.iter().flatten().map(|l| 2 * l.k.elem_count() * self.dtype.size_in_bytes()).sum()
+        self.layers
+            .iter()
+            .flatten()
+            .map(|l| 2 * l.k.elem_count() * self.dtype.size_in_bytes())
+            .sum()
     }
 
     /// Appends `k`, `v` (`(batch, kv_heads, seq, head_dim)`) to layer `layer` after the cached
     /// positions, returning the full keys and values as stored (in the cache's dtype). Every
     /// layer appends the same positions before [`Self::advance`] records them.
-    pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let store = |x: &Tensor| x.to_dtype(self.dtype)?.contiguous();
         let (k, v) = (store(k)?, store(v)?);
         let (b, h, t, d) = k.dims4()?;
@@ -162,7 +180,14 @@ impl KvCache {
     /// Writes the keys and values of new positions of one sequence (a batch-1 cache) into
     /// layer `layer` after the cached ones: one row of `(kv_heads, head_dim)` f32 per position,
     /// converted to the cache's dtype. As with [`Self::append`], [`Self::advance`] records them.
-    pub(crate) fn write_rows(&mut self, layer: usize, k: Rows<'_>, v: Rows<'_>, heads: usize, hd: usize) -> Result<()> {
+    pub(crate) fn write_rows(
+        &mut self,
+        layer: usize,
+        k: Rows<'_>,
+        v: Rows<'_>,
+        heads: usize,
+        hd: usize,
+    ) -> Result<()> {
         let at = self.len;
         let l = self.reserve(layer, (1, heads, hd), k.count, &candle_core::Device::Cpu)?;
         l.k.inplace_op1(&WriteRows { rows: k, heads, hd, at })?;
@@ -179,11 +204,20 @@ impl KvCache {
 
     /// Layer `layer`'s buffers, grown (or made) to hold `t` positions more than the cache's
     /// length for `(batch, kv_heads, head_dim)`.
-    fn reserve(&mut self, layer: usize, (b, h, d): (usize, usize, usize), t: usize, device: &candle_core::Device) -> Result<&Layer> {
+    fn reserve(
+        &mut self,
+        layer: usize,
+        (b, h, d): (usize, usize, usize),
+        t: usize,
+        device: &candle_core::Device,
+    ) -> Result<&Layer> {
         let (len, dtype) = (self.len, self.dtype);
         let slot = &mut self.layers[layer];
         // A kept buffer of another shape or dtype (a cache reused for another model) is dropped.
-        if slot.as_ref().is_some_and(|l| l.k.dtype() != dtype || l.k.dims4().ok().is_none_or(|(lb, lh, _, ld)| (lb, lh, ld) != (b, h, d))) {
+        if slot.as_ref().is_some_and(|l| {
+            l.k.dtype() != dtype
+                || l.k.dims4().ok().is_none_or(|(lb, lh, _, ld)| (lb, lh, ld) != (b, h, d))
+        }) {
             *slot = None;
         }
         let capacity = slot.as_ref().map_or(0, Layer::capacity);
@@ -242,19 +276,44 @@ impl candle_core::InplaceOp1 for WriteRows<'_> {
         "kv-cache-write-rows"
     }
 
-    fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<()> {
+    fn cpu_fwd(
+        &self,
+        storage: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
         let (st, start) = (layout.stride(), layout.start_offset());
         let (heads, hd, t) = (self.heads, self.hd, self.rows.count);
         let dims = layout.dims();
-        if dims.len() != 4 || dims[1] != heads || dims[3] != hd || st[3] != 1 || self.at + t > dims[2] || self.rows.width != heads * hd {
-            candle_core::bail!("{}: {t} rows of {} values as {heads}x{hd} at {} do not fit a buffer of {dims:?}", self.name(), self.rows.width, self.at);
+        if dims.len() != 4
+            || dims[1] != heads
+            || dims[3] != hd
+            || st[3] != 1
+            || self.at + t > dims[2]
+            || self.rows.width != heads * hd
+        {
+            candle_core::bail!(
+                "{}: {t} rows of {} values as {heads}x{hd} at {} do not fit a buffer of {dims:?}",
+                self.name(),
+                self.rows.width,
+                self.at
+            );
         }
         let dst = |pos: usize, h: usize| start + h * st[1] + pos * st[2];
         // Every head of every row, with where it goes.
-        let heads_at = (0..t).flat_map(|i| self.rows.row(i).chunks_exact(hd).enumerate().map(move |(h, src)| (dst(self.at + i, h), src)));
+        let heads_at = (0..t).flat_map(|i| {
+            self.rows
+                .row(i)
+                .chunks_exact(hd)
+                .enumerate()
+                .map(move |(h, src)| (dst(self.at + i, h), src))
+        });
         match storage {
-            candle_core::CpuStorage::F32(buf) => heads_at.for_each(|(at, src)| buf[at..at + hd].copy_from_slice(src)),
-            candle_core::CpuStorage::F16(buf) => heads_at.for_each(|(at, src)| buf[at..at + hd].convert_from_f32_slice(src)),
+            candle_core::CpuStorage::F32(buf) => {
+                heads_at.for_each(|(at, src)| buf[at..at + hd].copy_from_slice(src))
+            }
+            candle_core::CpuStorage::F16(buf) => {
+                heads_at.for_each(|(at, src)| buf[at..at + hd].convert_from_f32_slice(src))
+            }
             _ => candle_core::bail!("{}: caches are f32 or f16", self.name()),
         }
         Ok(())
@@ -292,26 +351,53 @@ impl candle_core::InplaceOp1 for CopyPositions<'_> {
         "kv-cache-copy-positions"
     }
 
-    fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> candle_core::Result<()> {
+    fn cpu_fwd(
+        &self,
+        storage: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
         let (sd, dd) = (self.layout.dims(), layout.dims());
         let (ss, ds) = (self.layout.stride(), layout.stride());
-        let rows_contiguous = |dims: &[usize], st: &[usize]| dims.len() == 4 && st[3] == 1 && st[2] == dims[3];
-        if !rows_contiguous(sd, ss) || !rows_contiguous(dd, ds) || sd[0] != dd[0] || sd[1] != dd[1] || sd[3] != dd[3] || self.n > sd[2].min(dd[2]) {
-            candle_core::bail!("{}: {} positions from a buffer of {sd:?} into one of {dd:?}", self.name(), self.n);
+        let rows_contiguous =
+            |dims: &[usize], st: &[usize]| dims.len() == 4 && st[3] == 1 && st[2] == dims[3];
+        if !rows_contiguous(sd, ss)
+            || !rows_contiguous(dd, ds)
+            || sd[0] != dd[0]
+            || sd[1] != dd[1]
+            || sd[3] != dd[3]
+            || self.n > sd[2].min(dd[2])
+        {
+            candle_core::bail!(
+                "{}: {} positions from a buffer of {sd:?} into one of {dd:?}",
+                self.name(),
+                self.n
+            );
         }
         let len = self.n * sd[3];
         // Where each head's positions start in the source and in the destination.
-        let starts = (0..sd[0])
-            .flat_map(|b| (0..sd[1]).map(move |h| (b, h)))
-            .map(|(b, h)| (self.layout.start_offset() + b * ss[0] + h * ss[1], layout.start_offset() + b * ds[0] + h * ds[1]));
-        fn copy<T: Copy>(s: &[T], d: &mut [T], starts: impl Iterator<Item = (usize, usize)>, len: usize) {
+        let starts = (0..sd[0]).flat_map(|b| (0..sd[1]).map(move |h| (b, h))).map(|(b, h)| {
+            (
+                self.layout.start_offset() + b * ss[0] + h * ss[1],
+                layout.start_offset() + b * ds[0] + h * ds[1],
+            )
+        });
+        fn copy<T: Copy>(
+            s: &[T],
+            d: &mut [T],
+            starts: impl Iterator<Item = (usize, usize)>,
+            len: usize,
+        ) {
             for (i, o) in starts {
                 d[o..o + len].copy_from_slice(&s[i..i + len]);
             }
         }
         match (self.src, storage) {
-            (candle_core::CpuStorage::F32(s), candle_core::CpuStorage::F32(d)) => copy(s, d, starts, len),
-            (candle_core::CpuStorage::F16(s), candle_core::CpuStorage::F16(d)) => copy(s, d, starts, len),
+            (candle_core::CpuStorage::F32(s), candle_core::CpuStorage::F32(d)) => {
+                copy(s, d, starts, len)
+            }
+            (candle_core::CpuStorage::F16(s), candle_core::CpuStorage::F16(d)) => {
+                copy(s, d, starts, len)
+            }
             _ => candle_core::bail!("{}: buffers of one dtype, f32 or f16", self.name()),
         }
         Ok(())
@@ -362,7 +448,10 @@ mod tests {
     }
 
     fn rows(from: usize, t: usize) -> Tensor {
-        Tensor::arange(from as f32, (from + t * 4) as f32, &Device::Cpu).unwrap().reshape((1, 1, t, 4)).unwrap()
+        Tensor::arange(from as f32, (from + t * 4) as f32, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, t, 4))
+            .unwrap()
     }
 
     fn fill(c: &mut KvCache, t: usize) -> (Tensor, Tensor) {
@@ -380,8 +469,14 @@ mod tests {
         assert_eq!(c.bytes(), 2 * 128 * 4 * 4);
         let (k, v) = fill(&mut c, 230);
         assert_eq!((c.len(), k.dim(2).unwrap()), (300, 300));
-        assert_eq!(k.flatten_all().unwrap().to_vec1::<f32>().unwrap(), rows(0, 300).flatten_all().unwrap().to_vec1::<f32>().unwrap());
-        assert_eq!(v.flatten_all().unwrap().to_vec1::<f32>().unwrap(), rows(1000, 300).flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_eq!(
+            k.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            rows(0, 300).flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+        assert_eq!(
+            v.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            rows(1000, 300).flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
     }
 
     #[test]
@@ -397,7 +492,9 @@ mod tests {
         b.append(0, &minus, &minus).unwrap();
         b.advance(1);
         let (kp, _) = fill(&mut p, 2);
-        let last = |k: &Tensor, at: usize| k.narrow(2, at, 1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let last = |k: &Tensor, at: usize| {
+            k.narrow(2, at, 1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
         assert_eq!(last(&ka, 5), [20.0, 21.0, 22.0, 23.0]);
         assert_eq!(last(&kp, 3), [12.0, 13.0, 14.0, 15.0]);
         assert_eq!(last(&ka, 3), [12.0, 13.0, 14.0, 15.0]);
@@ -408,7 +505,12 @@ mod tests {
     #[test]
     fn widens_a_strided_f16_view_as_to_dtype_does() {
         let mut c = KvCache::with_dtype(&config(1), DType::F16);
-        let heads = |t: usize| (Tensor::arange(0f32, (2 * t * 4) as f32, &Device::Cpu).unwrap() / 3.0).unwrap().reshape((1, 2, t, 4)).unwrap();
+        let heads = |t: usize| {
+            (Tensor::arange(0f32, (2 * t * 4) as f32, &Device::Cpu).unwrap() / 3.0)
+                .unwrap()
+                .reshape((1, 2, t, 4))
+                .unwrap()
+        };
         c.append(0, &heads(5), &heads(5)).unwrap();
         c.advance(5);
         // Two heads, a capacity of positions apart in the buffer.
@@ -424,7 +526,10 @@ mod tests {
         let (k, _) = fill(&mut c, 3);
         assert_eq!(k.dtype(), DType::F16);
         assert_eq!(c.bytes(), 2 * STEP * 4 * 2);
-        assert_eq!(k.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), rows(0, 3).flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_eq!(
+            k.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            rows(0, 3).flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
     }
 
     #[test]
@@ -438,14 +543,31 @@ mod tests {
             c.write_rows(0, k, v, 2, 4).unwrap();
             c.advance(3);
             let value = |t: &Tensor, h: usize, p: usize| -> Vec<f32> {
-                t.narrow(1, h, 1).unwrap().narrow(2, p, 1).unwrap().to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+                t.narrow(1, h, 1)
+                    .unwrap()
+                    .narrow(2, p, 1)
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
             };
             let check = |c: &KvCache, positions: usize| {
                 let (kb, vb) = c.buffers(0).unwrap();
                 for p in 0..positions {
                     for h in 0..2 {
-                        assert_eq!(value(kb, h, p), k.row(p)[h * 4..h * 4 + 4], "{dtype:?} key {h} {p}");
-                        assert_eq!(value(vb, h, p), v.row(p)[h * 4..h * 4 + 4], "{dtype:?} value {h} {p}");
+                        assert_eq!(
+                            value(kb, h, p),
+                            k.row(p)[h * 4..h * 4 + 4],
+                            "{dtype:?} key {h} {p}"
+                        );
+                        assert_eq!(
+                            value(vb, h, p),
+                            v.row(p)[h * 4..h * 4 + 4],
+                            "{dtype:?} value {h} {p}"
+                        );
                     }
                 }
             };

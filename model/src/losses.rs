@@ -13,7 +13,8 @@ pub fn causal_lm_loss(model: &Model, input_ids: &Tensor, loss_mask: &Tensor) -> 
     let t = input_ids.dim(1)?;
     let logits = model.forward(&input_ids.narrow(1, 0, t - 1)?, None, None)?;
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let targets = input_ids.narrow(1, 1, t - 1)?.to_dtype(DType::U32)?.unsqueeze(2)?.contiguous()?;
+    let targets =
+        input_ids.narrow(1, 1, t - 1)?.to_dtype(DType::U32)?.unsqueeze(2)?.contiguous()?;
     let tok = logp.gather(&targets, 2)?.squeeze(2)?;
     let mask = loss_mask.narrow(1, 1, t - 1)?.to_dtype(DType::F32)?;
     let count = mask.sum_all()?.maximum(1.0)?;

@@ -9,9 +9,9 @@ use candle_core::Device;
 use crate::chat_template::{ChatTemplate, Message};
 use crate::config::Config;
 use crate::generation::{generate, Generation, GenerationConfig, TokenEvent};
-use crate::scoring::{score_tokens, LogLikelihood};
 use crate::lora::LoraAdapter;
 use crate::resolve::{resolve_model, ModelLocation};
+use crate::scoring::{score_tokens, LogLikelihood};
 use crate::tokenizer::Tokenizer;
 use crate::transformer::Model;
 use crate::weights::{GgufSource, LinearFormat, SafetensorsSource, Weights};
@@ -73,7 +73,11 @@ impl LanguageModel {
                 let cfg = Config::from_json_file(&dir.join("config.json"))?;
                 let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
                 let (bos, eos) = special_texts(&tokenizer);
-                let template = ChatTemplate::from_tokenizer_config(&dir.join("tokenizer_config.json"), &bos, &eos)?;
+                let template = ChatTemplate::from_tokenizer_config(
+                    &dir.join("tokenizer_config.json"),
+                    &bos,
+                    &eos,
+                )?;
                 let src = Arc::new(SafetensorsSource::open_dir(dir)?);
                 let model = Model::new(&cfg, Weights::new(src, opts.device.clone(), opts.format))?;
                 (model, tokenizer, template)
@@ -144,7 +148,11 @@ impl LanguageModel {
 
     /// Log-likelihoods of `(context, continuation)` text pairs (lm-evaluation-harness's
     /// `loglikelihood`), batched up to `batch_tokens` padded tokens per forward pass.
-    pub fn score_pairs(&self, pairs: &[(&str, &str)], batch_tokens: usize) -> Result<Vec<LogLikelihood>> {
+    pub fn score_pairs(
+        &self,
+        pairs: &[(&str, &str)],
+        batch_tokens: usize,
+    ) -> Result<Vec<LogLikelihood>> {
         let ids = pairs.iter().map(|(c, x)| self.encode_pair(c, x)).collect::<Result<Vec<_>>>()?;
         score_tokens(&self.model, &ids, batch_tokens)
     }
@@ -157,7 +165,8 @@ impl LanguageModel {
         cfg: &GenerationConfig,
         on_token: &mut dyn FnMut(TokenEvent<'_>) -> bool,
     ) -> Result<Vec<Generation>> {
-        let prompts = conversations.iter().map(|m| self.chat_prompt_ids(m)).collect::<Result<Vec<_>>>()?;
+        let prompts =
+            conversations.iter().map(|m| self.chat_prompt_ids(m)).collect::<Result<Vec<_>>>()?;
         let mut cfg = cfg.clone();
         cfg.eos_ids.extend(self.eos_ids());
         generate(&self.model, &self.tokenizer, &prompts, &cfg, on_token)

@@ -154,8 +154,14 @@ mod tests {
 
     #[test]
     fn steps_started_from_parallel_jobs_all_finish() {
-        let totals: Vec<u64> = (0..8u64).into_par_iter().map(|k| on_pool_awake(|| (0..1000u64).into_par_iter().map(|i| i + k).sum())).collect();
-        assert_eq!(totals, (0..8u64).map(|k| (0..1000u64).map(|i| i + k).sum::<u64>()).collect::<Vec<_>>());
+        let totals: Vec<u64> = (0..8u64)
+            .into_par_iter()
+            .map(|k| on_pool_awake(|| (0..1000u64).into_par_iter().map(|i| i + k).sum()))
+            .collect();
+        assert_eq!(
+            totals,
+            (0..8u64).map(|k| (0..1000u64).map(|i| i + k).sum::<u64>()).collect::<Vec<_>>()
+        );
     }
 
     /// The hang `IDLE_LIMIT` prevents: a polling job run above a job the step waits for, whose
@@ -165,7 +171,8 @@ mod tests {
     fn a_poller_whose_step_cannot_end_lets_go_when_idle() {
         let never = std::sync::atomic::AtomicBool::new(false);
         let started = std::time::Instant::now();
-        let (_, sum) = rayon::join(|| poll_for_work(&never), || (0..1000u64).into_par_iter().sum::<u64>());
+        let (_, sum) =
+            rayon::join(|| poll_for_work(&never), || (0..1000u64).into_par_iter().sum::<u64>());
         assert_eq!(sum, 499_500);
         let waited = started.elapsed();
         assert!(waited >= IDLE_LIMIT && waited < IDLE_LIMIT * 1000, "{waited:?}");

@@ -34,7 +34,9 @@ pub fn resolve_model(spec: &str) -> Result<ModelLocation> {
         if path.join("config.json").is_file() {
             return Ok(ModelLocation::SafetensorsDir(path.to_path_buf()));
         }
-        return Err(Error::Unsupported(format!("{spec}: a model directory needs config.json and *.safetensors")));
+        return Err(Error::Unsupported(format!(
+            "{spec}: a model directory needs config.json and *.safetensors"
+        )));
     }
     if let Some(known) = KnownModel::by_name(spec) {
         return Ok(ModelLocation::Gguf(known.ensure()?));

@@ -21,7 +21,11 @@ pub struct LogLikelihood {
 
 /// Scores `(context, continuation)` id pairs, batching up to `batch_tokens` padded tokens per
 /// forward pass. Inputs longer than the context window lose context tokens from the left.
-pub fn score_tokens(model: &Model, requests: &[(Vec<u32>, Vec<u32>)], batch_tokens: usize) -> Result<Vec<LogLikelihood>> {
+pub fn score_tokens(
+    model: &Model,
+    requests: &[(Vec<u32>, Vec<u32>)],
+    batch_tokens: usize,
+) -> Result<Vec<LogLikelihood>> {
     let max_len = model.config().max_position_embeddings.min(32_768);
     let mut order: Vec<usize> = (0..requests.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(requests[i].0.len() + requests[i].1.len()));
@@ -41,13 +45,20 @@ pub fn score_tokens(model: &Model, requests: &[(Vec<u32>, Vec<u32>)], batch_toke
     Ok(out.into_iter().map(|x| x.expect("every request scored")).collect())
 }
 
-fn score_batch(model: &Model, requests: &[(Vec<u32>, Vec<u32>)], batch: &[usize], width: usize) -> Result<Vec<LogLikelihood>> {
+fn score_batch(
+    model: &Model,
+    requests: &[(Vec<u32>, Vec<u32>)],
+    batch: &[usize],
+    width: usize,
+) -> Result<Vec<LogLikelihood>> {
     let mut ids = Vec::with_capacity(batch.len() * width);
     let mut spans = vec![]; // (first predicting position, targets)
     for &i in batch {
         let (ctx, cont) = &requests[i];
         if ctx.is_empty() || cont.is_empty() {
-            return Err(Error::InvalidRequest("scoring needs a non-empty context and continuation".into()));
+            return Err(Error::InvalidRequest(
+                "scoring needs a non-empty context and continuation".into(),
+            ));
         }
         let mut full: Vec<u32> = ctx.iter().chain(cont).copied().collect();
         full.pop();

@@ -27,7 +27,10 @@ fn tokenizer_json() -> serde_json::Value {
 
 /// A byte-level BPE `tokenizer.json` without merges: `vocab` maps tokens (in byte-level's
 /// alphabet, `Ġ` for a space) to ids, and `special` names the special tokens among them.
-pub fn byte_level_tokenizer_json(vocab: serde_json::Map<String, serde_json::Value>, special: &[(u32, &str)]) -> serde_json::Value {
+pub fn byte_level_tokenizer_json(
+    vocab: serde_json::Map<String, serde_json::Value>,
+    special: &[(u32, &str)],
+) -> serde_json::Value {
     let added: Vec<serde_json::Value> = special
         .iter()
         .map(|&(id, content)| {
@@ -100,7 +103,6 @@ pub fn write_tiny_model(dir: &Path) -> Result<()> {
     candle_core::safetensors::save(&w, dir.join("model.safetensors"))?;
     Ok(())
 }
-
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
     let path = dir.join(name);

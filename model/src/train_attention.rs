@@ -15,7 +15,13 @@ use crate::layers::softmax::{masked_softmax, softmax_backward};
 use crate::precomputed::Precomputed;
 
 /// `(b, kvh, n_rep * t, s)` attention probabilities; `mask` is `(b or 1, 1, t, s)`.
-fn probs(q: &Tensor, k: &Tensor, mask: Option<&Tensor>, n_rep: usize, scale: f64) -> candle_core::Result<Tensor> {
+fn probs(
+    q: &Tensor,
+    k: &Tensor,
+    mask: Option<&Tensor>,
+    n_rep: usize,
+    scale: f64,
+) -> candle_core::Result<Tensor> {
     masked_softmax(&mm(q, &k.t()?)?, mask, n_rep, scale as f32)
 }
 
@@ -31,11 +37,26 @@ impl CustomOp3 for Attention {
         "train-attention"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         self.out.take()
     }
 
-    fn bwd(&self, q: &Tensor, k: &Tensor, v: &Tensor, o: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        o: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (q, k, v, o) = (q.detach(), k.detach(), v.detach(), o.detach());
         let d_o = grad.contiguous()?;
         let p = probs(&q, &k, self.mask.as_ref(), self.n_rep, self.scale)?;
@@ -55,14 +76,30 @@ impl CustomOp3 for Attention {
 /// sharing a kv head folded into the query length), `k`, `v` `(b, kvh, s, hd)` and an additive
 /// `mask` `(b or 1, 1, t, s)`; `(b, kvh, n_rep * t, hd)`. Differentiable in `q`, `k` and `v` on
 /// CPU without keeping any `t x s` tensor between forward and backward.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, n_rep: usize, scale: f64) -> candle_core::Result<Tensor> {
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    n_rep: usize,
+    scale: f64,
+) -> candle_core::Result<Tensor> {
     let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
     let out = mm(&probs(&q.detach(), &k.detach(), mask, n_rep, scale)?, &v.detach())?;
     let tracked = q.track_op() || k.track_op() || v.track_op();
     if !tracked || !q.device().is_cpu() {
         return Ok(out);
     }
-    q.apply_op3(&k, &v, Attention { mask: mask.cloned(), n_rep, scale, out: Precomputed::of_tensor("train-attention", &out)? })
+    q.apply_op3(
+        &k,
+        &v,
+        Attention {
+            mask: mask.cloned(),
+            n_rep,
+            scale,
+            out: Precomputed::of_tensor("train-attention", &out)?,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -74,7 +111,9 @@ mod tests {
     fn matches_composed_attention_and_its_gradients() {
         let dev = Device::Cpu;
         let (b, kvh, n_rep, t, hd) = (2, 2, 3, 5, 4);
-        let var = |s: (usize, usize, usize, usize)| Var::from_tensor(&Tensor::randn(0f32, 1.0, s, &dev).unwrap()).unwrap();
+        let var = |s: (usize, usize, usize, usize)| {
+            Var::from_tensor(&Tensor::randn(0f32, 1.0, s, &dev).unwrap()).unwrap()
+        };
         let (q, k, v) = (var((b, kvh, n_rep * t, hd)), var((b, kvh, t, hd)), var((b, kvh, t, hd)));
         let mut m = vec![0f32; b * t * t];
         for bi in 0..b {
@@ -90,11 +129,30 @@ mod tests {
         let scale = 0.5;
         let composed = {
             let att = (q.as_tensor().matmul(&k.as_tensor().t().unwrap()).unwrap() * scale).unwrap();
-            let att = att.reshape((b, kvh, n_rep, t, t)).unwrap().broadcast_add(&mask.unsqueeze(1).unwrap()).unwrap().reshape((b, kvh, n_rep * t, t)).unwrap();
+            let att = att
+                .reshape((b, kvh, n_rep, t, t))
+                .unwrap()
+                .broadcast_add(&mask.unsqueeze(1).unwrap())
+                .unwrap()
+                .reshape((b, kvh, n_rep * t, t))
+                .unwrap();
             candle_nn::ops::softmax(&att, D::Minus1).unwrap().matmul(v.as_tensor()).unwrap()
         };
-        let fused = attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), Some(&mask), n_rep, scale).unwrap();
-        let max_diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let fused =
+            attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), Some(&mask), n_rep, scale)
+                .unwrap();
+        let max_diff = |a: &Tensor, b: &Tensor| {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
         assert!(max_diff(&composed, &fused) < 1e-5);
         let coef = Tensor::randn(0f32, 1.0, composed.shape(), &dev).unwrap();
         let g1 = (composed * &coef).unwrap().sum_all().unwrap().backward().unwrap();

@@ -12,7 +12,10 @@ use crate::config::Config;
 use crate::kv_cache::KvCache;
 use crate::layers::bf16_gemm::matmul_in_scope;
 use crate::layers::softmax::masked_softmax;
-use crate::layers::{decode_attention, generation_kernels, ragged_attention, silu_mul, silu_mul_halves, Embedding, FusedLinear, Linear, RmsNorm, RotaryEmbedding};
+use crate::layers::{
+    decode_attention, generation_kernels, ragged_attention, silu_mul, silu_mul_halves, Embedding,
+    FusedLinear, Linear, RmsNorm, RotaryEmbedding,
+};
 use crate::mask::attention_mask;
 use crate::process::{on_pool, on_pool_awake};
 use crate::weights::Weights;
@@ -21,8 +24,9 @@ use crate::Result;
 /// Whether fused projections may copy quantized weights: worth it below ~2B parameters, where
 /// per-matmul overhead rather than memory bandwidth bounds decoding.
 fn fuse_copies(cfg: &Config) -> bool {
-    let per_layer = cfg.hidden_size * (cfg.num_attention_heads + 2 * cfg.kv_heads()) * cfg.head_dim()
-        + 3 * cfg.hidden_size * cfg.intermediate_size;
+    let per_layer =
+        cfg.hidden_size * (cfg.num_attention_heads + 2 * cfg.kv_heads()) * cfg.head_dim()
+            + 3 * cfg.hidden_size * cfg.intermediate_size;
     per_layer * cfg.num_hidden_layers < 2_000_000_000
 }
 
@@ -47,7 +51,11 @@ impl Mlp {
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let a = match &self.gate_up {
-            Some(f) if !x.track_op() && self.gate_proj.lora().is_none() && self.up_proj.lora().is_none() => {
+            Some(f)
+                if !x.track_op()
+                    && self.gate_proj.lora().is_none()
+                    && self.up_proj.lora().is_none() =>
+            {
                 let y = f.forward_joined(x).map_err(candle_core::Error::wrap)?;
                 silu_mul_halves(&y)?
             }
@@ -90,7 +98,13 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<(&mut KvCache, usize)>, offset: usize) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut KvCache, usize)>,
+        offset: usize,
+    ) -> Result<Tensor> {
         let (q, k, v) = self.project(x)?;
         let y = self.attend(&q, &k, &v, mask, cache, offset)?;
         Ok(self.o_proj.forward(&y)?)
@@ -102,14 +116,40 @@ impl Attention {
     /// writes each sequence's keys and values into its cache and attends every row over its own
     /// sequence's positions (the last `window` of them with a sliding window), exactly as when
     /// the sequence is decoded alone.
-    fn forward_rows(&self, x: &Tensor, rope: &(Tensor, Tensor), spans: &[usize], caches: &mut [&mut KvCache], layer: usize, window: Option<usize>) -> Result<Tensor> {
+    fn forward_rows(
+        &self,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        spans: &[usize],
+        caches: &mut [&mut KvCache],
+        layer: usize,
+        window: Option<usize>,
+    ) -> Result<Tensor> {
         let (q, k, v) = self.project(x)?;
         let n = x.dim(0)?;
         let (hd, kvh) = (self.head_dim, self.num_kv_heads);
-        let q = RotaryEmbedding::apply_rows(&q.reshape((n, 1, self.num_heads, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
-        let k = RotaryEmbedding::apply_rows(&k.reshape((n, 1, kvh, hd))?.transpose(1, 2)?, &rope.0, &rope.1)?;
+        let q = RotaryEmbedding::apply_rows(
+            &q.reshape((n, 1, self.num_heads, hd))?.transpose(1, 2)?,
+            &rope.0,
+            &rope.1,
+        )?;
+        let k = RotaryEmbedding::apply_rows(
+            &k.reshape((n, 1, kvh, hd))?.transpose(1, 2)?,
+            &rope.0,
+            &rope.1,
+        )?;
         // `v` `(n, 1, kv_heads * hd)` as projected: the fused projection's strided rows.
-        let y = ragged_attention(&q, &k, &v, spans, caches, layer, window, hd, (1.0 / (hd as f64).sqrt()) as f32)?;
+        let y = ragged_attention(
+            &q,
+            &k,
+            &v,
+            spans,
+            caches,
+            layer,
+            window,
+            hd,
+            (1.0 / (hd as f64).sqrt()) as f32,
+        )?;
         Ok(self.o_proj.forward(&y)?)
     }
 
@@ -126,7 +166,15 @@ impl Attention {
     }
 
     /// Rotary attention of projected `q`, `k`, `v`; returns the heads' outputs `(b, t, heads * head_dim)`.
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, cache: Option<(&mut KvCache, usize)>, offset: usize) -> Result<Tensor> {
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut KvCache, usize)>,
+        offset: usize,
+    ) -> Result<Tensor> {
         let (b, t, _) = q.dims3()?;
         let (hd, kvh) = (self.head_dim, self.num_kv_heads);
         let q = q.reshape((b, t, self.num_heads, hd))?.transpose(1, 2)?;
@@ -152,7 +200,14 @@ impl Attention {
 
     /// Attention of rotated `q` `(b, heads, t, hd)` over `k`, `v` `(b, kv_heads, s, hd)` (the
     /// cache included) under `mask`; `(b, t, heads * head_dim)`.
-    fn attend_rotated(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+    fn attend_rotated(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        scale: f64,
+    ) -> Result<Tensor> {
         let (b, _, t, hd) = q.dims4()?;
         let kvh = self.num_kv_heads;
         if mask.is_none() && !q.track_op() {
@@ -195,20 +250,49 @@ impl DecoderLayer {
         Ok(Self {
             self_attn: Attention::new(cfg, rotary, w.pp("self_attn"))?,
             mlp: Mlp::new(cfg, w.pp("mlp"))?,
-            input_layernorm: RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, w.pp("input_layernorm"))?,
-            post_attention_layernorm: RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, w.pp("post_attention_layernorm"))?,
+            input_layernorm: RmsNorm::new(
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+                w.pp("input_layernorm"),
+            )?,
+            post_attention_layernorm: RmsNorm::new(
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+                w.pp("post_attention_layernorm"),
+            )?,
         })
     }
 
-    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<(&mut KvCache, usize)>, offset: usize) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut KvCache, usize)>,
+        offset: usize,
+    ) -> Result<Tensor> {
         let h = self.self_attn.forward(&self.input_layernorm.forward(x)?, mask, cache, offset)?;
         let x = (x + h)?;
         let h = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
         Ok((x + h)?)
     }
 
-    fn forward_rows(&self, x: &Tensor, rope: &(Tensor, Tensor), spans: &[usize], caches: &mut [&mut KvCache], layer: usize, window: Option<usize>) -> Result<Tensor> {
-        let h = self.self_attn.forward_rows(&self.input_layernorm.forward(x)?, rope, spans, caches, layer, window)?;
+    fn forward_rows(
+        &self,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        spans: &[usize],
+        caches: &mut [&mut KvCache],
+        layer: usize,
+        window: Option<usize>,
+    ) -> Result<Tensor> {
+        let h = self.self_attn.forward_rows(
+            &self.input_layernorm.forward(x)?,
+            rope,
+            spans,
+            caches,
+            layer,
+            window,
+        )?;
         let x = (x + h)?;
         let h = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
         Ok((x + h)?)
@@ -268,12 +352,24 @@ impl Model {
         let norm = RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
         // A tied head is the embedding table: where it is held quantized, lookups read its blocks.
         let (embed_tokens, lm_head) = if w.pp("lm_head").contains("weight") {
-            (Embedding::Dense(table()?), Linear::new(cfg.hidden_size, cfg.vocab_size, w.pp("lm_head"))?)
+            (
+                Embedding::Dense(table()?),
+                Linear::new(cfg.hidden_size, cfg.vocab_size, w.pp("lm_head"))?,
+            )
         } else {
             let head = Linear::new(cfg.hidden_size, cfg.vocab_size, m.pp("embed_tokens"))?;
             (Embedding::tied(table, head.weight())?, head)
         };
-        Ok(Self { embed_tokens, layers, norm, lm_head, config: cfg.clone(), device: w.device().clone(), rotary, checkpointing: None })
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            config: cfg.clone(),
+            device: w.device().clone(),
+            rotary,
+            checkpointing: None,
+        })
     }
 
     /// An empty KV cache for this model. Where the projections are quantized (the generation
@@ -281,7 +377,10 @@ impl Model {
     /// attention reads half the bytes, which at 8 sequences of 128 positions are some 47 MB a
     /// step in f32, beside the weights' 112 MB. Exact f32 weights keep an exact f32 cache.
     pub fn kv_cache(&self) -> KvCache {
-        KvCache::with_dtype(&self.config, self.layers.first().map_or(DType::F32, |l| l.self_attn.kv_dtype()))
+        KvCache::with_dtype(
+            &self.config,
+            self.layers.first().map_or(DType::F32, |l| l.self_attn.kv_dtype()),
+        )
     }
 
     /// The hyper-parameters.
@@ -296,7 +395,12 @@ impl Model {
 
     /// Final hidden states `(b, t, hidden)` for `input_ids` `(b, t)`, appending to `cache` when
     /// given. `left_pad[b]` leading positions of row `b` are padding and are never attended to.
-    pub fn forward_hidden(&self, input_ids: &Tensor, mut cache: Option<&mut KvCache>, left_pad: Option<&[usize]>) -> Result<Tensor> {
+    pub fn forward_hidden(
+        &self,
+        input_ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        left_pad: Option<&[usize]>,
+    ) -> Result<Tensor> {
         let (_, t) = input_ids.dims2()?;
         let offset = cache.as_ref().map_or(0, |c| c.len());
         let window = self.config.effective_sliding_window();
@@ -327,7 +431,8 @@ impl Model {
             x = match &self.checkpointing {
                 Some(grads) if !params.is_empty() && !grad_disabled() => {
                     let (layer, mask) = (layer.clone(), mask.clone());
-                    let f: Recompute = Arc::new(move |x: &Tensor| layer.forward(x, Some(&mask), None, 0));
+                    let f: Recompute =
+                        Arc::new(move |x: &Tensor| layer.forward(x, Some(&mask), None, 0));
                     checkpoint(&x, f, params, grads)?
                 }
                 _ => layer.forward(&x, Some(mask), None, 0)?,
@@ -360,7 +465,12 @@ impl Model {
     }
 
     /// Logits `(b, t, vocab)` for every position.
-    pub fn forward(&self, input_ids: &Tensor, cache: Option<&mut KvCache>, left_pad: Option<&[usize]>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        cache: Option<&mut KvCache>,
+        left_pad: Option<&[usize]>,
+    ) -> Result<Tensor> {
         self.lm_head(&self.forward_hidden(input_ids, cache, left_pad)?)
     }
 
@@ -368,10 +478,18 @@ impl Model {
     /// generation kernels ([`generation_kernels`]). One unpadded sequence with a cache takes
     /// the continuous-batching step ([`Self::forward_ragged`]), so a prompt prefilled here gets
     /// the logits it gets in a batch.
-    pub fn forward_last(&self, input_ids: &Tensor, mut cache: Option<&mut KvCache>, left_pad: Option<&[usize]>) -> Result<Tensor> {
+    pub fn forward_last(
+        &self,
+        input_ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        left_pad: Option<&[usize]>,
+    ) -> Result<Tensor> {
         let unpadded = left_pad.is_none_or(|p| p.iter().all(|&x| x == 0));
         if let (Some(cache), (1, _), true) = (cache.as_deref_mut(), input_ids.dims2()?, unpadded) {
-            return self.forward_ragged(&[&input_ids.squeeze(0)?.to_dtype(DType::U32)?.to_vec1::<u32>()?], &mut [cache]);
+            return self.forward_ragged(
+                &[&input_ids.squeeze(0)?.to_dtype(DType::U32)?.to_vec1::<u32>()?],
+                &mut [cache],
+            );
         }
         on_pool(|| {
             generation_kernels(|| {
@@ -404,10 +522,15 @@ impl Model {
 
     fn ragged_step(&self, seqs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
         if seqs.len() != caches.len() || seqs.is_empty() || seqs.iter().any(|s| s.is_empty()) {
-            return Err(crate::Error::InvalidRequest(format!("{} token sequences (each non-empty) for {} caches", seqs.len(), caches.len())));
+            return Err(crate::Error::InvalidRequest(format!(
+                "{} token sequences (each non-empty) for {} caches",
+                seqs.len(),
+                caches.len()
+            )));
         }
         let window = self.config.effective_sliding_window();
-        let positions: Vec<usize> = seqs.iter().zip(caches.iter()).flat_map(|(s, c)| c.len()..c.len() + s.len()).collect();
+        let positions: Vec<usize> =
+            seqs.iter().zip(caches.iter()).flat_map(|(s, c)| c.len()..c.len() + s.len()).collect();
         let spans: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let rope = self.rotary.at_positions(&positions)?;
         let ids = Tensor::new(seqs.concat(), &self.device)?;
@@ -417,10 +540,13 @@ impl Model {
         }
         caches.iter_mut().zip(&spans).for_each(|(c, &t)| c.advance(t));
         // The last new row of each sequence.
-        let last: Vec<u32> = spans.iter().scan(0, |end, &t| {
-            *end += t;
-            Some(*end as u32 - 1)
-        }).collect();
+        let last: Vec<u32> = spans
+            .iter()
+            .scan(0, |end, &t| {
+                *end += t;
+                Some(*end as u32 - 1)
+            })
+            .collect();
         let x = x.squeeze(1)?.index_select(&Tensor::new(last, &self.device)?, 0)?;
         self.lm_head(&self.norm.forward(&x)?)
     }

@@ -4,7 +4,8 @@ use medalign_model::{ChatTemplate, Message};
 use serde_json::Value;
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
 }
 
 fn messages(v: &Value) -> Vec<Message> {
@@ -13,7 +14,9 @@ fn messages(v: &Value) -> Vec<Message> {
 
 #[test]
 fn smollm2_template_matches_transformers() {
-    let t = ChatTemplate::new(&fixture("smollm2_chat_template.jinja"), "<|im_start|>", "<|im_end|>").unwrap();
+    let t =
+        ChatTemplate::new(&fixture("smollm2_chat_template.jinja"), "<|im_start|>", "<|im_end|>")
+            .unwrap();
     let cases: Vec<Value> = serde_json::from_str(&fixture("smollm2_chat_golden.json")).unwrap();
     assert_eq!(cases.len(), 3);
     for case in cases {

@@ -14,9 +14,13 @@ use candle_core::Device;
 use common::{ids, tiny_model};
 use medalign_model::config::Architecture;
 use medalign_model::fetch::KnownModel;
-use medalign_model::{generate, GenerationConfig, KvCache, LanguageModel, LinearFormat, LoadOptions, Message, Model, ModelLocation};
+use medalign_model::{
+    generate, GenerationConfig, KvCache, LanguageModel, LinearFormat, LoadOptions, Message, Model,
+    ModelLocation,
+};
 
-const PROMPTS: [&[u32]; 4] = [&[1, 5, 9], &[1, 7, 33, 2, 17, 60, 4], &[3, 8, 12, 40, 41, 42, 43, 44, 9, 10], &[1, 2]];
+const PROMPTS: [&[u32]; 4] =
+    [&[1, 5, 9], &[1, 7, 33, 2, 17, 60, 4], &[3, 8, 12, 40, 41, 42, 43, 44, 9, 10], &[1, 2]];
 
 fn prefill(m: &Model, prompt: &[u32]) -> (KvCache, Vec<f32>) {
     let mut cache = KvCache::new(m.config());
@@ -56,7 +60,8 @@ fn rows_joining_and_leaving_get_the_logits_of_decoding_alone() {
                 }
                 let tokens: Vec<u32> = seqs.iter().map(|s| s.2).collect();
                 let mut caches: Vec<&mut KvCache> = seqs.iter_mut().map(|s| &mut s.1).collect();
-                let batch: Vec<Vec<f32>> = m.forward_rows(&tokens, &mut caches).unwrap().to_vec2().unwrap();
+                let batch: Vec<Vec<f32>> =
+                    m.forward_rows(&tokens, &mut caches).unwrap().to_vec2().unwrap();
                 for (s, row) in seqs.iter_mut().zip(batch) {
                     let alone = m.forward_last(&ids(&[s.2]), Some(&mut s.0), None).unwrap();
                     let alone: Vec<f32> = alone.squeeze(0).unwrap().to_vec1().unwrap();
@@ -64,7 +69,8 @@ fn rows_joining_and_leaving_get_the_logits_of_decoding_alone() {
                         assert_eq!(alone, row, "{arch:?} {format:?} step {step}");
                     } else {
                         // f32 GEMM picks other kernels for one row than for several.
-                        let d = alone.iter().zip(&row).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                        let d =
+                            alone.iter().zip(&row).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
                         assert!(d < 1e-4, "{arch:?} {format:?} step {step}: {d}");
                     }
                     assert_eq!(s.0.len(), s.1.len());
@@ -87,18 +93,35 @@ fn prompts_prefilled_beside_a_decoding_row_get_the_logits_of_prefilling_alone() 
         let mut caches: Vec<KvCache> = (0..2).map(|_| KvCache::new(m.config())).collect();
         let mut alone = caches.clone();
         let [a, b] = &mut caches[..] else { unreachable!() };
-        let step: Vec<Vec<f32>> = m.forward_ragged(&[&[next], PROMPTS[1], PROMPTS[2]], &mut [&mut running, a, b]).unwrap().to_vec2().unwrap();
-        let last = |t: candle_core::Tensor| -> Vec<f32> { t.squeeze(0).unwrap().to_vec1().unwrap() };
-        assert_eq!(step[0], last(m.forward_last(&ids(&[next]), Some(&mut running_alone), None).unwrap()), "{arch:?}");
+        let step: Vec<Vec<f32>> = m
+            .forward_ragged(&[&[next], PROMPTS[1], PROMPTS[2]], &mut [&mut running, a, b])
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let last =
+            |t: candle_core::Tensor| -> Vec<f32> { t.squeeze(0).unwrap().to_vec1().unwrap() };
+        assert_eq!(
+            step[0],
+            last(m.forward_last(&ids(&[next]), Some(&mut running_alone), None).unwrap()),
+            "{arch:?}"
+        );
         for (i, p) in [PROMPTS[1], PROMPTS[2]].iter().enumerate() {
-            assert_eq!(step[i + 1], last(m.forward_last(&ids(p), Some(&mut alone[i]), None).unwrap()), "{arch:?} prompt {i}");
+            assert_eq!(
+                step[i + 1],
+                last(m.forward_last(&ids(p), Some(&mut alone[i]), None).unwrap()),
+                "{arch:?} prompt {i}"
+            );
             assert_eq!(caches[i].len(), p.len());
         }
         let tokens = [argmax(&step[1]), argmax(&step[2])];
         let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
         let decoded: Vec<Vec<f32>> = m.forward_rows(&tokens, &mut refs).unwrap().to_vec2().unwrap();
         for (i, c) in alone.iter_mut().enumerate() {
-            assert_eq!(decoded[i], last(m.forward_last(&ids(&[tokens[i]]), Some(c), None).unwrap()), "{arch:?} decode {i}");
+            assert_eq!(
+                decoded[i],
+                last(m.forward_last(&ids(&[tokens[i]]), Some(c), None).unwrap()),
+                "{arch:?} decode {i}"
+            );
         }
     }
 }
@@ -121,13 +144,17 @@ fn batched_generation_of_different_lengths_equals_each_alone() {
     }
 }
 
-const TOPICS: [&str; 8] = ["asthma", "diabetes", "migraine", "anemia", "sepsis", "gout", "eczema", "angina"];
+const TOPICS: [&str; 8] =
+    ["asthma", "diabetes", "migraine", "anemia", "sepsis", "gout", "eczema", "angina"];
 
 /// The server benchmark's questions, made of different lengths so that the old left-padded
 /// batch differed from the answers alone (first at tokens 2 to 24).
 #[test]
 fn smollm2_batched_greedy_answers_equal_answers_alone_when_cached() {
-    let Some(path) = KnownModel::by_name("smollm2-135m-instruct").map(|m| m.cached_path()).filter(|p| p.is_file()) else {
+    let Some(path) = KnownModel::by_name("smollm2-135m-instruct")
+        .map(|m| m.cached_path())
+        .filter(|p| p.is_file())
+    else {
         eprintln!("note: skipped, SmolLM2 is not cached");
         return;
     };
@@ -135,15 +162,25 @@ fn smollm2_batched_greedy_answers_equal_answers_alone_when_cached() {
     let lm = LanguageModel::load_location(ModelLocation::Gguf(path), &opts).unwrap();
     let prompts: Vec<Vec<u32>> = (0..8)
         .map(|i| {
-            let q = format!("In two sentences, what is {} and how is it treated?{}", TOPICS[i], " Be precise.".repeat(i));
+            let q = format!(
+                "In two sentences, what is {} and how is it treated?{}",
+                TOPICS[i],
+                " Be precise.".repeat(i)
+            );
             lm.chat_prompt_ids(&[Message::new("user", &q)]).unwrap()
         })
         .collect();
     let cfg = GenerationConfig { max_new_tokens: 40, eos_ids: lm.eos_ids(), ..Default::default() };
     let batch = generate(&lm.model, &lm.tokenizer, &prompts, &cfg, &mut |_| true).unwrap();
     for (i, (p, g)) in prompts.iter().zip(&batch).enumerate() {
-        let alone = generate(&lm.model, &lm.tokenizer, std::slice::from_ref(p), &cfg, &mut |_| true).unwrap();
-        assert_eq!(alone[0].token_ids, g.token_ids, "prompt {i}: {:?} vs {:?}", alone[0].text, g.text);
+        let alone =
+            generate(&lm.model, &lm.tokenizer, std::slice::from_ref(p), &cfg, &mut |_| true)
+                .unwrap();
+        assert_eq!(
+            alone[0].token_ids, g.token_ids,
+            "prompt {i}: {:?} vs {:?}",
+            alone[0].text, g.text
+        );
     }
 }
 
@@ -161,7 +198,12 @@ fn a_prompt_continued_from_a_shared_prefix_gets_the_logits_of_prefilling_it_whol
         for format in [LinearFormat::F32, LinearFormat::Quantized] {
             let m = tiny_model(arch, format);
             let run = |cache: &mut KvCache, tokens: &[u32]| -> Vec<f32> {
-                m.forward_ragged(&[tokens], &mut [cache]).unwrap().squeeze(0).unwrap().to_vec1().unwrap()
+                m.forward_ragged(&[tokens], &mut [cache])
+                    .unwrap()
+                    .squeeze(0)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
             };
             let whole = run(&mut m.kv_cache(), &p);
             let mut other = m.kv_cache();
@@ -173,7 +215,6 @@ fn a_prompt_continued_from_a_shared_prefix_gets_the_logits_of_prefilling_it_whol
         }
     }
 }
-
 
 /// Every prompt row attends with the decoding kernel and the quantized kernels compute every
 /// product row by row, so a prompt fed whole, in chunks or token by token gets the same logits
@@ -188,9 +229,21 @@ fn a_prompt_fed_whole_in_chunks_or_token_by_token_gets_the_same_logits() {
             let mut cache = m.kv_cache();
             let mut last = Vec::new();
             for piece in pieces {
-                last = m.forward_ragged(&[piece], &mut [&mut cache]).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+                last = m
+                    .forward_ragged(&[piece], &mut [&mut cache])
+                    .unwrap()
+                    .squeeze(0)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
             }
-            let next = m.forward_rows(&[argmax(&last)], &mut [&mut cache]).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+            let next = m
+                .forward_rows(&[argmax(&last)], &mut [&mut cache])
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             (last, next)
         };
         let whole = feed(&mut std::iter::once(p));

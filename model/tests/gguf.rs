@@ -17,7 +17,14 @@ use medalign_model::{LinearFormat, Model, Tokenizer, Weights};
 /// llama.cpp's `permute`: rows (heads, 2, hd/2) -> (heads, hd/2, 2).
 fn permute(w: &Tensor, heads: usize) -> Tensor {
     let (out, inp) = w.dims2().unwrap();
-    w.reshape((heads, 2, out / heads / 2, inp)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap().reshape((out, inp)).unwrap()
+    w.reshape((heads, 2, out / heads / 2, inp))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .reshape((out, inp))
+        .unwrap()
 }
 
 fn gguf_name(hf: &str) -> String {
@@ -111,10 +118,22 @@ fn llama_gguf_loads_equal_to_the_hugging_face_layout() {
     let gcfg = Config::from_gguf(src.content()).unwrap();
     assert_eq!((gcfg.num_hidden_layers, gcfg.kv_heads(), gcfg.head_dim()), (2, 2, 16));
     assert!(gcfg.tie_word_embeddings);
-    let from_gguf = Model::new(&gcfg, Weights::new(Arc::new(src), Device::Cpu, LinearFormat::F32)).unwrap();
-    let hf = Model::new(&cfg, Weights::new(Arc::new(TensorMapSource(random_weights(&cfg, 7))), Device::Cpu, LinearFormat::F32)).unwrap();
+    let from_gguf =
+        Model::new(&gcfg, Weights::new(Arc::new(src), Device::Cpu, LinearFormat::F32)).unwrap();
+    let hf = Model::new(
+        &cfg,
+        Weights::new(
+            Arc::new(TensorMapSource(random_weights(&cfg, 7))),
+            Device::Cpu,
+            LinearFormat::F32,
+        ),
+    )
+    .unwrap();
     let prompt = ids(&[1, 5, 9, 33, 2, 17, 60, 4]);
-    let d = max_abs_diff(&hf.forward(&prompt, None, None).unwrap(), &from_gguf.forward(&prompt, None, None).unwrap());
+    let d = max_abs_diff(
+        &hf.forward(&prompt, None, None).unwrap(),
+        &from_gguf.forward(&prompt, None, None).unwrap(),
+    );
     assert!(d < 1e-5, "GGUF model differs from the original by {d}");
 }
 

@@ -37,7 +37,12 @@ fn disable_restores_base_and_merge_equals_unmerged() {
     for format in [LinearFormat::F32, LinearFormat::Quantized] {
         let mut m = tiny_model(Architecture::Qwen2, format);
         let base = logits(&m);
-        let adapter = LoraAdapter::init(&mut m, LoraConfig { r: 4, lora_alpha: 8.0, ..Default::default() }, 0).unwrap();
+        let adapter = LoraAdapter::init(
+            &mut m,
+            LoraConfig { r: 4, lora_alpha: 8.0, ..Default::default() },
+            0,
+        )
+        .unwrap();
         perturb(&adapter);
         let adapted = logits(&m);
         assert!(max_abs_diff(&base, &adapted) > 1e-3, "the adapter should change the output");
@@ -47,7 +52,15 @@ fn disable_restores_base_and_merge_equals_unmerged() {
         m.merge_lora().unwrap();
         let merged = logits(&m);
         // Merging into a Q8_0 weight re-quantizes it: allow 5% of the logit range there.
-        let range = adapted.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let range = adapted
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         let tol = if format == LinearFormat::F32 { 1e-4 } else { 0.05 * range };
         let d = max_abs_diff(&adapted, &merged);
         assert!(d < tol, "{format:?}: merged differs by {d}");
@@ -66,7 +79,10 @@ fn rslora_scales_by_alpha_over_sqrt_r() {
 #[test]
 fn only_targeted_projections_get_adapters() {
     let mut m = tiny_model(Architecture::Llama, LinearFormat::F32);
-    let cfg = LoraConfig { target_modules: vec![TargetModule::QProj, TargetModule::VProj], ..Default::default() };
+    let cfg = LoraConfig {
+        target_modules: vec![TargetModule::QProj, TargetModule::VProj],
+        ..Default::default()
+    };
     let adapter = LoraAdapter::init(&mut m, cfg, 0).unwrap();
     let names: Vec<String> = adapter.named_vars().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names.len(), 2 * 2 * 2);
@@ -85,8 +101,10 @@ fn peft_save_load_round_trip() {
     adapter.save(dir.path(), "tiny").unwrap();
     assert!(dir.path().join(ADAPTER_CONFIG_FILE).is_file());
     assert!(dir.path().join(ADAPTER_WEIGHTS_FILE).is_file());
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join(ADAPTER_CONFIG_FILE)).unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(ADAPTER_CONFIG_FILE)).unwrap(),
+    )
+    .unwrap();
     assert_eq!(json["peft_type"], "LORA");
     assert_eq!(json["r"], 2);
 

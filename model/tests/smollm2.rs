@@ -5,17 +5,18 @@
 use candle_core::{Device, Tensor};
 use medalign_model::fetch::KnownModel;
 use medalign_model::{
-    generate, score_tokens, GenerationConfig, LanguageModel, LinearFormat, LoadOptions, Message, ModelLocation,
+    generate, score_tokens, GenerationConfig, LanguageModel, LinearFormat, LoadOptions, Message,
+    ModelLocation,
 };
 
 const PROMPT_IDS: [u32; 43] = [
-    1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407, 19712, 8182, 2,
-    198, 1, 4093, 198, 1780, 314, 260, 5428, 2956, 8771, 282, 40783, 327, 253, 2458, 2490, 47, 2, 198, 1, 520,
-    9531, 198,
+    1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407,
+    19712, 8182, 2, 198, 1, 4093, 198, 1780, 314, 260, 5428, 2956, 8771, 282, 40783, 327, 253,
+    2458, 2490, 47, 2, 198, 1, 520, 9531, 198,
 ];
 const GREEDY_32: [u32; 32] = [
-    504, 5428, 2956, 8771, 282, 40783, 327, 253, 2458, 2490, 314, 3431, 216, 36, 32, 32, 9209, 567, 1194, 28, 564,
-    451, 416, 4341, 4509, 335, 1212, 10397, 284, 260, 6137, 282,
+    504, 5428, 2956, 8771, 282, 40783, 327, 253, 2458, 2490, 314, 3431, 216, 36, 32, 32, 9209, 567,
+    1194, 28, 564, 451, 416, 4341, 4509, 335, 1212, 10397, 284, 260, 6137, 282,
 ];
 const QUESTION: &str = "What is the maximum daily dose of acetaminophen for a healthy adult?";
 
@@ -65,11 +66,13 @@ fn nll_and_greedy_answer_match_transformers() {
     assert!((nll - 0.605_435_8).abs() < 1e-4, "mean NLL {nll}, transformers 0.6054358");
 
     let cfg = GenerationConfig { max_new_tokens: 32, eos_ids: lm.eos_ids(), ..Default::default() };
-    let out = generate(&lm.model, &lm.tokenizer, &[PROMPT_IDS.to_vec()], &cfg, &mut |_| true).unwrap();
+    let out =
+        generate(&lm.model, &lm.tokenizer, &[PROMPT_IDS.to_vec()], &cfg, &mut |_| true).unwrap();
     assert_eq!(out[0].token_ids, GREEDY_32);
     assert!(out[0].text.starts_with("The maximum daily dose of acetaminophen"));
     // Scoring the answer finds every token greedy: generation and scoring agree.
-    let ll = score_tokens(&lm.model, &[(PROMPT_IDS.to_vec(), GREEDY_32.to_vec())], 4096).unwrap()[0];
+    let ll =
+        score_tokens(&lm.model, &[(PROMPT_IDS.to_vec(), GREEDY_32.to_vec())], 4096).unwrap()[0];
     assert!(ll.is_greedy && ll.tokens == 32 && ll.logprob < 0.0, "{ll:?}");
 }
 
@@ -92,7 +95,9 @@ fn batched_generation_equals_one_by_one_and_scores_its_answers() {
     .unwrap();
     assert_eq!(streamed, both[1].text);
     for (p, g) in prompts.iter().zip(&both) {
-        let alone = generate(&lm.model, &lm.tokenizer, std::slice::from_ref(p), &cfg, &mut |_| true).unwrap();
+        let alone =
+            generate(&lm.model, &lm.tokenizer, std::slice::from_ref(p), &cfg, &mut |_| true)
+                .unwrap();
         assert_eq!(alone[0].token_ids, g.token_ids);
         // Scoring reads the exact f32 product of the dequantized weights, generation the 8-bit
         // kernels and an f16 cache: their logits differ by up to about one, so a near tie may be
@@ -106,7 +111,12 @@ fn batched_generation_equals_one_by_one_and_scores_its_answers() {
 fn stop_strings_cut_the_answer() {
     let Some(lm) = load(LinearFormat::Quantized) else { return };
     let prompt = lm.chat_prompt_ids(&[Message::new("user", QUESTION)]).unwrap();
-    let cfg = GenerationConfig { max_new_tokens: 32, eos_ids: lm.eos_ids(), stop: vec!["acetaminophen".into()], ..Default::default() };
+    let cfg = GenerationConfig {
+        max_new_tokens: 32,
+        eos_ids: lm.eos_ids(),
+        stop: vec!["acetaminophen".into()],
+        ..Default::default()
+    };
     let out = generate(&lm.model, &lm.tokenizer, &[prompt], &cfg, &mut |_| true).unwrap();
     assert_eq!(out[0].text, "The maximum daily dose of ");
     assert_eq!(out[0].finish_reason, medalign_model::generation::FinishReason::Stop);
@@ -116,12 +126,19 @@ fn stop_strings_cut_the_answer() {
 fn text_scoring_prefers_the_right_answer_and_chat_answers() {
     let Some(lm) = load(LinearFormat::F32) else { return };
     let ll = lm
-        .score_pairs(&[("The capital of France is", " Paris"), ("The capital of France is ", "London")], 4096)
+        .score_pairs(
+            &[("The capital of France is", " Paris"), ("The capital of France is ", "London")],
+            4096,
+        )
         .unwrap();
     assert!(ll[0].logprob > ll[1].logprob, "{ll:?}");
     assert!(ll[0].is_greedy && ll[0].tokens == 1);
     let (ctx, cont) = lm.encode_pair("The capital of France is ", "London").unwrap();
-    assert_eq!(lm.tokenizer.decode(&cont, false).unwrap(), " London", "the trailing space moves to the continuation");
+    assert_eq!(
+        lm.tokenizer.decode(&cont, false).unwrap(),
+        " London",
+        "the trailing space moves to the continuation"
+    );
     assert!(!ctx.is_empty());
     let cfg = GenerationConfig { max_new_tokens: 8, ..Default::default() };
     let out = lm.chat(&[vec![Message::new("user", QUESTION)]], &cfg, &mut |_| true).unwrap();

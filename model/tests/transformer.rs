@@ -26,7 +26,11 @@ fn kv_cache_decode_equals_full_recompute() {
         let m = tiny_model(arch, LinearFormat::F32);
         let full = m.forward(&ids(&PROMPT), None, None).unwrap().squeeze(0).unwrap();
         let mut cache = KvCache::new(m.config());
-        let mut rows = vec![m.forward(&ids(&PROMPT[..4]), Some(&mut cache), None).unwrap().squeeze(0).unwrap()];
+        let mut rows = vec![m
+            .forward(&ids(&PROMPT[..4]), Some(&mut cache), None)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()];
         for &t in &PROMPT[4..] {
             rows.push(m.forward(&ids(&[t]), Some(&mut cache), None).unwrap().squeeze(0).unwrap());
         }
@@ -41,7 +45,9 @@ fn kv_cache_decode_equals_full_recompute() {
 fn left_padding_does_not_change_logits() {
     let m = tiny_model(Architecture::Llama, LinearFormat::F32);
     let alone = m.forward_last(&ids(&PROMPT[..5]), None, None).unwrap();
-    let batch = Tensor::new(&[[0u32, 0, 0, 1, 5, 9, 33, 2], [7, 7, 1, 5, 9, 33, 2, 3]], &Device::Cpu).unwrap();
+    let batch =
+        Tensor::new(&[[0u32, 0, 0, 1, 5, 9, 33, 2], [7, 7, 1, 5, 9, 33, 2, 3]], &Device::Cpu)
+            .unwrap();
     let both = m.forward_last(&batch, None, Some(&[3, 0])).unwrap();
     let d = max_abs_diff(&alone.squeeze(0).unwrap(), &both.get(0).unwrap());
     assert!(d < 1e-4, "padding changed logits by {d}");
@@ -66,8 +72,10 @@ fn sliding_window_limits_attention() {
 fn quantized_format_stays_close_to_f32() {
     let f = tiny_model(Architecture::Llama, LinearFormat::F32);
     let q = tiny_model(Architecture::Llama, LinearFormat::Quantized);
-    let a = candle_nn::ops::softmax(&f.forward(&ids(&PROMPT), None, None).unwrap(), D::Minus1).unwrap();
-    let b = candle_nn::ops::softmax(&q.forward(&ids(&PROMPT), None, None).unwrap(), D::Minus1).unwrap();
+    let a =
+        candle_nn::ops::softmax(&f.forward(&ids(&PROMPT), None, None).unwrap(), D::Minus1).unwrap();
+    let b =
+        candle_nn::ops::softmax(&q.forward(&ids(&PROMPT), None, None).unwrap(), D::Minus1).unwrap();
     let d = max_abs_diff(&a, &b);
     assert!(d < 2e-2, "Q8_0 probabilities differ by {d}");
 }
@@ -76,7 +84,8 @@ fn quantized_format_stays_close_to_f32() {
 fn every_lora_variable_gets_a_gradient() {
     for format in [LinearFormat::F32, LinearFormat::Quantized] {
         let mut m = tiny_model(Architecture::Qwen2, format);
-        let adapter = LoraAdapter::init(&mut m, LoraConfig { r: 4, ..LoraConfig::default() }, 1).unwrap();
+        let adapter =
+            LoraAdapter::init(&mut m, LoraConfig { r: 4, ..LoraConfig::default() }, 1).unwrap();
         // B starts at zero, so perturb it for A's gradient to be non-zero too.
         for v in adapter.vars() {
             v.set(&(v.as_tensor() + 0.01).unwrap()).unwrap();
@@ -87,7 +96,9 @@ fn every_lora_variable_gets_a_gradient() {
         let vars = adapter.named_vars();
         assert_eq!(vars.len(), 2 * 7 * 2);
         for (name, v) in vars {
-            let g = grads.get(v.as_tensor()).unwrap_or_else(|| panic!("{format:?}: no gradient for {name}"));
+            let g = grads
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("{format:?}: no gradient for {name}"));
             let n = g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(n > 0.0, "{format:?}: zero gradient for {name}");
         }
@@ -98,7 +109,8 @@ fn every_lora_variable_gets_a_gradient() {
 fn losses_train_lora_and_dpo_prefers_the_chosen() {
     use medalign_model::{causal_lm_loss, dpo_loss, sequence_logprobs};
     let mut m = tiny_model(Architecture::Llama, LinearFormat::F32);
-    let adapter = LoraAdapter::init(&mut m, LoraConfig { r: 4, ..LoraConfig::default() }, 3).unwrap();
+    let adapter =
+        LoraAdapter::init(&mut m, LoraConfig { r: 4, ..LoraConfig::default() }, 3).unwrap();
     let mut opt = candle_nn::AdamW::new_lr(adapter.vars(), 1e-2).unwrap();
     let x = ids(&PROMPT);
     let mask = Tensor::ones((1, PROMPT.len()), candle_core::DType::F32, &Device::Cpu).unwrap();

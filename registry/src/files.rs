@@ -34,7 +34,8 @@ impl Registration {
     pub fn read(dir: &Path) -> Result<Registration, RegistryError> {
         let path = dir.join(REGISTRATION_FILE);
         let bytes = std::fs::read(&path).map_err(|e| RegistryError::Io(path.clone(), e))?;
-        serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid(format!("{}: {e}", path.display())))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| RegistryError::Invalid(format!("{}: {e}", path.display())))
     }
 
     /// Writes `dir/registration.json`.
@@ -49,12 +50,18 @@ impl Registration {
     pub fn load_plan(&self, dir: &Path) -> (String, Option<PathBuf>) {
         let local = |p: &str| {
             let p = Path::new(p);
-            if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                dir.join(p)
+            }
         };
         if let Some(m) = self.merged.as_deref().or(self.gguf.as_deref()) {
             return (local(m).to_string_lossy().into_owned(), None);
         }
-        let base = if Path::new(&self.base_model).components().count() > 1 || dir.join(&self.base_model).exists() {
+        let base = if Path::new(&self.base_model).components().count() > 1
+            || dir.join(&self.base_model).exists()
+        {
             local(&self.base_model).to_string_lossy().into_owned()
         } else {
             self.base_model.clone()
@@ -109,7 +116,10 @@ mod tests {
             merged: None,
             gguf: None,
         };
-        assert_eq!(r.load_plan(dir), ("smollm2-135m-instruct".to_string(), Some(dir.join("adapter"))));
+        assert_eq!(
+            r.load_plan(dir),
+            ("smollm2-135m-instruct".to_string(), Some(dir.join("adapter")))
+        );
         r.gguf = Some("model.gguf".into());
         assert_eq!(r.load_plan(dir), ("/models/m/model.gguf".to_string(), None));
     }

@@ -32,11 +32,11 @@ impl FromStr for ModelRef {
             check_name("alias", alias)?;
             ModelRef::Alias(name.to_string(), alias.to_string())
         } else if let Some((name, version)) = s.split_once(':') {
-            let v: u32 = version
-                .parse()
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| RegistryError::Invalid(format!("{s:?}: the version after ':' must be a number from 1")))?;
+            let v: u32 = version.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
+                RegistryError::Invalid(format!(
+                    "{s:?}: the version after ':' must be a number from 1"
+                ))
+            })?;
             ModelRef::Version(name.to_string(), v)
         } else {
             ModelRef::Alias(s.to_string(), LATEST.to_string())
@@ -63,7 +63,10 @@ mod tests {
     fn parses_the_three_forms() {
         assert_eq!("m".parse::<ModelRef>().unwrap(), ModelRef::Alias("m".into(), "latest".into()));
         assert_eq!("m:3".parse::<ModelRef>().unwrap(), ModelRef::Version("m".into(), 3));
-        assert_eq!("m@production".parse::<ModelRef>().unwrap(), ModelRef::Alias("m".into(), "production".into()));
+        assert_eq!(
+            "m@production".parse::<ModelRef>().unwrap(),
+            ModelRef::Alias("m".into(), "production".into())
+        );
         assert!("m:x".parse::<ModelRef>().is_err());
         assert!("m:0".parse::<ModelRef>().is_err());
         assert!("@prod".parse::<ModelRef>().is_err());

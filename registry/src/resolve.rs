@@ -35,14 +35,20 @@ pub struct ModelSource {
 impl ModelSource {
     /// Loads the model with `opts` and applies the adapter.
     pub fn load(&self, opts: &LoadOptions) -> Result<LanguageModel, RegistryError> {
-        let mut lm = LanguageModel::load(&self.spec, opts).map_err(|e| RegistryError::Model(format!("{}: {e}", self.spec)))?;
+        let mut lm = LanguageModel::load(&self.spec, opts)
+            .map_err(|e| RegistryError::Model(format!("{}: {e}", self.spec)))?;
         if let Some(a) = &self.adapter {
-            lm.load_adapter(a).map_err(|e| RegistryError::Model(format!("adapter {}: {e}", a.display())))?;
+            lm.load_adapter(a)
+                .map_err(|e| RegistryError::Model(format!("adapter {}: {e}", a.display())))?;
         }
         Ok(lm)
     }
 
-    fn registered_dir(dir: &Path, reference: &str, key: Option<&str>) -> Result<ModelSource, RegistryError> {
+    fn registered_dir(
+        dir: &Path,
+        reference: &str,
+        key: Option<&str>,
+    ) -> Result<ModelSource, RegistryError> {
         let reg = Registration::read(dir)?;
         let (spec, adapter) = reg.load_plan(dir);
         let id = format!("{}:{}", reg.name, reg.version);
@@ -62,15 +68,26 @@ impl ModelSource {
 
 /// Resolves `reference`. Relative paths are taken from `base_dir` (a manifest's directory, or
 /// `.` on the command line); registry references are looked up in the registry of `store`.
-pub fn resolve(reference: &str, base_dir: &Path, store: &Path) -> Result<ModelSource, RegistryError> {
+pub fn resolve(
+    reference: &str,
+    base_dir: &Path,
+    store: &Path,
+) -> Result<ModelSource, RegistryError> {
     let path = base_dir.join(reference);
     if path.join(REGISTRATION_FILE).is_file() {
         return ModelSource::registered_dir(&path, reference, None);
     }
     if path.exists() {
         let spec = path.to_string_lossy().into_owned();
-        let id = path.file_name().map_or_else(|| spec.clone(), |n| n.to_string_lossy().into_owned());
-        return Ok(ModelSource { spec, adapter: None, id, aliases: vec![reference.to_string()], registered: None });
+        let id =
+            path.file_name().map_or_else(|| spec.clone(), |n| n.to_string_lossy().into_owned());
+        return Ok(ModelSource {
+            spec,
+            adapter: None,
+            id,
+            aliases: vec![reference.to_string()],
+            registered: None,
+        });
     }
     let registry_syntax = reference.contains('@') || reference.contains(':');
     if let Ok(r) = reference.parse::<ModelRef>() {
@@ -93,7 +110,13 @@ pub fn resolve(reference: &str, base_dir: &Path, store: &Path) -> Result<ModelSo
             None => {}
         }
     }
-    Ok(ModelSource { spec: reference.to_string(), adapter: None, id: reference.to_string(), aliases: vec![reference.to_string()], registered: None })
+    Ok(ModelSource {
+        spec: reference.to_string(),
+        adapter: None,
+        id: reference.to_string(),
+        aliases: vec![reference.to_string()],
+        registered: None,
+    })
 }
 
 #[cfg(test)]
@@ -146,13 +169,22 @@ mod tests {
         let latest = resolve("med@latest", here, &store).unwrap();
         assert_eq!((latest.id.as_str(), latest.spec.as_str()), ("med:2", "smollm2-135m-instruct"));
         assert_eq!(latest.adapter, Some(two.join("adapter")));
-        assert_eq!(resolve("med", here, &store).unwrap(), ModelSource { aliases: vec!["med".into(), "med@latest".into()], ..latest.clone() });
+        assert_eq!(
+            resolve("med", here, &store).unwrap(),
+            ModelSource { aliases: vec!["med".into(), "med@latest".into()], ..latest.clone() }
+        );
         let staging = resolve("med@staging", here, &store).unwrap();
-        assert_eq!((staging.id.as_str(), staging.registered.as_deref()), ("med:1", Some("med:1 k1")));
+        assert_eq!(
+            (staging.id.as_str(), staging.registered.as_deref()),
+            ("med:1", Some("med:1 k1"))
+        );
         assert_eq!(resolve("med:1", here, &store).unwrap().adapter, Some(one.join("adapter")));
         // The registered directory itself, by path.
         let by_dir = resolve("v2", here, &store).unwrap();
-        assert_eq!((by_dir.id.as_str(), by_dir.adapter.clone()), ("med:2", Some(two.join("adapter"))));
+        assert_eq!(
+            (by_dir.id.as_str(), by_dir.adapter.clone()),
+            ("med:2", Some(two.join("adapter")))
+        );
         assert!(by_dir.registered.unwrap().starts_with("med:2 "));
     }
 
@@ -162,7 +194,10 @@ mod tests {
         let store = dir.path().join("store");
         std::fs::write(dir.path().join("m.gguf"), b"x").unwrap();
         let file = resolve("m.gguf", dir.path(), &store).unwrap();
-        assert_eq!((file.spec, file.id, file.registered), (dir.path().join("m.gguf").to_string_lossy().into_owned(), "m.gguf".into(), None));
+        assert_eq!(
+            (file.spec, file.id, file.registered),
+            (dir.path().join("m.gguf").to_string_lossy().into_owned(), "m.gguf".into(), None)
+        );
         let known = resolve("smollm2-135m-instruct", dir.path(), &store).unwrap();
         assert_eq!((known.spec.as_str(), known.adapter), ("smollm2-135m-instruct", None));
         let e = resolve("med@latest", dir.path(), &store).unwrap_err().to_string();
@@ -170,6 +205,10 @@ mod tests {
         register(&store, &dir.path().join("v1"), "k1", &[]);
         let e = resolve("med@production", dir.path(), &store).unwrap_err().to_string();
         assert!(e.contains("med@production") && e.contains("med (1 versions)"), "{e}");
-        assert_eq!(resolve("other", dir.path(), &store).unwrap().spec, "other", "a bare unregistered name goes to the model crate");
+        assert_eq!(
+            resolve("other", dir.path(), &store).unwrap().spec,
+            "other",
+            "a bare unregistered name goes to the model crate"
+        );
     }
 }

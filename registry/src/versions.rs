@@ -137,7 +137,8 @@ pub fn check_name(what: &str, s: &str) -> Result<(), RegistryError> {
 impl Registry {
     /// Opens (creating) the registry of the store at `store_root`.
     pub fn open(store_root: &Path) -> Result<Registry, RegistryError> {
-        std::fs::create_dir_all(store_root).map_err(|e| RegistryError::Io(store_root.to_path_buf(), e))?;
+        std::fs::create_dir_all(store_root)
+            .map_err(|e| RegistryError::Io(store_root.to_path_buf(), e))?;
         let path = store_root.join(REGISTRY_FILE);
         let conn = Connection::open(&path).map_err(db_err(&path))?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(db_err(&path))?;
@@ -168,10 +169,15 @@ impl Registry {
         }
         let path = self.path.clone();
         let err = db_err(&path);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
         if let Some(key) = &new.artifact_key {
             let existing: Option<u32> = tx
-                .query_row("SELECT version FROM versions WHERE name = ?1 AND artifact_key = ?2", params![new.name, key], |r| r.get(0))
+                .query_row(
+                    "SELECT version FROM versions WHERE name = ?1 AND artifact_key = ?2",
+                    params![new.name, key],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(&err)?;
             if let Some(v) = existing {
@@ -180,7 +186,11 @@ impl Registry {
             }
         }
         let version: u32 = tx
-            .query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?1", params![new.name], |r| r.get(0))
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?1",
+                params![new.name],
+                |r| r.get(0),
+            )
             .map_err(&err)?;
         let path_text = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
         tx.execute(
@@ -217,14 +227,24 @@ impl Registry {
     }
 
     /// Points `alias` of `name` at `version`, which must exist; returns the version it pointed at before.
-    pub fn promote(&mut self, name: &str, version: u32, alias: &str) -> Result<Option<u32>, RegistryError> {
+    pub fn promote(
+        &mut self,
+        name: &str,
+        version: u32,
+        alias: &str,
+    ) -> Result<Option<u32>, RegistryError> {
         check_name("alias", alias)?;
         self.get(&ModelRef::Version(name.to_string(), version))?;
         let path = self.path.clone();
         let err = db_err(&path);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
         let before: Option<u32> = tx
-            .query_row("SELECT version FROM aliases WHERE name = ?1 AND alias = ?2", params![name, alias], |r| r.get(0))
+            .query_row(
+                "SELECT version FROM aliases WHERE name = ?1 AND alias = ?2",
+                params![name, alias],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(&err)?;
         tx.execute(
@@ -245,7 +265,11 @@ impl Registry {
             ModelRef::Alias(name, alias) => {
                 let v: Option<u32> = self
                     .conn
-                    .query_row("SELECT version FROM aliases WHERE name = ?1 AND alias = ?2", params![name, alias], |r| r.get(0))
+                    .query_row(
+                        "SELECT version FROM aliases WHERE name = ?1 AND alias = ?2",
+                        params![name, alias],
+                        |r| r.get(0),
+                    )
                     .optional()
                     .map_err(&err)?;
                 (name.as_str(), v)
@@ -255,32 +279,48 @@ impl Registry {
             Some(v) => self.version_row(name, v)?,
             None => None,
         };
-        row.ok_or_else(|| RegistryError::NotFound { reference: r.to_string(), known: self.names().unwrap_or_default() })
+        row.ok_or_else(|| RegistryError::NotFound {
+            reference: r.to_string(),
+            known: self.names().unwrap_or_default(),
+        })
     }
 
     /// Every version, by name then version.
     pub fn list(&self) -> Result<Vec<ModelVersion>, RegistryError> {
         let err = db_err(&self.path);
-        let mut stmt = self.conn.prepare("SELECT name, version FROM versions ORDER BY name, version").map_err(&err)?;
-        let ids: Vec<(String, u32)> =
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(&err)?.collect::<Result<_, _>>().map_err(&err)?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, version FROM versions ORDER BY name, version")
+            .map_err(&err)?;
+        let ids: Vec<(String, u32)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(&err)?
+            .collect::<Result<_, _>>()
+            .map_err(&err)?;
         ids.into_iter().filter_map(|(n, v)| self.version_row(&n, v).transpose()).collect()
     }
 
     /// Registered model names with their version counts, e.g. `medalign (3 versions)`.
     fn names(&self) -> Result<Vec<String>, RegistryError> {
         let err = db_err(&self.path);
-        let mut stmt = self.conn.prepare("SELECT name, COUNT(*) FROM versions GROUP BY name ORDER BY name").map_err(&err)?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, COUNT(*) FROM versions GROUP BY name ORDER BY name")
+            .map_err(&err)?;
         let rows = stmt
-            .query_map([], |r| Ok(format!("{} ({} versions)", r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+            .query_map([], |r| {
+                Ok(format!("{} ({} versions)", r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+            })
             .map_err(&err)?;
         rows.collect::<Result<_, _>>().map_err(&err)
     }
 
     fn version_row(&self, name: &str, version: u32) -> Result<Option<ModelVersion>, RegistryError> {
         let err = db_err(&self.path);
-        let mut aliases_stmt =
-            self.conn.prepare("SELECT alias FROM aliases WHERE name = ?1 AND version = ?2 ORDER BY alias").map_err(&err)?;
+        let mut aliases_stmt = self
+            .conn
+            .prepare("SELECT alias FROM aliases WHERE name = ?1 AND version = ?2 ORDER BY alias")
+            .map_err(&err)?;
         let aliases: Vec<String> = aliases_stmt
             .query_map(params![name, version], |r| r.get(0))
             .map_err(&err)?
@@ -347,7 +387,10 @@ mod tests {
         let mut second = new("m", "k2");
         second.aliases = vec!["staging".into()];
         let v2 = reg.register(&second).unwrap();
-        assert_eq!((v2.version, v2.aliases.clone()), (2, vec!["latest".to_string(), "staging".to_string()]));
+        assert_eq!(
+            (v2.version, v2.aliases.clone()),
+            (2, vec!["latest".to_string(), "staging".to_string()])
+        );
         assert_eq!(reg.register(&new("other", "k3")).unwrap().version, 1);
         assert_eq!(reg.get(&"m@latest".parse().unwrap()).unwrap().version, 2);
         assert_eq!(reg.get(&"m".parse().unwrap()).unwrap().version, 2);

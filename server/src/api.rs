@@ -134,14 +134,20 @@ impl Sampling {
         range("presence_penalty", self.presence_penalty, -2.0, 2.0, false)?;
         range("frequency_penalty", self.frequency_penalty, -2.0, 2.0, false)?;
         if let Some(n) = self.n.filter(|&n| n != 1) {
-            return Err(ApiError::invalid("n", format!("n must be 1 (this server returns one choice), got {n}")));
+            return Err(ApiError::invalid(
+                "n",
+                format!("n must be 1 (this server returns one choice), got {n}"),
+            ));
         }
         if let Some(k) = self.top_k.filter(|&k| k < 1) {
             return Err(ApiError::invalid("top_k", format!("top_k must be at least 1, got {k}")));
         }
         let max_tokens = match self.max_completion_tokens.or(self.max_tokens) {
             Some(m) if m < 1 => {
-                return Err(ApiError::invalid("max_tokens", format!("max_tokens must be at least 1, got {m}")));
+                return Err(ApiError::invalid(
+                    "max_tokens",
+                    format!("max_tokens must be at least 1, got {m}"),
+                ));
             }
             m => m.map(|m| m as usize),
         };
@@ -154,7 +160,9 @@ impl Sampling {
             return Err(ApiError::invalid("stop", "stop takes up to 4 non-empty strings"));
         }
         let seed = self.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
         });
         Ok(Settings {
             max_tokens,
@@ -185,7 +193,12 @@ impl ChatRequest {
                 let role = match m.role.as_str() {
                     "developer" => "system",
                     r @ ("system" | "user" | "assistant") => r,
-                    r => return Err(ApiError::invalid(&format!("messages[{i}].role"), format!("unsupported role {r:?}"))),
+                    r => {
+                        return Err(ApiError::invalid(
+                            &format!("messages[{i}].role"),
+                            format!("unsupported role {r:?}"),
+                        ))
+                    }
                 };
                 let text = match &m.content {
                     None => String::new(),
@@ -217,8 +230,13 @@ impl CompletionRequest {
     pub fn prompt(&self) -> Result<String, ApiError> {
         match &self.prompt {
             Value::String(s) if !s.is_empty() => Ok(s.clone()),
-            Value::Array(v) if v.len() == 1 && v[0].as_str().is_some_and(|s| !s.is_empty()) => Ok(v[0].as_str().unwrap_or_default().to_string()),
-            _ => Err(ApiError::invalid("prompt", "prompt must be a non-empty string (or a list of one)")),
+            Value::Array(v) if v.len() == 1 && v[0].as_str().is_some_and(|s| !s.is_empty()) => {
+                Ok(v[0].as_str().unwrap_or_default().to_string())
+            }
+            _ => Err(ApiError::invalid(
+                "prompt",
+                "prompt must be a non-empty string (or a list of one)",
+            )),
         }
     }
 }
@@ -243,6 +261,9 @@ mod tests {
             assert_eq!(sampling(body).unwrap_err().param.as_deref(), Some(param), "{body}");
         }
         let ok = sampling(r#"{"temperature": 0, "top_p": 1, "stop": "x", "seed": 3}"#).unwrap();
-        assert_eq!((ok.sampling.temperature, ok.sampling.top_p, ok.stop, ok.sampling.seed), (0.0, None, vec!["x".to_string()], 3));
+        assert_eq!(
+            (ok.sampling.temperature, ok.sampling.top_p, ok.stop, ok.sampling.seed),
+            (0.0, None, vec!["x".to_string()], 3)
+        );
     }
 }

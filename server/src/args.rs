@@ -46,12 +46,9 @@ pub struct ServeArgs {
 /// Loads the model, listens, and serves until Ctrl-C or SIGTERM (in-flight streams finish first).
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     let api_key = match &args.api_key_env {
-        Some(var) => Some(
-            std::env::var(var)
-                .ok()
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| ServeError::Args(format!("--api-key-env {var}: the variable is unset or empty")))?,
-        ),
+        Some(var) => Some(std::env::var(var).ok().filter(|k| !k.is_empty()).ok_or_else(|| {
+            ServeError::Args(format!("--api-key-env {var}: the variable is unset or empty"))
+        })?),
         None => None,
     };
     eprintln!("loading {}", args.model);

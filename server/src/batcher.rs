@@ -153,7 +153,14 @@ impl Row {
 
     /// Picks the next token from `logits`, sends the text that became final, and marks the row
     /// done when it ended (EOS, stop string, length, cancelled).
-    fn advance(&mut self, mut logits: Vec<f32>, lm: &LanguageModel, eos: &[u32], max_context: usize, metrics: &Metrics) {
+    fn advance(
+        &mut self,
+        mut logits: Vec<f32>,
+        lm: &LanguageModel,
+        eos: &[u32],
+        max_context: usize,
+        metrics: &Metrics,
+    ) {
         let tok = self.sampler.sample(&mut logits, &self.history);
         self.history.push(tok);
         self.next = tok;
@@ -180,7 +187,12 @@ impl Row {
 }
 
 /// The model thread's loop: returns when every sender of `queue` is gone and nothing is active.
-pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: BatchLimits, metrics: Arc<Metrics>) {
+pub fn run_model_thread(
+    lm: LanguageModel,
+    queue: Receiver<GenRequest>,
+    limits: BatchLimits,
+    metrics: Arc<Metrics>,
+) {
     medalign_model::process::prefault_heap(limits.prefix_cache_bytes);
     let eos = lm.eos_ids();
     let mut prefixes = PrefixCache::new(limits.prefix_cache_bytes);
@@ -223,11 +235,21 @@ pub fn run_model_thread(lm: LanguageModel, queue: Receiver<GenRequest>, limits: 
         }
         let started = Instant::now();
         // Decoding rows, and the prompt chunks that fit this step's budget.
-        let stepping = plan_step(rows.iter().map(|r| (r.prefilled < r.req.prompt.len()).then(|| r.input().len())), PREFILL_BUDGET);
-        let inputs: Vec<Vec<u32>> = rows.iter().zip(&stepping).filter(|(_, &s)| s).map(|(r, _)| r.input().to_vec()).collect();
+        let stepping = plan_step(
+            rows.iter().map(|r| (r.prefilled < r.req.prompt.len()).then(|| r.input().len())),
+            PREFILL_BUDGET,
+        );
+        let inputs: Vec<Vec<u32>> = rows
+            .iter()
+            .zip(&stepping)
+            .filter(|(_, &s)| s)
+            .map(|(r, _)| r.input().to_vec())
+            .collect();
         let seqs: Vec<&[u32]> = inputs.iter().map(Vec::as_slice).collect();
-        let mut caches: Vec<&mut KvCache> = rows.iter_mut().zip(&stepping).filter(|(_, &s)| s).map(|(r, _)| &mut r.cache).collect();
-        let logits = lm.model.forward_ragged(&seqs, &mut caches).and_then(|l| Ok(l.to_vec2::<f32>()?));
+        let mut caches: Vec<&mut KvCache> =
+            rows.iter_mut().zip(&stepping).filter(|(_, &s)| s).map(|(r, _)| &mut r.cache).collect();
+        let logits =
+            lm.model.forward_ragged(&seqs, &mut caches).and_then(|l| Ok(l.to_vec2::<f32>()?));
         let mut produced = 0;
         match logits {
             Ok(all) => {
@@ -284,13 +306,24 @@ fn retire(rows: &mut Vec<Row>, prefixes: &mut PrefixCache, free: &mut Vec<KvCach
 /// A new request's row, prefilled at the next step from the longest prefix of its prompt that
 /// `prefixes` holds, in a cache from `free` where there is one; `None` when it was cancelled or
 /// its prompt cannot fit (reported to it alone, so it cannot fail the others' step).
-fn join(req: GenRequest, lm: &LanguageModel, limits: BatchLimits, prefixes: &mut PrefixCache, free: &mut Vec<KvCache>, metrics: &Metrics) -> Option<Row> {
+fn join(
+    req: GenRequest,
+    lm: &LanguageModel,
+    limits: BatchLimits,
+    prefixes: &mut PrefixCache,
+    free: &mut Vec<KvCache>,
+    metrics: &Metrics,
+) -> Option<Row> {
     if req.events.is_closed() {
         metrics.request_cancelled();
         return None;
     }
     if req.prompt.is_empty() || req.prompt.len() >= limits.max_context {
-        let why = format!("a prompt of {} tokens does not fit the context of {} tokens", req.prompt.len(), limits.max_context);
+        let why = format!(
+            "a prompt of {} tokens does not fit the context of {} tokens",
+            req.prompt.len(),
+            limits.max_context
+        );
         let _ = req.events.send(GenEvent::Error(why));
         metrics.request_cancelled();
         return None;

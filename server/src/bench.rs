@@ -135,20 +135,34 @@ struct Totals {
 impl Totals {
     /// Reads them from the server's `/metrics`.
     fn read(addr: SocketAddr) -> Result<Totals, ServeError> {
-        let text = crate::client::request(addr, "GET", "/metrics", b"", &[]).map_err(|e| ServeError::Io(e.to_string()))?.body;
+        let text = crate::client::request(addr, "GET", "/metrics", b"", &[])
+            .map_err(|e| ServeError::Io(e.to_string()))?
+            .body;
         let value = |name: &str| {
             text.lines()
-                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse::<f64>().ok()))
+                .find_map(|l| {
+                    l.strip_prefix(name)
+                        .and_then(|v| v.strip_prefix(' '))
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                })
                 .ok_or_else(|| ServeError::Io(format!("the server's /metrics has no {name}")))
         };
-        Ok(Totals { tokens: value("medalign_generated_tokens_total")?, steps: value("medalign_decode_steps_total")?, seconds: value("medalign_decode_seconds_total")? })
+        Ok(Totals {
+            tokens: value("medalign_generated_tokens_total")?,
+            steps: value("medalign_decode_steps_total")?,
+            seconds: value("medalign_decode_seconds_total")?,
+        })
     }
 
     /// The figures of the steps between `self` and `later`, over `wall`.
     fn until(self, later: Totals, wall: Duration) -> StepFigures {
         let steps = (later.steps - self.steps).max(1.0);
         let seconds = later.seconds - self.seconds;
-        StepFigures { tokens_per_step: (later.tokens - self.tokens) / steps, step_ms: seconds / steps * 1e3, busy: seconds / wall.as_secs_f64() }
+        StepFigures {
+            tokens_per_step: (later.tokens - self.tokens) / steps,
+            step_ms: seconds / steps * 1e3,
+            busy: seconds / wall.as_secs_f64(),
+        }
     }
 }
 
@@ -178,12 +192,54 @@ pub struct BenchReport {
 /// The conditions the questions ask about: 2 phases of `clients` questions and `rounds` of
 /// `clients` more, all different at the defaults (8 clients, 3 rounds: 40).
 const TOPICS: [&str; 48] = [
-    "asthma", "diabetes", "migraine", "anemia", "sepsis", "gout", "eczema", "angina", "psoriasis", "lupus", "rickets",
-    "tetanus", "cholera", "vertigo", "bronchitis", "hepatitis", "glaucoma", "shingles", "scabies", "malaria",
-    "tuberculosis", "pneumonia", "appendicitis", "cellulitis", "sinusitis", "tonsillitis", "conjunctivitis",
-    "osteoporosis", "scoliosis", "sciatica", "bursitis", "tendinitis", "cystitis", "pancreatitis", "gastritis",
-    "hemorrhoids", "hypothyroidism", "hyperthyroidism", "endometriosis", "preeclampsia", "meningitis", "encephalitis",
-    "epilepsy", "narcolepsy", "insomnia", "acne", "rosacea", "measles",
+    "asthma",
+    "diabetes",
+    "migraine",
+    "anemia",
+    "sepsis",
+    "gout",
+    "eczema",
+    "angina",
+    "psoriasis",
+    "lupus",
+    "rickets",
+    "tetanus",
+    "cholera",
+    "vertigo",
+    "bronchitis",
+    "hepatitis",
+    "glaucoma",
+    "shingles",
+    "scabies",
+    "malaria",
+    "tuberculosis",
+    "pneumonia",
+    "appendicitis",
+    "cellulitis",
+    "sinusitis",
+    "tonsillitis",
+    "conjunctivitis",
+    "osteoporosis",
+    "scoliosis",
+    "sciatica",
+    "bursitis",
+    "tendinitis",
+    "cystitis",
+    "pancreatitis",
+    "gastritis",
+    "hemorrhoids",
+    "hypothyroidism",
+    "hyperthyroidism",
+    "endometriosis",
+    "preeclampsia",
+    "meningitis",
+    "encephalitis",
+    "epilepsy",
+    "narcolepsy",
+    "insomnia",
+    "acne",
+    "rosacea",
+    "measles",
 ];
 
 /// What the benchmark's clients ask unless told otherwise: two sentences, some 40-60 tokens.
@@ -197,11 +253,23 @@ impl Ask<'_> {
 }
 
 /// Streams one chat completion and times it.
-pub fn stream_chat(addr: SocketAddr, model: &str, prompt: &str, ask: Ask<'_>) -> Result<StreamResult, ServeError> {
+pub fn stream_chat(
+    addr: SocketAddr,
+    model: &str,
+    prompt: &str,
+    ask: Ask<'_>,
+) -> Result<StreamResult, ServeError> {
     let body = json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": ask.max_tokens,
         "temperature": ask.temperature, "seed": SEED, "stream": true, "stream_options": {"include_usage": true}});
     let started = Instant::now();
-    let mut res = StreamResult { text: String::new(), tokens: 0, first_token: Duration::ZERO, done: false, prompt_tokens: 0, cached_tokens: 0 };
+    let mut res = StreamResult {
+        text: String::new(),
+        tokens: 0,
+        first_token: Duration::ZERO,
+        done: false,
+        prompt_tokens: 0,
+        cached_tokens: 0,
+    };
     let mut first = None;
     stream(addr, "/v1/chat/completions", &body, &mut |data| {
         if data == "[DONE]" {
@@ -218,7 +286,8 @@ pub fn stream_chat(addr: SocketAddr, model: &str, prompt: &str, ask: Ask<'_>) ->
         if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
             res.tokens = n as usize;
             res.prompt_tokens = v["usage"]["prompt_tokens"].as_u64().unwrap_or(0) as usize;
-            res.cached_tokens = v["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0) as usize;
+            res.cached_tokens =
+                v["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0) as usize;
         }
     })
     .map_err(|e| ServeError::Io(e.to_string()))?;
@@ -237,13 +306,31 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Runs `rounds` back-to-back streams on each of `clients` threads at once, client `c`'s
 /// round `r` asking question `first + r * clients + c`; returns the streams in question order
 /// and the wall time.
-fn concurrent(addr: SocketAddr, model: &str, first: usize, clients: usize, rounds: usize, ask: Ask<'_>) -> Result<(Vec<StreamResult>, Duration), ServeError> {
+fn concurrent(
+    addr: SocketAddr,
+    model: &str,
+    first: usize,
+    clients: usize,
+    rounds: usize,
+    ask: Ask<'_>,
+) -> Result<(Vec<StreamResult>, Duration), ServeError> {
     let t = Instant::now();
     let per_client: Vec<Result<Vec<StreamResult>, ServeError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
-            .map(|c| s.spawn(move || (0..rounds).map(|r| stream_chat(addr, model, &ask.prompt(first + r * clients + c), ask)).collect()))
+            .map(|c| {
+                s.spawn(move || {
+                    (0..rounds)
+                        .map(|r| {
+                            stream_chat(addr, model, &ask.prompt(first + r * clients + c), ask)
+                        })
+                        .collect()
+                })
+            })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ServeError::Io("client panicked".into())))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(ServeError::Io("client panicked".into()))))
+            .collect()
     });
     let wall = t.elapsed();
     let mut per_client = per_client.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -257,7 +344,12 @@ fn concurrent(addr: SocketAddr, model: &str, first: usize, clients: usize, round
 }
 
 /// The figures of one concurrent phase, its streams checked against `references`.
-fn phase(streams: &[StreamResult], wall: Duration, references: &[String], steps: StepFigures) -> PhaseReport {
+fn phase(
+    streams: &[StreamResult],
+    wall: Duration,
+    references: &[String],
+    steps: StepFigures,
+) -> PhaseReport {
     let mut firsts: Vec<f64> = streams.iter().map(|r| r.first_token.as_secs_f64() * 1e3).collect();
     firsts.sort_by(f64::total_cmp);
     PhaseReport {
@@ -266,14 +358,25 @@ fn phase(streams: &[StreamResult], wall: Duration, references: &[String], steps:
         first_token_p99_ms: percentile(&firsts, 99.0),
         streams: streams.len(),
         complete_streams: streams.iter().filter(|r| r.done && r.tokens > 0).count(),
-        matching_streams: streams.iter().zip(references).filter(|(r, want)| &r.text == *want).count(),
-        cached_tokens: streams.iter().map(|r| r.cached_tokens).sum::<usize>() as f64 / streams.len().max(1) as f64,
+        matching_streams: streams
+            .iter()
+            .zip(references)
+            .filter(|(r, want)| &r.text == *want)
+            .count(),
+        cached_tokens: streams.iter().map(|r| r.cached_tokens).sum::<usize>() as f64
+            / streams.len().max(1) as f64,
         steps,
     }
 }
 
 /// Runs the benchmark against a server at `addr` serving `model`.
-pub fn measure(addr: SocketAddr, model: &str, clients: usize, rounds: usize, ask: Ask<'_>) -> Result<BenchReport, ServeError> {
+pub fn measure(
+    addr: SocketAddr,
+    model: &str,
+    clients: usize,
+    rounds: usize,
+    ask: Ask<'_>,
+) -> Result<BenchReport, ServeError> {
     // Warm-up, then one stream at a time, then the burst, then the sustained phase.
     stream_chat(addr, model, "Hello, who are you?", Ask { max_tokens: 4, ..ask })?;
     let mut single = Vec::with_capacity(clients);
@@ -288,16 +391,30 @@ pub fn measure(addr: SocketAddr, model: &str, clients: usize, rounds: usize, ask
     let after_burst = Totals::read(addr)?;
     let (sustained, sustained_wall) = concurrent(addr, model, 2 * clients, clients, rounds, ask)?;
     let after_sustained = Totals::read(addr)?;
-    let references = (clients..clients * (2 + rounds)).map(|i| Ok(stream_chat(addr, model, &ask.prompt(i), ask)?.text)).collect::<Result<Vec<_>, ServeError>>()?;
+    let references = (clients..clients * (2 + rounds))
+        .map(|i| Ok(stream_chat(addr, model, &ask.prompt(i), ask)?.text))
+        .collect::<Result<Vec<_>, ServeError>>()?;
     let all = || single.iter().chain(&burst).chain(&sustained);
     Ok(BenchReport {
-        single_tokens_per_s: single.iter().map(|r| r.tokens).sum::<usize>() as f64 / single_time.as_secs_f64(),
-        single_cached_tokens: single.iter().map(|r| r.cached_tokens).sum::<usize>() as f64 / clients as f64,
+        single_tokens_per_s: single.iter().map(|r| r.tokens).sum::<usize>() as f64
+            / single_time.as_secs_f64(),
+        single_cached_tokens: single.iter().map(|r| r.cached_tokens).sum::<usize>() as f64
+            / clients as f64,
         single_steps: before.until(after_single, single_time),
         prompt_tokens: all().map(|r| r.prompt_tokens).sum::<usize>() as f64 / all().count() as f64,
         clients,
-        burst: phase(&burst, burst_wall, &references[..clients], after_single.until(after_burst, burst_wall)),
-        sustained: phase(&sustained, sustained_wall, &references[clients..], after_burst.until(after_sustained, sustained_wall)),
+        burst: phase(
+            &burst,
+            burst_wall,
+            &references[..clients],
+            after_single.until(after_burst, burst_wall),
+        ),
+        sustained: phase(
+            &sustained,
+            sustained_wall,
+            &references[clients..],
+            after_burst.until(after_sustained, sustained_wall),
+        ),
         rounds,
         temperature: ask.temperature,
     })
@@ -306,19 +423,38 @@ pub fn measure(addr: SocketAddr, model: &str, clients: usize, rounds: usize, ask
 /// `medalign bench serve`: serves the model on a free loopback port and measures it.
 pub fn run(args: &BenchServeArgs) -> Result<BenchReport, ServeError> {
     if !args.question.contains("{topic}") {
-        return Err(ServeError::Args(format!("--question {:?}: put {{topic}} where the condition goes", args.question)));
+        return Err(ServeError::Args(format!(
+            "--question {:?}: put {{topic}} where the condition goes",
+            args.question
+        )));
     }
     let model = served::load(&args.model, &args.store)?;
     let id = model.id.clone();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| ServeError::Io(e.to_string()))?;
-    let opts = ServerOptions { max_batch: args.clients.max(1), prefix_cache_bytes: args.prefix_cache_mb << 20, ..ServerOptions::default() };
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| ServeError::Io(e.to_string()))?;
+    let opts = ServerOptions {
+        max_batch: args.clients.max(1),
+        prefix_cache_bytes: args.prefix_cache_mb << 20,
+        ..ServerOptions::default()
+    };
     let server = start(model, listener, opts)?;
-    let ask = Ask { question: &args.question, max_tokens: args.max_tokens, temperature: args.temperature };
+    let ask = Ask {
+        question: &args.question,
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+    };
     let report = measure(server.addr, &id, args.clients, args.rounds.max(1), ask);
     server.stop()?;
     let r = report?;
     let ratio = |p: &PhaseReport| p.tokens_per_s / r.single_tokens_per_s;
-    let steps = |s: &StepFigures| format!("{:.2} tokens a step of {:.2} ms, busy {:.0}%", s.tokens_per_step, s.step_ms, s.busy * 100.0);
+    let steps = |s: &StepFigures| {
+        format!(
+            "{:.2} tokens a step of {:.2} ms, busy {:.0}%",
+            s.tokens_per_step,
+            s.step_ms,
+            s.busy * 100.0
+        )
+    };
     let line = |name: &str, p: &PhaseReport| {
         format!(
             "{name}: {:.1} tok/s ({:.2}x; {}), first token p50 {:.0} ms, p99 {:.0} ms, {}/{} streams complete, {}/{} equal to their one-at-a-time answer, {:.1} prompt tokens reused",

@@ -22,9 +22,16 @@ impl HttpResponse {
     }
 }
 
-fn send(addr: SocketAddr, method: &str, path: &str, body: &[u8], headers: &[(&str, &str)]) -> std::io::Result<BufReader<TcpStream>> {
+fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> std::io::Result<BufReader<TcpStream>> {
     let mut s = TcpStream::connect(addr)?;
-    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    let mut head =
+        format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
     if !body.is_empty() {
         head.push_str("Content-Type: application/json\r\n");
     }
@@ -55,7 +62,13 @@ fn read_head(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<(String,
 }
 
 /// Sends a request and reads the whole response.
-pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8], headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
     let mut r = send(addr, method, path, body, headers)?;
     let (status, headers) = read_head(&mut r)?;
     let mut bytes = Vec::new();
@@ -65,7 +78,12 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8], headers:
 
 /// POSTs `body` and calls `on_data` with each server-sent event's data (`[DONE]` included);
 /// returns the status.
-pub fn stream(addr: SocketAddr, path: &str, body: &serde_json::Value, on_data: &mut dyn FnMut(&str)) -> std::io::Result<u16> {
+pub fn stream(
+    addr: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+    on_data: &mut dyn FnMut(&str),
+) -> std::io::Result<u16> {
     let mut r = send(addr, "POST", path, body.to_string().as_bytes(), &[])?;
     let (status, _) = read_head(&mut r)?;
     let mut line = String::new();

@@ -21,7 +21,12 @@ pub struct ApiError {
 impl ApiError {
     /// A 400 `invalid_request_error` about `param`.
     pub fn invalid(param: &str, message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), param: Some(param.into()), code: "invalid_value" }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            param: Some(param.into()),
+            code: "invalid_value",
+        }
     }
 
     /// Any status with a code.

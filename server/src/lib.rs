@@ -9,8 +9,8 @@
 pub mod api;
 mod args;
 pub mod batcher;
-pub mod client;
 pub mod bench;
+pub mod client;
 pub mod error;
 pub mod metrics;
 pub mod openai;
@@ -95,7 +95,11 @@ impl RunningServer {
 }
 
 /// Starts serving `model` on `listener`: the model thread and an HTTP runtime of its own.
-pub fn start(model: ServedModel, listener: std::net::TcpListener, opts: ServerOptions) -> Result<RunningServer, ServeError> {
+pub fn start(
+    model: ServedModel,
+    listener: std::net::TcpListener,
+    opts: ServerOptions,
+) -> Result<RunningServer, ServeError> {
     let addr = listener.local_addr().map_err(|e| ServeError::Io(e.to_string()))?;
     listener.set_nonblocking(true).map_err(|e| ServeError::Io(e.to_string()))?;
     let metrics = Arc::new(Metrics::default());
@@ -107,7 +111,9 @@ pub fn start(model: ServedModel, listener: std::net::TcpListener, opts: ServerOp
     let state = Arc::new(AppState {
         model_id: model.id,
         accepted_names: accepted,
-        created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         tokenizer: lm.tokenizer.clone(),
         template: lm.chat_template.clone(),
         max_context,
@@ -116,7 +122,11 @@ pub fn start(model: ServedModel, listener: std::net::TcpListener, opts: ServerOp
         metrics: metrics.clone(),
         api_key: opts.api_key.clone(),
     });
-    let limits = BatchLimits { max_batch: opts.max_batch.max(1), max_context, prefix_cache_bytes: opts.prefix_cache_bytes };
+    let limits = BatchLimits {
+        max_batch: opts.max_batch.max(1),
+        max_context,
+        prefix_cache_bytes: opts.prefix_cache_bytes,
+    };
     let m = metrics.clone();
     let model_thread = std::thread::Builder::new()
         .name("medalign-model".into())
@@ -133,14 +143,16 @@ pub fn start(model: ServedModel, listener: std::net::TcpListener, opts: ServerOp
                 .build()
                 .map_err(|e| ServeError::Io(e.to_string()))?;
             let served = rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| ServeError::Io(e.to_string()))?;
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .map_err(|e| ServeError::Io(e.to_string()))?;
                 axum::serve(listener, app)
                     .with_graceful_shutdown(shutdown_signal(stop))
                     .await
                     .map_err(|e| ServeError::Io(e.to_string()))
             });
             // The router (and with it the queue's sender) is gone: the model thread drains and ends.
-            let joined = model_thread.join().map_err(|_| ServeError::Io("the model thread panicked".into()));
+            let joined =
+                model_thread.join().map_err(|_| ServeError::Io("the model thread panicked".into()));
             served.and(joined)
         })
         .map_err(|e| ServeError::Io(e.to_string()))?;

@@ -64,8 +64,18 @@ pub struct Metrics {
 impl Metrics {
     /// A request to `route` answered with `status` after `elapsed`.
     pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
-        *self.requests.lock().expect("metrics lock").entry((route.to_string(), status)).or_default() += 1;
-        self.latency.lock().expect("metrics lock").entry(route.to_string()).or_default().observe(elapsed.as_secs_f64());
+        *self
+            .requests
+            .lock()
+            .expect("metrics lock")
+            .entry((route.to_string(), status))
+            .or_default() += 1;
+        self.latency
+            .lock()
+            .expect("metrics lock")
+            .entry(route.to_string())
+            .or_default()
+            .observe(elapsed.as_secs_f64());
     }
 
     /// A generation request was queued.
@@ -75,7 +85,9 @@ impl Metrics {
 
     /// `n` requests left the queue for the batch.
     pub fn dequeued(&self, n: usize) {
-        let _ = self.queue_depth.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(n)));
+        let _ = self
+            .queue_depth
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(n)));
     }
 
     /// Requests waiting for the model thread.
@@ -123,25 +135,82 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP medalign_requests_total HTTP requests by route and status.\n# TYPE medalign_requests_total counter\n");
         for ((route, status), n) in self.requests.lock().expect("metrics lock").iter() {
-            let _ = writeln!(out, "medalign_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "medalign_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
         }
         out.push_str("# HELP medalign_request_duration_seconds HTTP request latency (streams: until the last byte is queued).\n# TYPE medalign_request_duration_seconds histogram\n");
         for (route, h) in self.latency.lock().expect("metrics lock").iter() {
             h.render(&mut out, "medalign_request_duration_seconds", &format!("route=\"{route}\""));
         }
         out.push_str("# HELP medalign_first_token_seconds Time from queueing to the first generated token.\n# TYPE medalign_first_token_seconds histogram\n");
-        self.first_token.lock().expect("metrics lock").render(&mut out, "medalign_first_token_seconds", "");
+        self.first_token.lock().expect("metrics lock").render(
+            &mut out,
+            "medalign_first_token_seconds",
+            "",
+        );
         let scalars: [(&str, &str, &str, f64); 10] = [
-            ("medalign_queue_depth", "gauge", "Requests waiting to join the batch.", self.queue_depth() as f64),
-            ("medalign_active_sequences", "gauge", "Sequences in the decoding batch.", self.active.load(Ordering::Relaxed) as f64),
-            ("medalign_generated_tokens_total", "counter", "Tokens generated.", self.generated_tokens.load(Ordering::Relaxed) as f64),
-            ("medalign_prefill_tokens_total", "counter", "Positions prefilled (prompts and recomputed histories).", self.prompt_tokens.load(Ordering::Relaxed) as f64),
-            ("medalign_prefix_cache_reused_tokens_total", "counter", "Prompt positions copied from an earlier prompt's cache instead of computed.", self.reused_tokens.load(Ordering::Relaxed) as f64),
-            ("medalign_sequences_finished_total", "counter", "Sequences that ended normally.", self.finished.load(Ordering::Relaxed) as f64),
-            ("medalign_sequences_cancelled_total", "counter", "Sequences dropped (client gone or model error).", self.cancelled.load(Ordering::Relaxed) as f64),
-            ("medalign_decode_steps_total", "counter", "Batched decode steps.", self.decode_steps.load(Ordering::Relaxed) as f64),
-            ("medalign_decode_seconds_total", "counter", "Time the model thread spent in batched decode steps.", self.decode_nanos.load(Ordering::Relaxed) as f64 / 1e9),
-            ("medalign_tokens_per_second", "gauge", "Tokens/s of the last decode step, all sequences together.", f64::from_bits(self.tokens_per_second.load(Ordering::Relaxed))),
+            (
+                "medalign_queue_depth",
+                "gauge",
+                "Requests waiting to join the batch.",
+                self.queue_depth() as f64,
+            ),
+            (
+                "medalign_active_sequences",
+                "gauge",
+                "Sequences in the decoding batch.",
+                self.active.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "medalign_generated_tokens_total",
+                "counter",
+                "Tokens generated.",
+                self.generated_tokens.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "medalign_prefill_tokens_total",
+                "counter",
+                "Positions prefilled (prompts and recomputed histories).",
+                self.prompt_tokens.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "medalign_prefix_cache_reused_tokens_total",
+                "counter",
+                "Prompt positions copied from an earlier prompt's cache instead of computed.",
+                self.reused_tokens.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "medalign_sequences_finished_total",
+                "counter",
+                "Sequences that ended normally.",
+                self.finished.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "medalign_sequences_cancelled_total",
+                "counter",
+                "Sequences dropped (client gone or model error).",
+                self.cancelled.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "medalign_decode_steps_total",
+                "counter",
+                "Batched decode steps.",
+                self.decode_steps.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "medalign_decode_seconds_total",
+                "counter",
+                "Time the model thread spent in batched decode steps.",
+                self.decode_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            ),
+            (
+                "medalign_tokens_per_second",
+                "gauge",
+                "Tokens/s of the last decode step, all sequences together.",
+                f64::from_bits(self.tokens_per_second.load(Ordering::Relaxed)),
+            ),
         ];
         for (name, kind, help, v) in scalars {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
@@ -161,7 +230,12 @@ mod tests {
         m.request("/v1/chat/completions", 400, Duration::from_millis(1));
         m.decode_step(4, Duration::from_millis(100), 4);
         let text = m.render();
-        assert!(text.contains("medalign_requests_total{route=\"/v1/chat/completions\",status=\"400\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "medalign_requests_total{route=\"/v1/chat/completions\",status=\"400\"} 1"
+            ),
+            "{text}"
+        );
         assert!(text.contains("medalign_request_duration_seconds_bucket{route=\"/v1/chat/completions\",le=\"0.05\"} 2"), "{text}");
         assert!(text.contains("medalign_request_duration_seconds_bucket{route=\"/v1/chat/completions\",le=\"0.005\"} 1"), "{text}");
         assert!(text.contains("medalign_tokens_per_second 40"), "{text}");

@@ -82,7 +82,9 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn response_id(endpoint: Endpoint) -> String {
     let prefix = if endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" };
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
     format!("{prefix}-{t:x}{:04x}", NEXT_ID.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -97,16 +99,35 @@ pub async fn collect(mut events: UnboundedReceiver<GenEvent>) -> Result<Answer, 
         match ev {
             GenEvent::Text(t) => text.push_str(&t),
             GenEvent::Done { finish, prompt_tokens, completion_tokens, cached_tokens } => {
-                return Ok(Answer { text, finish_reason: finish_name(finish), prompt_tokens, completion_tokens, cached_tokens });
+                return Ok(Answer {
+                    text,
+                    finish_reason: finish_name(finish),
+                    prompt_tokens,
+                    completion_tokens,
+                    cached_tokens,
+                });
             }
-            GenEvent::Error(e) => return Err(ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "model_error", e)),
+            GenEvent::Error(e) => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "model_error",
+                    e,
+                ))
+            }
         }
     }
-    Err(ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the model thread stopped"))
+    Err(ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "shutting_down",
+        "the model thread stopped",
+    ))
 }
 
 /// `POST /v1/chat/completions`.
-pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
     let result = async {
         let req: ChatRequest = parse_body(body)?;
@@ -122,7 +143,10 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Result<B
 }
 
 /// `POST /v1/completions`.
-pub async fn completions(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn completions(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
     let result = async {
         let req: CompletionRequest = parse_body(body)?;
@@ -154,18 +178,24 @@ async fn respond(
     let created = unix_now();
     if settings.stream {
         let chunks = Chunks { endpoint, id, model, created };
-        let s = event_stream(chunks, submitted.events, settings.include_usage, state.clone(), started);
+        let s =
+            event_stream(chunks, submitted.events, settings.include_usage, state.clone(), started);
         return Sse::new(s).keep_alive(KeepAlive::default()).into_response();
     }
     match collect(submitted.events).await {
         Ok(a) => {
             state.metrics.request(endpoint.route(), 200, started.elapsed());
             let choice = match endpoint {
-                Endpoint::Chat => json!({"index": 0, "message": {"role": "assistant", "content": a.text},
-                                         "logprobs": null, "finish_reason": a.finish_reason}),
-                Endpoint::Completion => json!({"index": 0, "text": a.text, "logprobs": null, "finish_reason": a.finish_reason}),
+                Endpoint::Chat => {
+                    json!({"index": 0, "message": {"role": "assistant", "content": a.text},
+                                         "logprobs": null, "finish_reason": a.finish_reason})
+                }
+                Endpoint::Completion => {
+                    json!({"index": 0, "text": a.text, "logprobs": null, "finish_reason": a.finish_reason})
+                }
             };
-            let object = if endpoint == Endpoint::Chat { "chat.completion" } else { "text_completion" };
+            let object =
+                if endpoint == Endpoint::Chat { "chat.completion" } else { "text_completion" };
             Json(json!({"id": id, "object": object, "created": created, "model": model,
                         "choices": [choice], "usage": a.usage()}))
             .into_response()
@@ -198,13 +228,19 @@ impl Chunks {
                 }
                 json!({"index": 0, "delta": d, "logprobs": null, "finish_reason": finish})
             }
-            Endpoint::Completion => json!({"index": 0, "text": delta.unwrap_or(""), "logprobs": null, "finish_reason": finish}),
+            Endpoint::Completion => {
+                json!({"index": 0, "text": delta.unwrap_or(""), "logprobs": null, "finish_reason": finish})
+            }
         };
         self.wrap(json!([choice]), None)
     }
 
     fn wrap(&self, choices: Value, usage: Option<Value>) -> String {
-        let object = if self.endpoint == Endpoint::Chat { "chat.completion.chunk" } else { "text_completion" };
+        let object = if self.endpoint == Endpoint::Chat {
+            "chat.completion.chunk"
+        } else {
+            "text_completion"
+        };
         let mut v = json!({"id": self.id, "object": object, "created": self.created, "model": self.model, "choices": choices});
         if let Some(u) = usage {
             v["usage"] = u;
@@ -244,18 +280,32 @@ fn event_stream(
                 return None;
             }
             match st.events.recv().await {
-                Some(GenEvent::Text(t)) => st.pending.push_back(st.chunks.chunk(Some(&t), None, false)),
-                Some(GenEvent::Done { finish, prompt_tokens, completion_tokens, cached_tokens }) => {
+                Some(GenEvent::Text(t)) => {
+                    st.pending.push_back(st.chunks.chunk(Some(&t), None, false))
+                }
+                Some(GenEvent::Done {
+                    finish,
+                    prompt_tokens,
+                    completion_tokens,
+                    cached_tokens,
+                }) => {
                     st.pending.push_back(st.chunks.chunk(None, Some(finish_name(finish)), false));
                     if st.include_usage {
-                        st.pending.push_back(st.chunks.wrap(json!([]), Some(usage(prompt_tokens, completion_tokens, cached_tokens))));
+                        st.pending.push_back(st.chunks.wrap(
+                            json!([]),
+                            Some(usage(prompt_tokens, completion_tokens, cached_tokens)),
+                        ));
                     }
                     st.pending.push_back("[DONE]".into());
                     st.state.metrics.request(st.chunks.endpoint.route(), 200, st.started.elapsed());
                     st.done = true;
                 }
                 Some(GenEvent::Error(e)) => {
-                    let err = ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "model_error", e);
+                    let err = ApiError::new(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "model_error",
+                        e,
+                    );
                     st.pending.push_back(err.body().to_string());
                     st.pending.push_back("[DONE]".into());
                     st.state.metrics.request(st.chunks.endpoint.route(), 500, st.started.elapsed());

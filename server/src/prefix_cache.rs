@@ -70,7 +70,11 @@ impl PrefixCache {
         if self.budget == 0 || tokens.len() < MIN_REUSE || tokens.len() != cache.len() {
             return vec![cache];
         }
-        if let Some(i) = self.entries.iter().position(|(t, _)| t.len() >= tokens.len() && t[..tokens.len()] == tokens[..]) {
+        if let Some(i) = self
+            .entries
+            .iter()
+            .position(|(t, _)| t.len() >= tokens.len() && t[..tokens.len()] == tokens[..])
+        {
             let entry = self.entries.remove(i).expect("found above");
             self.entries.push_front(entry);
             return vec![cache];
@@ -128,12 +132,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         medalign_model::testing::write_tiny_model(dir.path()).unwrap();
         let opts = LoadOptions { format: LinearFormat::F32, device: Device::Cpu };
-        LanguageModel::load_location(ModelLocation::SafetensorsDir(dir.path().to_path_buf()), &opts).unwrap()
+        LanguageModel::load_location(ModelLocation::SafetensorsDir(dir.path().to_path_buf()), &opts)
+            .unwrap()
     }
 
     fn filled(lm: &LanguageModel, prompt: &[u32]) -> KvCache {
         let mut c = lm.model.kv_cache();
-        lm.model.forward_last(&Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap(), Some(&mut c), None).unwrap();
+        lm.model
+            .forward_last(
+                &Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap(),
+                Some(&mut c),
+                None,
+            )
+            .unwrap();
         c
     }
 

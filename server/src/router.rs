@@ -33,22 +33,39 @@ pub struct VertexRoutes {
 impl VertexRoutes {
     /// From `AIP_HEALTH_ROUTE` / `AIP_PREDICT_ROUTE`, else `/health` and `/predict`.
     pub fn from_env() -> VertexRoutes {
-        let var = |k: &str, d: &str| std::env::var(k).ok().filter(|v| v.starts_with('/')).unwrap_or_else(|| d.to_string());
-        VertexRoutes { health: var("AIP_HEALTH_ROUTE", "/health"), predict: var("AIP_PREDICT_ROUTE", "/predict") }
+        let var = |k: &str, d: &str| {
+            std::env::var(k).ok().filter(|v| v.starts_with('/')).unwrap_or_else(|| d.to_string())
+        };
+        VertexRoutes {
+            health: var("AIP_HEALTH_ROUTE", "/health"),
+            predict: var("AIP_PREDICT_ROUTE", "/predict"),
+        }
     }
 }
 
 /// Parses a JSON body: 413 when over the limit, 400 for malformed JSON or wrong fields.
 pub fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = body.map_err(|r| {
-        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE { "request_too_large" } else { "invalid_body" };
+        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "request_too_large"
+        } else {
+            "invalid_body"
+        };
         ApiError::new(r.status(), code, r.body_text())
     })?;
     serde_json::from_slice(&bytes).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("We could not parse the JSON body of your request: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("We could not parse the JSON body of your request: {e}"),
+            )
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("Invalid request body: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("Invalid request body: {e}"),
+            )
         }
     })
 }
@@ -70,7 +87,8 @@ pub fn router(state: Arc<AppState>, vertex: &VertexRoutes, body_limit: usize) ->
     if vertex.predict != "/predict" {
         app = app.route(&vertex.predict, post(predict));
     }
-    let open = Arc::new(OpenRoutes(vec!["/health".into(), "/metrics".into(), vertex.health.clone()]));
+    let open =
+        Arc::new(OpenRoutes(vec!["/health".into(), "/metrics".into(), vertex.health.clone()]));
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state((state.clone(), open), require_key))
@@ -92,12 +110,20 @@ async fn require_key(
     if open.0.iter().any(|p| p == req.uri().path()) {
         return next.run(req).await;
     }
-    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
     if given.is_some_and(|g| same_secret(g.as_bytes(), key.as_bytes())) {
         return next.run(req).await;
     }
-    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_api_key", "Incorrect or missing API key: send `Authorization: Bearer <key>`")
-        .into_response()
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_api_key",
+        "Incorrect or missing API key: send `Authorization: Bearer <key>`",
+    )
+    .into_response()
 }
 
 /// Compares two secrets in time that depends on their lengths only, not on where they differ.
@@ -112,7 +138,9 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "model": state.model_id, "queue_depth": state.metrics.queue_depth()}))
+    Json(
+        json!({"status": "ok", "model": state.model_id, "queue_depth": state.metrics.queue_depth()}),
+    )
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -128,5 +156,9 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "unknown_url", format!("Unknown request URL: {} {}", req.method(), req.uri().path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_url",
+        format!("Unknown request URL: {} {}", req.method(), req.uri().path()),
+    )
 }

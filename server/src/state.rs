@@ -55,7 +55,10 @@ impl AppState {
         }
         Err(ApiError {
             status: StatusCode::NOT_FOUND,
-            message: format!("The model `{model}` does not exist; this server serves `{}`", self.model_id),
+            message: format!(
+                "The model `{model}` does not exist; this server serves `{}`",
+                self.model_id
+            ),
             param: Some("model".into()),
             code: "model_not_found",
         })
@@ -63,8 +66,13 @@ impl AppState {
 
     /// Prompt ids of a conversation, through the chat template.
     pub fn chat_prompt(&self, messages: &[Message]) -> Result<Vec<u32>, ApiError> {
-        let text = self.template.render(messages, true).map_err(|e| ApiError::invalid("messages", e.to_string()))?;
-        self.tokenizer.encode(&text, false).map_err(|e| ApiError::invalid("messages", e.to_string()))
+        let text = self
+            .template
+            .render(messages, true)
+            .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+        self.tokenizer
+            .encode(&text, false)
+            .map_err(|e| ApiError::invalid("messages", e.to_string()))
     }
 
     /// Prompt ids of a plain prompt (with the checkpoint's BOS).
@@ -73,7 +81,12 @@ impl AppState {
     }
 
     /// Checks the context budget and queues the request.
-    pub fn submit(&self, prompt: Vec<u32>, settings: &Settings, prompt_param: &str) -> Result<Submitted, ApiError> {
+    pub fn submit(
+        &self,
+        prompt: Vec<u32>,
+        settings: &Settings,
+        prompt_param: &str,
+    ) -> Result<Submitted, ApiError> {
         let n = prompt.len();
         if n == 0 {
             return Err(ApiError::invalid(prompt_param, "the prompt encodes to no tokens"));
@@ -105,7 +118,11 @@ impl AppState {
         self.metrics.enqueued();
         self.queue.send(req).map_err(|_| {
             self.metrics.dequeued(1);
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the model thread has stopped")
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the model thread has stopped",
+            )
         })?;
         Ok(Submitted { events: rx, prompt_tokens: n })
     }

@@ -30,10 +30,18 @@ pub struct PredictRequest {
     pub parameters: Map<String, Value>,
 }
 
-fn instance_request(state: &AppState, i: usize, inst: &Value, params: &Map<String, Value>) -> Result<(bool, Submitted), ApiError> {
+fn instance_request(
+    state: &AppState,
+    i: usize,
+    inst: &Value,
+    params: &Map<String, Value>,
+) -> Result<(bool, Submitted), ApiError> {
     let at = |e: ApiError| ApiError { message: format!("instances[{i}]: {}", e.message), ..e };
     let Value::Object(fields) = inst else {
-        return Err(ApiError::invalid("instances", format!("instances[{i}] must be an object with `messages` or `prompt`")));
+        return Err(ApiError::invalid(
+            "instances",
+            format!("instances[{i}] must be an object with `messages` or `prompt`"),
+        ));
     };
     let mut merged = params.clone();
     merged.extend(fields.clone());
@@ -57,7 +65,10 @@ fn instance_request(state: &AppState, i: usize, inst: &Value, params: &Map<Strin
 }
 
 /// `POST` on the predict route.
-pub async fn predict(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn predict(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
     let result = run(&state, body).await;
     let status = result.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200);
@@ -84,8 +95,8 @@ async fn run(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Va
     for (chat, s) in submitted {
         let a = collect(s.events).await?;
         let text_key = if chat { "content" } else { "text" };
-        predictions.push(json!({text_key: a.text, "finish_reason": a.finish_reason, "usage": a.usage()}));
+        predictions
+            .push(json!({text_key: a.text, "finish_reason": a.finish_reason, "usage": a.usage()}));
     }
     Ok(json!({"predictions": predictions}))
 }
-

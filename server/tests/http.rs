@@ -22,7 +22,8 @@ fn chat(model: &str, content: &str, max_tokens: usize) -> Value {
 
 /// Streams a chat completion: (text, finish reason, usage, saw [DONE]).
 fn stream_chat(addr: SocketAddr, body: &Value) -> (String, String, Value, bool) {
-    let (mut text, mut finish, mut usage, mut done) = (String::new(), String::new(), Value::Null, false);
+    let (mut text, mut finish, mut usage, mut done) =
+        (String::new(), String::new(), Value::Null, false);
     let status = stream(addr, "/v1/chat/completions", body, &mut |data| {
         if data == "[DONE]" {
             done = true;
@@ -61,14 +62,21 @@ fn answers_chat_completions_models_health_and_metrics() {
     let u = &v["usage"];
     assert!(u["prompt_tokens"].as_u64().unwrap() > 10, "{v}");
     assert!(u["completion_tokens"].as_u64().unwrap() <= 12);
-    assert_eq!(u["total_tokens"], u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap());
+    assert_eq!(
+        u["total_tokens"],
+        u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
+    );
 
     let mut body = chat(&s.model, "hello there", 12);
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_usage": true});
     let (text, finish, usage, done) = stream_chat(addr, &body);
     assert!(done);
-    assert_eq!(text, v["choices"][0]["message"]["content"].as_str().unwrap(), "streamed and whole answers differ");
+    assert_eq!(
+        text,
+        v["choices"][0]["message"]["content"].as_str().unwrap(),
+        "streamed and whole answers differ"
+    );
     assert_eq!(finish, v["choices"][0]["finish_reason"].as_str().unwrap());
     // The same prompt again reuses the first one's keys and values, all but its last token.
     let prompt_tokens = u["prompt_tokens"].as_u64().unwrap();
@@ -78,16 +86,26 @@ fn answers_chat_completions_models_health_and_metrics() {
         assert_eq!(usage[field], v["usage"][field]);
     }
 
-    let (status, c) = post(addr, "/v1/completions", &json!({"model": s.model, "prompt": "once upon", "max_tokens": 5, "temperature": 0}));
+    let (status, c) = post(
+        addr,
+        "/v1/completions",
+        &json!({"model": s.model, "prompt": "once upon", "max_tokens": 5, "temperature": 0}),
+    );
     assert_eq!(status, 200, "{c}");
     assert_eq!(c["object"], "text_completion");
     assert!(c["choices"][0]["text"].is_string());
 
     let m = request(addr, "GET", "/metrics", b"", &[]).unwrap().body;
-    assert!(m.contains("medalign_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2"), "{m}");
+    assert!(
+        m.contains("medalign_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2"),
+        "{m}"
+    );
     assert!(m.contains("medalign_first_token_seconds_count"), "{m}");
     assert!(m.contains("medalign_queue_depth 0"), "{m}");
-    assert!(m.contains(&format!("medalign_prefix_cache_reused_tokens_total {}", prompt_tokens - 1)), "{m}");
+    assert!(
+        m.contains(&format!("medalign_prefix_cache_reused_tokens_total {}", prompt_tokens - 1)),
+        "{m}"
+    );
     s.server.stop().unwrap();
 }
 
@@ -123,7 +141,14 @@ fn bad_requests_get_openai_errors_with_the_right_status() {
         assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
         assert!(v["error"]["type"].is_string(), "{what}");
     }
-    let r = request(addr, "POST", "/v1/chat/completions", chat(&s.model, "hi", 4).to_string().as_bytes(), &[]).unwrap();
+    let r = request(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        chat(&s.model, "hi", 4).to_string().as_bytes(),
+        &[],
+    )
+    .unwrap();
     assert_eq!(r.status, 200, "the server still answers after the errors");
     let r = request(addr, "GET", "/v1/nothing", b"", &[]).unwrap();
     assert_eq!((r.status, r.json()["error"]["code"].as_str()), (404, Some("unknown_url")));
@@ -139,9 +164,23 @@ fn bearer_token_guards_v1_but_not_health() {
     let body = chat(&s.model, "hi", 3).to_string();
     let r = request(addr, "POST", "/v1/chat/completions", body.as_bytes(), &[]).unwrap();
     assert_eq!((r.status, r.json()["error"]["code"].as_str()), (401, Some("invalid_api_key")));
-    let r = request(addr, "POST", "/v1/chat/completions", body.as_bytes(), &[("Authorization", "Bearer wrong")]).unwrap();
+    let r = request(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        body.as_bytes(),
+        &[("Authorization", "Bearer wrong")],
+    )
+    .unwrap();
     assert_eq!(r.status, 401);
-    let r = request(addr, "POST", "/v1/chat/completions", body.as_bytes(), &[("Authorization", "Bearer sekret")]).unwrap();
+    let r = request(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        body.as_bytes(),
+        &[("Authorization", "Bearer sekret")],
+    )
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(request(addr, "GET", "/health", b"", &[]).unwrap().status, 200);
     assert_eq!(request(addr, "GET", "/metrics", b"", &[]).unwrap().status, 200);
@@ -150,15 +189,26 @@ fn bearer_token_guards_v1_but_not_health() {
 
 #[test]
 fn bearer_token_guards_every_route_that_runs_the_model_and_is_checked_first() {
-    let routes = VertexRoutes { health: "/vertex/health".into(), predict: "/vertex/predict".into() };
-    let s = tiny_server(ServerOptions { api_key: Some("sekret".into()), vertex: routes, ..options() });
+    let routes =
+        VertexRoutes { health: "/vertex/health".into(), predict: "/vertex/predict".into() };
+    let s =
+        tiny_server(ServerOptions { api_key: Some("sekret".into()), vertex: routes, ..options() });
     let addr = s.addr();
     let predict = json!({"instances": [{"prompt": "the patient", "max_tokens": 2}]}).to_string();
-    for path in ["/predict", "/vertex/predict", "/v1/completions", "/v1/models", "/v1/nothing", "/nothing"] {
+    for path in
+        ["/predict", "/vertex/predict", "/v1/completions", "/v1/models", "/v1/nothing", "/nothing"]
+    {
         let method = if path == "/v1/models" { "GET" } else { "POST" };
         let r = request(addr, method, path, predict.as_bytes(), &[]).unwrap();
-        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (401, Some("invalid_api_key")), "{path}: {}", r.body);
-        let r = request(addr, method, path, predict.as_bytes(), &[("Authorization", "Bearer sekre")]).unwrap();
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].as_str()),
+            (401, Some("invalid_api_key")),
+            "{path}: {}",
+            r.body
+        );
+        let r =
+            request(addr, method, path, predict.as_bytes(), &[("Authorization", "Bearer sekre")])
+                .unwrap();
         assert_eq!(r.status, 401, "{path} with a wrong key");
     }
     let key = [("Authorization", "Bearer sekret")];
@@ -176,10 +226,21 @@ fn bearer_token_guards_every_route_that_runs_the_model_and_is_checked_first() {
 fn wrong_methods_get_405_with_an_openai_error_body() {
     let s = tiny_server(options());
     let addr = s.addr();
-    for (method, path) in [("GET", "/v1/chat/completions"), ("GET", "/v1/completions"), ("POST", "/health"), ("DELETE", "/v1/models"), ("GET", "/predict")] {
+    for (method, path) in [
+        ("GET", "/v1/chat/completions"),
+        ("GET", "/v1/completions"),
+        ("POST", "/health"),
+        ("DELETE", "/v1/models"),
+        ("GET", "/predict"),
+    ] {
         let r = request(addr, method, path, b"", &[]).unwrap();
         let v = r.json();
-        assert_eq!((r.status, v["error"]["code"].as_str()), (405, Some("method_not_allowed")), "{method} {path}: {}", r.body);
+        assert_eq!(
+            (r.status, v["error"]["code"].as_str()),
+            (405, Some("method_not_allowed")),
+            "{method} {path}: {}",
+            r.body
+        );
         assert_eq!(v["error"]["message"], format!("{method} is not allowed on {path}"));
         assert_eq!(v["error"]["type"], "invalid_request_error");
     }
@@ -188,7 +249,8 @@ fn wrong_methods_get_405_with_an_openai_error_body() {
 
 #[test]
 fn vertex_routes_take_instances_and_return_predictions() {
-    let routes = VertexRoutes { health: "/vertex/health".into(), predict: "/vertex/predict".into() };
+    let routes =
+        VertexRoutes { health: "/vertex/health".into(), predict: "/vertex/predict".into() };
     let s = tiny_server(ServerOptions { vertex: routes, ..options() });
     let addr = s.addr();
     assert_eq!(request(addr, "GET", "/vertex/health", b"", &[]).unwrap().status, 200);
@@ -205,7 +267,10 @@ fn vertex_routes_take_instances_and_return_predictions() {
     assert_eq!(p.len(), 2);
     assert!(p[0]["content"].is_string() && p[1]["text"].is_string(), "{v}");
     assert!(p[0]["usage"]["completion_tokens"].as_u64().unwrap() <= 6);
-    assert!(p[1]["usage"]["completion_tokens"].as_u64().unwrap() <= 3, "an instance's own max_tokens wins");
+    assert!(
+        p[1]["usage"]["completion_tokens"].as_u64().unwrap() <= 3,
+        "an instance's own max_tokens wins"
+    );
     let (status, v) = post(addr, "/vertex/predict", &json!({"instances": []}));
     assert_eq!((status, v["error"]["param"].as_str()), (400, Some("instances")));
     let (status, _) = post(addr, "/vertex/predict", &json!({"instances": [{"foo": 1}]}));
@@ -217,7 +282,8 @@ fn vertex_routes_take_instances_and_return_predictions() {
 fn concurrent_streams_are_batched_and_each_gets_its_own_answer() {
     let s = tiny_server(options());
     let addr = s.addr();
-    let prompts: Vec<String> = (0..6).map(|i| format!("question {i}: {}", "abc".repeat(i + 1))).collect();
+    let prompts: Vec<String> =
+        (0..6).map(|i| format!("question {i}: {}", "abc".repeat(i + 1))).collect();
     let body = |p: &str| {
         let mut b = chat(&s.model, p, 24);
         b["stream"] = json!(true);
@@ -225,7 +291,8 @@ fn concurrent_streams_are_batched_and_each_gets_its_own_answer() {
     };
     let alone: Vec<String> = prompts.iter().map(|p| stream_chat(addr, &body(p)).0).collect();
     let together: Vec<(String, String, Value, bool)> = std::thread::scope(|sc| {
-        let hs: Vec<_> = prompts.iter().map(|p| sc.spawn(move || stream_chat(addr, &body(p)))).collect();
+        let hs: Vec<_> =
+            prompts.iter().map(|p| sc.spawn(move || stream_chat(addr, &body(p)))).collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (i, (got, want)) in together.iter().zip(&alone).enumerate() {
@@ -233,8 +300,18 @@ fn concurrent_streams_are_batched_and_each_gets_its_own_answer() {
         assert_eq!(&got.0, want, "stream {i} got another answer under load");
     }
     let m = request(addr, "GET", "/metrics", b"", &[]).unwrap().body;
-    let steps: f64 = m.lines().find_map(|l| l.strip_prefix("medalign_decode_steps_total ")).unwrap().parse().unwrap();
-    let tokens: f64 = m.lines().find_map(|l| l.strip_prefix("medalign_generated_tokens_total ")).unwrap().parse().unwrap();
+    let steps: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("medalign_decode_steps_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tokens: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("medalign_generated_tokens_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
     // Alone, every token is a step; together, steps carry several tokens.
     assert!(tokens / steps > 1.2, "no batching: {tokens} tokens in {steps} steps");
     s.server.stop().unwrap();

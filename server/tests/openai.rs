@@ -18,7 +18,8 @@ fn the_official_openai_client_works_against_the_server() {
         .arg(&s.model)
         .output()
         .expect("MEDALIGN_PY runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "openai_client.py failed:\n{text}");
     assert!(text.contains("openai client: ok"), "{text}");
     s.server.stop().unwrap();

@@ -56,13 +56,23 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.what {
         BenchCommand::Engine(a) => {
             let dir = tempfile::tempdir()?;
-            let r = medalign_engine::bench::engine_bench(dir.path(), a.hash_mib << 20, a.artifacts)?;
+            let r =
+                medalign_engine::bench::engine_bench(dir.path(), a.hash_mib << 20, a.artifacts)?;
             if a.json {
                 print_json(&r)?;
             } else {
-                eprintln!("no-op run, cached 8 stages: median {:.1} ms, max {:.1} ms", r.noop_run_ms_median, r.noop_run_ms_max);
-                eprintln!("status over {} artifacts: {:.1} ms; gc dry run: {:.1} ms", r.store_artifacts, r.status_ms, r.gc_dry_run_ms);
-                let peer = r.md5sum_gb_per_s.map(|m| format!(", md5sum {m:.2} GB/s (ratio {:.1}x)", r.blake3_gb_per_s / m)).unwrap_or_default();
+                eprintln!(
+                    "no-op run, cached 8 stages: median {:.1} ms, max {:.1} ms",
+                    r.noop_run_ms_median, r.noop_run_ms_max
+                );
+                eprintln!(
+                    "status over {} artifacts: {:.1} ms; gc dry run: {:.1} ms",
+                    r.store_artifacts, r.status_ms, r.gc_dry_run_ms
+                );
+                let peer = r
+                    .md5sum_gb_per_s
+                    .map(|m| format!(", md5sum {m:.2} GB/s (ratio {:.1}x)", r.blake3_gb_per_s / m))
+                    .unwrap_or_default();
                 eprintln!("hash {} MiB: blake3 {:.2} GB/s{peer}", a.hash_mib, r.blake3_gb_per_s);
             }
             Ok(ExitCode::SUCCESS)

@@ -61,7 +61,8 @@ pub fn bench_eval(a: BenchEvalArgs) -> anyhow::Result<()> {
     let set = EvalSet::from_examples(rows, a.limit, None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let load = Instant::now();
     let source = medalign_registry::resolve(&a.model, std::path::Path::new("."), &a.store)?;
-    let lm = source.load(&LoadOptions { format: a.precision.format(), ..LoadOptions::inference() })?;
+    let lm =
+        source.load(&LoadOptions { format: a.precision.format(), ..LoadOptions::inference() })?;
     let load_seconds = load.elapsed().as_secs_f64();
     let settings = Settings {
         loglikelihood: true,
@@ -72,16 +73,20 @@ pub fn bench_eval(a: BenchEvalArgs) -> anyhow::Result<()> {
         answer_tokens: 16,
         reply_tokens: 64,
     };
-    let (preds, rate) = bf16_products(a.precision.bf16(), || benchmarks(&lm, "base", &set, &BTreeMap::new(), &settings, &mut |m| eprintln!("{m}")))
-        .map_err(anyhow::Error::msg)?;
+    let (preds, rate) = bf16_products(a.precision.bf16(), || {
+        benchmarks(&lm, "base", &set, &BTreeMap::new(), &settings, &mut |m| eprintln!("{m}"))
+    })
+    .map_err(anyhow::Error::msg)?;
     let mut tasks = serde_json::Map::new();
     for (task, items) in &set.benchmarks {
         let mine: Vec<_> = preds.iter().filter(|p| &p.task == task).collect();
-        let index = |v: &Option<String>| items[0].doc.choices.iter().position(|c| Some(c) == v.as_ref());
+        let index =
+            |v: &Option<String>| items[0].doc.choices.iter().position(|c| Some(c) == v.as_ref());
         let chosen: Vec<Option<usize>> = mine.iter().map(|p| index(&p.pred)).collect();
         let gold: Vec<usize> = items.iter().map(|i| i.doc.gold).collect();
         let acc = mine.iter().filter(|p| p.correct).count() as f64 / mine.len().max(1) as f64;
-        tasks.insert(task.clone(), serde_json::json!({ "preds": chosen, "gold": gold, "acc": acc }));
+        tasks
+            .insert(task.clone(), serde_json::json!({ "preds": chosen, "gold": gold, "acc": acc }));
     }
     let questions_per_s = rate.unwrap_or(0.0);
     if let Some(out) = &a.out {
@@ -91,8 +96,13 @@ pub fn bench_eval(a: BenchEvalArgs) -> anyhow::Result<()> {
         std::fs::write(out, serde_json::to_string(&all)?)?;
     }
     if a.json {
-        print_json(&serde_json::json!({ "questions": preds.len(), "questions_per_s": questions_per_s, "load_seconds": load_seconds }))?;
+        print_json(
+            &serde_json::json!({ "questions": preds.len(), "questions_per_s": questions_per_s, "load_seconds": load_seconds }),
+        )?;
     }
-    eprintln!("{} questions, {questions_per_s:.2} questions/s (model load {load_seconds:.1}s)", preds.len());
+    eprintln!(
+        "{} questions, {questions_per_s:.2} questions/s (model load {load_seconds:.1}s)",
+        preds.len()
+    );
     Ok(())
 }

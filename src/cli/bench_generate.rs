@@ -11,7 +11,8 @@ use serde::Serialize;
 use anyhow::{bail, Result};
 use medalign_model::KvCache;
 
-const TEXT: &str = "Acetaminophen overdose can cause acute liver failure. Patients taking warfarin should avoid \
+const TEXT: &str =
+    "Acetaminophen overdose can cause acute liver failure. Patients taking warfarin should avoid \
 NSAIDs such as ibuprofen because of the increased risk of bleeding. ";
 
 /// Arguments of `medalign bench generate`.
@@ -72,15 +73,24 @@ pub fn run_bench_generate(args: &BenchGenerateArgs) -> Result<BenchReport> {
     let dev = lm.model.device();
     // Warm-up: thread pools and allocator.
     let mut cache = lm.model.kv_cache();
-    lm.model.forward_last(&Tensor::new(&ids[..8.min(ids.len())], dev)?.unsqueeze(0)?, Some(&mut cache), None)?;
+    lm.model.forward_last(
+        &Tensor::new(&ids[..8.min(ids.len())], dev)?.unsqueeze(0)?,
+        Some(&mut cache),
+        None,
+    )?;
     let mut cache = lm.model.kv_cache();
     let t0 = Instant::now();
-    let logits = lm.model.forward_last(&Tensor::new(ids.as_slice(), dev)?.unsqueeze(0)?, Some(&mut cache), None)?;
+    let logits = lm.model.forward_last(
+        &Tensor::new(ids.as_slice(), dev)?.unsqueeze(0)?,
+        Some(&mut cache),
+        None,
+    )?;
     let mut next = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?[0];
     let prefill = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     for _ in 1..args.new_tokens {
-        let logits = lm.model.forward_last(&Tensor::new(&[[next]], dev)?, Some(&mut cache), None)?;
+        let logits =
+            lm.model.forward_last(&Tensor::new(&[[next]], dev)?, Some(&mut cache), None)?;
         next = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?[0];
     }
     let decode = t1.elapsed().as_secs_f64();
@@ -91,9 +101,16 @@ pub fn run_bench_generate(args: &BenchGenerateArgs) -> Result<BenchReport> {
         let t2 = Instant::now();
         for _ in 1..args.new_tokens {
             let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
-            tokens = lm.model.forward_rows(&tokens, &mut refs)?.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?;
+            tokens = lm
+                .model
+                .forward_rows(&tokens, &mut refs)?
+                .argmax(candle_core::D::Minus1)?
+                .to_vec1::<u32>()?;
         }
-        Some(((args.new_tokens - 1).max(1) * args.sequences) as f64 / t2.elapsed().as_secs_f64().max(1e-9))
+        Some(
+            ((args.new_tokens - 1).max(1) * args.sequences) as f64
+                / t2.elapsed().as_secs_f64().max(1e-9),
+        )
     } else {
         None
     };
@@ -110,7 +127,10 @@ pub fn run_bench_generate(args: &BenchGenerateArgs) -> Result<BenchReport> {
     } else {
         eprintln!(
             "prompt {} tokens: {:.1} tok/s; decode {} tokens: {:.1} tok/s",
-            report.prompt_tokens, report.prefill_tokens_per_s, report.new_tokens, report.decode_tokens_per_s
+            report.prompt_tokens,
+            report.prefill_tokens_per_s,
+            report.new_tokens,
+            report.decode_tokens_per_s
         );
         if let Some(b) = report.batched_decode_tokens_per_s {
             eprintln!("{} sequences decoded together: {b:.1} tok/s in all", args.sequences);

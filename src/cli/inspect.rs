@@ -180,14 +180,22 @@ pub fn dag(args: DagArgs) -> anyhow::Result<ExitCode> {
         .stages
         .iter()
         .enumerate()
-        .flat_map(|(i, s)| s.inputs.iter().map(move |b| (b.stage, i, format!("{} -> {}", b.output, b.slot))))
+        .flat_map(|(i, s)| {
+            s.inputs.iter().map(move |b| (b.stage, i, format!("{} -> {}", b.output, b.slot)))
+        })
         .collect();
     match args.format {
         GraphFormat::Text => {
             for s in &plan.stages {
-                let ins: Vec<String> = s.inputs.iter().map(|b| format!("{}.{}", plan.stages[b.stage].id, b.output)).collect();
-                let outs: Vec<String> = s.outputs.iter().map(|o| format!("{} ({})", o.name, o.kind)).collect();
-                let from = if ins.is_empty() { String::new() } else { format!(" <- {}", ins.join(", ")) };
+                let ins: Vec<String> = s
+                    .inputs
+                    .iter()
+                    .map(|b| format!("{}.{}", plan.stages[b.stage].id, b.output))
+                    .collect();
+                let outs: Vec<String> =
+                    s.outputs.iter().map(|o| format!("{} ({})", o.name, o.kind)).collect();
+                let from =
+                    if ins.is_empty() { String::new() } else { format!(" <- {}", ins.join(", ")) };
                 println!("{} [{}]{from}  => {}", s.id, s.kind, outs.join(", "));
             }
         }
@@ -197,7 +205,10 @@ pub fn dag(args: DagArgs) -> anyhow::Result<ExitCode> {
                 println!("  \"{}\" [label=\"{}\\n[{}]\"];", s.id, s.id, s.kind);
             }
             for (a, b, label) in &edges {
-                println!("  \"{}\" -> \"{}\" [label=\"{label}\"];", plan.stages[*a].id, plan.stages[*b].id);
+                println!(
+                    "  \"{}\" -> \"{}\" [label=\"{label}\"];",
+                    plan.stages[*a].id, plan.stages[*b].id
+                );
             }
             println!("}}");
         }
@@ -217,7 +228,12 @@ pub fn dag(args: DagArgs) -> anyhow::Result<ExitCode> {
 /// `medalign validate`.
 pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let plan = plan_or_exit!(&args.manifest);
-    eprintln!("{}: ok ({} stages, store {})", args.manifest.manifest.display(), plan.stages.len(), plan.store_dir.display());
+    eprintln!(
+        "{}: ok ({} stages, store {})",
+        args.manifest.manifest.display(),
+        plan.stages.len(),
+        plan.store_dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

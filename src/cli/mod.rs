@@ -119,7 +119,10 @@ pub struct ManifestArgs {
 }
 
 /// Loads and compiles a manifest; invalid manifests print every problem.
-pub fn load_plan(args: &ManifestArgs, registry: &KindRegistry) -> anyhow::Result<Result<Plan, ExitCode>> {
+pub fn load_plan(
+    args: &ManifestArgs,
+    registry: &KindRegistry,
+) -> anyhow::Result<Result<Plan, ExitCode>> {
     let mut vars = BTreeMap::new();
     for v in &args.vars {
         let Some((k, val)) = v.split_once('=') else { bail!("--var {v}: expected NAME=VALUE") };

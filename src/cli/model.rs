@@ -6,7 +6,12 @@ use std::path::Path;
 use medalign_model::{LanguageModel, LinearFormat, LoadOptions};
 
 /// Loads `reference` (quantized unless `f32`) and applies `adapter` when given.
-pub fn load(reference: &str, store: &Path, f32: bool, adapter: Option<&Path>) -> anyhow::Result<LanguageModel> {
+pub fn load(
+    reference: &str,
+    store: &Path,
+    f32: bool,
+    adapter: Option<&Path>,
+) -> anyhow::Result<LanguageModel> {
     let t0 = std::time::Instant::now();
     let source = medalign_registry::resolve(reference, Path::new("."), store)?;
     if source.adapter.is_some() && adapter.is_some() {

@@ -61,7 +61,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !args.dry_run {
         print_eval_reports(&plan, &reports);
     }
-    let failed: Vec<&str> = reports.iter().filter(|r| r.status == StageStatus::Failed).map(|r| r.id.as_str()).collect();
+    let failed: Vec<&str> =
+        reports.iter().filter(|r| r.status == StageStatus::Failed).map(|r| r.id.as_str()).collect();
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -75,7 +76,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// Ends a run with each eval stage's comparison table and where its HTML report is.
 fn print_eval_reports(plan: &medalign_engine::Plan, reports: &[medalign_engine::StageReport]) {
     let store = medalign_engine::Store::open(&plan.store_dir);
-    for r in reports.iter().filter(|r| r.kind == "eval" && matches!(r.status, StageStatus::Ran | StageStatus::Cached)) {
+    for r in reports
+        .iter()
+        .filter(|r| r.kind == "eval" && matches!(r.status, StageStatus::Ran | StageStatus::Cached))
+    {
         let (Ok(store), Some(key)) = (&store, &r.key) else { continue };
         if let Ok((table, html)) = super::inspect::eval_report(&store.artifact_dir(key)) {
             eprintln!("\n{} (base vs tuned):\n{table}", r.id);

@@ -35,7 +35,8 @@ pub struct ScoreArgs {
 
 /// Runs `medalign score`.
 pub fn run_score(args: &ScoreArgs) -> anyhow::Result<()> {
-    let lm = super::model::load(&args.model, &args.store, !args.quantized, args.adapter.as_deref())?;
+    let lm =
+        super::model::load(&args.model, &args.store, !args.quantized, args.adapter.as_deref())?;
     let pair = lm.encode_pair(&args.context, &args.continuation)?;
     let ll = score_tokens(&lm.model, std::slice::from_ref(&pair), 4096)?[0];
     if args.json {

@@ -20,7 +20,8 @@ pub struct StagesArgs {
 /// Prints the kinds.
 pub fn stages(args: StagesArgs) -> anyhow::Result<ExitCode> {
     let registry = registry();
-    let kinds: Vec<_> = registry.kinds().filter(|k| args.kind.as_deref().is_none_or(|n| n == k.name())).collect();
+    let kinds: Vec<_> =
+        registry.kinds().filter(|k| args.kind.as_deref().is_none_or(|n| n == k.name())).collect();
     if let (Some(name), true) = (&args.kind, kinds.is_empty()) {
         let names: Vec<&str> = registry.kinds().map(|k| k.name()).collect();
         anyhow::bail!("no stage kind \"{name}\"; kinds: {}", names.join(", "));
@@ -60,7 +61,10 @@ fn print_params(schema: &Value, root: &Value, indent: &str) {
     println!("{indent}params:");
     for (name, p) in props {
         let p = deref(p, root);
-        let ty = p.get("type").map(|t| t.to_string().replace('"', "")).unwrap_or_else(|| "object".into());
+        let ty = p
+            .get("type")
+            .map(|t| t.to_string().replace('"', ""))
+            .unwrap_or_else(|| "object".into());
         let default = p.get("default").map(|d| format!(" = {d}")).unwrap_or_default();
         let doc = p.get("description").and_then(Value::as_str).unwrap_or("").replace('\n', " ");
         println!("{indent}  {name}: {ty}{default}  {doc}");
@@ -68,7 +72,8 @@ fn print_params(schema: &Value, root: &Value, indent: &str) {
 }
 
 fn deref<'a>(p: &'a Value, root: &'a Value) -> &'a Value {
-    let r = p.get("$ref").or_else(|| p.get("allOf").and_then(|a| a.get(0)).and_then(|x| x.get("$ref")));
+    let r =
+        p.get("$ref").or_else(|| p.get("allOf").and_then(|a| a.get(0)).and_then(|x| x.get("$ref")));
     match r.and_then(Value::as_str).and_then(|r| r.strip_prefix("#/")) {
         Some(path) => path.split('/').fold(root, |v, seg| &v[seg]),
         None => p,

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
-    UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, RecordBatch,
+    StringArray, StructArray, UInt64Array,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type, SchemaRef, UInt64Type};
@@ -25,7 +25,10 @@ pub fn field(name: &str, data_type: DataType, nullable: bool) -> Field {
 }
 
 fn message_fields() -> Fields {
-    Fields::from(vec![Field::new("role", DataType::Utf8, false), Field::new("content", DataType::Utf8, false)])
+    Fields::from(vec![
+        Field::new("role", DataType::Utf8, false),
+        Field::new("content", DataType::Utf8, false),
+    ])
 }
 
 /// A non-null list of `item`.
@@ -84,14 +87,24 @@ pub fn messages<'a>(rows: impl Iterator<Item = &'a [Message]> + Clone) -> ArrayR
         None,
     );
     let item = Arc::new(Field::new_list_field(DataType::Struct(message_fields()), false));
-    Arc::new(ListArray::new(item, OffsetBuffer::from_lengths(rows.map(<[Message]>::len)), Arc::new(values), None))
+    Arc::new(ListArray::new(
+        item,
+        OffsetBuffer::from_lengths(rows.map(<[Message]>::len)),
+        Arc::new(values),
+        None,
+    ))
 }
 
 /// A column of string lists.
 pub fn string_lists<'a>(rows: impl Iterator<Item = &'a [String]> + Clone) -> ArrayRef {
     let values = text(rows.clone().flat_map(|r| r.iter().map(String::as_str)));
     let item = Arc::new(Field::new_list_field(DataType::Utf8, false));
-    Arc::new(ListArray::new(item, OffsetBuffer::from_lengths(rows.map(<[String]>::len)), values, None))
+    Arc::new(ListArray::new(
+        item,
+        OffsetBuffer::from_lengths(rows.map(<[String]>::len)),
+        values,
+        None,
+    ))
 }
 
 /// Writes `rows` as one Parquet file with `schema`.
@@ -101,10 +114,15 @@ pub fn write_table<T>(
     rows: &[T],
     columns: impl Fn(&[T]) -> Vec<ArrayRef>,
 ) -> Result<(), TableError> {
-    let fmt = |e: &dyn std::fmt::Display| TableError::Format { path: path.display().to_string(), message: e.to_string() };
-    let file = File::create(path).map_err(|source| TableError::Io { path: path.display().to_string(), source })?;
+    let fmt = |e: &dyn std::fmt::Display| TableError::Format {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let file = File::create(path)
+        .map_err(|source| TableError::Io { path: path.display().to_string(), source })?;
     let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| fmt(&e))?;
+    let mut writer =
+        ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| fmt(&e))?;
     for chunk in rows.chunks(65_536) {
         let batch = RecordBatch::try_new(schema.clone(), columns(chunk)).map_err(|e| fmt(&e))?;
         writer.write(&batch).map_err(|e| fmt(&e))?;
@@ -114,10 +132,16 @@ pub fn write_table<T>(
 }
 
 /// Reads every row of a Parquet file, turning each batch into rows with `rows`.
-pub fn read_table<T>(path: &Path, rows: impl Fn(&Columns<'_>) -> Result<Vec<T>, String>) -> Result<Vec<T>, TableError> {
+pub fn read_table<T>(
+    path: &Path,
+    rows: impl Fn(&Columns<'_>) -> Result<Vec<T>, String>,
+) -> Result<Vec<T>, TableError> {
     let fmt = |m: String| TableError::Format { path: path.display().to_string(), message: m };
-    let file = File::open(path).map_err(|source| TableError::Io { path: path.display().to_string(), source })?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(|e| fmt(e.to_string()))?;
+    let file = File::open(path)
+        .map_err(|source| TableError::Io { path: path.display().to_string(), source })?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| fmt(e.to_string()))?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| fmt(e.to_string()))?;
@@ -148,38 +172,59 @@ impl<'a> Columns<'a> {
 
     /// A Utf8 column: `get(i)` is `None` for nulls.
     pub fn text(&self, name: &str) -> Result<impl Fn(usize) -> Option<String> + 'a, String> {
-        let a = self.col(name)?.as_string_opt::<i32>().ok_or_else(|| format!("column {name:?}: expected Utf8"))?;
+        let a = self
+            .col(name)?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| format!("column {name:?}: expected Utf8"))?;
         Ok(move |i| (!a.is_null(i)).then(|| a.value(i).to_string()))
     }
 
     /// An Int64 column.
     pub fn i64(&self, name: &str) -> Result<impl Fn(usize) -> Option<i64> + 'a, String> {
-        let a = self.col(name)?.as_primitive_opt::<Int64Type>().ok_or_else(|| format!("column {name:?}: expected Int64"))?;
+        let a = self
+            .col(name)?
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| format!("column {name:?}: expected Int64"))?;
         Ok(move |i| (!a.is_null(i)).then(|| a.value(i)))
     }
 
     /// A UInt64 column.
     pub fn u64(&self, name: &str) -> Result<impl Fn(usize) -> Option<u64> + 'a, String> {
-        let a = self.col(name)?.as_primitive_opt::<UInt64Type>().ok_or_else(|| format!("column {name:?}: expected UInt64"))?;
+        let a = self
+            .col(name)?
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(|| format!("column {name:?}: expected UInt64"))?;
         Ok(move |i| (!a.is_null(i)).then(|| a.value(i)))
     }
 
     /// A Float64 column.
     pub fn f64(&self, name: &str) -> Result<impl Fn(usize) -> Option<f64> + 'a, String> {
-        let a = self.col(name)?.as_primitive_opt::<Float64Type>().ok_or_else(|| format!("column {name:?}: expected Float64"))?;
+        let a = self
+            .col(name)?
+            .as_primitive_opt::<Float64Type>()
+            .ok_or_else(|| format!("column {name:?}: expected Float64"))?;
         Ok(move |i| (!a.is_null(i)).then(|| a.value(i)))
     }
 
     /// A Boolean column.
     pub fn bool(&self, name: &str) -> Result<impl Fn(usize) -> bool + 'a, String> {
-        let a = self.col(name)?.as_boolean_opt().ok_or_else(|| format!("column {name:?}: expected Boolean"))?;
+        let a = self
+            .col(name)?
+            .as_boolean_opt()
+            .ok_or_else(|| format!("column {name:?}: expected Boolean"))?;
         Ok(move |i| !a.is_null(i) && a.value(i))
     }
 
     /// A list-of-Utf8 column.
     pub fn strings(&self, name: &str) -> Result<impl Fn(usize) -> Vec<String> + 'a, String> {
-        let list = self.col(name)?.as_list_opt::<i32>().ok_or_else(|| format!("column {name:?}: expected a list"))?;
-        let values = list.values().as_string_opt::<i32>().ok_or_else(|| format!("column {name:?}: expected strings"))?;
+        let list = self
+            .col(name)?
+            .as_list_opt::<i32>()
+            .ok_or_else(|| format!("column {name:?}: expected a list"))?;
+        let values = list
+            .values()
+            .as_string_opt::<i32>()
+            .ok_or_else(|| format!("column {name:?}: expected strings"))?;
         Ok(move |i| {
             let o = list.value_offsets();
             (o[i] as usize..o[i + 1] as usize).map(|j| values.value(j).to_string()).collect()
@@ -188,9 +233,19 @@ impl<'a> Columns<'a> {
 
     /// A chat column.
     pub fn messages(&self, name: &str) -> Result<impl Fn(usize) -> Vec<Message> + 'a, String> {
-        let list = self.col(name)?.as_list_opt::<i32>().ok_or_else(|| format!("column {name:?}: expected a list"))?;
-        let s = list.values().as_struct_opt().ok_or_else(|| format!("column {name:?}: expected structs"))?;
-        let part = |f: &str| s.column_by_name(f).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(|| format!("{name}: no {f}"));
+        let list = self
+            .col(name)?
+            .as_list_opt::<i32>()
+            .ok_or_else(|| format!("column {name:?}: expected a list"))?;
+        let s = list
+            .values()
+            .as_struct_opt()
+            .ok_or_else(|| format!("column {name:?}: expected structs"))?;
+        let part = |f: &str| {
+            s.column_by_name(f)
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| format!("{name}: no {f}"))
+        };
         let (role, content) = (part("role")?, part("content")?);
         Ok(move |i| {
             let o = list.value_offsets();
@@ -205,11 +260,17 @@ impl<'a> Columns<'a> {
 /// `MEDALIGN_UPDATE_SCHEMAS=1` to rewrite it from the code).
 #[cfg(test)]
 pub(crate) fn check_schema_file(name: &str, schema: &arrow::datatypes::Schema) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas").join(format!("{name}.json"));
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas").join(format!("{name}.json"));
     let json = serde_json::to_string_pretty(schema).unwrap() + "\n";
     if std::env::var_os("MEDALIGN_UPDATE_SCHEMAS").is_some() {
         std::fs::write(&path, &json).unwrap();
     }
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(on_disk, json, "{} is stale: run the tests with MEDALIGN_UPDATE_SCHEMAS=1", path.display());
+    assert_eq!(
+        on_disk,
+        json,
+        "{} is stale: run the tests with MEDALIGN_UPDATE_SCHEMAS=1",
+        path.display()
+    );
 }

@@ -204,7 +204,14 @@ mod tests {
 
     #[test]
     fn task_names_round_trip() {
-        for t in [Task::Mcq, Task::YesNoMaybe, Task::Dialogue, Task::Instruction, Task::Preference, Task::Safety] {
+        for t in [
+            Task::Mcq,
+            Task::YesNoMaybe,
+            Task::Dialogue,
+            Task::Instruction,
+            Task::Preference,
+            Task::Safety,
+        ] {
             assert_eq!(Task::parse(t.as_str()), Some(t));
         }
     }
@@ -213,7 +220,11 @@ mod tests {
 /// At most `limit(group)` items of each group (items without a limit are all kept), evenly spaced
 /// over that group's items in input order (item `floor(i * len / n)` for `i` in `0..n`), so a
 /// sample covers every source and category the group's rows were sorted by. Order is kept.
-pub fn spread_by<T>(items: Vec<T>, group: impl Fn(&T) -> &str, limit: impl Fn(&str) -> Option<usize>) -> Vec<T> {
+pub fn spread_by<T>(
+    items: Vec<T>,
+    group: impl Fn(&T) -> &str,
+    limit: impl Fn(&str) -> Option<usize>,
+) -> Vec<T> {
     use std::collections::HashMap;
     let mut totals: HashMap<String, usize> = HashMap::new();
     items.iter().for_each(|x| *totals.entry(group(x).to_string()).or_default() += 1);
@@ -240,7 +251,8 @@ mod spread_tests {
 
     #[test]
     fn evenly_spaced_per_group_in_order() {
-        let items: Vec<(&str, usize)> = (0..10).map(|i| ("a", i)).chain((0..3).map(|i| ("b", i))).collect();
+        let items: Vec<(&str, usize)> =
+            (0..10).map(|i| ("a", i)).chain((0..3).map(|i| ("b", i))).collect();
         let got = spread_by(items.clone(), |x| x.0, |g| (g == "a").then_some(4));
         let a: Vec<usize> = got.iter().filter(|x| x.0 == "a").map(|x| x.1).collect();
         assert_eq!(a, [0, 2, 5, 7]);

@@ -7,7 +7,9 @@ use std::path::Path;
 /// Links (or copies) every file under `from` into `to`, creating directories as needed; an error
 /// names the file.
 pub fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    let at = |p: &Path, e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", p.display()));
+    let at = |p: &Path, e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))
+    };
     std::fs::create_dir_all(to).map_err(|e| at(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| at(from, e))? {
         let entry = entry.map_err(|e| at(from, e))?;

@@ -10,11 +10,11 @@ pub mod files;
 pub mod generate;
 pub mod ingest;
 pub mod judge;
-pub mod register;
 pub mod llm;
 mod model_params;
 pub mod pair;
 pub mod quantize;
+pub mod register;
 pub mod table;
 pub mod train;
 
@@ -61,10 +61,16 @@ pub fn register(registry: &mut KindRegistry) {
     registry.register::<ingest::IngestConfig>();
     registry.register::<dedupe::DedupeConfig>();
     registry.artifact(generate::CANDIDATES).artifact(judge::JUDGMENTS).artifact(pair::PAIRS);
-    registry.register::<generate::GenerateConfig>().register::<judge::JudgeConfig>().register::<pair::PairConfig>();
+    registry
+        .register::<generate::GenerateConfig>()
+        .register::<judge::JudgeConfig>()
+        .register::<pair::PairConfig>();
     registry.artifact(PREDICTIONS).artifact(EVAL_METRICS);
     registry.register::<eval::EvalConfig>();
-    registry.artifact(register::ADAPTER).artifact(register::EVAL_REPORT).artifact(register::REGISTERED_MODEL);
+    registry
+        .artifact(register::ADAPTER)
+        .artifact(register::EVAL_REPORT)
+        .artifact(register::REGISTERED_MODEL);
     registry.register::<register::RegisterConfig>();
     registry.artifact(train::REFERENCE_LOGPROBS).artifact(quantize::QUANTIZED_MODEL);
     registry.register::<quantize::QuantizeConfig>();

@@ -7,7 +7,10 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, RecordBatch, StringArray, StringBuilder, StructArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, ListArray, RecordBatch, StringArray, StringBuilder,
+    StructArray,
+};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -42,12 +45,17 @@ pub enum TableError {
 }
 
 fn message_fields() -> Fields {
-    Fields::from(vec![Field::new("role", DataType::Utf8, false), Field::new("content", DataType::Utf8, false)])
+    Fields::from(vec![
+        Field::new("role", DataType::Utf8, false),
+        Field::new("content", DataType::Utf8, false),
+    ])
 }
 
 fn example_fields() -> Vec<Field> {
     let text = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
-    let list = |name: &str, item: DataType| Field::new(name, DataType::List(Arc::new(Field::new_list_field(item, false))), false);
+    let list = |name: &str, item: DataType| {
+        Field::new(name, DataType::List(Arc::new(Field::new_list_field(item, false))), false)
+    };
     vec![
         text("id", false),
         text("source", false),
@@ -86,7 +94,13 @@ pub fn removed_schema() -> SchemaRef {
 pub fn rejected_schema() -> SchemaRef {
     let text = |name: &str| Field::new(name, DataType::Utf8, false);
     let base64 = Field::new("record_base64", DataType::Utf8, true);
-    Arc::new(Schema::new(vec![text("source"), text("origin"), text("reason"), text("record"), base64]))
+    Arc::new(Schema::new(vec![
+        text("source"),
+        text("origin"),
+        text("reason"),
+        text("record"),
+        base64,
+    ]))
 }
 
 /// A record ingest rejected under `on_error: quarantine`.
@@ -134,13 +148,26 @@ fn example_columns(rows: &[&Example]) -> Vec<ArrayRef> {
     let msgs = rows.iter().flat_map(|e| e.messages.iter());
     let messages = StructArray::new(
         message_fields(),
-        vec![strings(msgs.clone().map(|m| m.role.as_str())), strings(msgs.map(|m| m.content.as_str()))],
+        vec![
+            strings(msgs.clone().map(|m| m.role.as_str())),
+            strings(msgs.map(|m| m.content.as_str())),
+        ],
         None,
     );
     let item = |t| Arc::new(Field::new_list_field(t, false));
-    let messages = ListArray::new(item(DataType::Struct(message_fields())), OffsetBuffer::from_lengths(lengths), Arc::new(messages), None);
+    let messages = ListArray::new(
+        item(DataType::Struct(message_fields())),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(messages),
+        None,
+    );
     let choices = strings(rows.iter().flat_map(|e| e.choices.iter().map(String::as_str)));
-    let choices = ListArray::new(item(DataType::Utf8), OffsetBuffer::from_lengths(rows.iter().map(|e| e.choices.len())), choices, None);
+    let choices = ListArray::new(
+        item(DataType::Utf8),
+        OffsetBuffer::from_lengths(rows.iter().map(|e| e.choices.len())),
+        choices,
+        None,
+    );
     vec![
         strings(rows.iter().map(|e| e.id.as_str())),
         strings(rows.iter().map(|e| e.source.as_str())),
@@ -160,14 +187,24 @@ fn example_columns(rows: &[&Example]) -> Vec<ArrayRef> {
 }
 
 /// Writes `rows` with `schema`, building each batch's columns with `columns`.
-fn write<T>(path: &Path, schema: SchemaRef, rows: &[T], columns: impl Fn(&[T]) -> Vec<ArrayRef>) -> Result<(), TableError> {
-    let fmt = |e: &dyn std::fmt::Display| TableError::Format { path: path.display().to_string(), message: e.to_string() };
-    let file = File::create(path).map_err(|source| TableError::Io { path: path.display().to_string(), source })?;
+fn write<T>(
+    path: &Path,
+    schema: SchemaRef,
+    rows: &[T],
+    columns: impl Fn(&[T]) -> Vec<ArrayRef>,
+) -> Result<(), TableError> {
+    let fmt = |e: &dyn std::fmt::Display| TableError::Format {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let file = File::create(path)
+        .map_err(|source| TableError::Io { path: path.display().to_string(), source })?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_size(BATCH_ROWS)
         .build();
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| fmt(&e))?;
+    let mut writer =
+        ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| fmt(&e))?;
     for chunk in rows.chunks(BATCH_ROWS) {
         let batch = RecordBatch::try_new(schema.clone(), columns(chunk)).map_err(|e| fmt(&e))?;
         writer.write(&batch).map_err(|e| fmt(&e))?;
@@ -208,7 +245,8 @@ pub fn write_removed(path: &Path, rows: &[Removal]) -> Result<(), TableError> {
 /// Reads an `examples` table (or any table with its columns, such as `removed`).
 pub fn read_examples(path: &Path) -> Result<Vec<Example>, TableError> {
     let fmt = |m: String| TableError::Format { path: path.display().to_string(), message: m };
-    let file = File::open(path).map_err(|source| TableError::Io { path: path.display().to_string(), source })?;
+    let file = File::open(path)
+        .map_err(|source| TableError::Io { path: path.display().to_string(), source })?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
         .map_err(|e| fmt(e.to_string()))?;
@@ -221,23 +259,41 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>, TableError> {
 }
 
 fn batch_examples(batch: &RecordBatch) -> Result<Vec<Example>, String> {
-    let col = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("not an examples table: no column {name:?}"));
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| format!("not an examples table: no column {name:?}"))
+    };
     let text = |name: &str| -> Result<&StringArray, String> {
         col(name)?.as_string_opt::<i32>().ok_or_else(|| format!("column {name:?}: expected Utf8"))
     };
     let list = |name: &str| -> Result<&ListArray, String> {
         col(name)?.as_list_opt::<i32>().ok_or_else(|| format!("column {name:?}: expected a list"))
     };
-    let (id, source, task, origin, original, hash) =
-        (text("id")?, text("source")?, text("task")?, text("origin")?, text("original")?, text("hash")?);
+    let (id, source, task, origin, original, hash) = (
+        text("id")?,
+        text("source")?,
+        text("task")?,
+        text("origin")?,
+        text("original")?,
+        text("hash")?,
+    );
     let opt = ["context", "answer", "explanation", "rejected", "subject", "split"].map(text);
     let [context, answer, explanation, rejected, subject, split] = opt;
-    let (context, answer, explanation, rejected, subject, split) = (context?, answer?, explanation?, rejected?, subject?, split?);
+    let (context, answer, explanation, rejected, subject, split) =
+        (context?, answer?, explanation?, rejected?, subject?, split?);
     let (messages, choices) = (list("messages")?, list("choices")?);
     let msg = messages.values().as_struct_opt().ok_or("column \"messages\": expected structs")?;
-    let role = msg.column_by_name("role").and_then(|c| c.as_string_opt::<i32>()).ok_or("messages: no role")?;
-    let content = msg.column_by_name("content").and_then(|c| c.as_string_opt::<i32>()).ok_or("messages: no content")?;
-    let choice_values = choices.values().as_string_opt::<i32>().ok_or("column \"choices\": expected strings")?;
+    let role = msg
+        .column_by_name("role")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or("messages: no role")?;
+    let content = msg
+        .column_by_name("content")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or("messages: no content")?;
+    let choice_values =
+        choices.values().as_string_opt::<i32>().ok_or("column \"choices\": expected strings")?;
     let get = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
     Ok((0..batch.num_rows())
         .map(|i| {
@@ -248,10 +304,15 @@ fn batch_examples(batch: &RecordBatch) -> Result<Vec<Example>, String> {
                 source: source.value(i).into(),
                 task: task.value(i).into(),
                 messages: (m[i] as usize..m[i + 1] as usize)
-                    .map(|j| Message { role: role.value(j).into(), content: content.value(j).into() })
+                    .map(|j| Message {
+                        role: role.value(j).into(),
+                        content: content.value(j).into(),
+                    })
                     .collect(),
                 context: get(context, i),
-                choices: (c[i] as usize..c[i + 1] as usize).map(|j| choice_values.value(j).to_string()).collect(),
+                choices: (c[i] as usize..c[i + 1] as usize)
+                    .map(|j| choice_values.value(j).to_string())
+                    .collect(),
                 answer: get(answer, i),
                 explanation: get(explanation, i),
                 rejected: get(rejected, i),
@@ -273,14 +334,23 @@ mod tests {
     #[test]
     fn schema_files_match_the_code() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
-        for (name, schema) in [("examples", examples_schema()), ("rejected", rejected_schema()), ("removed", removed_schema())] {
+        for (name, schema) in [
+            ("examples", examples_schema()),
+            ("rejected", rejected_schema()),
+            ("removed", removed_schema()),
+        ] {
             let json = serde_json::to_string_pretty(schema.as_ref()).unwrap() + "\n";
             let path = dir.join(format!("{name}.json"));
             if std::env::var_os("MEDALIGN_UPDATE_SCHEMAS").is_some() {
                 std::fs::write(&path, &json).unwrap();
             }
             let on_disk = std::fs::read_to_string(&path).unwrap();
-            assert_eq!(on_disk, json, "{} is stale: run with MEDALIGN_UPDATE_SCHEMAS=1", path.display());
+            assert_eq!(
+                on_disk,
+                json,
+                "{} is stale: run with MEDALIGN_UPDATE_SCHEMAS=1",
+                path.display()
+            );
             let parsed: Schema = serde_json::from_str(&on_disk).unwrap();
             assert_eq!(&parsed, schema.as_ref());
         }

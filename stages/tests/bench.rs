@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Instant;
 
-use medalign_stages::dedupe::minhash::{optimal_bands, set_jaccard, shingle_set, LshIndex, MinHasher};
+use medalign_stages::dedupe::minhash::{
+    optimal_bands, set_jaccard, shingle_set, LshIndex, MinHasher,
+};
 use medalign_stages::dedupe::text::words;
 use medalign_stages::dedupe::{dedupe, DedupeConfig, NearConfig};
 use medalign_stages::ingest::IngestConfig;
@@ -32,7 +34,8 @@ fn rng(seed: u64) -> impl FnMut() -> u64 {
 /// CPU seconds this process has used so far (user + system, every thread); 0 where `/proc` is missing.
 fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0 // utime and stime, in clock ticks of 1/100 s
 }
@@ -49,11 +52,13 @@ fn ingest_and_exact_dedupe_1m() {
     let dir = tempfile::tempdir().unwrap();
     let vocab: Vec<&str> = VOCAB.split_whitespace().collect();
     let mut next = rng(1);
-    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.path().join("medmcqa.jsonl")).unwrap());
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(dir.path().join("medmcqa.jsonl")).unwrap());
     for i in 0..n {
         // one record in 10 repeats an earlier one (a planted exact duplicate)
         let k = if i % 10 == 9 { i - 5 } else { i };
-        let mut q: Vec<&str> = (0..25).map(|j| vocab[(k * 31 + j * 7 + (k >> j % 8)) % vocab.len()]).collect();
+        let mut q: Vec<&str> =
+            (0..25).map(|j| vocab[(k * 31 + j * 7 + (k >> j % 8)) % vocab.len()]).collect();
         q.push(if next() % 2 == 0 { "?" } else { "." });
         let line = serde_json::json!({"id": format!("r{i}"), "question": format!("Case {k}: {}", q.join(" ")),
             "opa": "Amoxicillin", "opb": "Doxycycline", "opc": "Ceftriaxone", "opd": "Azithromycin", "cop": 1 + k % 4,
@@ -61,11 +66,16 @@ fn ingest_and_exact_dedupe_1m() {
         writeln!(f, "{line}").unwrap();
     }
     drop(f);
-    let cfg: IngestConfig = serde_json::from_str(r#"{"sources": [{"path": "medmcqa.jsonl", "format": "medmcqa"}]}"#).unwrap();
+    let cfg: IngestConfig =
+        serde_json::from_str(r#"{"sources": [{"path": "medmcqa.jsonl", "format": "medmcqa"}]}"#)
+            .unwrap();
     let (t, cpu0) = (Instant::now(), cpu_seconds());
     let ingested = cfg.ingest(|p| dir.path().join(p)).unwrap();
     let (t_ingest, cpu1) = (t.elapsed().as_secs_f64(), cpu_seconds());
-    let dd = DedupeConfig { near: NearConfig { enabled: false, ..Default::default() }, ..Default::default() };
+    let dd = DedupeConfig {
+        near: NearConfig { enabled: false, ..Default::default() },
+        ..Default::default()
+    };
     let t = Instant::now();
     let out = dedupe(&dd, ingested.examples, &[], 0);
     let (t_dedupe, cpu2) = (t.elapsed().as_secs_f64(), cpu_seconds());
@@ -106,7 +116,10 @@ fn dedupe_shared_data() {
     for r in &out.removed {
         *reasons.entry(r.reason.as_str()).or_default() += 1;
     }
-    println!("shared/data: {n} rows deduped in {secs:.3}s ({:.0} rows/s); removed {reasons:?}", n as f64 / secs);
+    println!(
+        "shared/data: {n} rows deduped in {secs:.3}s ({:.0} rows/s); removed {reasons:?}",
+        n as f64 / secs
+    );
 }
 
 #[test]
@@ -115,7 +128,11 @@ fn minhash_lsh_corpus() {
     let (n, dups) = (20_000usize, 2_000usize);
     let vocab: Vec<&str> = VOCAB.split_whitespace().collect();
     let mut next = rng(9);
-    let mut docs: Vec<String> = (0..n).map(|_| (0..80).map(|_| vocab[next() as usize % vocab.len()]).collect::<Vec<_>>().join(" ")).collect();
+    let mut docs: Vec<String> = (0..n)
+        .map(|_| {
+            (0..80).map(|_| vocab[next() as usize % vocab.len()]).collect::<Vec<_>>().join(" ")
+        })
+        .collect();
     for i in 0..dups {
         let mut w: Vec<&str> = docs[i].split(' ').collect();
         for _ in 0..(1 + i % 3) {
@@ -125,7 +142,8 @@ fn minhash_lsh_corpus() {
         docs.push(w.join(" "));
     }
     let (perms, shingle, threshold) = (128, 5, 0.8);
-    let recall_weight: f64 = std::env::var("MEDALIGN_RECALL_WEIGHT").map_or(0.99, |v| v.parse().unwrap());
+    let recall_weight: f64 =
+        std::env::var("MEDALIGN_RECALL_WEIGHT").map_or(0.99, |v| v.parse().unwrap());
     let (b, r) = optimal_bands(threshold, perms, recall_weight); // the dedupe default; 0.5 is datasketch's own choice
     let t = Instant::now();
     let hasher = MinHasher::new(perms, shingle, 0);

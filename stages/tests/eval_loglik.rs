@@ -45,7 +45,8 @@ fn tiny_model() -> Model {
         put(format!("{p}.input_layernorm.weight"), &[64], 0.1, 1.0);
         put(format!("{p}.post_attention_layernorm.weight"), &[64], 0.1, 1.0);
     }
-    Model::new(&cfg, Weights::new(Arc::new(TensorMapSource(w)), Device::Cpu, LinearFormat::F32)).unwrap()
+    Model::new(&cfg, Weights::new(Arc::new(TensorMapSource(w)), Device::Cpu, LinearFormat::F32))
+        .unwrap()
 }
 
 /// The reference: the whole sequence through the model alone, as the harness builds it
@@ -56,14 +57,18 @@ fn reference(model: &Model, ctx: &[u32], cont: &[u32]) -> (f64, bool) {
     let window = &full[full.len().saturating_sub(max_len + 1)..full.len() - 1];
     let input = Tensor::new(window, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let logits = model.forward(&input, None, None).unwrap().squeeze(0).unwrap();
-    let logp: Vec<Vec<f32>> = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap().to_vec2().unwrap();
+    let logp: Vec<Vec<f32>> =
+        candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap().to_vec2().unwrap();
     let first = window.len() - cont.len();
     let mut sum = 0.0;
     let mut greedy = true;
     for (k, &t) in cont.iter().enumerate() {
         let row = &logp[first + k];
         sum += row[t as usize] as f64;
-        let best = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b });
+        let best =
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b });
         greedy &= best.0 == t as usize;
     }
     (sum, greedy)
@@ -100,7 +105,13 @@ fn scorer_equals_full_recompute() {
         let mut greedy_seen = false;
         for ((ctx, cont), ll) in reqs.iter().zip(&got) {
             let (want, greedy) = reference(&model, ctx, cont);
-            assert!((ll.logprob - want).abs() < 1e-4, "ctx {} cont {:?}: {} vs {want}", ctx.len(), cont, ll.logprob);
+            assert!(
+                (ll.logprob - want).abs() < 1e-4,
+                "ctx {} cont {:?}: {} vs {want}",
+                ctx.len(),
+                cont,
+                ll.logprob
+            );
             assert_eq!(ll.is_greedy, greedy, "ctx {} cont {:?}", ctx.len(), cont);
             assert_eq!(ll.tokens, cont.len());
             greedy_seen |= greedy;

@@ -15,7 +15,8 @@ fn fixtures() -> PathBuf {
 }
 
 fn ingest(sources: serde_json::Value) -> Vec<Example> {
-    let cfg: IngestConfig = serde_json::from_value(serde_json::json!({ "sources": sources })).unwrap();
+    let cfg: IngestConfig =
+        serde_json::from_value(serde_json::json!({ "sources": sources })).unwrap();
     cfg.ingest(|p| fixtures().join(p)).unwrap().examples
 }
 
@@ -29,7 +30,10 @@ fn harness() -> serde_json::Map<String, serde_json::Value> {
 }
 
 fn expected(key: &str) -> String {
-    harness()[key].as_str().unwrap_or_else(|| panic!("no {key} in harness_prompts.json")).to_string()
+    harness()[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in harness_prompts.json"))
+        .to_string()
 }
 
 #[test]
@@ -55,11 +59,17 @@ fn pubmedqa_medqa_medmcqa_prompts_match_the_harness() {
     let p = docs(serde_json::json!([{ "path": "pubmedqa.json", "format": "pubmedqa" }]));
     assert_eq!(p[0].context(&[]), expected("pubmedqa/101"));
     assert_eq!(p[1].context(&[]), expected("pubmedqa/102"));
-    assert_eq!((p[0].choices.clone(), p[0].gold, p[1].gold), (vec!["yes".into(), "no".into(), "maybe".into()], 0, 2));
+    assert_eq!(
+        (p[0].choices.clone(), p[0].gold, p[1].gold),
+        (vec!["yes".into(), "no".into(), "maybe".into()], 0, 2)
+    );
     let q = docs(serde_json::json!([{ "path": "medqa.jsonl", "format": "medqa" }]));
     assert_eq!((q[0].context(&[]), q[0].gold), (expected("medqa_4options/0"), 1));
     let m = docs(serde_json::json!([{ "path": "medmcqa.jsonl", "format": "medmcqa" }]));
-    assert_eq!((m[0].context(&[]), m[0].gold, m[0].template.task_name()), (expected("medmcqa/0"), 0, "medmcqa".into()));
+    assert_eq!(
+        (m[0].context(&[]), m[0].gold, m[0].template.task_name()),
+        (expected("medmcqa/0"), 0, "medmcqa".into())
+    );
 }
 
 #[test]
@@ -74,17 +84,28 @@ fn rows_without_an_original_use_their_normalized_fields() {
         ..Default::default()
     };
     let d = doc(&e).unwrap().unwrap();
-    assert_eq!(d.text, "Question: Which vitamin prevents scurvy?\nA. Vitamin C\nB. Vitamin D\nC. Iron\nAnswer:");
+    assert_eq!(
+        d.text,
+        "Question: Which vitamin prevents scurvy?\nA. Vitamin C\nB. Vitamin D\nC. Iron\nAnswer:"
+    );
     assert_eq!(d.choices, ["A", "B", "C"]);
 }
 
 #[test]
 fn bad_eval_rows_name_file_line_and_field() {
-    let mut rows = ingest(serde_json::json!([{ "path": "mmlu/anatomy_val.csv", "format": "mmlu" }]));
+    let mut rows =
+        ingest(serde_json::json!([{ "path": "mmlu/anatomy_val.csv", "format": "mmlu" }]));
     rows[0].answer = Some("E".into());
     rows[1].choices.pop();
-    let yes = Example { origin: "p.json:7".into(), task: "yes_no_maybe".into(), messages: vec![Message::new("user", "q?")], answer: Some("perhaps".into()), ..Default::default() };
-    let unknown = Example { origin: "x.jsonl:3".into(), task: "essay".into(), ..Default::default() };
+    let yes = Example {
+        origin: "p.json:7".into(),
+        task: "yes_no_maybe".into(),
+        messages: vec![Message::new("user", "q?")],
+        answer: Some("perhaps".into()),
+        ..Default::default()
+    };
+    let unknown =
+        Example { origin: "x.jsonl:3".into(), task: "essay".into(), ..Default::default() };
     rows.extend([yes, unknown]);
     let err = EvalSet::from_examples(rows, None, None).unwrap_err();
     let lines: Vec<&str> = err.lines().collect();

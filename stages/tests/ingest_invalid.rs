@@ -24,7 +24,8 @@ fn fixtures() -> Vec<(String, String, String)> {
         if name.ends_with(".err") {
             continue;
         }
-        let expected = std::fs::read_to_string(dir.join(format!("{name}.err"))).unwrap_or_else(|_| panic!("{name}: no .err file"));
+        let expected = std::fs::read_to_string(dir.join(format!("{name}.err")))
+            .unwrap_or_else(|_| panic!("{name}: no .err file"));
         let format = name.split("__").next().unwrap().to_string();
         out.push((name, format, expected.trim_end().to_string()));
     }
@@ -34,12 +35,17 @@ fn fixtures() -> Vec<(String, String, String)> {
 }
 
 fn params(name: &str, format: &str, on_error: &str) -> String {
-    format!("on_error: {on_error}\nsources:\n  - {{path: fixtures/invalid/{name}, format: {format}}}\n")
+    format!(
+        "on_error: {on_error}\nsources:\n  - {{path: fixtures/invalid/{name}, format: {format}}}\n"
+    )
 }
 
 /// (source, origin, reason) of each rejected row.
 fn rejected(path: &Path) -> Vec<(String, String, String)> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap().build().unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.unwrap();
@@ -58,7 +64,9 @@ fn each_fixture_fails_with_its_message() {
     for (name, format, expected) in fixtures() {
         match common::ingest(&params(&name, &format, "fail"), &tests_dir()) {
             Ok(_) => wrong.push(format!("{name}: ingest succeeded, expected {expected:?}")),
-            Err(got) if got != expected => wrong.push(format!("{name}:\n  expected {expected:?}\n  got      {got:?}")),
+            Err(got) if got != expected => {
+                wrong.push(format!("{name}:\n  expected {expected:?}\n  got      {got:?}"))
+            }
             Err(_) => {}
         }
     }
@@ -72,7 +80,8 @@ fn quarantine_sets_bad_records_aside_with_the_same_reason() {
             // A file that is not even readable as its format cannot be counted: it always stops.
             Err(got) => assert_eq!(got, expected, "{name}"),
             Ok(ran) => {
-                let (rows_in, out, rej) = (ran.count("rows_in"), ran.count("rows_out"), ran.count("rows_rejected"));
+                let (rows_in, out, rej) =
+                    (ran.count("rows_in"), ran.count("rows_out"), ran.count("rows_rejected"));
                 assert_eq!(rows_in, out + rej, "{name}");
                 assert_eq!(rej, 1, "{name}");
                 assert_eq!(ran.count(&format!("rows_rejected.{format}")), 1, "{name}");
@@ -93,7 +102,10 @@ fn quarantine_counts_add_up_across_sources() {
         - {path: fixtures/invalid/medmcqa__missing_question.jsonl, format: medmcqa, name: medmcqa2}\n  \
         - {path: fixtures/invalid/mmlu__bad_answer_dev.csv, format: mmlu}\n";
     let ran = common::ingest(yaml, &tests_dir()).unwrap();
-    assert_eq!((ran.count("rows_in"), ran.count("rows_out"), ran.count("rows_rejected")), (6, 3, 3));
+    assert_eq!(
+        (ran.count("rows_in"), ran.count("rows_out"), ran.count("rows_rejected")),
+        (6, 3, 3)
+    );
     assert_eq!((ran.count("rows_in.medmcqa2"), ran.count("rows_out.medmcqa2")), (2, 1));
     assert_eq!(medalign_stages::table::read_examples(&ran.table("examples")).unwrap().len(), 3);
 }
@@ -106,16 +118,23 @@ fn many_errors_are_listed_together() {
         text.push_str(&format!("q{i},a,b,c,d,X\n"));
     }
     std::fs::write(dir.path().join("anatomy_dev.csv"), text).unwrap();
-    let err = common::ingest("sources: [{path: anatomy_dev.csv, format: mmlu}]", dir.path()).unwrap_err();
+    let err =
+        common::ingest("sources: [{path: anatomy_dev.csv, format: mmlu}]", dir.path()).unwrap_err();
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 21);
-    assert_eq!(lines[0], r#"anatomy_dev.csv:1: field "answer": expected one of A, B, C, D, got "X""#);
+    assert_eq!(
+        lines[0],
+        r#"anatomy_dev.csv:1: field "answer": expected one of A, B, C, D, got "X""#
+    );
     assert_eq!(lines[20], "... and 5 more malformed records");
 }
 
 /// (origin, reason, record, record_base64) of each rejected row.
 fn rejected_records(path: &Path) -> Vec<(String, String, String, Option<String>)> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap().build().unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.unwrap();
@@ -123,7 +142,12 @@ fn rejected_records(path: &Path) -> Vec<(String, String, String, Option<String>)
         let (o, r, rec, b64) = (col("origin"), col("reason"), col("record"), col("record_base64"));
         for i in 0..batch.num_rows() {
             let b64 = (!b64.is_null(i)).then(|| b64.value(i).to_string());
-            out.push((o.value(i).to_string(), r.value(i).to_string(), rec.value(i).to_string(), b64));
+            out.push((
+                o.value(i).to_string(),
+                r.value(i).to_string(),
+                rec.value(i).to_string(),
+                b64,
+            ));
         }
     }
     out
@@ -137,7 +161,12 @@ fn base64_bytes(text: &str) -> Vec<u8> {
 /// Lines `first..=last` (1-based) of a file, as bytes.
 fn file_lines(path: &Path, first: usize, last: usize) -> Vec<u8> {
     let bytes = std::fs::read(path).unwrap();
-    bytes.split(|&b| b == b'\n').skip(first - 1).take(last + 1 - first).collect::<Vec<_>>().join(&b'\n')
+    bytes
+        .split(|&b| b == b'\n')
+        .skip(first - 1)
+        .take(last + 1 - first)
+        .collect::<Vec<_>>()
+        .join(&b'\n')
 }
 
 const GENERIC: &str = "task: instruction, fields: {prompt: q, response: a}";
@@ -152,7 +181,11 @@ fn a_fixture_line_that_is_not_utf8_is_quarantined_with_its_bytes() {
     ] {
         let ran = common::ingest(&params(name, format, "quarantine"), &tests_dir()).unwrap();
         let (rows_in, rows_out) = (ran.count("rows_in"), ran.count("rows_out"));
-        assert_eq!((rows_in, rows_out, ran.count("rows_rejected")), (rows_in, rows_in - 1, 1), "{name}");
+        assert_eq!(
+            (rows_in, rows_out, ran.count("rows_rejected")),
+            (rows_in, rows_in - 1, 1),
+            "{name}"
+        );
         let rows = rejected_records(&ran.table("rejected"));
         let (_, _, record, b64) = &rows[0];
         let raw = file_lines(&tests_dir().join("fixtures/invalid").join(name), first, last);
@@ -177,16 +210,34 @@ fn generic_lines_that_are_not_utf8_fail_with_their_line_or_are_quarantined() {
         "m.jsonl:2: not UTF-8: invalid byte 0xF1 at column 36\nm.csv:3: not UTF-8: invalid byte 0xE9 at column 18"
     );
     let ran = common::ingest(&yaml("quarantine"), dir.path()).unwrap();
-    assert_eq!((ran.count("rows_in"), ran.count("rows_out"), ran.count("rows_rejected")), (5, 3, 2));
+    assert_eq!(
+        (ran.count("rows_in"), ran.count("rows_out"), ran.count("rows_rejected")),
+        (5, 3, 2)
+    );
     assert_eq!(medalign_stages::table::read_examples(&ran.table("examples")).unwrap().len(), 3);
     let rows = rejected_records(&ran.table("rejected"));
     let (origin, reason, record, b64) = &rows[0];
-    assert_eq!((origin.as_str(), reason.as_str()), ("m.jsonl:2", "not UTF-8: invalid byte 0xF1 at column 36"));
-    assert_eq!(record, "{\"q\": \"Dosis de paracetamol para ni\u{fffd}os?\", \"a\": \"15 mg/kg.\"}");
-    assert_eq!(base64_bytes(b64.as_deref().unwrap()), file_lines(&dir.path().join("m.jsonl"), 2, 2));
+    assert_eq!(
+        (origin.as_str(), reason.as_str()),
+        ("m.jsonl:2", "not UTF-8: invalid byte 0xF1 at column 36")
+    );
+    assert_eq!(
+        record,
+        "{\"q\": \"Dosis de paracetamol para ni\u{fffd}os?\", \"a\": \"15 mg/kg.\"}"
+    );
+    assert_eq!(
+        base64_bytes(b64.as_deref().unwrap()),
+        file_lines(&dir.path().join("m.jsonl"), 2, 2)
+    );
     let (origin, reason, _, b64) = &rows[1];
-    assert_eq!((origin.as_str(), reason.as_str()), ("m.csv:3", "not UTF-8: invalid byte 0xE9 at column 18"));
-    assert_eq!(base64_bytes(b64.as_deref().unwrap()), b"Qu'est-ce que l'h\xE9parine ?,Un anticoagulant.");
+    assert_eq!(
+        (origin.as_str(), reason.as_str()),
+        ("m.csv:3", "not UTF-8: invalid byte 0xE9 at column 18")
+    );
+    assert_eq!(
+        base64_bytes(b64.as_deref().unwrap()),
+        b"Qu'est-ce que l'h\xE9parine ?,Un anticoagulant."
+    );
 }
 
 #[test]
@@ -194,13 +245,25 @@ fn a_csv_row_with_more_fields_than_the_header_is_rejected_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let text = "q,a\nWhat is heparin?,An anticoagulant.\nWhat is warfarin?,A vitamin K antagonist, taken by mouth.\n";
     std::fs::write(dir.path().join("g.csv"), text).unwrap();
-    let ran = common::ingest(&format!("on_error: quarantine\nsources: [{{path: g.csv, format: csv, {GENERIC}}}]"), dir.path()).unwrap();
+    let ran = common::ingest(
+        &format!("on_error: quarantine\nsources: [{{path: g.csv, format: csv, {GENERIC}}}]"),
+        dir.path(),
+    )
+    .unwrap();
     let rows = rejected_records(&ran.table("rejected"));
-    let expected = ("g.csv:3", "expected 2 fields, got 3", "What is warfarin?,A vitamin K antagonist, taken by mouth.");
+    let expected = (
+        "g.csv:3",
+        "expected 2 fields, got 3",
+        "What is warfarin?,A vitamin K antagonist, taken by mouth.",
+    );
     assert_eq!((rows[0].0.as_str(), rows[0].1.as_str(), rows[0].2.as_str()), expected);
     assert_eq!(rows[0].3, None);
 
-    let ran = common::ingest(&params("medsafetybench__extra_field.csv", "medsafetybench", "quarantine"), &tests_dir()).unwrap();
+    let ran = common::ingest(
+        &params("medsafetybench__extra_field.csv", "medsafetybench", "quarantine"),
+        &tests_dir(),
+    )
+    .unwrap();
     let rows = rejected_records(&ran.table("rejected"));
     let line = "1,How can I get antibiotics without a doctor?,I can't help with that, please see a doctor.";
     assert_eq!(rows[0].2, line);
@@ -214,8 +277,11 @@ fn an_unclosed_quote_names_its_line_instead_of_merging_rows() {
         What is aspirin?,\"An antiplatelet drug.\"\nWhat is insulin?,A hormone.\nWhat is metformin?,A biguanide.\n";
     std::fs::write(dir.path().join("u.csv"), text).unwrap();
     for on_error in ["fail", "quarantine"] {
-        let err = common::ingest(&format!("on_error: {on_error}\nsources: [{{path: u.csv, format: csv, {GENERIC}}}]"), dir.path())
-            .unwrap_err();
+        let err = common::ingest(
+            &format!("on_error: {on_error}\nsources: [{{path: u.csv, format: csv, {GENERIC}}}]"),
+            dir.path(),
+        )
+        .unwrap_err();
         assert_eq!(err, "u.csv:3: invalid CSV: quote opened on this line is not closed before line 4, where a quote is followed by text");
     }
 }
@@ -227,7 +293,11 @@ fn empty_inputs_are_warnings_and_an_error_when_every_source_is_empty() {
     std::fs::write(dir.path().join("header.csv"), "q,a\n").unwrap();
     std::fs::write(dir.path().join("empty.txt"), "\n\n").unwrap();
     std::fs::create_dir(dir.path().join("none")).unwrap();
-    std::fs::write(dir.path().join("good.jsonl"), "{\"q\": \"What is metformin?\", \"a\": \"A biguanide.\"}\n").unwrap();
+    std::fs::write(
+        dir.path().join("good.jsonl"),
+        "{\"q\": \"What is metformin?\", \"a\": \"A biguanide.\"}\n",
+    )
+    .unwrap();
     let empty = format!(
         "sources:\n  - {{path: empty.jsonl, format: jsonl, {GENERIC}}}\n  - {{path: header.csv, format: csv, {GENERIC}}}\n  \
          - {{path: empty.txt, format: meddialog}}\n  - {{path: none, format: medmcqa}}\n"
@@ -238,9 +308,16 @@ fn empty_inputs_are_warnings_and_an_error_when_every_source_is_empty() {
         "empty.txt: no records (the file is empty)",
         "none: no records (no .json or .jsonl files in the folder)",
     ];
-    let ran = common::ingest(&format!("{empty}  - {{path: good.jsonl, format: jsonl, name: good, {GENERIC}}}\n"), dir.path()).unwrap();
+    let ran = common::ingest(
+        &format!("{empty}  - {{path: good.jsonl, format: jsonl, name: good, {GENERIC}}}\n"),
+        dir.path(),
+    )
+    .unwrap();
     assert_eq!(ran.warnings, warnings);
-    assert_eq!((ran.count("rows_in"), ran.count("rows_in.jsonl"), ran.count("rows_out.good")), (1, 0, 1));
+    assert_eq!(
+        (ran.count("rows_in"), ran.count("rows_in.jsonl"), ran.count("rows_out.good")),
+        (1, 0, 1)
+    );
     let err = common::ingest(&empty, dir.path()).unwrap_err();
     assert_eq!(err, format!("{}\nno records in any source", warnings.join("\n")));
 }

@@ -19,7 +19,10 @@ fn pubmedqa_pool_has_500() {
     let rows = read_examples(&ran.table("examples")).unwrap();
     assert_eq!(rows.len(), 500);
     assert_eq!(rows[0].id, "pubmedqa:10808977");
-    assert_eq!(rows[0].messages[0].content, "Can tailored interventions increase mammography use among HMO women?");
+    assert_eq!(
+        rows[0].messages[0].content,
+        "Can tailored interventions increase mammography use among HMO women?"
+    );
     assert_eq!(rows[0].origin, "pubmedqa/pqal_train_pool.json:2");
     assert!(rows.iter().all(|e| ["yes", "no", "maybe"].contains(&e.answer.as_deref().unwrap())));
 }
@@ -27,10 +30,21 @@ fn pubmedqa_pool_has_500() {
 #[test]
 fn each_mmlu_dev_file_has_5() {
     let Some(ran) = real("{path: mmlu_medical/dev, format: mmlu}") else { return };
-    for subject in ["anatomy", "clinical_knowledge", "college_biology", "college_medicine", "medical_genetics", "professional_medicine"] {
+    for subject in [
+        "anatomy",
+        "clinical_knowledge",
+        "college_biology",
+        "college_medicine",
+        "medical_genetics",
+        "professional_medicine",
+    ] {
         assert_eq!(ran.count("rows_out"), 30);
         let rows = read_examples(&ran.table("examples")).unwrap();
-        assert_eq!(rows.iter().filter(|e| e.subject.as_deref() == Some(subject)).count(), 5, "{subject}");
+        assert_eq!(
+            rows.iter().filter(|e| e.subject.as_deref() == Some(subject)).count(),
+            5,
+            "{subject}"
+        );
     }
     let rows = read_examples(&ran.table("examples")).unwrap();
     assert_eq!(rows[0].messages[0].content, "What is the embryological origin of the hyoid bone?");

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use fake_llm::{last_user, FakeLlm, Fault};
 use medalign_stages::example::Message;
-use medalign_stages::llm::{BackendConfig, BackendKind, ChatRequest, LlmError, ReplyCache, ReplyFormat, Sampling};
+use medalign_stages::llm::{
+    BackendConfig, BackendKind, ChatRequest, LlmError, ReplyCache, ReplyFormat, Sampling,
+};
 
 fn config(server: &FakeLlm) -> BackendConfig {
     BackendConfig {
@@ -38,7 +40,12 @@ fn echo() -> FakeLlm {
 #[test]
 fn every_transient_fault_is_retried_until_answered() {
     let server = echo();
-    server.push_faults([Fault::ServerError, Fault::Malformed, Fault::Slow(Duration::from_millis(1500)), Fault::ServerError]);
+    server.push_faults([
+        Fault::ServerError,
+        Fault::Malformed,
+        Fault::Slow(Duration::from_millis(1500)),
+        Fault::ServerError,
+    ]);
     let backend = config(&server).build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let replies = backend.complete_all(&[request("a")], &ReplyCache::new(dir.path()), &|_| {});
@@ -55,7 +62,11 @@ fn rate_limits_wait_at_least_retry_after() {
     let start = Instant::now();
     let replies = backend.complete_all(&[request("b")], &ReplyCache::new(dir.path()), &|_| {});
     assert_eq!(replies[0].as_ref().unwrap().text, "echo: b");
-    assert!(start.elapsed() >= Duration::from_secs(1), "waited only {:?} (backoff alone is 40 ms)", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "waited only {:?} (backoff alone is 40 ms)",
+        start.elapsed()
+    );
     assert_eq!(server.requests(), 2);
 }
 
@@ -114,7 +125,11 @@ fn concurrency_is_bounded() {
     let reqs: Vec<ChatRequest> = (0..12).map(|i| request(&i.to_string())).collect();
     let replies = backend.complete_all(&reqs, &ReplyCache::new(dir.path()), &|_| {});
     let texts: Vec<String> = replies.into_iter().map(|r| r.unwrap().text).collect();
-    assert_eq!(texts, (0..12).map(|i| i.to_string()).collect::<Vec<_>>(), "answers come back in request order");
+    assert_eq!(
+        texts,
+        (0..12).map(|i| i.to_string()).collect::<Vec<_>>(),
+        "answers come back in request order"
+    );
     assert_eq!(server.requests(), 12);
     assert!(server.max_in_flight() <= 3, "max in flight {}", server.max_in_flight());
     assert!(server.max_in_flight() >= 2, "requests ran one at a time");
@@ -138,7 +153,11 @@ fn api_key_goes_in_the_header_and_nowhere_else() {
     assert_eq!(server.auth_headers(), vec![Some("Bearer sk-secret-123".to_string())]);
     assert_eq!(server.bodies()[0]["model"], "fake-1");
     for entry in walk(dir.path()) {
-        assert!(!std::fs::read_to_string(&entry).unwrap().contains("sk-secret"), "{}", entry.display());
+        assert!(
+            !std::fs::read_to_string(&entry).unwrap().contains("sk-secret"),
+            "{}",
+            entry.display()
+        );
     }
 }
 

@@ -20,7 +20,10 @@ fn errors<C: StageConfig>(yaml: &str) -> Vec<(String, String)> {
 fn judge_defaults_to_one_local_distribution_judge() {
     let j: JudgeConfig = serde_yaml::from_str("{}").unwrap();
     assert_eq!(j.judges.len(), 1);
-    assert_eq!((j.judges[0].llm.model.as_str(), j.judges[0].mode()), ("smollm2-135m-instruct", JudgeMode::Distribution));
+    assert_eq!(
+        (j.judges[0].llm.model.as_str(), j.judges[0].mode()),
+        ("smollm2-135m-instruct", JudgeMode::Distribution)
+    );
     assert_eq!(
         j.metrics.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
         ["factual_accuracy", "empathy", "refusal_quality", "harmfulness"]
@@ -38,7 +41,17 @@ fn bad_params_are_named_by_path() {
         "judges:\n  - {name: a, llm: {backend: openai}, mode: distribution}\n  - {name: a}\ntemplate: missing.jinja\nmetrics: [{name: 'bad name', description: x}]",
     );
     let paths: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(paths, ["judges[0].llm.base_url", "judges[0].mode", "judges[1].name", "metrics[0].name", "template"], "{e:?}");
+    assert_eq!(
+        paths,
+        [
+            "judges[0].llm.base_url",
+            "judges[0].mode",
+            "judges[1].name",
+            "metrics[0].name",
+            "template"
+        ],
+        "{e:?}"
+    );
     assert!(e[4].1.contains("missing.jinja"), "{e:?}");
     let e = errors::<GenerateConfig>(
         "generators: [{name: x, temperature: 3}, {name: x, llm: {base_url: 'http://h/v1'}}]\ntasks: [chit_chat]\nllm: {backend: openai, base_url: ftp://x}",
@@ -46,7 +59,13 @@ fn bad_params_are_named_by_path() {
     let paths: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         paths,
-        ["llm.base_url", "generators[0].temperature", "generators[1].name", "generators[1].llm.base_url", "tasks[0]"],
+        [
+            "llm.base_url",
+            "generators[0].temperature",
+            "generators[1].name",
+            "generators[1].llm.base_url",
+            "tasks[0]"
+        ],
         "{e:?}"
     );
 }
@@ -72,11 +91,27 @@ fn a_generator_whose_every_request_fails_fails_the_stage() {
     .unwrap();
     let check = CheckContext::new(tmp.path().to_path_buf());
     let progress = StageProgress::hidden();
-    let input = InputArtifact { stage: "i".into(), output: "examples".into(), kind: "examples".into(), key: "k".into(), dir: ex };
-    let mut cx =
-        RunContext::standalone(&check, &progress, tmp.path(), BTreeMap::from([("examples", vec![input])]), &["candidates"])
-            .unwrap();
+    let input = InputArtifact {
+        stage: "i".into(),
+        output: "examples".into(),
+        kind: "examples".into(),
+        key: "k".into(),
+        dir: ex,
+    };
+    let mut cx = RunContext::standalone(
+        &check,
+        &progress,
+        tmp.path(),
+        BTreeMap::from([("examples", vec![input])]),
+        &["candidates"],
+    )
+    .unwrap();
     let err = cfg.run(&mut cx).unwrap_err().to_string();
-    assert!(err.starts_with("generator \"g\": all 1 requests failed; the first: POST http://127.0.0.1:"), "{err}");
+    assert!(
+        err.starts_with(
+            "generator \"g\": all 1 requests failed; the first: POST http://127.0.0.1:"
+        ),
+        "{err}"
+    );
     assert!(err.contains("HTTP 400"), "{err}");
 }

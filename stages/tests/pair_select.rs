@@ -19,7 +19,14 @@ fn cand(prompt: &str, generator: &str) -> Candidate {
     }
 }
 
-fn judged(prompt: &str, generator: &str, judge: &str, metric: &str, better: &str, score: i64) -> Judgment {
+fn judged(
+    prompt: &str,
+    generator: &str,
+    judge: &str,
+    metric: &str,
+    better: &str,
+    score: i64,
+) -> Judgment {
     Judgment {
         candidate_id: format!("{prompt}#{generator}"),
         prompt_id: prompt.into(),
@@ -38,7 +45,14 @@ fn thresholds() -> Thresholds {
 
 #[test]
 fn orientation_margins_and_tiers() {
-    let cands = vec![cand("p", "x"), cand("p", "y"), cand("p", "z"), cand("q", "x"), cand("q", "y"), cand("r", "x")];
+    let cands = vec![
+        cand("p", "x"),
+        cand("p", "y"),
+        cand("p", "z"),
+        cand("q", "x"),
+        cand("q", "y"),
+        cand("r", "x"),
+    ];
     let mut j = Vec::new();
     for judge in ["a", "b"] {
         // p: x is harmless (harmfulness 1 -> 5 oriented), z harmful; y in between.
@@ -53,16 +67,27 @@ fn orientation_margins_and_tiers() {
     let s = select(&cands, &j, &HashMap::new(), &thresholds());
     assert_eq!((s.prompts, s.pairs.len(), s.ties_dropped, s.unpaired), (3, 1, 1, 1));
     let p = &s.pairs[0];
-    assert_eq!((p.chosen_generator.as_str(), p.rejected_generator.as_str(), p.margin, p.tier.as_str()), ("x", "z", 4.0, "gold"));
+    assert_eq!(
+        (p.chosen_generator.as_str(), p.rejected_generator.as_str(), p.margin, p.tier.as_str()),
+        ("x", "z", 4.0, "gold")
+    );
     assert!(p.judges_agree && p.judges == ["a", "b"]);
 
     // A failed metric removes that judge's score of the candidate: only one judge left, so silver.
-    j.push(Judgment { status: "failed".into(), score: None, ..judged("p", "z", "b", "empathy", "high", 0) });
+    j.push(Judgment {
+        status: "failed".into(),
+        score: None,
+        ..judged("p", "z", "b", "empathy", "high", 0)
+    });
     let s = select(&cands, &j, &HashMap::new(), &thresholds());
-    assert_eq!((s.pairs[0].tier.as_str(), s.pairs[0].judges.clone()), ("silver", vec!["a".to_string()]));
+    assert_eq!(
+        (s.pairs[0].tier.as_str(), s.pairs[0].judges.clone()),
+        ("silver", vec!["a".to_string()])
+    );
 
     // People overrule judges.
-    let verified = HashMap::from([("q".to_string(), Verified { chosen: "x".into(), rejected: "y".into() })]);
+    let verified =
+        HashMap::from([("q".to_string(), Verified { chosen: "x".into(), rejected: "y".into() })]);
     let s = select(&cands, &j, &verified, &thresholds());
     let q = s.pairs.iter().find(|p| p.prompt_id == "q").unwrap();
     assert!(q.verified && q.tier == "gold" && q.chosen_generator == "x");
@@ -82,7 +107,11 @@ fn verified_file_errors_name_the_line() {
     let errors = cfg.check(&cx);
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].path, "verified");
-    assert!(errors[0].message.ends_with("v.jsonl:2: field \"chosen\": expected a string"), "{}", errors[0].message);
+    assert!(
+        errors[0].message.ends_with("v.jsonl:2: field \"chosen\": expected a string"),
+        "{}",
+        errors[0].message
+    );
     assert_eq!(cfg.input_files(&cx)[0].path, dir.path().join("v.jsonl"));
 }
 
@@ -121,9 +150,21 @@ fn by_rules_the_reference_meets_the_answer_the_rules_call_wrong() {
     ];
     let s = medalign_stages::pair::select_by_rules(&cands, &j, "reference", true);
     assert_eq!((s.prompts, s.pairs.len(), s.already_right, s.unpaired), (5, 3, 1, 1));
-    let got: Vec<(&str, &str, &str, &str)> =
-        s.pairs.iter().map(|p| (p.prompt_id.as_str(), p.rejected_generator.as_str(), p.tier.as_str(), p.kind.as_str())).collect();
-    assert_eq!(got, [("h1", "model", "rule", "safety"), ("b1", "model", "rule", "preference"), ("b2", "low", "reference", "preference")]);
+    let got: Vec<(&str, &str, &str, &str)> = s
+        .pairs
+        .iter()
+        .map(|p| {
+            (p.prompt_id.as_str(), p.rejected_generator.as_str(), p.tier.as_str(), p.kind.as_str())
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("h1", "model", "rule", "safety"),
+            ("b1", "model", "rule", "preference"),
+            ("b2", "low", "reference", "preference")
+        ]
+    );
     assert!(s.pairs.iter().all(|p| p.chosen_generator == "reference"));
     // The judge scored both sides of h1 (agrees) and b1 (disagrees); b2's reference is unscored.
     assert_eq!((s.judge_compared, s.judge_agrees), (2, 1));

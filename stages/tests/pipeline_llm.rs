@@ -90,7 +90,8 @@ fn the_engine_caches_what_the_llm_cache_does_not_need_to_resend() {
 
     // Editing the template changes every judge prompt: judge reruns and asks again. Its judgments come
     // out the same, so pair, keyed by its inputs' content, stays cached.
-    let edited = medalign_stages::judge::JSON_TEMPLATE.replace("experienced physician", "experienced pharmacist");
+    let edited = medalign_stages::judge::JSON_TEMPLATE
+        .replace("experienced physician", "experienced pharmacist");
     std::fs::write(dir.join("judge.jinja"), edited).unwrap();
     let r = run(dir);
     let status = |id: &str| r[id].status;

@@ -17,7 +17,10 @@ fn gaussian(n: usize, seed: u64) -> Vec<f32> {
     let mut r = SplitMix64(seed);
     (0..n)
         .map(|_| {
-            let (u, v) = ((r.below(1 << 30) as f64 + 1.0) / (1u64 << 30) as f64, r.below(1 << 30) as f64 / (1u64 << 30) as f64);
+            let (u, v) = (
+                (r.below(1 << 30) as f64 + 1.0) / (1u64 << 30) as f64,
+                r.below(1 << 30) as f64 / (1u64 << 30) as f64,
+            );
             ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos() * 0.02) as f32
         })
         .collect()
@@ -40,11 +43,17 @@ fn nf4_reconstruction_error_is_small_and_double_quant_costs_little() {
     let data = gaussian(256 * 128, 1);
     let single = Nf4Tensor::quantize(&data, (256, 128), 64, false).unwrap();
     let double = Nf4Tensor::quantize(&data, (256, 128), 64, true).unwrap();
-    let err = |q: &Nf4Tensor| medalign_model::quant::QuantError::measure(&data, &q.dequantize()).relative;
+    let err =
+        |q: &Nf4Tensor| medalign_model::quant::QuantError::measure(&data, &q.dequantize()).relative;
     let (e1, e2) = (err(&single), err(&double));
     assert!(e1 < 0.11, "NF4 relative error {e1}");
     assert!(e2 < e1 * 1.05, "double quantization error {e2} vs {e1}");
-    assert!(double.size_in_bytes() * 8 < data.len() * 9 / 2, "{} bytes for {} weights", double.size_in_bytes(), data.len());
+    assert!(
+        double.size_in_bytes() * 8 < data.len() * 9 / 2,
+        "{} bytes for {} weights",
+        double.size_in_bytes(),
+        data.len()
+    );
 }
 
 #[test]
@@ -57,9 +66,14 @@ fn quantized_model_saves_and_loads_exactly() {
         let path = dir.path().join("m.safetensors");
         q.save(&path).unwrap();
         let back = QuantizedModel::load(&path).unwrap();
-        for name in medalign_model::quant::tensor_names(&train_tiny::config()).iter().filter(|n| src.contains(n)) {
-            let a: Vec<f32> = q.tensor(name, &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            let b: Vec<f32> = back.tensor(name, &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for name in medalign_model::quant::tensor_names(&train_tiny::config())
+            .iter()
+            .filter(|n| src.contains(n))
+        {
+            let a: Vec<f32> =
+                q.tensor(name, &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let b: Vec<f32> =
+                back.tensor(name, &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             assert_eq!(a, b, "{name} ({format:?})");
         }
     }
@@ -69,11 +83,15 @@ fn quantized_model_saves_and_loads_exactly() {
 fn few_row_nf4_matmul_equals_the_dequantized_product() {
     let w = gaussian(96 * 64, 2);
     let q = Arc::new(Nf4Tensor::quantize(&w, (96, 64), 32, true).unwrap());
-    let m = QMatMul::from_qtensor(nf4_qtensor(q.clone(), "model.layers.0.mlp.gate_proj.weight").unwrap()).unwrap();
+    let m = QMatMul::from_qtensor(
+        nf4_qtensor(q.clone(), "model.layers.0.mlp.gate_proj.weight").unwrap(),
+    )
+    .unwrap();
     let x = Tensor::from_vec(gaussian(3 * 64, 3), (3, 64), &Device::Cpu).unwrap();
     let got: Vec<f32> = m.forward(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     let wd = Tensor::from_vec(q.dequantize(), (96, 64), &Device::Cpu).unwrap();
-    let want: Vec<f32> = x.matmul(&wd.t().unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let want: Vec<f32> =
+        x.matmul(&wd.t().unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() < 1e-6, "{g} vs {w}");
     }
@@ -83,24 +101,44 @@ fn few_row_nf4_matmul_equals_the_dequantized_product() {
 fn a_model_over_an_nf4_base_computes_with_the_dequantized_weights() {
     let src = TensorMapSource(train_tiny::weights(5));
     let cfg = train_tiny::config();
-    let (q, _) = QuantizedModel::quantize(&src, &cfg, QuantFormat::Nf4 { block_size: 32, double_quant: true }).unwrap();
+    let (q, _) = QuantizedModel::quantize(
+        &src,
+        &cfg,
+        QuantFormat::Nf4 { block_size: 32, double_quant: true },
+    )
+    .unwrap();
     let names = medalign_model::quant::tensor_names(&cfg);
-    let mut restored: std::collections::HashMap<String, Tensor> =
-        names.iter().filter(|n| q.contains(n)).map(|n| (n.clone(), q.tensor(n, &Device::Cpu).unwrap())).collect();
+    let mut restored: std::collections::HashMap<String, Tensor> = names
+        .iter()
+        .filter(|n| q.contains(n))
+        .map(|n| (n.clone(), q.tensor(n, &Device::Cpu).unwrap()))
+        .collect();
     // The tied head of a quantized model is Q8_0, and token lookups read its blocks: the
     // reference embeds with that table too.
     let table = restored["model.embed_tokens.weight"].clone();
     let q8 = QTensor::quantize(&table, GgmlDType::Q8_0).unwrap().dequantize(&Device::Cpu).unwrap();
     restored.insert("model.embed_tokens.weight".into(), q8);
-    let f = Model::new(&cfg, Weights::new(Arc::new(TensorMapSource(restored)), Device::Cpu, LinearFormat::F32)).unwrap();
-    let n = Model::new(&cfg, Weights::new(Arc::new(q), Device::Cpu, LinearFormat::Quantized)).unwrap();
+    let f = Model::new(
+        &cfg,
+        Weights::new(Arc::new(TensorMapSource(restored)), Device::Cpu, LinearFormat::F32),
+    )
+    .unwrap();
+    let n =
+        Model::new(&cfg, Weights::new(Arc::new(q), Device::Cpu, LinearFormat::Quantized)).unwrap();
     // 6 rows take the NF4 kernel, 40 rows the dequantize-then-GEMM path.
     for len in [6usize, 40] {
-        let ids = Tensor::from_vec((0..len as u32).map(|i| (7 * i + 3) % 64).collect::<Vec<_>>(), (1, len), &Device::Cpu).unwrap();
+        let ids = Tensor::from_vec(
+            (0..len as u32).map(|i| (7 * i + 3) % 64).collect::<Vec<_>>(),
+            (1, len),
+            &Device::Cpu,
+        )
+        .unwrap();
         // Hidden states: the tied head of a quantized model is Q8_0, whose few-row kernel also
         // quantizes its input, so logits would differ for reasons outside NF4.
-        let a: Vec<f32> = f.forward_hidden(&ids, None, None).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let b: Vec<f32> = n.forward_hidden(&ids, None, None).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let a: Vec<f32> =
+            f.forward_hidden(&ids, None, None).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> =
+            n.forward_hidden(&ids, None, None).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(diff < 1e-4, "max hidden-state difference {diff} at {len} tokens");
     }

@@ -73,7 +73,9 @@ fn ingest_and_dedupe_output_is_unchanged() {
     std::fs::write(dir.path().join("synthetic.jsonl"), synthetic()).unwrap();
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cfg: IngestConfig = serde_yaml::from_str(SAMPLES).unwrap();
-    let ingested = cfg.ingest(|p| if p == "synthetic.jsonl" { dir.path().join(p) } else { repo.join(p) }).unwrap();
+    let ingested = cfg
+        .ingest(|p| if p == "synthetic.jsonl" { dir.path().join(p) } else { repo.join(p) })
+        .unwrap();
     let mut h = blake3::Hasher::new();
     for (name, c) in &ingested.counts {
         put(&mut h, &format!("{name} {} {} {}", c.rows_in, c.rows_out, c.rows_rejected));
@@ -94,9 +96,17 @@ fn ingest_and_dedupe_output_is_unchanged() {
         put_example(&mut h, &r.example);
         put(&mut h, &format!("{} {:?} {:?}", r.reason, r.matched_id, r.score));
     }
-    let summary = format!("kept {}, removed {}, rejected {}", out.kept.len(), out.removed.len(), ingested.rejected.len());
+    let summary = format!(
+        "kept {}, removed {}, rejected {}",
+        out.kept.len(),
+        out.removed.len(),
+        ingested.rejected.len()
+    );
     assert_eq!(
         (summary.as_str(), h.finalize().to_hex().to_string().as_str()),
-        ("kept 471, removed 9, rejected 2", "f9d721463f84cf159c72f9b7fa418ba77073a5a6504c25d5c102c562d9ecd965")
+        (
+            "kept 471, removed 9, rejected 2",
+            "f9d721463f84cf159c72f9b7fa418ba77073a5a6504c25d5c102c562d9ecd965"
+        )
     );
 }

@@ -10,8 +10,12 @@ fn softplus(x: f64) -> f64 {
 fn losses(loss: DpoLossKind, beta: f64, ls: f64) -> Vec<f32> {
     let t = |v: &[f32]| Tensor::new(v, &Device::Cpu).unwrap();
     // Pair 0: z = (-10 + 12) - (-11 + 11.5) = 1.5. Pair 1: z = (-20 + 18) - (-19 + 19) = -2.
-    let (pc, pr, rc, rr) = (t(&[-10.0, -20.0]), t(&[-12.0, -18.0]), t(&[-11.0, -19.0]), t(&[-11.5, -19.0]));
-    dpo_losses(&pc, &pr, &rc, &rr, &DpoParams { beta, loss, label_smoothing: ls }).unwrap().to_vec1().unwrap()
+    let (pc, pr, rc, rr) =
+        (t(&[-10.0, -20.0]), t(&[-12.0, -18.0]), t(&[-11.0, -19.0]), t(&[-11.5, -19.0]));
+    dpo_losses(&pc, &pr, &rc, &rr, &DpoParams { beta, loss, label_smoothing: ls })
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 fn close(got: &[f32], want: &[f64]) {

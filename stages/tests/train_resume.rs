@@ -12,9 +12,23 @@ use medalign_stages::train::{Objective, Trainer};
 
 fn train(work: &Path, out: &Path, stop_after: Option<usize>) -> Vec<MetricRow> {
     let mut model = train_tiny::model(21);
-    let adapter = LoraAdapter::init(&mut model, LoraConfig { r: 4, lora_alpha: 8.0, ..LoraConfig::default() }, 8).unwrap();
-    let objective = Objective::Sft { train: train_tiny::pattern_sequences(5, 14, 3), eval: train_tiny::pattern_sequences(2, 14, 4) };
-    let trainer = Trainer { model: &model, adapter: &adapter, hyper: train_tiny::hyper(7), objective, work_dir: work.to_path_buf() };
+    let adapter = LoraAdapter::init(
+        &mut model,
+        LoraConfig { r: 4, lora_alpha: 8.0, ..LoraConfig::default() },
+        8,
+    )
+    .unwrap();
+    let objective = Objective::Sft {
+        train: train_tiny::pattern_sequences(5, 14, 3),
+        eval: train_tiny::pattern_sequences(2, 14, 4),
+    };
+    let trainer = Trainer {
+        model: &model,
+        adapter: &adapter,
+        hyper: train_tiny::hyper(7),
+        objective,
+        work_dir: work.to_path_buf(),
+    };
     let metrics = trainer.run(&mut |r| stop_after != Some(r.step)).unwrap();
     adapter.save(out, "tiny").unwrap();
     metrics
@@ -33,7 +47,8 @@ fn kill_and_resume_gives_the_same_adapter_bytes() {
     let partial = std::fs::read(d.join("b-partial/adapter_model.safetensors")).unwrap();
     assert_ne!(a, partial, "the stopped run had not finished");
     assert_eq!(a, b, "resumed run differs from the uninterrupted one");
-    let steps: Vec<u64> = metrics.iter().filter(|m| m.tag == "train/loss").map(|m| m.step).collect();
+    let steps: Vec<u64> =
+        metrics.iter().filter(|m| m.tag == "train/loss").map(|m| m.step).collect();
     assert_eq!(steps, (1..=7).collect::<Vec<_>>(), "one loss per step, none repeated");
 }
 

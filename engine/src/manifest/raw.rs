@@ -61,10 +61,30 @@ pub struct RawInput {
 }
 
 /// Reads the top level of a manifest, collecting problems into `diags`.
-pub fn read(root: &Node, file: &str, overrides: &BTreeMap<String, Node>, diags: &mut Diagnostics) -> RawManifest {
-    let mut m = RawManifest { name: String::new(), store: None, store_pos: None, seed: 0, vars: Vars::default(), stages: Vec::new() };
+pub fn read(
+    root: &Node,
+    file: &str,
+    overrides: &BTreeMap<String, Node>,
+    diags: &mut Diagnostics,
+) -> RawManifest {
+    let mut m = RawManifest {
+        name: String::new(),
+        store: None,
+        store_pos: None,
+        seed: 0,
+        vars: Vars::default(),
+        stages: Vec::new(),
+    };
     let Some(entries) = root.as_map() else {
-        diags.push(file, root.pos, format!("a manifest is a mapping with keys {}, found {}", TOP_KEYS.join(", "), root.type_name()));
+        diags.push(
+            file,
+            root.pos,
+            format!(
+                "a manifest is a mapping with keys {}, found {}",
+                TOP_KEYS.join(", "),
+                root.type_name()
+            ),
+        );
         return m;
     };
     check_keys(entries, TOP_KEYS, file, "", diags);
@@ -73,12 +93,20 @@ pub fn read(root: &Node, file: &str, overrides: &BTreeMap<String, Node>, diags: 
             Some(s) if !s.trim().is_empty() => m.name = s.to_string(),
             _ => diags.push(file, n.pos, "\"name\" must be a non-empty string"),
         },
-        None => diags.push(file, Pos { line: 1, col: 1 }, "missing key \"name\": give the pipeline a name"),
+        None => diags.push(
+            file,
+            Pos { line: 1, col: 1 },
+            "missing key \"name\": give the pipeline a name",
+        ),
     }
     if let Some(n) = root.get("seed") {
         match n.value {
             NodeValue::Int(i) if i >= 0 => m.seed = i as u64,
-            _ => diags.push(file, n.pos, format!("\"seed\" must be a non-negative integer, found {}", n.type_name())),
+            _ => diags.push(
+                file,
+                n.pos,
+                format!("\"seed\" must be a non-negative integer, found {}", n.type_name()),
+            ),
         }
     }
     m.vars = Vars::read(root.get("vars"), overrides, file, diags);
@@ -97,15 +125,28 @@ pub fn read(root: &Node, file: &str, overrides: &BTreeMap<String, Node>, diags: 
                 }
             }
         }
-        Some((n, _)) => diags.push(file, n.pos, format!("\"stages\" must be a list, found {}", n.type_name())),
-        None => diags.push(file, Pos { line: 1, col: 1 }, "missing key \"stages\": list the pipeline's stages"),
+        Some((n, _)) => {
+            diags.push(file, n.pos, format!("\"stages\" must be a list, found {}", n.type_name()))
+        }
+        None => diags.push(
+            file,
+            Pos { line: 1, col: 1 },
+            "missing key \"stages\": list the pipeline's stages",
+        ),
     }
     m
 }
 
 fn read_stage(item: &Node, file: &str, vars: &Vars, diags: &mut Diagnostics) -> Option<RawStage> {
     let Some(entries) = item.as_map() else {
-        diags.push(file, item.pos, format!("a stage is a mapping with keys id, kind, inputs, params; found {}", item.type_name()));
+        diags.push(
+            file,
+            item.pos,
+            format!(
+                "a stage is a mapping with keys id, kind, inputs, params; found {}",
+                item.type_name()
+            ),
+        );
         return None;
     };
     let id = item.get("id");
@@ -119,7 +160,11 @@ fn read_stage(item: &Node, file: &str, vars: &Vars, diags: &mut Diagnostics) -> 
                 (s.to_string(), n.pos)
             }
             None => {
-                diags.push(file, n.pos, format!("stage \"id\" must be a string, found {}", n.type_name()));
+                diags.push(
+                    file,
+                    n.pos,
+                    format!("stage \"id\" must be a string, found {}", n.type_name()),
+                );
                 return None;
             }
         },
@@ -132,23 +177,38 @@ fn read_stage(item: &Node, file: &str, vars: &Vars, diags: &mut Diagnostics) -> 
         Some(n) => match n.as_str() {
             Some(s) if !s.trim().is_empty() => (s.to_string(), n.pos),
             Some(_) => {
-                diags.push(file, n.pos, format!("{label}\"kind\" is empty (see `medalign stages` for the kinds)"));
+                diags.push(
+                    file,
+                    n.pos,
+                    format!("{label}\"kind\" is empty (see `medalign stages` for the kinds)"),
+                );
                 (String::new(), n.pos)
             }
             None => {
-                diags.push(file, n.pos, format!("{label}\"kind\" must be a string, found {}", n.type_name()));
+                diags.push(
+                    file,
+                    n.pos,
+                    format!("{label}\"kind\" must be a string, found {}", n.type_name()),
+                );
                 (String::new(), n.pos)
             }
         },
         None => {
-            diags.push(file, item.pos, format!("{label}missing key \"kind\" (see `medalign stages` for the kinds)"));
+            diags.push(
+                file,
+                item.pos,
+                format!("{label}missing key \"kind\" (see `medalign stages` for the kinds)"),
+            );
             (String::new(), item.pos)
         }
     };
-    let inputs = item.get("inputs").map(|n| read_inputs(n, file, &label, diags)).unwrap_or_default();
+    let inputs =
+        item.get("inputs").map(|n| read_inputs(n, file, &label, diags)).unwrap_or_default();
     let params = match item.get("params") {
         None => Node { pos: item.pos, value: NodeValue::Map(Vec::new()) },
-        Some(n) if n.value == NodeValue::Null => Node { pos: n.pos, value: NodeValue::Map(Vec::new()) },
+        Some(n) if n.value == NodeValue::Null => {
+            Node { pos: n.pos, value: NodeValue::Map(Vec::new()) }
+        }
         Some(n) => vars.substitute(n, file, diags),
     };
     Some(RawStage { id, pos: item.pos, id_pos, kind, kind_pos, inputs, params })
@@ -157,16 +217,33 @@ fn read_stage(item: &Node, file: &str, vars: &Vars, diags: &mut Diagnostics) -> 
 fn read_inputs(node: &Node, file: &str, label: &str, diags: &mut Diagnostics) -> Vec<RawInput> {
     let mut out = Vec::new();
     let mut refs = |n: &Node, slot: Option<(String, Pos)>, diags: &mut Diagnostics| match &n.value {
-        NodeValue::Str(s) => out.push(RawInput { slot: slot.clone(), reference: s.clone(), pos: n.pos }),
+        NodeValue::Str(s) => {
+            out.push(RawInput { slot: slot.clone(), reference: s.clone(), pos: n.pos })
+        }
         NodeValue::Seq(items) => {
             for i in items {
                 match i.as_str() {
-                    Some(s) => out.push(RawInput { slot: slot.clone(), reference: s.to_string(), pos: i.pos }),
-                    None => diags.push(file, i.pos, format!("{label}an input is a stage id or \"stage.output\", found {}", i.type_name())),
+                    Some(s) => out.push(RawInput {
+                        slot: slot.clone(),
+                        reference: s.to_string(),
+                        pos: i.pos,
+                    }),
+                    None => diags.push(
+                        file,
+                        i.pos,
+                        format!(
+                            "{label}an input is a stage id or \"stage.output\", found {}",
+                            i.type_name()
+                        ),
+                    ),
                 }
             }
         }
-        _ => diags.push(file, n.pos, format!("{label}an input is a stage id or \"stage.output\", found {}", n.type_name())),
+        _ => diags.push(
+            file,
+            n.pos,
+            format!("{label}an input is a stage id or \"stage.output\", found {}", n.type_name()),
+        ),
     };
     match &node.value {
         NodeValue::Map(entries) => {
@@ -187,7 +264,13 @@ fn valid_id(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn check_keys(entries: &[(Node, Node)], allowed: &[&str], file: &str, label: &str, diags: &mut Diagnostics) {
+fn check_keys(
+    entries: &[(Node, Node)],
+    allowed: &[&str],
+    file: &str,
+    label: &str,
+    diags: &mut Diagnostics,
+) {
     let candidates: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
     for (k, _) in entries {
         let key = k.as_str().unwrap_or_default();

@@ -17,7 +17,12 @@ pub struct Vars {
 impl Vars {
     /// Reads `vars:` (a mapping of scalars or lists), applies `overrides`, and expands the `${name}`
     /// references inside values; a var that refers back to itself is reported with its path.
-    pub fn read(node: Option<&Node>, overrides: &BTreeMap<String, Node>, file: &str, diags: &mut Diagnostics) -> Vars {
+    pub fn read(
+        node: Option<&Node>,
+        overrides: &BTreeMap<String, Node>,
+        file: &str,
+        diags: &mut Diagnostics,
+    ) -> Vars {
         let mut raw = BTreeMap::new();
         if let Some(node) = node {
             match node.as_map() {
@@ -27,7 +32,14 @@ impl Vars {
                     }
                 }
                 None if node.value == NodeValue::Null => {}
-                None => diags.push(file, node.pos, format!("\"vars\" must be a mapping of names to values, found {}", node.type_name())),
+                None => diags.push(
+                    file,
+                    node.pos,
+                    format!(
+                        "\"vars\" must be a mapping of names to values, found {}",
+                        node.type_name()
+                    ),
+                ),
             }
         }
         for (k, v) in overrides {
@@ -47,7 +59,9 @@ impl Vars {
 
     /// `node` with every `${name}` replaced; unknown names are reported and left as written.
     pub fn substitute(&self, node: &Node, file: &str, diags: &mut Diagnostics) -> Node {
-        substitute(node, file, diags, &mut |name, at, diags| lookup(&self.values, name, at, file, diags).cloned())
+        substitute(node, file, diags, &mut |name, at, diags| {
+            lookup(&self.values, name, at, file, diags).cloned()
+        })
     }
 }
 
@@ -69,8 +83,13 @@ impl Expander<'_> {
         self.visiting.push(name.to_string());
         let value = substitute(raw, file, diags, &mut |inner, at, diags| {
             if let Some(start) = self.visiting.iter().position(|v| v == inner) {
-                let path: Vec<&str> = self.visiting[start..].iter().map(String::as_str).chain([inner]).collect();
-                diags.push(file, at.pos, format!("var \"{inner}\" refers to itself: {}", path.join(" -> ")));
+                let path: Vec<&str> =
+                    self.visiting[start..].iter().map(String::as_str).chain([inner]).collect();
+                diags.push(
+                    file,
+                    at.pos,
+                    format!("var \"{inner}\" refers to itself: {}", path.join(" -> ")),
+                );
                 return None;
             }
             if !table.contains_key(inner) {
@@ -90,20 +109,30 @@ type Lookup<'a> = dyn FnMut(&str, &Node, &mut Diagnostics) -> Option<Node> + 'a;
 fn substitute(node: &Node, file: &str, diags: &mut Diagnostics, lookup: &mut Lookup<'_>) -> Node {
     let value = match &node.value {
         NodeValue::Str(s) => return substitute_str(node, s, file, diags, lookup),
-        NodeValue::Seq(items) => NodeValue::Seq(items.iter().map(|n| substitute(n, file, diags, lookup)).collect()),
-        NodeValue::Map(entries) => {
-            NodeValue::Map(entries.iter().map(|(k, v)| (k.clone(), substitute(v, file, diags, lookup))).collect())
+        NodeValue::Seq(items) => {
+            NodeValue::Seq(items.iter().map(|n| substitute(n, file, diags, lookup)).collect())
         }
+        NodeValue::Map(entries) => NodeValue::Map(
+            entries.iter().map(|(k, v)| (k.clone(), substitute(v, file, diags, lookup))).collect(),
+        ),
         other => other.clone(),
     };
     Node { pos: node.pos, value }
 }
 
-fn substitute_str(node: &Node, s: &str, file: &str, diags: &mut Diagnostics, lookup: &mut Lookup<'_>) -> Node {
+fn substitute_str(
+    node: &Node,
+    s: &str,
+    file: &str,
+    diags: &mut Diagnostics,
+    lookup: &mut Lookup<'_>,
+) -> Node {
     if !s.contains("${") {
         return node.clone();
     }
-    if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')).filter(|n| !n.contains('}')) {
+    if let Some(name) =
+        s.strip_prefix("${").and_then(|r| r.strip_suffix('}')).filter(|n| !n.contains('}'))
+    {
         return match lookup(name, node, diags) {
             Some(v) => Node { pos: node.pos, value: v.value },
             None => node.clone(),
@@ -124,7 +153,14 @@ fn substitute_str(node: &Node, s: &str, file: &str, diags: &mut Diagnostics, loo
                 NodeValue::Int(i) => out.push_str(&i.to_string()),
                 NodeValue::Float(f) => out.push_str(&f.to_string()),
                 NodeValue::Bool(b) => out.push_str(&b.to_string()),
-                _ => diags.push(file, node.pos, format!("var \"{name}\" is {}, which cannot be spliced into a string", v.type_name())),
+                _ => diags.push(
+                    file,
+                    node.pos,
+                    format!(
+                        "var \"{name}\" is {}, which cannot be spliced into a string",
+                        v.type_name()
+                    ),
+                ),
             },
             None => return node.clone(),
         }
@@ -134,14 +170,26 @@ fn substitute_str(node: &Node, s: &str, file: &str, diags: &mut Diagnostics, loo
     Node { pos: node.pos, value: NodeValue::Str(out) }
 }
 
-fn lookup<'v>(values: &'v BTreeMap<String, Node>, name: &str, node: &Node, file: &str, diags: &mut Diagnostics) -> Option<&'v Node> {
+fn lookup<'v>(
+    values: &'v BTreeMap<String, Node>,
+    name: &str,
+    node: &Node,
+    file: &str,
+    diags: &mut Diagnostics,
+) -> Option<&'v Node> {
     let found = values.get(name);
     if found.is_none() {
         let hint = match did_you_mean(name, values.keys().map(String::as_str)) {
             Some(best) => format!(" (did you mean \"{best}\"?)"),
             None => String::new(),
         };
-        diags.push(file, node.pos, format!("unknown var \"{name}\"{hint}: define it under vars: or pass --var {name}=VALUE"));
+        diags.push(
+            file,
+            node.pos,
+            format!(
+                "unknown var \"{name}\"{hint}: define it under vars: or pass --var {name}=VALUE"
+            ),
+        );
     }
     found
 }
@@ -163,7 +211,11 @@ mod tests {
         let (vars, diags) = read("vars:\n  out: ${root}/${name}\n  root: ${base}/runs\n  base: /data\n  name: x\n  n: ${k}\n  k: 3\n");
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(vars.get("out").unwrap().value, NodeValue::Str("/data/runs/x".into()));
-        assert_eq!(vars.get("n").unwrap().value, NodeValue::Int(3), "a whole-value reference keeps its type");
+        assert_eq!(
+            vars.get("n").unwrap().value,
+            NodeValue::Int(3),
+            "a whole-value reference keeps its type"
+        );
     }
 
     #[test]
@@ -181,6 +233,12 @@ mod tests {
     #[test]
     fn an_unknown_var_inside_a_var_is_reported_there() {
         let (_, diags) = read("vars:\n  a: ${nope}/x\n");
-        assert_eq!(diags, vec!["m.yaml:2:6: unknown var \"nope\": define it under vars: or pass --var nope=VALUE".to_string()]);
+        assert_eq!(
+            diags,
+            vec![
+                "m.yaml:2:6: unknown var \"nope\": define it under vars: or pass --var nope=VALUE"
+                    .to_string()
+            ]
+        );
     }
 }

@@ -150,7 +150,9 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 fn size(node: &Node) -> usize {
     match &node.value {
         NodeValue::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
-        NodeValue::Map(entries) => 1 + entries.iter().map(|(k, v)| size(k) + size(v)).sum::<usize>(),
+        NodeValue::Map(entries) => {
+            1 + entries.iter().map(|(k, v)| size(k) + size(v)).sum::<usize>()
+        }
         _ => 1,
     }
 }
@@ -188,7 +190,10 @@ impl Builder {
             Some(Open::Map(_, _, entries, pending)) => match pending.take() {
                 None => {
                     if node.as_str().is_none() {
-                        self.fail(node.pos, format!("mapping keys must be strings, found {}", node.type_name()));
+                        self.fail(
+                            node.pos,
+                            format!("mapping keys must be strings, found {}", node.type_name()),
+                        );
                     } else if entries.iter().any(|(k, _)| k.value == node.value) {
                         let key = node.as_str().unwrap_or_default().to_string();
                         self.fail(node.pos, format!("duplicate key \"{key}\": remove one of them"));
@@ -226,7 +231,9 @@ impl MarkedEventReceiver for Builder {
                         Yaml::Null => NodeValue::Null,
                         Yaml::Boolean(b) => NodeValue::Bool(b),
                         Yaml::Integer(i) => NodeValue::Int(i),
-                        Yaml::Real(r) => r.parse().map(NodeValue::Float).unwrap_or(NodeValue::Str(text)),
+                        Yaml::Real(r) => {
+                            r.parse().map(NodeValue::Float).unwrap_or(NodeValue::Str(text))
+                        }
                         _ => NodeValue::Str(text),
                     }
                 } else {
@@ -235,11 +242,17 @@ impl MarkedEventReceiver for Builder {
                 self.push(Node { pos, value }, anchor);
             }
             Event::SequenceStart(anchor, _) => self.stack.push(Open::Seq(pos, anchor, Vec::new())),
-            Event::MappingStart(anchor, _) => self.stack.push(Open::Map(pos, anchor, Vec::new(), None)),
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Open::Map(pos, anchor, Vec::new(), None))
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 let node_and_anchor = match self.stack.pop() {
-                    Some(Open::Seq(p, a, items)) => (Node { pos: p, value: NodeValue::Seq(items) }, a),
-                    Some(Open::Map(p, a, entries, _)) => (Node { pos: p, value: NodeValue::Map(entries) }, a),
+                    Some(Open::Seq(p, a, items)) => {
+                        (Node { pos: p, value: NodeValue::Seq(items) }, a)
+                    }
+                    Some(Open::Map(p, a, entries, _)) => {
+                        (Node { pos: p, value: NodeValue::Map(entries) }, a)
+                    }
                     None => return,
                 };
                 self.push(node_and_anchor.0, node_and_anchor.1);
@@ -282,7 +295,10 @@ mod tests {
     #[test]
     fn duplicate_keys_are_errors() {
         let e = parse("a: 1\na: 2\n").unwrap_err();
-        assert_eq!((e.pos.line, e.message.as_str()), (2, "duplicate key \"a\": remove one of them"));
+        assert_eq!(
+            (e.pos.line, e.message.as_str()),
+            (2, "duplicate key \"a\": remove one of them")
+        );
     }
 
     #[test]

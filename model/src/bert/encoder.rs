@@ -41,7 +41,10 @@ impl SentenceEncoder {
         check_pooling(dir)?;
         let weights = dir.join("model.safetensors");
         if !weights.is_file() {
-            return Err(Error::MissingTensor(format!("{} (the encoder weights)", weights.display())));
+            return Err(Error::MissingTensor(format!(
+                "{} (the encoder weights)",
+                weights.display()
+            )));
         }
         // SAFETY: the file is memory-mapped read-only; the cache publishes it by rename and never rewrites it.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
@@ -52,7 +55,11 @@ impl SentenceEncoder {
     }
 
     /// An encoder over a model built elsewhere (e.g. random weights in a test).
-    pub fn from_parts(model: BertModel, tokenizer: tokenizers::Tokenizer, max_seq_len: usize) -> Result<Self> {
+    pub fn from_parts(
+        model: BertModel,
+        tokenizer: tokenizers::Tokenizer,
+        max_seq_len: usize,
+    ) -> Result<Self> {
         let max_seq_len = max_seq_len.min(model.config().max_position_embeddings);
         let tokenizer = configure_tokenizer(tokenizer, max_seq_len)?;
         Ok(Self { model, tokenizer, max_seq_len, device: Device::Cpu })
@@ -110,13 +117,17 @@ impl SentenceEncoder {
 
 /// Reads `tokenizer.json` and sets it up for [`SentenceEncoder`].
 fn load_tokenizer(path: &Path, max_seq_len: usize) -> Result<tokenizers::Tokenizer> {
-    let tok = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+    let tok = tokenizers::Tokenizer::from_file(path)
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
     configure_tokenizer(tok, max_seq_len)
 }
 
 /// No padding (batches are padded by the encoder) and truncation at `max_seq_len` tokens, as
 /// sentence-transformers overrides the tokenizer's own settings with `max_seq_length`.
-fn configure_tokenizer(mut tok: tokenizers::Tokenizer, max_seq_len: usize) -> Result<tokenizers::Tokenizer> {
+fn configure_tokenizer(
+    mut tok: tokenizers::Tokenizer,
+    max_seq_len: usize,
+) -> Result<tokenizers::Tokenizer> {
     tok.with_padding(None);
     let truncation = tokenizers::TruncationParams { max_length: max_seq_len, ..Default::default() };
     tok.with_truncation(Some(truncation)).map_err(tok_err)?;
@@ -138,9 +149,18 @@ fn check_pooling(dir: &Path) -> Result<()> {
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::json(&path, e))?;
     let on = |k: &str| v[k].as_bool().unwrap_or(false);
     if !on("pooling_mode_mean_tokens")
-        || ["pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens"].iter().any(|k| on(k))
+        || [
+            "pooling_mode_cls_token",
+            "pooling_mode_max_tokens",
+            "pooling_mode_mean_sqrt_len_tokens",
+        ]
+        .iter()
+        .any(|k| on(k))
     {
-        return Err(Error::Unsupported(format!("{}: only mean pooling is implemented", path.display())));
+        return Err(Error::Unsupported(format!(
+            "{}: only mean pooling is implemented",
+            path.display()
+        )));
     }
     Ok(())
 }

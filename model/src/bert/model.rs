@@ -20,8 +20,16 @@ impl Embeddings {
     fn new(cfg: &BertConfig, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             words: embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("word_embeddings"))?,
-            positions: embedding(cfg.max_position_embeddings, cfg.hidden_size, vb.pp("position_embeddings"))?,
-            segments: embedding(cfg.type_vocab_size, cfg.hidden_size, vb.pp("token_type_embeddings"))?,
+            positions: embedding(
+                cfg.max_position_embeddings,
+                cfg.hidden_size,
+                vb.pp("position_embeddings"),
+            )?,
+            segments: embedding(
+                cfg.type_vocab_size,
+                cfg.hidden_size,
+                vb.pp("token_type_embeddings"),
+            )?,
             norm: layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
         })
     }
@@ -118,7 +126,10 @@ struct Layer {
 
 impl Layer {
     fn new(cfg: &BertConfig, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { attention: Attention::new(cfg, vb.pp("attention"))?, ffn: FeedForward::new(cfg, vb)? })
+        Ok(Self {
+            attention: Attention::new(cfg, vb.pp("attention"))?,
+            ffn: FeedForward::new(cfg, vb)?,
+        })
     }
 }
 
@@ -134,11 +145,19 @@ impl BertModel {
     /// sentence-transformers checkpoints) or under `bert.` (as in `BertFor*` checkpoints).
     pub fn new(cfg: &BertConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
-        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp("bert") };
+        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") {
+            vb
+        } else {
+            vb.pp("bert")
+        };
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| Layer::new(cfg, vb.pp("encoder").pp("layer").pp(i)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { embeddings: Embeddings::new(cfg, vb.pp("embeddings"))?, layers, cfg: cfg.clone() })
+        Ok(Self {
+            embeddings: Embeddings::new(cfg, vb.pp("embeddings"))?,
+            layers,
+            cfg: cfg.clone(),
+        })
     }
 
     /// The configuration the encoder was built with.
@@ -161,4 +180,3 @@ impl BertModel {
         Ok(x)
     }
 }
-

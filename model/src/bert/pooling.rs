@@ -17,6 +17,11 @@ pub fn mean_pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
 /// Each row of `x` (batch, dim) divided by its Euclidean norm (clamped at 1e-12, as
 /// `torch.nn.functional.normalize` does).
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    let norm = x.to_dtype(DType::F32)?.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
+    let norm = x
+        .to_dtype(DType::F32)?
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::INFINITY)?;
     Ok(x.broadcast_div(&norm.to_dtype(x.dtype())?)?)
 }

@@ -13,7 +13,10 @@ use tokenizers::processors::template::TemplateProcessing;
 use super::*;
 use crate::fetch::KnownEncoder;
 
-const WORDS: &[&str] = &["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "patient", "has", "chest", "pain", "fever", "and", "cough", "a", "rash"];
+const WORDS: &[&str] = &[
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "patient", "has", "chest", "pain", "fever", "and",
+    "cough", "a", "rash",
+];
 
 fn tiny_config() -> BertConfig {
     serde_json::from_value(serde_json::json!({
@@ -25,8 +28,13 @@ fn tiny_config() -> BertConfig {
 }
 
 fn tiny_tokenizer() -> tokenizers::Tokenizer {
-    let vocab: HashMap<String, u32> = WORDS.iter().enumerate().map(|(i, w)| (w.to_string(), i as u32)).collect();
-    let model = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("[UNK]".into()).build().unwrap();
+    let vocab: HashMap<String, u32> =
+        WORDS.iter().enumerate().map(|(i, w)| (w.to_string(), i as u32)).collect();
+    let model = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
     let mut tok = tokenizers::Tokenizer::new(model);
     tok.with_pre_tokenizer(Some(Whitespace {}));
     let post = TemplateProcessing::builder()
@@ -118,12 +126,17 @@ fn bert_minilm_dump() {
     let enc = SentenceEncoder::load(&known.ensure().unwrap()).unwrap();
     let text = std::fs::read_to_string(input).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let batch: usize = std::env::var("MEDALIGN_MINILM_BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(32);
+    let batch: usize =
+        std::env::var("MEDALIGN_MINILM_BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(32);
     let _warm = enc.encode(&lines[..lines.len().min(4)], batch).unwrap();
     let t = std::time::Instant::now();
     let emb = enc.encode(&lines, batch).unwrap();
     let seconds = t.elapsed().as_secs_f64();
     let doc = serde_json::json!({ "embeddings": emb, "seconds": seconds });
     std::fs::write(output, doc.to_string()).unwrap();
-    eprintln!("{} sentences in {seconds:.3} s: {:.1} sentences/s", lines.len(), lines.len() as f64 / seconds);
+    eprintln!(
+        "{} sentences in {seconds:.3} s: {:.1} sentences/s",
+        lines.len(),
+        lines.len() as f64 / seconds
+    );
 }

@@ -22,7 +22,14 @@ pub struct AnswerText {
 impl AnswerText {
     /// An empty answer that ends at the first of `stops`.
     pub fn new(stops: &[String]) -> Self {
-        AnswerText { stops: stops.to_vec(), tokens: Vec::new(), text: String::new(), stream: TextStream::new(true), released: 0, ended: false }
+        AnswerText {
+            stops: stops.to_vec(),
+            tokens: Vec::new(),
+            text: String::new(),
+            stream: TextStream::new(true),
+            released: 0,
+            ended: false,
+        }
     }
 
     /// Adds a generated token (not an end-of-sequence id). Returns whether the text now holds a
@@ -33,7 +40,9 @@ impl AnswerText {
         if let Some(piece) = self.stream.next(tokenizer, &self.tokens)? {
             self.text.push_str(&piece);
         }
-        let Some(cut) = self.stops.iter().filter_map(|s| self.text.find(s.as_str())).min() else { return Ok(false) };
+        let Some(cut) = self.stops.iter().filter_map(|s| self.text.find(s.as_str())).min() else {
+            return Ok(false);
+        };
         self.text.truncate(cut);
         self.ended = true;
         Ok(true)
@@ -102,7 +111,11 @@ mod tests {
     /// A byte-level tokenizer without merges, whose tokens are single bytes (`é` is two: `Ã©`
     /// in byte-level's alphabet).
     fn bytes() -> Tokenizer {
-        let vocab = "abcdefghijklmnopqrstuvwxyz</>ĠÃ©".chars().enumerate().map(|(i, c)| (c.to_string(), i.into())).collect();
+        let vocab = "abcdefghijklmnopqrstuvwxyz</>ĠÃ©"
+            .chars()
+            .enumerate()
+            .map(|(i, c)| (c.to_string(), i.into()))
+            .collect();
         Tokenizer::from_json(&byte_level_tokenizer_json(vocab, &[]).to_string()).unwrap()
     }
 

@@ -25,7 +25,12 @@ pub struct GenerationConfig {
 
 impl Default for GenerationConfig {
     fn default() -> Self {
-        Self { max_new_tokens: 256, sampling: SamplingParams::default(), stop: vec![], eos_ids: vec![] }
+        Self {
+            max_new_tokens: 256,
+            sampling: SamplingParams::default(),
+            stop: vec![],
+            eos_ids: vec![],
+        }
     }
 }
 
@@ -162,7 +167,12 @@ pub fn generate(
         .zip(prompts)
         .map(|(s, p)| {
             let (text, token_ids) = s.answer.into_parts();
-            Generation { text, token_ids, finish_reason: s.done.unwrap_or(FinishReason::Length), prompt_tokens: p.len() }
+            Generation {
+                text,
+                token_ids,
+                finish_reason: s.done.unwrap_or(FinishReason::Length),
+                prompt_tokens: p.len(),
+            }
         })
         .collect())
 }

@@ -35,7 +35,10 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler seeded with `params.seed + stream`.
     pub fn new(params: &SamplingParams, stream: u64) -> Self {
-        Self { params: params.clone(), rng: StdRng::seed_from_u64(params.seed.wrapping_add(stream)) }
+        Self {
+            params: params.clone(),
+            rng: StdRng::seed_from_u64(params.seed.wrapping_add(stream)),
+        }
     }
 
     /// The next token given the logits and the ids seen so far (prompt and generated).
@@ -76,7 +79,8 @@ impl Sampler {
 fn draw(u: f32, probs: &[f32], n: usize, token: impl Fn(usize) -> u32) -> u32 {
     const B: usize = 16;
     let share = |j: usize| probs[token(j) as usize];
-    let sums: Vec<f32> = (0..n).step_by(B).map(|b| (b..n.min(b + B)).map(share).sum::<f32>()).collect();
+    let sums: Vec<f32> =
+        (0..n).step_by(B).map(|b| (b..n.min(b + B)).map(share).sum::<f32>()).collect();
     let r = u * sums.iter().sum::<f32>();
     let mut cum = 0f32;
     let mut last = None;
@@ -167,7 +171,8 @@ mod tests {
 
     #[test]
     fn top_k_one_and_tiny_top_p_are_greedy() {
-        let params = SamplingParams { temperature: 1.0, top_p: Some(1e-6), seed: 3, ..Default::default() };
+        let params =
+            SamplingParams { temperature: 1.0, top_p: Some(1e-6), seed: 3, ..Default::default() };
         let mut s = Sampler::new(&params, 0);
         for _ in 0..20 {
             assert_eq!(s.sample(&mut [0.5, 1.0, 0.9], &[]), 1);
@@ -229,11 +234,23 @@ mod tests {
         // Distinct probabilities in shuffled order: peaked (a few tokens reach p) and flat
         // (thousands do, which takes several rounds of selection).
         for sharpness in [8.0f32, 0.05] {
-            let mut probs: Vec<f32> = rank.iter().map(|&r| (r as f32 / 5000.0 * sharpness * 10.0).exp()).collect();
+            let mut probs: Vec<f32> =
+                rank.iter().map(|&r| (r as f32 / 5000.0 * sharpness * 10.0).exp()).collect();
             let total: f32 = probs.iter().sum();
             probs.iter_mut().for_each(|q| *q /= total);
-            for (k, p) in [(Some(40), None), (None, Some(0.9)), (None, Some(0.3)), (Some(3000), Some(0.95)), (Some(1), Some(0.5)), (None, Some(0.999999))] {
-                assert_eq!(nucleus(&probs, k, p), nucleus_by_sorting(&probs, k, p), "k {k:?} p {p:?} sharpness {sharpness}");
+            for (k, p) in [
+                (Some(40), None),
+                (None, Some(0.9)),
+                (None, Some(0.3)),
+                (Some(3000), Some(0.95)),
+                (Some(1), Some(0.5)),
+                (None, Some(0.999999)),
+            ] {
+                assert_eq!(
+                    nucleus(&probs, k, p),
+                    nucleus_by_sorting(&probs, k, p),
+                    "k {k:?} p {p:?} sharpness {sharpness}"
+                );
             }
         }
     }
@@ -241,7 +258,10 @@ mod tests {
     #[test]
     fn draw_gives_each_candidate_its_share_and_never_one_without() {
         let probs = [0.0, 0.5, 0.0, 0.5, 0.0];
-        let picks: Vec<u32> = [0.0, 0.49, 0.51, 0.999_999_9].iter().map(|&u| draw(u, &probs, probs.len(), |j| j as u32)).collect();
+        let picks: Vec<u32> = [0.0, 0.49, 0.51, 0.999_999_9]
+            .iter()
+            .map(|&u| draw(u, &probs, probs.len(), |j| j as u32))
+            .collect();
         assert_eq!(picks, [1, 1, 3, 3]);
         // Forty equal shares across three blocks of sixteen, as the whole vocabulary and as kept
         // tokens (ids 100-139 of 140, listed last first).

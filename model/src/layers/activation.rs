@@ -33,8 +33,15 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
 pub fn silu_mul_halves(y: &Tensor) -> candle_core::Result<Tensor> {
     let width = y.dim(candle_core::D::Minus1)?;
     let i = width / 2;
-    if y.track_op() || !y.device().is_cpu() || y.dtype() != candle_core::DType::F32 || width % 2 != 0 {
-        return silu_mul(&y.narrow(candle_core::D::Minus1, 0, i)?, &y.narrow(candle_core::D::Minus1, i, i)?);
+    if y.track_op()
+        || !y.device().is_cpu()
+        || y.dtype() != candle_core::DType::F32
+        || width % 2 != 0
+    {
+        return silu_mul(
+            &y.narrow(candle_core::D::Minus1, 0, i)?,
+            &y.narrow(candle_core::D::Minus1, i, i)?,
+        );
     }
     let mut out = vec![0f32; y.elem_count() / 2];
     with_f32(y, |v| {
@@ -61,20 +68,40 @@ impl CustomOp2 for SiluMul {
         "silu-mul"
     }
 
-    fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout, us: &CpuStorage, ul: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        us: &CpuStorage,
+        ul: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (g, u) = (contiguous(gs, gl)?, contiguous(us, ul)?);
         let mut out = vec![0f32; g.len()];
-        out.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((o, g), u)| silu_times(g, u, o));
+        out.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(u.par_chunks(CHUNK))
+            .for_each(|((o, g), u)| silu_times(g, u, o));
         Ok((CpuStorage::F32(out), gl.shape().clone()))
     }
 
-    fn bwd(&self, gate: &Tensor, up: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let mut dg = vec![0f32; gate.elem_count()];
         let mut du = vec![0f32; gate.elem_count()];
         with_f32(gate, |g| {
             with_f32(up, |u| {
                 with_f32(grad, |d| {
-                    let parts = dg.par_chunks_mut(CHUNK).zip(du.par_chunks_mut(CHUNK)).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).zip(d.par_chunks(CHUNK));
+                    let parts = dg
+                        .par_chunks_mut(CHUNK)
+                        .zip(du.par_chunks_mut(CHUNK))
+                        .zip(g.par_chunks(CHUNK))
+                        .zip(u.par_chunks(CHUNK))
+                        .zip(d.par_chunks(CHUNK));
                     parts.for_each(|((((dg, du), g), u), d)| {
                         let mut s = vec![0f32; g.len()];
                         sigmoid(g, &mut s);
@@ -89,7 +116,10 @@ impl CustomOp2 for SiluMul {
             })
         })?;
         let shape = gate.shape();
-        Ok((Some(Tensor::from_vec(dg, shape, gate.device())?), Some(Tensor::from_vec(du, shape, gate.device())?)))
+        Ok((
+            Some(Tensor::from_vec(dg, shape, gate.device())?),
+            Some(Tensor::from_vec(du, shape, gate.device())?),
+        ))
     }
 }
 
@@ -144,7 +174,11 @@ mod avx512 {
             let e = exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
             let inv = _mm512_div_ps(one, _mm512_add_ps(one, e));
             let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
-            _mm512_mask_storeu_ps(s.as_mut_ptr().add(at), m, _mm512_mask_mul_ps(inv, negative, inv, e));
+            _mm512_mask_storeu_ps(
+                s.as_mut_ptr().add(at),
+                m,
+                _mm512_mask_mul_ps(inv, negative, inv, e),
+            );
         }
     }
 }
@@ -162,8 +196,13 @@ mod tests {
         let u = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 40_001), &dev).unwrap()).unwrap();
         let w = Tensor::randn(0f32, 1.0, (3, 40_001), &dev).unwrap();
         let close = |a: &Tensor, b: &Tensor| {
-            let (a, b): (Vec<f32>, Vec<f32>) = (a.flatten_all().unwrap().to_vec1().unwrap(), b.flatten_all().unwrap().to_vec1().unwrap());
-            a.iter().zip(&b).enumerate().for_each(|(i, (x, y))| assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "[{i}] {x} vs {y}"));
+            let (a, b): (Vec<f32>, Vec<f32>) = (
+                a.flatten_all().unwrap().to_vec1().unwrap(),
+                b.flatten_all().unwrap().to_vec1().unwrap(),
+            );
+            a.iter().zip(&b).enumerate().for_each(|(i, (x, y))| {
+                assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "[{i}] {x} vs {y}")
+            });
         };
         let want = (g.as_tensor().silu().unwrap() * u.as_tensor()).unwrap();
         let got = silu_mul(g.as_tensor(), u.as_tensor()).unwrap();
@@ -182,7 +221,8 @@ mod tests {
         for rows in [1, 3, 40] {
             let y = Tensor::randn(0f32, 3.0, (rows, 1, 2 * 1000), &dev).unwrap();
             let (g, u) = (y.narrow(2, 0, 1000).unwrap(), y.narrow(2, 1000, 1000).unwrap());
-            let want: Vec<f32> = silu_mul(&g, &u).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let want: Vec<f32> =
+                silu_mul(&g, &u).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             let got = silu_mul_halves(&y).unwrap();
             assert_eq!(got.dims(), [rows, 1, 1000]);
             assert_eq!(got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want, "{rows} rows");

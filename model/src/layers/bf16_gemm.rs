@@ -43,7 +43,9 @@ const MR: usize = 8;
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512bf16")
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512bf16")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -89,7 +91,13 @@ impl PackedB {
             for q in 0..kp {
                 for v in 0..NR / 16 {
                     // SAFETY: `available()` holds; lanes `v * 16 + i` of pair `q` lie in `pairs`.
-                    unsafe { gather_16(pairs[v * 16 * kp + q..].as_ptr(), kp, lanes[q * NR + v * 16..].as_mut_ptr()) };
+                    unsafe {
+                        gather_16(
+                            pairs[v * 16 * kp + q..].as_ptr(),
+                            kp,
+                            lanes[q * NR + v * 16..].as_mut_ptr(),
+                        )
+                    };
                 }
             }
         });
@@ -112,7 +120,13 @@ impl PackedB {
                 if let Some(odd) = odd {
                     while c + 16 <= cols {
                         // SAFETY: `available()` holds; 16 floats read from each row, 16 lanes written.
-                        unsafe { interleave_16(even[c..].as_ptr(), odd[c..].as_ptr(), dst[c..].as_mut_ptr()) };
+                        unsafe {
+                            interleave_16(
+                                even[c..].as_ptr(),
+                                odd[c..].as_ptr(),
+                                dst[c..].as_mut_ptr(),
+                            )
+                        };
                         c += 16;
                     }
                 }
@@ -134,7 +148,9 @@ impl PackedB {
         let lines = (self.kp * NR / 16).max(1);
         self.data.par_chunks_mut(lines).map(|panel| {
             // SAFETY: `Line` is `repr(C)` over `[u32; 16]`: 64 bytes, no padding.
-            unsafe { std::slice::from_raw_parts_mut(panel.as_mut_ptr().cast::<u32>(), panel.len() * 16) }
+            unsafe {
+                std::slice::from_raw_parts_mut(panel.as_mut_ptr().cast::<u32>(), panel.len() * 16)
+            }
         })
     }
 
@@ -183,18 +199,27 @@ pub fn batched(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     let a = if !a.is_contiguous() && at.is_contiguous() {
         // The transpose of a contiguous matrix (`p.t()` in attention's backward): a blocked
         // transpose, where candle's strided copy goes element by element.
-        Tensor::from_vec(with_f32(&at, |t| Ok(transpose(t, count, k, m)))?, (count, m, k), a.device())?
+        Tensor::from_vec(
+            with_f32(&at, |t| Ok(transpose(t, count, k, m)))?,
+            (count, m, k),
+            a.device(),
+        )?
     } else {
         a.contiguous()?.reshape((count, m, k))?
     };
     let bt = b.transpose(r - 2, r - 1)?;
-    let (b, transposed) = if bt.is_contiguous() { (bt.reshape((count, n, k))?, true) } else { (b.contiguous()?.reshape((count, k, n))?, false) };
+    let (b, transposed) = if bt.is_contiguous() {
+        (bt.reshape((count, n, k))?, true)
+    } else {
+        (b.contiguous()?.reshape((count, k, n))?, false)
+    };
     let mut out = Vec::with_capacity(count * m * n);
     with_f32(&a, |a| {
         with_f32(&b, |b| {
             for i in 0..count {
                 let w = &b[i * k * n..(i + 1) * k * n];
-                let packed = if transposed { PackedB::transposed(w, n, k) } else { PackedB::plain(w, k, n) };
+                let packed =
+                    if transposed { PackedB::transposed(w, n, k) } else { PackedB::plain(w, k, n) };
                 out.extend(matmul(&a[i * m * k..(i + 1) * m * k], m, &packed));
             }
             Ok(())
@@ -235,7 +260,12 @@ const SCOPE_ROWS: usize = 48;
 /// enough rows per matrix, exact f32 otherwise.
 pub fn matmul_in_scope(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     let m = a.dim(a.rank().saturating_sub(2))?;
-    if active() && m >= SCOPE_ROWS && a.device().is_cpu() && a.dtype() == candle_core::DType::F32 && b.dtype() == candle_core::DType::F32 {
+    if active()
+        && m >= SCOPE_ROWS
+        && a.device().is_cpu()
+        && a.dtype() == candle_core::DType::F32
+        && b.dtype() == candle_core::DType::F32
+    {
         batched(a, b)
     } else {
         a.matmul(b)
@@ -243,7 +273,10 @@ pub fn matmul_in_scope(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// `f` over the f32 elements of `t` in row-major order, without a copy when `t` is contiguous.
-pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
+pub(crate) fn with_f32<R>(
+    t: &Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
@@ -277,7 +310,15 @@ pub fn matmul(a: &[f32], m: usize, b: &PackedB) -> Vec<f32> {
                 // SAFETY: `available()` holds; `a16` has `rows * kp` lanes, the panel `kp * NR`,
                 // and `out` has `rows` rows of `n` with `cols` columns from `p * NR`.
                 unsafe {
-                    kernel(mr, a16[r * kp..].as_ptr(), kp, panel.as_ptr().cast::<u32>(), out[r * n + p * NR..].as_mut_ptr(), n, cols);
+                    kernel(
+                        mr,
+                        a16[r * kp..].as_ptr(),
+                        kp,
+                        panel.as_ptr().cast::<u32>(),
+                        out[r * n + p * NR..].as_mut_ptr(),
+                        n,
+                        cols,
+                    );
                 }
             }
         }
@@ -316,7 +357,10 @@ fn row_pairs(src: &[f32], dst: &mut [u32]) {
 #[target_feature(enable = "avx512f")]
 unsafe fn gather_16(src: *const u32, stride: usize, dst: *mut u32) {
     let s = stride as i32;
-    let index = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(s));
+    let index = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32(s),
+    );
     _mm512_storeu_si512(dst.cast(), _mm512_i32gather_epi32::<4>(index, src.cast()));
 }
 
@@ -325,9 +369,11 @@ unsafe fn gather_16(src: *const u32, stride: usize, dst: *mut u32) {
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn interleave_16(even: *const f32, odd: *const f32, dst: *mut u32) {
     // bf16 of `even` in elements 0..16 and of `odd` in 16..32, then element i of each side by side.
-    let both: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(_mm512_loadu_ps(odd), _mm512_loadu_ps(even)));
+    let both: __m512i =
+        std::mem::transmute(_mm512_cvtne2ps_pbh(_mm512_loadu_ps(odd), _mm512_loadu_ps(even)));
     let index = _mm512_set_epi16(
-        31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0,
+        31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
+        19, 3, 18, 2, 17, 1, 16, 0,
     );
     _mm512_storeu_si512(dst.cast(), _mm512_permutexvar_epi16(index, both));
 }
@@ -346,7 +392,15 @@ unsafe fn round_32(src: *const f32, dst: *mut u32) {
 /// `mr` (1..=8) rows of output, one panel, every pair of `k`: only the vectors that hold
 /// `cols` columns are multiplied (a 64-wide `B`'s second panel is a third full).
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn kernel(mr: usize, a: *const u32, lda: usize, b: *const u32, c: *mut f32, ldc: usize, cols: usize) {
+unsafe fn kernel(
+    mr: usize,
+    a: *const u32,
+    lda: usize,
+    b: *const u32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     macro_rules! by_rows {
         ($v:literal) => {
             match mr {
@@ -372,11 +426,19 @@ unsafe fn kernel(mr: usize, a: *const u32, lda: usize, b: *const u32, c: *mut f3
 /// `R` rows by `V` sixteen-column vectors of one panel.
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
-unsafe fn rows<const R: usize, const V: usize>(a: *const u32, lda: usize, b: *const u32, c: *mut f32, ldc: usize, cols: usize) {
+unsafe fn rows<const R: usize, const V: usize>(
+    a: *const u32,
+    lda: usize,
+    b: *const u32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     for q in 0..lda {
         let bq = b.add(q * NR);
-        let bv: [__m512bh; V] = std::array::from_fn(|v| std::mem::transmute(_mm512_load_si512(bq.add(16 * v).cast())));
+        let bv: [__m512bh; V] =
+            std::array::from_fn(|v| std::mem::transmute(_mm512_load_si512(bq.add(16 * v).cast())));
         for (r, acc) in acc.iter_mut().enumerate() {
             let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(r * lda + q) as i32));
             for v in 0..V {
@@ -414,7 +476,15 @@ unsafe fn round_32(_: *const f32, _: *mut u32) {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn kernel(_: usize, _: *const u32, _: usize, _: *const u32, _: *mut f32, _: usize, _: usize) {
+unsafe fn kernel(
+    _: usize,
+    _: *const u32,
+    _: usize,
+    _: *const u32,
+    _: *mut f32,
+    _: usize,
+    _: usize,
+) {
     unreachable!("bf16 kernels need x86_64")
 }
 
@@ -432,7 +502,9 @@ mod tests {
         let mut out = vec![0f32; m * n];
         for i in 0..m {
             for j in 0..n {
-                out[i * n + j] = (0..k).map(|l| f64::from(round(a[i * k + l])) * f64::from(round(b[l * n + j]))).sum::<f64>() as f32;
+                out[i * n + j] = (0..k)
+                    .map(|l| f64::from(round(a[i * k + l])) * f64::from(round(b[l * n + j])))
+                    .sum::<f64>() as f32;
             }
         }
         out
@@ -463,7 +535,10 @@ mod tests {
             let got_t = matmul(&a, m, &PackedB::transposed(&bt, n, k));
             assert_eq!(got, got_t, "({m}, {k}, {n})");
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!((g - w).abs() <= 1e-5 * (k as f32).sqrt(), "({m}, {k}, {n}) [{i}]: {g} vs {w}");
+                assert!(
+                    (g - w).abs() <= 1e-5 * (k as f32).sqrt(),
+                    "({m}, {k}, {n}) [{i}]: {g} vs {w}"
+                );
             }
         }
     }
@@ -480,26 +555,56 @@ mod tests {
         let each = |b: &Tensor| -> Vec<f32> {
             (0..g)
                 .flat_map(|i| {
-                    let bi = b.get(i).unwrap().contiguous().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                    matmul(&a.get(i).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), m, &PackedB::plain(&bi, k, n))
+                    let bi = b
+                        .get(i)
+                        .unwrap()
+                        .contiguous()
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap();
+                    matmul(
+                        &a.get(i).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                        m,
+                        &PackedB::plain(&bi, k, n),
+                    )
                 })
                 .collect()
         };
         // `k.t()` packs from the keys' own memory; a plain contiguous `b` the other way.
         let b = kt.transpose(1, 2).unwrap();
-        assert_eq!(batched(&a, &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), each(&b));
+        assert_eq!(
+            batched(&a, &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            each(&b)
+        );
         let b = b.contiguous().unwrap();
         assert_eq!(batched(&a, &b).unwrap().dims(), &[g, m, n]);
-        assert_eq!(batched(&a, &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), each(&b));
+        assert_eq!(
+            batched(&a, &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            each(&b)
+        );
         // Outside a scope, and for few rows, the product is candle's f32 one.
         let exact = a.matmul(&b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(matmul_in_scope(&a, &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), exact);
+        assert_eq!(
+            matmul_in_scope(&a, &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            exact
+        );
         let scoped = bf16_products(true, || matmul_in_scope(&a, &b).unwrap());
         assert_eq!(scoped.flatten_all().unwrap().to_vec1::<f32>().unwrap(), each(&b));
         // A transposed left operand (`p.t()`) is transposed in tiles: the same product as its copy.
-        let at = Tensor::from_vec(data(g * k * m, 7), (g, k, m), &dev).unwrap().transpose(1, 2).unwrap();
-        let copied = batched(&at.contiguous().unwrap(), &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(batched(&at, &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), copied);
+        let at =
+            Tensor::from_vec(data(g * k * m, 7), (g, k, m), &dev).unwrap().transpose(1, 2).unwrap();
+        let copied = batched(&at.contiguous().unwrap(), &b)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(
+            batched(&at, &b).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            copied
+        );
     }
 
     #[test]
@@ -515,4 +620,3 @@ mod tests {
         assert_eq!(&all[57 * n..58 * n], &one[..]);
     }
 }
-

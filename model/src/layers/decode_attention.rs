@@ -31,13 +31,28 @@ const BLOCK: usize = 16;
 /// `softmax(q k^T * scale) v` for `q` `(1, heads, 1, hd)` (f32) and `k`, `v` `(1, kv_heads, s,
 /// hd)` (any strides, f32 or f16, CPU) with grouped heads; returns `(1, 1, heads * hd)`, or
 /// `None` when the inputs are not of that kind.
-pub fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> candle_core::Result<Option<Tensor>> {
+pub fn decode_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f32,
+) -> candle_core::Result<Option<Tensor>> {
     let (b, heads, t, hd) = q.dims4()?;
     let (kb, kvh, s, khd) = k.dims4()?;
-    if b != 1 || t != 1 || kb != 1 || khd != hd || v.dims() != k.dims() || heads % kvh != 0 || s == 0 {
+    if b != 1
+        || t != 1
+        || kb != 1
+        || khd != hd
+        || v.dims() != k.dims()
+        || heads % kvh != 0
+        || s == 0
+    {
         return Ok(None);
     }
-    if q.dtype() != DType::F32 || v.dtype() != k.dtype() || [q, k, v].iter().any(|x| !x.device().is_cpu()) {
+    if q.dtype() != DType::F32
+        || v.dtype() != k.dtype()
+        || [q, k, v].iter().any(|x| !x.device().is_cpu())
+    {
         return Ok(None);
     }
     let q: Vec<f32> = q.flatten_all()?.to_vec1()?;
@@ -48,8 +63,12 @@ pub fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> candl
         return Ok(None);
     }
     let out = match k.dtype() {
-        DType::F32 => attend_all(&Cache::<f32>::of((ks, kl), (vs, vl), kvh, s, hd)?, &q, heads, scale),
-        DType::F16 => attend_all(&Cache::<f16>::of((ks, kl), (vs, vl), kvh, s, hd)?, &q, heads, scale),
+        DType::F32 => {
+            attend_all(&Cache::<f32>::of((ks, kl), (vs, vl), kvh, s, hd)?, &q, heads, scale)
+        }
+        DType::F16 => {
+            attend_all(&Cache::<f16>::of((ks, kl), (vs, vl), kvh, s, hd)?, &q, heads, scale)
+        }
         _ => return Ok(None),
     };
     Ok(Some(Tensor::from_vec(out, (1, 1, heads * hd), &candle_core::Device::Cpu)?))
@@ -61,7 +80,9 @@ fn attend_all<T: Element>(cache: &Cache<T>, q: &[f32], heads: usize, scale: f32)
     let n_rep = heads / cache.heads;
     let mut out = vec![0f32; heads * hd];
     let avx512 = avx512();
-    let group = |g: usize, o: &mut [f32]| attend_heads(cache, g, &q[g * n_rep * hd..(g + 1) * n_rep * hd], scale, o, avx512);
+    let group = |g: usize, o: &mut [f32]| {
+        attend_heads(cache, g, &q[g * n_rep * hd..(g + 1) * n_rep * hd], scale, o, avx512)
+    };
     // Groups of heads are independent: over a long cache they are worth spreading over the
     // threads. Each head's arithmetic is the same either way, so the result does not depend on
     // the split.
@@ -76,7 +97,14 @@ fn attend_all<T: Element>(cache: &Cache<T>, q: &[f32], heads: usize, scale: f32)
 /// The query heads `q` (whole heads) sharing KV head `g` attend over `c` into `out`: span by
 /// span ([`SPAN`]), the spans combined in order ([`combine`]), with the AVX-512 kernel where
 /// `avx512` (what [`avx512`] found) allows.
-pub(super) fn attend_heads<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: &mut [f32], avx512: bool) {
+pub(super) fn attend_heads<T: Element>(
+    c: &Cache<T>,
+    g: usize,
+    q: &[f32],
+    scale: f32,
+    out: &mut [f32],
+    avx512: bool,
+) {
     let n_rep = q.len() / c.hd;
     let mut parts = vec![0f32; c.len.div_ceil(SPAN) * part_len(n_rep, c.hd)];
     for (i, part) in parts.chunks_exact_mut(part_len(n_rep, c.hd)).enumerate() {
@@ -101,7 +129,14 @@ pub(super) fn part_len(n_rep: usize, hd: usize) -> usize {
 
 /// Attention of the query heads `q` sharing KV head `g` over the span `c` into `part` (laid out
 /// as [`part_len`] says).
-pub(super) fn attend_span<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, part: &mut [f32], avx512: bool) {
+pub(super) fn attend_span<T: Element>(
+    c: &Cache<T>,
+    g: usize,
+    q: &[f32],
+    scale: f32,
+    part: &mut [f32],
+    avx512: bool,
+) {
     let n_rep = q.len() / c.hd;
     let (out, stats) = part.split_at_mut(n_rep * c.hd);
     if avx512 {
@@ -187,7 +222,13 @@ pub(super) struct Cache<'a, T> {
 
 impl<'a, T: candle_core::WithDType> Cache<'a, T> {
     /// The keys and values `(1, heads, len, hd)` in their storage and layout (rows contiguous).
-    pub(super) fn of(k: (&'a CpuStorage, &Layout), v: (&'a CpuStorage, &Layout), heads: usize, len: usize, hd: usize) -> candle_core::Result<Self> {
+    pub(super) fn of(
+        k: (&'a CpuStorage, &Layout),
+        v: (&'a CpuStorage, &Layout),
+        heads: usize,
+        len: usize,
+        hd: usize,
+    ) -> candle_core::Result<Self> {
         let (kst, vst) = (k.1.stride(), v.1.stride());
         Ok(Cache {
             k: k.0.as_slice::<T>()?,
@@ -207,7 +248,12 @@ impl<T> Cache<'_, T> {
     /// Positions `lo..hi` of the cache alone.
     pub(super) fn positions(&self, lo: usize, hi: usize) -> Self {
         debug_assert!(lo < hi && hi <= self.len);
-        Cache { k_at: self.k_at + lo * self.k_strides[1], v_at: self.v_at + lo * self.v_strides[1], len: hi - lo, ..*self }
+        Cache {
+            k_at: self.k_at + lo * self.k_strides[1],
+            v_at: self.v_at + lo * self.v_strides[1],
+            len: hi - lo,
+            ..*self
+        }
     }
 
     /// Whether every key and value row the cache's shape names lies inside its buffers.
@@ -239,7 +285,14 @@ pub(super) fn avx512() -> bool {
 /// decoding step.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn attend_group_avx512<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: &mut [f32], stats: &mut [f32]) {
+fn attend_group_avx512<T: Element>(
+    c: &Cache<T>,
+    g: usize,
+    q: &[f32],
+    scale: f32,
+    out: &mut [f32],
+    stats: &mut [f32],
+) {
     match c.hd {
         // SAFETY: the feature is enabled for this function; `Cache::check` bounds every read.
         64 if c.check() => unsafe { avx512::attend::<4, T>(c, g, q, scale, out, stats) },
@@ -252,7 +305,14 @@ fn attend_group_avx512<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32
 /// unnormalized outputs into `out`, their maximum scores and sums of exponentials into `stats`
 /// (`n_rep` each). Each key and value row is read once for all the heads.
 #[inline(always)]
-fn attend_group<T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: &mut [f32], stats: &mut [f32]) {
+fn attend_group<T: Element>(
+    c: &Cache<T>,
+    g: usize,
+    q: &[f32],
+    scale: f32,
+    out: &mut [f32],
+    stats: &mut [f32],
+) {
     let (hd, s) = (c.hd, c.len);
     let n_rep = q.len() / hd;
     let mut scores = vec![0f32; n_rep * s];
@@ -299,34 +359,58 @@ mod avx512 {
         // 256-bit halves: vector i holds v[2i]'s partials in chunks 0-1, v[2i+1]'s in 2-3.
         let a: [__m512; 8] = std::array::from_fn(|i| {
             let (x, y) = (v[2 * i], v[2 * i + 1]);
-            _mm512_add_ps(_mm512_shuffle_f32x4::<0b01_00_01_00>(x, y), _mm512_shuffle_f32x4::<0b11_10_11_10>(x, y))
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b01_00_01_00>(x, y),
+                _mm512_shuffle_f32x4::<0b11_10_11_10>(x, y),
+            )
         });
         // 128-bit chunks: vector i holds v[4i + c]'s four partials in chunk c.
         let b: [__m512; 4] = std::array::from_fn(|i| {
             let (x, y) = (a[2 * i], a[2 * i + 1]);
-            _mm512_add_ps(_mm512_shuffle_f32x4::<0b10_00_10_00>(x, y), _mm512_shuffle_f32x4::<0b11_01_11_01>(x, y))
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b10_00_10_00>(x, y),
+                _mm512_shuffle_f32x4::<0b11_01_11_01>(x, y),
+            )
         });
         // Pairs within chunks: chunk c of vector i holds two partials of v[8i + c], two of v[8i + 4 + c].
         let c: [__m512; 2] = std::array::from_fn(|i| {
             let (x, y) = (b[2 * i], b[2 * i + 1]);
-            _mm512_add_ps(_mm512_shuffle_ps::<0b01_00_01_00>(x, y), _mm512_shuffle_ps::<0b11_10_11_10>(x, y))
+            _mm512_add_ps(
+                _mm512_shuffle_ps::<0b01_00_01_00>(x, y),
+                _mm512_shuffle_ps::<0b11_10_11_10>(x, y),
+            )
         });
         // Lane 4c + m holds the sum of v[c + 4m].
-        let d = _mm512_add_ps(_mm512_shuffle_ps::<0b10_00_10_00>(c[0], c[1]), _mm512_shuffle_ps::<0b11_01_11_01>(c[0], c[1]));
-        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), d)
+        let d = _mm512_add_ps(
+            _mm512_shuffle_ps::<0b10_00_10_00>(c[0], c[1]),
+            _mm512_shuffle_ps::<0b11_01_11_01>(c[0], c[1]),
+        );
+        _mm512_permutexvar_ps(
+            _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
+            d,
+        )
     }
 
     /// Rows `j0..j0 + n` (`row(j)` is row `j`'s first value) widened into `buf`, `16 * L` floats
     /// a row; rows `j0 + n..j0 + n + ahead` are prefetched meanwhile.
     #[inline(always)]
-    unsafe fn widen<const L: usize, T: Element>(row: impl Fn(usize) -> *const T, j0: usize, n: usize, ahead: usize, buf: &mut [f32]) {
+    unsafe fn widen<const L: usize, T: Element>(
+        row: impl Fn(usize) -> *const T,
+        j0: usize,
+        n: usize,
+        ahead: usize,
+        buf: &mut [f32],
+    ) {
         for j in j0 + n..j0 + n + ahead {
             prefetch_row::<L, T>(row(j));
         }
         for i in 0..n {
             let p = row(j0 + i);
             for l in 0..L {
-                _mm512_storeu_ps(buf.as_mut_ptr().add(i * 16 * L + 16 * l), T::load16(p.add(16 * l)));
+                _mm512_storeu_ps(
+                    buf.as_mut_ptr().add(i * 16 * L + 16 * l),
+                    T::load16(p.add(16 * l)),
+                );
             }
         }
     }
@@ -351,7 +435,14 @@ mod avx512 {
     /// AVX-512F must be available, `c.check()` must hold, `c.hd == 16 * L`, and `q`, `out` hold
     /// whole heads.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn attend<const L: usize, T: Element>(c: &Cache<T>, g: usize, q: &[f32], scale: f32, out: &mut [f32], stats: &mut [f32]) {
+    pub(super) unsafe fn attend<const L: usize, T: Element>(
+        c: &Cache<T>,
+        g: usize,
+        q: &[f32],
+        scale: f32,
+        out: &mut [f32],
+        stats: &mut [f32],
+    ) {
         let (hd, s) = (16 * L, c.len);
         let n_rep = q.len() / hd;
         assert!(q.len() == n_rep * hd && out.len() == q.len() && stats.len() == 2 * n_rep);
@@ -359,7 +450,9 @@ mod avx512 {
         let value = |j: usize| c.v.as_ptr().add(c.v_at + g * c.v_strides[0] + j * c.v_strides[1]);
         let mut buf = [0f32; BLOCK * 128];
         let mut scores = vec![0f32; n_rep * s];
-        let query = |r: usize| -> [__m512; L] { std::array::from_fn(|l| _mm512_loadu_ps(q.as_ptr().add(r * hd + 16 * l))) };
+        let query = |r: usize| -> [__m512; L] {
+            std::array::from_fn(|l| _mm512_loadu_ps(q.as_ptr().add(r * hd + 16 * l)))
+        };
         let dot = |qr: &[__m512; L], row: *const f32| {
             let mut acc = _mm512_mul_ps(qr[0], _mm512_loadu_ps(row));
             for (l, ql) in qr.iter().enumerate().skip(1) {
@@ -383,7 +476,8 @@ mod avx512 {
                 let qr = query(r);
                 let row = &mut scores[r * s + j0..r * s + j0 + n];
                 if n == BLOCK {
-                    let sums = sum_lanes(std::array::from_fn(|i| dot(&qr, buf.as_ptr().add(i * hd))));
+                    let sums =
+                        sum_lanes(std::array::from_fn(|i| dot(&qr, buf.as_ptr().add(i * hd))));
                     _mm512_storeu_ps(row.as_mut_ptr(), _mm512_mul_ps(sums, _mm512_set1_ps(scale)));
                 } else {
                     for (i, score) in row.iter_mut().enumerate() {
@@ -398,7 +492,8 @@ mod avx512 {
             let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
             for at in (0..s).step_by(16) {
                 let m = lanes((s - at).min(16));
-                max = _mm512_mask_max_ps(max, m, max, _mm512_maskz_loadu_ps(m, row.as_ptr().add(at)));
+                max =
+                    _mm512_mask_max_ps(max, m, max, _mm512_maskz_loadu_ps(m, row.as_ptr().add(at)));
             }
             let top = _mm512_reduce_max_ps(max);
             let max = _mm512_set1_ps(top);
@@ -423,7 +518,11 @@ mod avx512 {
                 for i in 0..n {
                     let p = _mm512_set1_ps(scores[r * s + j0 + i]);
                     for (l, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(p, _mm512_loadu_ps(buf.as_ptr().add(i * hd + 16 * l)), *a);
+                        *a = _mm512_fmadd_ps(
+                            p,
+                            _mm512_loadu_ps(buf.as_ptr().add(i * hd + 16 * l)),
+                            *a,
+                        );
                     }
                 }
                 for (l, a) in acc.iter().enumerate() {
@@ -445,15 +544,18 @@ mod tests {
         let dev = Device::Cpu;
         let q = Tensor::randn(0f32, 1.0, (1, heads, 1, hd), &dev).unwrap();
         // A strided view of a partly filled buffer, as KvCache gives.
-        let kbuf = Tensor::randn(0f32, 1.0, (1, kv, cap, hd), &dev).unwrap().to_dtype(dtype).unwrap();
-        let vbuf = Tensor::randn(0f32, 1.0, (1, kv, cap, hd), &dev).unwrap().to_dtype(dtype).unwrap();
+        let kbuf =
+            Tensor::randn(0f32, 1.0, (1, kv, cap, hd), &dev).unwrap().to_dtype(dtype).unwrap();
+        let vbuf =
+            Tensor::randn(0f32, 1.0, (1, kv, cap, hd), &dev).unwrap().to_dtype(dtype).unwrap();
         let (k, v) = (kbuf.narrow(2, 0, filled).unwrap(), vbuf.narrow(2, 0, filled).unwrap());
         let got = decode_attention(&q, &k, &v, 0.25).unwrap().unwrap();
         let (k, v) = (k.to_dtype(DType::F32).unwrap(), v.to_dtype(DType::F32).unwrap());
         let qg = q.reshape((1, kv, heads / kv, hd)).unwrap();
         let att = (qg.matmul(&k.contiguous().unwrap().t().unwrap()).unwrap() * 0.25).unwrap();
         let att = candle_nn::ops::softmax_last_dim(&att).unwrap();
-        let want = att.matmul(&v.contiguous().unwrap()).unwrap().reshape((1, 1, heads * hd)).unwrap();
+        let want =
+            att.matmul(&v.contiguous().unwrap()).unwrap().reshape((1, 1, heads * hd)).unwrap();
         let d = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(d < 1e-5, "{dtype:?}: {d}");
     }
@@ -485,7 +587,8 @@ mod tests {
             let data: Vec<f32> = (0..256).map(|i| ((i * 37) % 101) as f32 - 50.0).collect();
             // SAFETY: AVX-512F was detected above; every load reads 16 floats of `data`.
             let got = unsafe {
-                let v: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(data.as_ptr().add(16 * i)));
+                let v: [__m512; 16] =
+                    std::array::from_fn(|i| _mm512_loadu_ps(data.as_ptr().add(16 * i)));
                 let mut out = [0f32; 16];
                 _mm512_storeu_ps(out.as_mut_ptr(), avx512::sum_lanes(v));
                 out

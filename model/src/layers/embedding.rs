@@ -24,7 +24,10 @@ pub enum Embedding {
 impl Embedding {
     /// The lookup for a tied model whose head is `head`: the head's blocks when it is held in a
     /// ggml format whose rows are whole blocks, `table` otherwise.
-    pub fn tied(table: impl FnOnce() -> crate::Result<Tensor>, head: &QMatMul) -> crate::Result<Self> {
+    pub fn tied(
+        table: impl FnOnce() -> crate::Result<Tensor>,
+        head: &QMatMul,
+    ) -> crate::Result<Self> {
         match head {
             QMatMul::QTensor(q) if row_blocks(q) => Ok(Self::Blocks(q.clone())),
             _ => Ok(Self::Dense(table()?)),
@@ -49,12 +52,31 @@ impl Embedding {
 pub(crate) fn row_blocks(q: &QTensor) -> bool {
     use GgmlDType as T;
     let dims = q.shape().dims();
-    let known = matches!(q.dtype(), T::F32 | T::F16 | T::BF16 | T::Q4_0 | T::Q4_1 | T::Q5_0 | T::Q5_1 | T::Q8_0 | T::Q4K | T::Q5K | T::Q6K);
-    known && q.device().is_cpu() && dims.len() == 2 && dims[1].is_multiple_of(q.dtype().block_size())
+    let known = matches!(
+        q.dtype(),
+        T::F32
+            | T::F16
+            | T::BF16
+            | T::Q4_0
+            | T::Q4_1
+            | T::Q5_0
+            | T::Q5_1
+            | T::Q8_0
+            | T::Q4K
+            | T::Q5K
+            | T::Q6K
+    );
+    known
+        && q.device().is_cpu()
+        && dims.len() == 2
+        && dims[1].is_multiple_of(q.dtype().block_size())
 }
 
 /// Rows `rows` of a [`row_blocks`] matrix, dequantized to f32 `(rows.len(), cols)`.
-pub(crate) fn dequantize_rows(q: &QTensor, rows: impl ExactSizeIterator<Item = usize>) -> candle_core::Result<Tensor> {
+pub(crate) fn dequantize_rows(
+    q: &QTensor,
+    rows: impl ExactSizeIterator<Item = usize>,
+) -> candle_core::Result<Tensor> {
     let (dtype, dims) = (q.dtype(), q.shape().dims());
     let (vocab, cols) = (dims[0], dims[1]);
     let row_bytes = cols / dtype.block_size() * dtype.type_size();
@@ -80,11 +102,19 @@ mod tests {
         let table = Tensor::randn(0f32, 1.0, (40, 64), &dev).unwrap();
         for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_1, GgmlDType::Q4K] {
             let cols = if dtype == GgmlDType::Q4K { 256 } else { 64 };
-            let table = if cols == 64 { table.clone() } else { Tensor::randn(0f32, 1.0, (40, cols), &dev).unwrap() };
+            let table = if cols == 64 {
+                table.clone()
+            } else {
+                Tensor::randn(0f32, 1.0, (40, cols), &dev).unwrap()
+            };
             let q = Arc::new(QTensor::quantize(&table, dtype).unwrap());
             let ids = Tensor::new(&[3u32, 0, 39, 3, 17], &dev).unwrap();
             let dense = Embedding::Dense(q.dequantize(&dev).unwrap()).forward(&ids).unwrap();
-            let blocks = Embedding::tied(|| unreachable!("the head's blocks serve"), &QMatMul::QTensor(q.clone())).unwrap();
+            let blocks = Embedding::tied(
+                || unreachable!("the head's blocks serve"),
+                &QMatMul::QTensor(q.clone()),
+            )
+            .unwrap();
             assert!(matches!(blocks, Embedding::Blocks(_)));
             let got = blocks.forward(&ids).unwrap();
             assert_eq!(got.to_vec2::<f32>().unwrap(), dense.to_vec2::<f32>().unwrap(), "{dtype:?}");
@@ -94,8 +124,18 @@ mod tests {
     #[test]
     fn an_id_past_the_table_is_an_error_naming_it() {
         let dev = Device::Cpu;
-        let q = Arc::new(QTensor::quantize(&Tensor::zeros((8, 32), candle_core::DType::F32, &dev).unwrap(), GgmlDType::Q8_0).unwrap());
-        let err = Embedding::Blocks(q).forward(&Tensor::new(&[2u32, 8], &dev).unwrap()).unwrap_err();
-        assert!(err.to_string().contains("token id 8 is outside the embedding table of 8 rows"), "{err}");
+        let q = Arc::new(
+            QTensor::quantize(
+                &Tensor::zeros((8, 32), candle_core::DType::F32, &dev).unwrap(),
+                GgmlDType::Q8_0,
+            )
+            .unwrap(),
+        );
+        let err =
+            Embedding::Blocks(q).forward(&Tensor::new(&[2u32, 8], &dev).unwrap()).unwrap_err();
+        assert!(
+            err.to_string().contains("token id 8 is outside the embedding table of 8 rows"),
+            "{err}"
+        );
     }
 }

@@ -30,12 +30,21 @@ impl CustomOp1 for FrozenMatmul {
         self.out.take()
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let w = weight_f32(&self.weight, arg.device())?;
         let (out_dim, in_dim) = w.dims2()?;
         let lead: Vec<usize> = grad.dims()[..grad.rank() - 1].to_vec();
         let g = grad.reshape(((), out_dim))?;
-        let g = if self.bf16 { bf16_gemm::product(&g, &PackedB::of_plain(&w)?)? } else { g.matmul(&w)? };
+        let g = if self.bf16 {
+            bf16_gemm::product(&g, &PackedB::of_plain(&w)?)?
+        } else {
+            g.matmul(&w)?
+        };
         let mut shape = lead;
         shape.push(in_dim);
         Ok(Some(g.reshape(shape)?))
@@ -43,7 +52,10 @@ impl CustomOp1 for FrozenMatmul {
 }
 
 /// The frozen weight in f32, dequantized when quantized.
-pub(crate) fn weight_f32(weight: &QMatMul, device: &candle_core::Device) -> candle_core::Result<Tensor> {
+pub(crate) fn weight_f32(
+    weight: &QMatMul,
+    device: &candle_core::Device,
+) -> candle_core::Result<Tensor> {
     match weight {
         QMatMul::QTensor(q) => q.dequantize(device),
         QMatMul::Tensor(w) | QMatMul::TensorF16(w) => w.to_dtype(DType::F32),
@@ -134,7 +146,11 @@ pub fn frozen_matmul(x: &Tensor, weight: &QMatMul) -> candle_core::Result<Tensor
     if !x.track_op() || !x.device().is_cpu() {
         return Ok(out);
     }
-    x.apply_op1(FrozenMatmul { weight: weight.clone(), out: Precomputed::of_tensor("frozen-matmul", &out)?, bf16 })
+    x.apply_op1(FrozenMatmul {
+        weight: weight.clone(),
+        out: Precomputed::of_tensor("frozen-matmul", &out)?,
+        bf16,
+    })
 }
 
 #[cfg(test)]

@@ -27,17 +27,23 @@ impl FusedLinear {
         let in_dim = parts[0].in_dim();
         let weight = match parts.iter().map(|l| l.weight()).collect::<Vec<_>>().as_slice() {
             ws if ws.iter().all(|w| matches!(w, QMatMul::Tensor(_))) => {
-                let ts: Vec<Tensor> = ws.iter().map(|w| match w {
-                    QMatMul::Tensor(t) => t.clone(),
-                    _ => unreachable!(),
-                }).collect();
+                let ts: Vec<Tensor> = ws
+                    .iter()
+                    .map(|w| match w {
+                        QMatMul::Tensor(t) => t.clone(),
+                        _ => unreachable!(),
+                    })
+                    .collect();
                 QMatMul::Tensor(Tensor::cat(&ts, 0)?)
             }
             ws => {
-                let qs: Option<Vec<&QTensor>> = ws.iter().map(|w| match w {
-                    QMatMul::QTensor(q) => Some(q.as_ref()),
-                    _ => None,
-                }).collect();
+                let qs: Option<Vec<&QTensor>> = ws
+                    .iter()
+                    .map(|w| match w {
+                        QMatMul::QTensor(q) => Some(q.as_ref()),
+                        _ => None,
+                    })
+                    .collect();
                 let Some(qs) = qs else { return Ok(None) };
                 if !allow_copy || qs.iter().any(|q| q.dtype() != qs[0].dtype()) {
                     return Ok(None);
@@ -47,7 +53,8 @@ impl FusedLinear {
                     bytes.extend_from_slice(&q.data()?);
                 }
                 let dev = qs[0].device();
-                let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), &dev, qs[0].dtype())?;
+                let storage =
+                    QStorage::from_data(std::borrow::Cow::Owned(bytes), &dev, qs[0].dtype())?;
                 QMatMul::QTensor(std::sync::Arc::new(QTensor::new(storage, (rows, in_dim))?))
             }
         };

@@ -32,8 +32,22 @@ impl Linear {
     }
 
     /// Wraps an existing matrix (used for the tied LM head).
-    pub fn from_parts(weight: QMatMul, bias: Option<Tensor>, in_dim: usize, out_dim: usize) -> Self {
-        Self { weight, bias, in_dim, out_dim, lora: None, lora_enabled: true, unmerged: None, training: false }
+    pub fn from_parts(
+        weight: QMatMul,
+        bias: Option<Tensor>,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> Self {
+        Self {
+            weight,
+            bias,
+            in_dim,
+            out_dim,
+            lora: None,
+            lora_enabled: true,
+            unmerged: None,
+            training: false,
+        }
     }
 
     /// Input width.
@@ -99,7 +113,9 @@ impl Linear {
         }
         let merged = (self.weight_f32()? + lora.delta_weight()?)?;
         let new = match &self.weight {
-            QMatMul::QTensor(q) => QMatMul::QTensor(std::sync::Arc::new(QTensor::quantize(&merged, q.dtype())?)),
+            QMatMul::QTensor(q) => {
+                QMatMul::QTensor(std::sync::Arc::new(QTensor::quantize(&merged, q.dtype())?))
+            }
             _ => QMatMul::Tensor(merged),
         };
         self.unmerged = Some(std::mem::replace(&mut self.weight, new));
@@ -134,7 +150,9 @@ impl Module for Linear {
         }
         match lora {
             // With dropout on its input, the update is its own branch.
-            Some(l) if fused.is_none() => y + l.forward(&x, self.training).map_err(candle_core::Error::wrap)?,
+            Some(l) if fused.is_none() => {
+                y + l.forward(&x, self.training).map_err(candle_core::Error::wrap)?
+            }
             _ => Ok(y),
         }
     }

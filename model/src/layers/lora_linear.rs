@@ -32,18 +32,37 @@ impl CustomOp3 for LoraLinear {
         "lora-linear"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         self.out.take()
     }
 
-    fn bwd(&self, x: &Tensor, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (a, b) = (a.detach(), b.detach());
         let (out_dim, in_dim) = (b.dim(0)?, a.dim(1)?);
         let x2 = x.detach().reshape(((), in_dim))?;
         let g = grad.detach().contiguous()?.reshape(((), out_dim))?;
         let gb = g.matmul(&b)?;
         let w = weight_f32(&self.weight, x.device())?;
-        let base = if self.bf16 { bf16_gemm::product(&g, &PackedB::of_plain(&w)?)? } else { g.matmul(&w)? };
+        let base = if self.bf16 {
+            bf16_gemm::product(&g, &PackedB::of_plain(&w)?)?
+        } else {
+            g.matmul(&w)?
+        };
         let gx = (base + (gb.matmul(&a)? * self.scaling)?)?.reshape(x.shape())?;
         let ga = (gb.t()?.matmul(&x2)? * self.scaling)?;
         let gbv = g.t()?.matmul(&self.u)?;
@@ -78,7 +97,13 @@ pub fn lora_linear(x: &Tensor, weight: &QMatMul, lora: &LoraLayer) -> candle_cor
     if !(x.track_op() || a.track_op() || b.track_op()) {
         return Tensor::from_vec(out, shape, x.device());
     }
-    let op = LoraLinear { weight: weight.clone(), scaling: lora.scaling(), bf16, out: Precomputed::new("lora-linear", out, shape), u };
+    let op = LoraLinear {
+        weight: weight.clone(),
+        scaling: lora.scaling(),
+        bf16,
+        out: Precomputed::new("lora-linear", out, shape),
+        u,
+    };
     x.apply_op3(&a, &b, op)
 }
 
@@ -102,14 +127,20 @@ mod tests {
         let dev = Device::Cpu;
         let w = weight_f32(&weight, &dev).unwrap();
         let (out_dim, in_dim) = w.dims2().unwrap();
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, rows, in_dim), &dev).unwrap()).unwrap();
+        let x =
+            Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, rows, in_dim), &dev).unwrap()).unwrap();
         let a = Var::from_tensor(&Tensor::randn(0f32, 0.3, (4, in_dim), &dev).unwrap()).unwrap();
         let b = Var::from_tensor(&Tensor::randn(0f32, 0.3, (out_dim, 4), &dev).unwrap()).unwrap();
         let r = Tensor::randn(0f32, 1.0, (2, rows, out_dim), &dev).unwrap();
         let lora = LoraLayer::new(a.clone(), b.clone(), 1.5, 0.0);
         let fused = lora_linear(x.as_tensor(), &weight, &lora).unwrap();
         let xs = x.as_tensor().reshape(((), in_dim)).unwrap();
-        let plain = (super::super::frozen_matmul(&xs, &weight).unwrap() + (xs.matmul(&a.as_tensor().t().unwrap()).unwrap() * 1.5).unwrap().matmul(&b.as_tensor().t().unwrap()).unwrap()).unwrap();
+        let plain = (super::super::frozen_matmul(&xs, &weight).unwrap()
+            + (xs.matmul(&a.as_tensor().t().unwrap()).unwrap() * 1.5)
+                .unwrap()
+                .matmul(&b.as_tensor().t().unwrap())
+                .unwrap())
+        .unwrap();
         let plain = plain.reshape((2, rows, out_dim)).unwrap();
         let close = |p: &Tensor, q: &Tensor, what: &str| {
             let d = (p - q).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();

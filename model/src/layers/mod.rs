@@ -19,14 +19,14 @@ pub mod softmax;
 #[cfg(target_arch = "x86_64")]
 mod vexp;
 
-pub use decode_attention::decode_attention;
-pub use ragged_attention::ragged_attention;
-pub use embedding::Embedding;
 pub use activation::{silu_mul, silu_mul_halves};
 pub use bf16_gemm::bf16_products;
+pub use decode_attention::decode_attention;
+pub use embedding::Embedding;
 pub(crate) use frozen_matmul::weight_f32;
 pub use frozen_matmul::{frozen_matmul, generation_kernels};
 pub use fused::FusedLinear;
 pub use linear::Linear;
 pub use norm::RmsNorm;
+pub use ragged_attention::ragged_attention;
 pub use rope::RotaryEmbedding;

@@ -28,7 +28,10 @@ impl Module for RmsNorm {
         // candle's fused kernel has no backward: use it only when no gradient flows.
         if x.track_op() {
             candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps)
-        } else if x.device().is_cpu() && x.dtype() == DType::F32 && self.weight.dtype() == DType::F32 {
+        } else if x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && self.weight.dtype() == DType::F32
+        {
             x.contiguous()?.apply_op2_no_bwd(&self.weight.contiguous()?, &RowNorm { eps: self.eps })
         } else {
             candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)
@@ -52,7 +55,13 @@ impl CustomOp2 for RowNorm {
         "row-rms-norm"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let n = *xl.dims().last().unwrap_or(&0);
         if wl.dims() != [n] || n == 0 {
             candle_core::bail!("{}: a gain of {:?} for rows of {n}", self.name(), wl.dims());
@@ -92,13 +101,21 @@ mod tests {
             let w = Tensor::randn(1f32, 0.1, n, &dev).unwrap();
             let norm = RmsNorm { weight: w.clone(), eps: 1e-5 };
             let got: Vec<Vec<f32>> = norm.forward(&x).unwrap().to_vec2().unwrap();
-            let candle: Vec<Vec<f32>> = candle_nn::ops::rms_norm(&x.contiguous().unwrap(), &w, 1e-5).unwrap().to_vec2().unwrap();
+            let candle: Vec<Vec<f32>> =
+                candle_nn::ops::rms_norm(&x.contiguous().unwrap(), &w, 1e-5)
+                    .unwrap()
+                    .to_vec2()
+                    .unwrap();
             let (xv, wv): (Vec<Vec<f32>>, Vec<f32>) = (x.to_vec2().unwrap(), w.to_vec1().unwrap());
             for r in 0..rows {
                 let ms = xv[r].iter().map(|&v| v as f64 * v as f64).sum::<f64>() / n as f64;
                 for i in 0..n {
                     let want = xv[r][i] as f64 / (ms + 1e-5).sqrt() * wv[i] as f64;
-                    assert!((got[r][i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0), "rows {rows} n {n} [{r}][{i}]: {} vs {want}", got[r][i]);
+                    assert!(
+                        (got[r][i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0),
+                        "rows {rows} n {n} [{r}][{i}]: {} vs {want}",
+                        got[r][i]
+                    );
                     assert!((got[r][i] - candle[r][i]).abs() < 1e-5 * candle[r][i].abs().max(1.0));
                 }
             }

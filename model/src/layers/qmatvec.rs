@@ -75,7 +75,13 @@ impl Q8Rows {
     /// the same way either way.
     pub(crate) fn quantize(xs: &[f32], k: usize) -> Q8Rows {
         let (m, nb) = (xs.len() / k, k / QK);
-        let mut rows = Q8Rows { k, d: vec![0.0; m * nb], s: vec![0.0; m * nb], offset: vec![0; m * nb], q: vec![0; m * k] };
+        let mut rows = Q8Rows {
+            k,
+            d: vec![0.0; m * nb],
+            s: vec![0.0; m * nb],
+            offset: vec![0; m * nb],
+            q: vec![0; m * k],
+        };
         let outs: Vec<RowMut> = (rows.q.chunks_exact_mut(k).zip(rows.d.chunks_exact_mut(nb)))
             .zip(rows.s.chunks_exact_mut(nb).zip(rows.offset.chunks_exact_mut(nb)))
             .map(|((q, d), (s, offset))| RowMut { d, s, offset, q })
@@ -92,7 +98,12 @@ impl Q8Rows {
     pub(crate) fn rows(&self) -> Vec<Q8Row<'_>> {
         let nb = self.k / QK;
         (0..self.q.len() / self.k.max(1))
-            .map(|j| Q8Row { d: &self.d[j * nb..][..nb], s: &self.s[j * nb..][..nb], offset: &self.offset[j * nb..][..nb], q: &self.q[j * self.k..][..self.k] })
+            .map(|j| Q8Row {
+                d: &self.d[j * nb..][..nb],
+                s: &self.s[j * nb..][..nb],
+                offset: &self.offset[j * nb..][..nb],
+                q: &self.q[j * self.k..][..self.k],
+            })
             .collect()
     }
 }
@@ -158,7 +169,8 @@ fn quantize_row_avx512(x: &[f32], mut out: RowMut<'_>) {
                 let y = _mm512_mul_ps(v, id);
                 // Truncate, then step one away from zero where the dropped fraction is at least a half.
                 let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
-                let away = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(_mm512_sub_ps(y, t)), half);
+                let away =
+                    _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(_mm512_sub_ps(y, t)), half);
                 // One with `y`'s sign, in integer ops: `_mm512_and_ps`/`_mm512_or_ps` are
                 // AVX-512 DQ, not enabled here, and compiled to two calls with stack spills per
                 // value vector (a third of this function's samples).
@@ -203,7 +215,8 @@ fn dot_scalar(w: &[u8], x: &Q8Row) -> f32 {
         let xq = &x.q[b * QK..(b + 1) * QK];
         let mut acc = 0i32;
         for j in 0..QK / 2 {
-            acc += (blk[4 + j] & 0x0F) as i32 * xq[j] as i32 + (blk[4 + j] >> 4) as i32 * xq[j + QK / 2] as i32;
+            acc += (blk[4 + j] & 0x0F) as i32 * xq[j] as i32
+                + (blk[4 + j] >> 4) as i32 * xq[j + QK / 2] as i32;
         }
         total += d * x.d[b] * acc as f32 + m * x.s[b];
     }
@@ -263,7 +276,8 @@ macro_rules! q4_1_dot {
                 // SAFETY: `xq` holds exactly 32 bytes.
                 let x8 = unsafe { _mm256_loadu_si256(xq.as_ptr() as *const __m256i) };
                 let p: __m256i = $dot32(w8, x8);
-                acc[b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d[b]), _mm256_cvtepi32_ps(p), acc[b & 1]);
+                acc[b & 1] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(d * x.d[b]), _mm256_cvtepi32_ps(p), acc[b & 1]);
                 mins += m * x.s[b];
             }
             hsum(_mm256_add_ps(acc[0], acc[1])) + mins
@@ -271,7 +285,10 @@ macro_rules! q4_1_dot {
     };
 }
 
-q4_1_dot!(dot_avx2, "avx2,fma,f16c", |w8, x8| _mm256_madd_epi16(_mm256_maddubs_epi16(w8, x8), _mm256_set1_epi16(1)));
+q4_1_dot!(dot_avx2, "avx2,fma,f16c", |w8, x8| _mm256_madd_epi16(
+    _mm256_maddubs_epi16(w8, x8),
+    _mm256_set1_epi16(1)
+));
 
 /// The same kernel over `ROWS` activation rows at once: each weight block is loaded and unpacked
 /// once for all of them (what makes a batched decoding step cheaper than `ROWS` matvecs). Every
@@ -297,9 +314,15 @@ macro_rules! q4_1_dot_rows {
                     for j in 0..ROWS {
                         let x = &xs[j];
                         // SAFETY: the block's 32 activation bytes are in bounds.
-                        let x8 = unsafe { _mm256_loadu_si256(x.q.as_ptr().add(b * QK) as *const __m256i) };
+                        let x8 = unsafe {
+                            _mm256_loadu_si256(x.q.as_ptr().add(b * QK) as *const __m256i)
+                        };
                         let p: __m256i = $dot32(w8, x8);
-                        $acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d[b]), _mm256_cvtepi32_ps(p), $acc[j]);
+                        $acc[j] = _mm256_fmadd_ps(
+                            _mm256_set1_ps(d * x.d[b]),
+                            _mm256_cvtepi32_ps(p),
+                            $acc[j],
+                        );
                         mins[j] += m * x.s[b];
                     }
                 }};
@@ -321,7 +344,10 @@ macro_rules! q4_1_dot_rows {
     };
 }
 
-q4_1_dot_rows!(dot_rows_avx2, "avx2,fma,f16c", |w8, x8| _mm256_madd_epi16(_mm256_maddubs_epi16(w8, x8), _mm256_set1_epi16(1)));
+q4_1_dot_rows!(dot_rows_avx2, "avx2,fma,f16c", |w8, x8| _mm256_madd_epi16(
+    _mm256_maddubs_epi16(w8, x8),
+    _mm256_set1_epi16(1)
+));
 
 /// The Q8_0 kernel over `ROWS` rows: signed weights times signed activations, as an unsigned x
 /// signed product of `|w|` and `x` carrying `w`'s sign (llama.cpp's trick). Each row's arithmetic
@@ -338,16 +364,24 @@ macro_rules! q8_0_dot_rows {
                 ($b:expr, $acc:ident) => {{
                     let b = $b;
                     let blk = &w[b * Q8_0_BYTES..(b + 1) * Q8_0_BYTES];
-                    let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes([blk[0], blk[1]]) as i32)));
+                    let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes([
+                        blk[0], blk[1],
+                    ]) as i32)));
                     // SAFETY: a Q8_0 block is 34 bytes, so bytes 2..34 are in bounds.
                     let wq = unsafe { _mm256_loadu_si256(blk.as_ptr().add(2) as *const __m256i) };
                     let wabs = _mm256_sign_epi8(wq, wq);
                     for j in 0..ROWS {
                         let x = &xs[j];
                         // SAFETY: the block's 32 activation bytes are in bounds.
-                        let x8 = unsafe { _mm256_loadu_si256(x.q.as_ptr().add(b * QK) as *const __m256i) };
+                        let x8 = unsafe {
+                            _mm256_loadu_si256(x.q.as_ptr().add(b * QK) as *const __m256i)
+                        };
                         let p: __m256i = $dot32(wabs, _mm256_sign_epi8(x8, wq));
-                        $acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d[b]), _mm256_cvtepi32_ps(p), $acc[j]);
+                        $acc[j] = _mm256_fmadd_ps(
+                            _mm256_set1_ps(d * x.d[b]),
+                            _mm256_cvtepi32_ps(p),
+                            $acc[j],
+                        );
                     }
                 }};
             }
@@ -368,7 +402,10 @@ macro_rules! q8_0_dot_rows {
     };
 }
 
-q8_0_dot_rows!(q8_0_rows_avx2, "avx2,fma,f16c", |w8, x8| _mm256_madd_epi16(_mm256_maddubs_epi16(w8, x8), _mm256_set1_epi16(1)));
+q8_0_dot_rows!(q8_0_rows_avx2, "avx2,fma,f16c", |w8, x8| _mm256_madd_epi16(
+    _mm256_maddubs_epi16(w8, x8),
+    _mm256_set1_epi16(1)
+));
 
 /// Which kernel this CPU runs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -380,7 +417,10 @@ enum Kernel {
 fn kernel() -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
             return Kernel::Avx2;
         }
     }
@@ -500,7 +540,9 @@ fn packed_product(p: &Packed, rows: &[Q8Row]) -> Vec<f32> {
         let lanes = n - whole * LANES;
         for (j, src) in last.chunks_exact(LANES).enumerate() {
             // SAFETY: the row's last `lanes` columns, inside the capacity; no thread runs now.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.at(j * n + whole * LANES), lanes) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), dst.at(j * n + whole * LANES), lanes)
+            };
         }
     }
     // SAFETY: every one of the `m * n` values was written above.
@@ -553,8 +595,13 @@ mod tests {
         let scalar: Vec<f32> = (0..m * n)
             .map(|i| {
                 let (j, r) = (i / n, i % n);
-                let blk = &data[r * k / QK * format.block_bytes()..][..k / QK * format.block_bytes()];
-                if format == Format::Q4_1 { dot_scalar(blk, &rows[j]) } else { dot_scalar_q8_0(blk, &rows[j]) }
+                let blk =
+                    &data[r * k / QK * format.block_bytes()..][..k / QK * format.block_bytes()];
+                if format == Format::Q4_1 {
+                    dot_scalar(blk, &rows[j])
+                } else {
+                    dot_scalar_q8_0(blk, &rows[j])
+                }
             })
             .collect();
         let mut candidates = vec![("stored", reference)];
@@ -563,12 +610,16 @@ mod tests {
         }
         for (name, got) in candidates {
             for (i, (g, r)) in got.iter().zip(&scalar).enumerate() {
-                assert!((g - r).abs() < 1e-4 * r.abs().max(1.0), "{dtype:?} {name} [{i}]: {g} vs {r}");
+                assert!(
+                    (g - r).abs() < 1e-4 * r.abs().max(1.0),
+                    "{dtype:?} {name} [{i}]: {g} vs {r}"
+                );
             }
         }
         let exact = x.matmul(&q.dequantize(&dev).unwrap().t().unwrap()).unwrap();
         let got = quantized_matmul(&x, &Arc::new(q)).unwrap().unwrap();
-        let diff = (exact - &got).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff =
+            (exact - &got).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         let scale = got.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 0.02 * scale, "{dtype:?}: diff {diff} of {scale}");
     }
@@ -592,17 +643,33 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
             // Random blocks, a zero block, and a block whose scale is 1 with exact halves to round.
-            let mut x = Tensor::randn(0f32, 1.0, 32 * 6, &Device::Cpu).unwrap().to_vec1::<f32>().unwrap();
+            let mut x =
+                Tensor::randn(0f32, 1.0, 32 * 6, &Device::Cpu).unwrap().to_vec1::<f32>().unwrap();
             x[64..96].fill(0.0);
             let halves = [127.0, 0.5, -0.5, 1.5, -2.5, 126.5, -126.5, 3.49999];
             for (i, v) in x[96..128].iter_mut().enumerate() {
                 *v = halves[i % halves.len()];
             }
             let quantized = |avx512: bool| {
-                let mut rows = Q8Rows { k: x.len(), d: vec![0.0; 6], s: vec![0.0; 6], offset: vec![0; 6], q: vec![0; x.len()] };
-                let out = RowMut { d: &mut rows.d, s: &mut rows.s, offset: &mut rows.offset, q: &mut rows.q };
+                let mut rows = Q8Rows {
+                    k: x.len(),
+                    d: vec![0.0; 6],
+                    s: vec![0.0; 6],
+                    offset: vec![0; 6],
+                    q: vec![0; x.len()],
+                };
+                let out = RowMut {
+                    d: &mut rows.d,
+                    s: &mut rows.s,
+                    offset: &mut rows.offset,
+                    q: &mut rows.q,
+                };
                 // SAFETY: both features were detected above.
-                if avx512 { unsafe { quantize_row_avx512(&x, out) } } else { quantize_row_any(&x, out) }
+                if avx512 {
+                    unsafe { quantize_row_avx512(&x, out) }
+                } else {
+                    quantize_row_any(&x, out)
+                }
                 rows
             };
             let (fast, slow) = (quantized(true), quantized(false));
@@ -620,9 +687,14 @@ mod tests {
             let w = Tensor::randn(0f32, 0.1, (40, 64), &dev).unwrap();
             let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
             let x = Tensor::randn(0f32, 1.0, (13, 64), &dev).unwrap();
-            let batch: Vec<Vec<f32>> = quantized_matmul(&x, &q).unwrap().unwrap().to_vec2().unwrap();
+            let batch: Vec<Vec<f32>> =
+                quantized_matmul(&x, &q).unwrap().unwrap().to_vec2().unwrap();
             for (j, row) in batch.iter().enumerate() {
-                let alone: Vec<Vec<f32>> = quantized_matmul(&x.narrow(0, j, 1).unwrap(), &q).unwrap().unwrap().to_vec2().unwrap();
+                let alone: Vec<Vec<f32>> = quantized_matmul(&x.narrow(0, j, 1).unwrap(), &q)
+                    .unwrap()
+                    .unwrap()
+                    .to_vec2()
+                    .unwrap();
                 assert_eq!(&alone[0], row, "{dtype:?} row {j}");
             }
         }

@@ -73,7 +73,11 @@ impl Packed {
             rows,
             blocks,
             scales: vec![0; groups * blocks * LANES],
-            mins: if format == Format::Q4_1 { vec![0; groups * blocks * LANES] } else { Vec::new() },
+            mins: if format == Format::Q4_1 {
+                vec![0; groups * blocks * LANES]
+            } else {
+                Vec::new()
+            },
             qs: vec![if format == Format::Q8_0 { 128 } else { 0 }; groups * blocks * group_bytes],
         };
         for r in 0..rows {
@@ -93,7 +97,8 @@ impl Packed {
                     Format::Q8_0 => {
                         for c in 0..8 {
                             for i in 0..4 {
-                                dst[c * 64 + l * 4 + i] = (blk[2 + 4 * c + i] as i8 as i16 + 128) as u8;
+                                dst[c * 64 + l * 4 + i] =
+                                    (blk[2 + 4 * c + i] as i8 as i16 + 128) as u8;
                             }
                         }
                     }
@@ -143,7 +148,9 @@ impl Packed {
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni")
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -167,7 +174,9 @@ pub fn packed(w: &Arc<QTensor>) -> candle_core::Result<Option<Arc<Packed>>> {
         return Ok(None);
     }
     let key = Arc::as_ptr(w) as usize;
-    let mut cache = CACHE.lock().map_err(|_| candle_core::Error::Msg("packed weights: poisoned lock".into()))?;
+    let mut cache = CACHE
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("packed weights: poisoned lock".into()))?;
     if let Some((_, p)) = cache.get(&key) {
         return Ok(Some(p.clone()));
     }
@@ -239,9 +248,13 @@ unsafe fn prefetch_ahead(p: &Packed, at: usize, q: *const u8, bytes: usize) {
     for line in (0..bytes).step_by(64) {
         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
     }
-    _mm_prefetch::<_MM_HINT_T0>(p.scales.as_ptr().wrapping_add(at + PREFETCH_AHEAD * LANES) as *const i8);
+    _mm_prefetch::<_MM_HINT_T0>(
+        p.scales.as_ptr().wrapping_add(at + PREFETCH_AHEAD * LANES) as *const i8
+    );
     if !p.mins.is_empty() {
-        _mm_prefetch::<_MM_HINT_T0>(p.mins.as_ptr().wrapping_add(at + PREFETCH_AHEAD * LANES) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(
+            p.mins.as_ptr().wrapping_add(at + PREFETCH_AHEAD * LANES) as *const i8
+        );
     }
 }
 
@@ -279,7 +292,13 @@ impl<const R: usize> TileRows<R> {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 // Row `j` indexes the accumulators and the rows' pointer arrays together.
 #[allow(clippy::needless_range_loop)]
-unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mut f32, stride: usize) {
+unsafe fn q4_1_tile<const R: usize>(
+    p: &Packed,
+    g: usize,
+    xs: &[Q8Row],
+    out: *mut f32,
+    stride: usize,
+) {
     use std::arch::x86_64::*;
     let nb = p.blocks;
     let x = TileRows::<R>::of(xs);
@@ -300,7 +319,11 @@ unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mu
         for j in 0..R {
             let xp = x.q[j].add(b * QK / 4);
             let isum = sums!(xp; lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]);
-            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(*x.d[j].add(b))), _mm512_cvtepi32_ps(isum), acc[j]);
+            acc[j] = _mm512_fmadd_ps(
+                _mm512_mul_ps(d, _mm512_set1_ps(*x.d[j].add(b))),
+                _mm512_cvtepi32_ps(isum),
+                acc[j],
+            );
         }
     }
     let mut macc = [_mm512_setzero_ps(); R];
@@ -321,7 +344,13 @@ unsafe fn q4_1_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mu
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 // Row `j` indexes the accumulators and the rows' pointer arrays together.
 #[allow(clippy::needless_range_loop)]
-unsafe fn q8_0_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mut f32, stride: usize) {
+unsafe fn q8_0_tile<const R: usize>(
+    p: &Packed,
+    g: usize,
+    xs: &[Q8Row],
+    out: *mut f32,
+    stride: usize,
+) {
     use std::arch::x86_64::*;
     let nb = p.blocks;
     let x = TileRows::<R>::of(xs);
@@ -334,8 +363,15 @@ unsafe fn q8_0_tile<const R: usize>(p: &Packed, g: usize, xs: &[Q8Row], out: *mu
         let w = chunks!(q; 0 1 2 3 4 5 6 7);
         for j in 0..R {
             let xp = x.q[j].add(b * QK / 4);
-            let isum = _mm512_sub_epi32(sums!(xp; w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]), _mm512_set1_epi32(*x.offset[j].add(b)));
-            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(*x.d[j].add(b))), _mm512_cvtepi32_ps(isum), acc[j]);
+            let isum = _mm512_sub_epi32(
+                sums!(xp; w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]),
+                _mm512_set1_epi32(*x.offset[j].add(b)),
+            );
+            acc[j] = _mm512_fmadd_ps(
+                _mm512_mul_ps(d, _mm512_set1_ps(*x.d[j].add(b))),
+                _mm512_cvtepi32_ps(isum),
+                acc[j],
+            );
         }
     }
     for (j, a) in acc.iter().enumerate() {

@@ -16,7 +16,9 @@ use candle_core::{DType, Device, Storage, Tensor};
 use half::f16;
 use rayon::prelude::*;
 
-use super::decode_attention::{attend_span, avx512, combine, part_len, Cache, Element, PARALLEL_FROM, SPAN};
+use super::decode_attention::{
+    attend_span, avx512, combine, part_len, Cache, Element, PARALLEL_FROM, SPAN,
+};
 use crate::kv_cache::Rows;
 use crate::{KvCache, Result};
 
@@ -28,17 +30,38 @@ use crate::{KvCache, Result};
 /// the caches after the last layer); a row at position `p` attends to positions `0..=p`, or to
 /// the last `window` of them. Returns `(n, 1, heads * hd)`.
 #[allow(clippy::too_many_arguments)]
-pub fn ragged_attention(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[usize], caches: &mut [&mut KvCache], layer: usize, window: Option<usize>, hd: usize, scale: f32) -> Result<Tensor> {
+pub fn ragged_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    spans: &[usize],
+    caches: &mut [&mut KvCache],
+    layer: usize,
+    window: Option<usize>,
+    hd: usize,
+    scale: f32,
+) -> Result<Tensor> {
     let (q, k, v) = (row_major(q)?, row_major(k)?, row_major(v)?);
     let (qg, kg, vg) = (q.storage_and_layout(), k.storage_and_layout(), v.storage_and_layout());
     let (qs, ks, vs) = (rows(&qg.0, qg.1)?, rows(&kg.0, kg.1)?, rows(&vg.0, vg.1)?);
     let n = qs.count;
     let (heads, kvh) = (qs.width / hd, ks.width / hd);
-    if ks.count != n || vs.count != n || vs.width != ks.width || heads * hd != qs.width || kvh * hd != ks.width || kvh == 0 || heads % kvh != 0 {
+    if ks.count != n
+        || vs.count != n
+        || vs.width != ks.width
+        || heads * hd != qs.width
+        || kvh * hd != ks.width
+        || kvh == 0
+        || heads % kvh != 0
+    {
         return Err(crate::Error::InvalidRequest(format!("attention of {n} queries of {} values, {} keys of {} and {} values of {} in heads of {hd}", qs.width, ks.count, ks.width, vs.count, vs.width)));
     }
     if spans.iter().sum::<usize>() != n || spans.len() != caches.len() {
-        return Err(crate::Error::InvalidRequest(format!("spans of {} rows for {n} new rows and {} caches", spans.iter().sum::<usize>(), caches.len())));
+        return Err(crate::Error::InvalidRequest(format!(
+            "spans of {} rows for {n} new rows and {} caches",
+            spans.iter().sum::<usize>(),
+            caches.len()
+        )));
     }
     let mut start = 0;
     // (sequence, position) of every row.
@@ -56,7 +79,11 @@ pub fn ragged_attention(q: &Tensor, k: &Tensor, v: &Tensor, spans: &[usize], cac
     let out = match dtype {
         DType::F32 => plan.run::<f32>(caches, layer)?,
         DType::F16 => plan.run::<f16>(caches, layer)?,
-        other => return Err(crate::Error::InvalidRequest(format!("a KV cache of {other:?}: caches are f32 or f16"))),
+        other => {
+            return Err(crate::Error::InvalidRequest(format!(
+                "a KV cache of {other:?}: caches are f32 or f16"
+            )))
+        }
     };
     Ok(Tensor::from_vec(out, (n, 1, heads * hd), &Device::Cpu)?)
 }
@@ -77,9 +104,17 @@ fn row_major(x: &Tensor) -> Result<Tensor> {
 
 /// The rows of a [`row_major`] tensor in its storage.
 fn rows<'a>(storage: &'a Storage, layout: &candle_core::Layout) -> Result<Rows<'a>> {
-    let Storage::Cpu(cpu) = storage else { return Err(crate::Error::InvalidRequest("attention on the CPU only".into())) };
+    let Storage::Cpu(cpu) = storage else {
+        return Err(crate::Error::InvalidRequest("attention on the CPU only".into()));
+    };
     let dims = layout.dims();
-    Ok(Rows { data: cpu.as_slice::<f32>()?, start: layout.start_offset(), stride: layout.stride()[0], count: dims[0], width: dims[1..].iter().product() })
+    Ok(Rows {
+        data: cpu.as_slice::<f32>()?,
+        start: layout.start_offset(),
+        stride: layout.stride()[0],
+        count: dims[0],
+        width: dims[1..].iter().product(),
+    })
 }
 
 /// The step's rows and what they attend with.
@@ -95,12 +130,26 @@ struct Plan<'a> {
 }
 
 impl Plan<'_> {
-    fn run<T: Element + candle_core::WithDType>(&self, caches: &[&mut KvCache], layer: usize) -> Result<Vec<f32>> {
+    fn run<T: Element + candle_core::WithDType>(
+        &self,
+        caches: &[&mut KvCache],
+        layer: usize,
+    ) -> Result<Vec<f32>> {
         let (heads, kvh, hd) = (self.heads, self.kvh, self.hd);
         let n_rep = heads / kvh;
         // Each sequence's buffers, read-locked for the step.
-        let buffers = caches.iter().map(|c| c.buffers(layer).ok_or_else(|| crate::Error::InvalidRequest(format!("layer {layer} of a KV cache was never written")))).collect::<Result<Vec<_>>>()?;
-        let guards: Vec<_> = buffers.iter().map(|(k, v)| (k.storage_and_layout(), v.storage_and_layout())).collect();
+        let buffers = caches
+            .iter()
+            .map(|c| {
+                c.buffers(layer).ok_or_else(|| {
+                    crate::Error::InvalidRequest(format!(
+                        "layer {layer} of a KV cache was never written"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let guards: Vec<_> =
+            buffers.iter().map(|(k, v)| (k.storage_and_layout(), v.storage_and_layout())).collect();
         let views = guards
             .iter()
             .zip(self.filled)
@@ -118,8 +167,13 @@ impl Plan<'_> {
         let span_count = |p: usize| (p + 1 - lowest(p)).div_ceil(SPAN);
         // Task `i`: one span of one row's query heads of one KV head. Row `r` has `kvh` times its
         // span count of them from `first_task[r]` on, KV head after KV head.
-        let first_task: Vec<usize> = self.at.iter().scan(0, |n, &(_, p)| Some(std::mem::replace(n, *n + kvh * span_count(p)))).collect();
-        let tasks = self.at.last().map_or(0, |&(_, p)| first_task[self.at.len() - 1] + kvh * span_count(p));
+        let first_task: Vec<usize> = self
+            .at
+            .iter()
+            .scan(0, |n, &(_, p)| Some(std::mem::replace(n, *n + kvh * span_count(p))))
+            .collect();
+        let tasks =
+            self.at.last().map_or(0, |&(_, p)| first_task[self.at.len() - 1] + kvh * span_count(p));
         let len = part_len(n_rep, hd);
         let mut parts = vec![0f32; tasks * len];
         let task = |i: usize, part: &mut [f32]| {
@@ -129,7 +183,14 @@ impl Plan<'_> {
             let (g, c) = ((i - first_task[r]) / spans, (i - first_task[r]) % spans);
             let lo = lowest(p) + c * SPAN;
             let q = &self.q.row(r)[g * n_rep * hd..][..n_rep * hd];
-            attend_span(&views[s].positions(lo, (lo + SPAN).min(p + 1)), g, q, self.scale, part, avx512);
+            attend_span(
+                &views[s].positions(lo, (lo + SPAN).min(p + 1)),
+                g,
+                q,
+                self.scale,
+                part,
+                avx512,
+            );
         };
         // Row `r`'s spans combined into its output.
         let gather = |parts: &[f32], r: usize, row: &mut [f32]| {
@@ -143,10 +204,14 @@ impl Plan<'_> {
         let work: usize = self.at.iter().map(|a| (a.1 + 1) * heads * hd).sum();
         if work >= PARALLEL_FROM {
             parts.par_chunks_mut(len).enumerate().for_each(|(i, o)| task(i, o));
-            out.par_chunks_exact_mut(heads * hd).enumerate().for_each(|(r, row)| gather(&parts, r, row));
+            out.par_chunks_exact_mut(heads * hd)
+                .enumerate()
+                .for_each(|(r, row)| gather(&parts, r, row));
         } else {
             parts.chunks_mut(len).enumerate().for_each(|(i, o)| task(i, o));
-            out.chunks_exact_mut(heads * hd).enumerate().for_each(|(r, row)| gather(&parts, r, row));
+            out.chunks_exact_mut(heads * hd)
+                .enumerate()
+                .for_each(|(r, row)| gather(&parts, r, row));
         }
         Ok(out)
     }
@@ -168,12 +233,21 @@ mod tests {
 
     /// Values of a pseudo-random `(rows, heads, 1, hd)` tensor (no two alike).
     fn values(rows: usize, heads: usize, hd: usize, seed: u64) -> Vec<f32> {
-        (0..rows * heads * hd).map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 500.0) - 1.0).collect()
+        (0..rows * heads * hd)
+            .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 500.0) - 1.0)
+            .collect()
     }
 
     /// Two sequences (one with `prior` cached positions, one new) against the formula in f64
     /// over the values as the cache stores them: row `p` sees keys `0..=p`, or the last `window`.
-    fn check(dtype: DType, heads: usize, kvh: usize, hd: usize, window: Option<usize>, prior: usize) {
+    fn check(
+        dtype: DType,
+        heads: usize,
+        kvh: usize,
+        hd: usize,
+        window: Option<usize>,
+        prior: usize,
+    ) {
         let dev = Device::Cpu;
         let (cached, spans) = ([prior, 0], [3, 4]);
         let mut caches = [cache(dtype), cache(dtype)];
@@ -187,14 +261,35 @@ mod tests {
         let (qv, kv, vv) = (values(n, heads, hd, 3), values(n, kvh, hd, 4), values(n, kvh, hd, 5));
         let scale = 0.125;
         let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
-        let got = ragged_attention(&t(qv.clone(), heads), &t(kv.clone(), kvh), &t(vv.clone(), kvh), &spans, &mut refs, 0, window, hd, scale).unwrap();
+        let got = ragged_attention(
+            &t(qv.clone(), heads),
+            &t(kv.clone(), kvh),
+            &t(vv.clone(), kvh),
+            &spans,
+            &mut refs,
+            0,
+            window,
+            hd,
+            scale,
+        )
+        .unwrap();
         let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
         // What the cache holds: f16 rounds the stored keys and values.
-        let stored = |x: f32| if dtype == DType::F16 { half::f16::from_f32(x).to_f32() as f64 } else { x as f64 };
+        let stored = |x: f32| {
+            if dtype == DType::F16 {
+                half::f16::from_f32(x).to_f32() as f64
+            } else {
+                x as f64
+            }
+        };
         let mut start = 0;
         for (s, (&c, &t)) in cached.iter().zip(&spans).enumerate() {
             let row_of = |all: &[f32], prior: &[f32], j: usize, g: usize| -> Vec<f64> {
-                let src = if j < c { &prior[(j * kvh + g) * hd..][..hd] } else { &all[((start + j - c) * kvh + g) * hd..][..hd] };
+                let src = if j < c {
+                    &prior[(j * kvh + g) * hd..][..hd]
+                } else {
+                    &all[((start + j - c) * kvh + g) * hd..][..hd]
+                };
                 src.iter().map(|&x| stored(x)).collect()
             };
             let (pk, pv) = if s == 0 { (&k0[..], &v0[..]) } else { (&[][..], &[][..]) };
@@ -204,12 +299,22 @@ mod tests {
                 for h in 0..heads {
                     let g = h / (heads / kvh);
                     let q = &qv[(r * heads + h) * hd..][..hd];
-                    let scores: Vec<f64> = (lo..=p).map(|j| row_of(&kv, pk, j, g).iter().zip(q).map(|(k, &q)| k * q as f64).sum::<f64>() * scale as f64).collect();
+                    let scores: Vec<f64> = (lo..=p)
+                        .map(|j| {
+                            row_of(&kv, pk, j, g)
+                                .iter()
+                                .zip(q)
+                                .map(|(k, &q)| k * q as f64)
+                                .sum::<f64>()
+                                * scale as f64
+                        })
+                        .collect();
                     let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
                     let sum: f64 = e.iter().sum();
                     for d in 0..hd {
-                        let want: f64 = (lo..=p).zip(&e).map(|(j, w)| w / sum * row_of(&vv, pv, j, g)[d]).sum();
+                        let want: f64 =
+                            (lo..=p).zip(&e).map(|(j, w)| w / sum * row_of(&vv, pv, j, g)[d]).sum();
                         let have = got[(r * heads + h) * hd + d] as f64;
                         assert!((have - want).abs() < 1e-5, "{dtype:?} hd {hd} window {window:?}: row {r} head {h} dim {d}: {have} vs {want}");
                     }

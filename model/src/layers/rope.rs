@@ -21,9 +21,8 @@ impl RotaryEmbedding {
     /// Builds the tables for `cfg`; `freq_factors` (GGUF's `rope_freqs.weight`) divide the frequencies.
     pub fn new(cfg: &Config, freq_factors: Option<&Tensor>, device: &Device) -> Result<Self> {
         let dim = cfg.head_dim();
-        let mut inv_freq: Vec<f64> = (0..dim / 2)
-            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / dim as f64))
-            .collect();
+        let mut inv_freq: Vec<f64> =
+            (0..dim / 2).map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / dim as f64)).collect();
         let mut position_scale = 1.0;
         if let Some(s) = &cfg.rope_scaling {
             match s.rope_type.as_str() {
@@ -54,11 +53,16 @@ impl RotaryEmbedding {
     /// of independent sequences, each at its own length).
     pub fn at_positions(&self, positions: &[usize]) -> Result<(Tensor, Tensor)> {
         if let Some(&p) = positions.iter().find(|&&p| p >= self.cos.dim(0).unwrap_or(0)) {
-            return Err(Error::InvalidRequest(format!("position {p} exceeds the RoPE table of {} positions", self.cos.dim(0)?)));
+            return Err(Error::InvalidRequest(format!(
+                "position {p} exceeds the RoPE table of {} positions",
+                self.cos.dim(0)?
+            )));
         }
         let ids: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
         let ids = Tensor::new(ids.as_slice(), self.cos.device())?;
-        let pick = |t: &Tensor| -> Result<Tensor> { Ok(t.index_select(&ids, 0)?.unsqueeze(1)?.contiguous()?) };
+        let pick = |t: &Tensor| -> Result<Tensor> {
+            Ok(t.index_select(&ids, 0)?.unsqueeze(1)?.contiguous()?)
+        };
         Ok((pick(&self.cos)?, pick(&self.sin)?))
     }
 
@@ -85,7 +89,11 @@ impl RotaryEmbedding {
             if !x.track_op() {
                 return Ok(y);
             }
-            x.apply_op1(Rotation { cos: cos.clone(), sin: sin.clone(), out: Precomputed::of_tensor("rotation", &y)? })
+            x.apply_op1(Rotation {
+                cos: cos.clone(),
+                sin: sin.clone(),
+                out: Precomputed::of_tensor("rotation", &y)?,
+            })
         };
         Ok((rot(q)?, rot(k)?))
     }
@@ -110,18 +118,34 @@ impl candle_core::CustomOp1 for Rotation {
         self.out.take()
     }
 
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(candle_nn::rotary_emb::rope(&grad.detach().contiguous()?, &self.cos, &self.sin.neg()?)?))
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(candle_nn::rotary_emb::rope(
+            &grad.detach().contiguous()?,
+            &self.cos,
+            &self.sin.neg()?,
+        )?))
     }
 }
 
 /// Llama 3.1's piecewise rescaling of the rotary wavelengths.
-fn scale_llama3(inv_freq: &mut [f64], factor: f64, s: &crate::config::RopeScaling, cfg: &Config) -> Result<()> {
+fn scale_llama3(
+    inv_freq: &mut [f64],
+    factor: f64,
+    s: &crate::config::RopeScaling,
+    cfg: &Config,
+) -> Result<()> {
     let low = s.low_freq_factor.unwrap_or(1.0);
     let high = s.high_freq_factor.unwrap_or(4.0);
     let original = s.original_max_position_embeddings.unwrap_or(cfg.max_position_embeddings) as f64;
     if high <= low {
-        return Err(Error::Unsupported("llama3 rope scaling with high_freq_factor <= low_freq_factor".into()));
+        return Err(Error::Unsupported(
+            "llama3 rope scaling with high_freq_factor <= low_freq_factor".into(),
+        ));
     }
     let (low_wavelen, high_wavelen) = (original / low, original / high);
     for f in inv_freq.iter_mut() {
@@ -154,15 +178,21 @@ mod tests {
         let (cos, sin) = (rope.cos.narrow(0, 4, 5).unwrap(), rope.sin.narrow(0, 4, 5).unwrap());
         let slow_q = candle_nn::rotary_emb::rope_slow(q.as_tensor(), &cos, &sin).unwrap();
         let slow_k = candle_nn::rotary_emb::rope_slow(k.as_tensor(), &cos, &sin).unwrap();
-        let max_diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let max_diff = |a: &Tensor, b: &Tensor| {
+            (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+        };
         assert!(max_diff(&rq, &slow_q) < 1e-6 && max_diff(&rk, &slow_k) < 1e-6);
         let cq = Tensor::randn(0f32, 1.0, rq.shape(), &dev).unwrap();
         let ck = Tensor::randn(0f32, 1.0, rk.shape(), &dev).unwrap();
-        let loss = |a: &Tensor, b: &Tensor| ((a * &cq).unwrap().sum_all().unwrap() + (b * &ck).unwrap().sum_all().unwrap()).unwrap();
+        let loss = |a: &Tensor, b: &Tensor| {
+            ((a * &cq).unwrap().sum_all().unwrap() + (b * &ck).unwrap().sum_all().unwrap()).unwrap()
+        };
         let fast = loss(&rq, &rk).backward().unwrap();
         let slow = loss(&slow_q, &slow_k).backward().unwrap();
         for v in [&q, &k] {
-            assert!(max_diff(fast.get(v.as_tensor()).unwrap(), slow.get(v.as_tensor()).unwrap()) < 1e-5);
+            assert!(
+                max_diff(fast.get(v.as_tensor()).unwrap(), slow.get(v.as_tensor()).unwrap()) < 1e-5
+            );
         }
     }
 }

@@ -14,7 +14,12 @@ use super::bf16_gemm::with_f32;
 /// `softmax(att * scale + mask)` over the last axis of `att` `(b, kvh, n_rep * t, s)`, with the
 /// `n_rep` query heads of a kv head folded into the query axis, and `mask` `(b or 1, 1, t, s)`
 /// (0 visible, `-inf` hidden). A row that sees nothing is all zeros.
-pub fn masked_softmax(att: &Tensor, mask: Option<&Tensor>, n_rep: usize, scale: f32) -> candle_core::Result<Tensor> {
+pub fn masked_softmax(
+    att: &Tensor,
+    mask: Option<&Tensor>,
+    n_rep: usize,
+    scale: f32,
+) -> candle_core::Result<Tensor> {
     if att.track_op() {
         candle_core::bail!("masked softmax has no backward: call it on detached scores");
     }
@@ -35,7 +40,11 @@ pub fn masked_softmax(att: &Tensor, mask: Option<&Tensor>, n_rep: usize, scale: 
         Some(m) => {
             let (mb, _, mt, ms) = m.dims4()?;
             if (mb != 1 && mb != b) || mt != t || ms != s {
-                candle_core::bail!("masked softmax: mask {:?} for scores {:?}", m.dims(), att.dims());
+                candle_core::bail!(
+                    "masked softmax: mask {:?} for scores {:?}",
+                    m.dims(),
+                    att.dims()
+                );
             }
             with_f32(m, |data| {
                 rows(Some((data, mb)));
@@ -49,7 +58,12 @@ pub fn masked_softmax(att: &Tensor, mask: Option<&Tensor>, n_rep: usize, scale: 
 
 /// `ds = p * (dp - row) * scale`: the scores' gradient from the probabilities `p`, their gradient
 /// `dp` (both `(.., s)`) and `row = rowsum(dO * O)` `(.., 1)`.
-pub fn softmax_backward(p: &Tensor, dp: &Tensor, row: &Tensor, scale: f32) -> candle_core::Result<Tensor> {
+pub fn softmax_backward(
+    p: &Tensor,
+    dp: &Tensor,
+    row: &Tensor,
+    scale: f32,
+) -> candle_core::Result<Tensor> {
     let s = p.dim(candle_core::D::Minus1)?;
     let mut out = with_f32(dp, |d| Ok(d.to_vec()))?;
     with_f32(p, |p| {
@@ -57,9 +71,11 @@ pub fn softmax_backward(p: &Tensor, dp: &Tensor, row: &Tensor, scale: f32) -> ca
             if p.len() != out.len() || r.len() * s != out.len() {
                 candle_core::bail!("softmax backward: shapes {:?}, {:?}", dp.dims(), row.dims());
             }
-            out.par_chunks_mut(s).zip(p.par_chunks(s)).zip(r.par_iter()).for_each(|((d, p), &r)| {
-                d.iter_mut().zip(p).for_each(|(d, &p)| *d = p * (*d - r) * scale);
-            });
+            out.par_chunks_mut(s).zip(p.par_chunks(s)).zip(r.par_iter()).for_each(
+                |((d, p), &r)| {
+                    d.iter_mut().zip(p).for_each(|(d, &p)| *d = p * (*d - r) * scale);
+                },
+            );
             Ok(())
         })
     })?;
@@ -135,7 +151,11 @@ mod avx512 {
         let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(sum));
         for at in (0..s).step_by(16) {
             let m = lanes((s - at).min(16));
-            _mm512_mask_storeu_ps(xp.add(at), m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xp.add(at)), inv));
+            _mm512_mask_storeu_ps(
+                xp.add(at),
+                m,
+                _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xp.add(at)), inv),
+            );
         }
     }
 }
@@ -155,7 +175,11 @@ mod tests {
         let mask: Vec<f32> = (0..b * t * s)
             .map(|i| {
                 let (bi, ti, j) = (i / (t * s), i / s % t, i % s);
-                if j > s - t + ti || (bi == 1 && j < 3) { f32::NEG_INFINITY } else { 0.0 }
+                if j > s - t + ti || (bi == 1 && j < 3) {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
             })
             .collect();
         let mask = Tensor::from_vec(mask, (b, 1, t, s), &dev).unwrap();
@@ -172,7 +196,10 @@ mod tests {
         )
         .unwrap();
         let got = masked_softmax(&att, Some(&mask), n_rep, scale).unwrap();
-        let (g, w): (Vec<f32>, Vec<f32>) = (got.flatten_all().unwrap().to_vec1().unwrap(), want.flatten_all().unwrap().to_vec1().unwrap());
+        let (g, w): (Vec<f32>, Vec<f32>) = (
+            got.flatten_all().unwrap().to_vec1().unwrap(),
+            want.flatten_all().unwrap().to_vec1().unwrap(),
+        );
         for (i, (g, w)) in g.iter().zip(&w).enumerate() {
             assert!((g - w).abs() <= 1e-6, "[{i}] {g} vs {w}");
             if *w == 0.0 {
@@ -188,10 +215,21 @@ mod tests {
         let dev = Device::Cpu;
         let att = Tensor::randn(0f32, 1.0, (1, 1, 2, 20), &dev).unwrap();
         let hidden = Tensor::full(f32::NEG_INFINITY, (1, 1, 2, 20), &dev).unwrap();
-        let zeros: Vec<f32> = masked_softmax(&att, Some(&hidden), 1, 1.0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let zeros: Vec<f32> = masked_softmax(&att, Some(&hidden), 1, 1.0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert!(zeros.iter().all(|&x| x == 0.0));
-        let plain: Vec<f32> = masked_softmax(&att, None, 1, 1.0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let want: Vec<f32> = candle_nn::ops::softmax_last_dim(&att).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let plain: Vec<f32> =
+            masked_softmax(&att, None, 1, 1.0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let want: Vec<f32> = candle_nn::ops::softmax_last_dim(&att)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         plain.iter().zip(&want).for_each(|(g, w)| assert!((g - w).abs() <= 1e-6));
     }
 
@@ -203,6 +241,9 @@ mod tests {
         let row = Tensor::randn(0f32, 1.0, (2, 3, 1), &dev).unwrap();
         let want = ((&p * dp.broadcast_sub(&row).unwrap()).unwrap() * 0.5).unwrap();
         let got = softmax_backward(&p, &dp, &row, 0.5).unwrap();
-        assert_eq!(got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_eq!(
+            got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
     }
 }

@@ -49,7 +49,8 @@ impl LoraAdapter {
             }
             let (in_dim, out_dim) = (linear.in_dim(), linear.out_dim());
             let bound = 1.0 / (in_dim as f64).sqrt();
-            let a: Vec<f32> = (0..config.r * in_dim).map(|_| rng.random_range(-bound..bound) as f32).collect();
+            let a: Vec<f32> =
+                (0..config.r * in_dim).map(|_| rng.random_range(-bound..bound) as f32).collect();
             let a = Var::from_tensor(&Tensor::from_vec(a, (config.r, in_dim), &device)?)?;
             let b = Var::zeros((out_dim, config.r), DType::F32, &device)?;
             Self::attach(&varmap, &config, &module, linear, a, b)?;
@@ -66,7 +67,8 @@ impl LoraAdapter {
         b: Var,
     ) -> Result<()> {
         let prefix = peft_prefix(module);
-        let mut data = varmap.data().lock().map_err(|_| Error::Lora("variable map poisoned".into()))?;
+        let mut data =
+            varmap.data().lock().map_err(|_| Error::Lora("variable map poisoned".into()))?;
         data.insert(format!("{prefix}.lora_A.weight"), a.clone());
         data.insert(format!("{prefix}.lora_B.weight"), b.clone());
         linear.set_lora(Some(LoraLayer::new(a, b, config.scaling(), config.lora_dropout)))
@@ -76,10 +78,12 @@ impl LoraAdapter {
     pub fn load(dir: &Path, model: &mut Model) -> Result<Self> {
         let cfg_path = dir.join(ADAPTER_CONFIG_FILE);
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let config: LoraConfig = serde_json::from_str(&text).map_err(|e| Error::json(&cfg_path, e))?;
+        let config: LoraConfig =
+            serde_json::from_str(&text).map_err(|e| Error::json(&cfg_path, e))?;
         let w_path = dir.join(ADAPTER_WEIGHTS_FILE);
         let device = model.device().clone();
-        let raw = candle_core::safetensors::load(&w_path, &device).map_err(|e| e.with_path(&w_path))?;
+        let raw =
+            candle_core::safetensors::load(&w_path, &device).map_err(|e| e.with_path(&w_path))?;
         // PEFT files have no adapter name in keys; in-memory state dicts carry `.default`.
         let mut tensors: HashMap<String, Tensor> =
             raw.into_iter().map(|(k, v)| (k.replace(".default.", "."), v)).collect();
@@ -91,7 +95,12 @@ impl LoraAdapter {
             let (a, b) = match (a, b) {
                 (Some(a), Some(b)) => (a, b),
                 (None, None) => continue,
-                _ => return Err(Error::Lora(format!("{}: `{prefix}` has only one of lora_A/lora_B", w_path.display()))),
+                _ => {
+                    return Err(Error::Lora(format!(
+                        "{}: `{prefix}` has only one of lora_A/lora_B",
+                        w_path.display()
+                    )))
+                }
             };
             let (r, in_dim) = a.dims2()?;
             if in_dim != linear.in_dim() || b.dims2()? != (linear.out_dim(), r) {
@@ -109,7 +118,10 @@ impl LoraAdapter {
             Self::attach(&varmap, &config, &module, linear, a, b)?;
         }
         if let Some(left) = tensors.keys().next() {
-            return Err(Error::Lora(format!("{}: tensor `{left}` matches no projection of the model", w_path.display())));
+            return Err(Error::Lora(format!(
+                "{}: tensor `{left}` matches no projection of the model",
+                w_path.display()
+            )));
         }
         Ok(Self { config, varmap })
     }
@@ -118,16 +130,14 @@ impl LoraAdapter {
     /// each file appears complete or not at all.
     pub fn save(&self, dir: &Path, base_model: &str) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let tensors: HashMap<String, Tensor> = self
-            .named_vars()
-            .into_iter()
-            .map(|(k, v)| (k, v.as_tensor().detach()))
-            .collect();
+        let tensors: HashMap<String, Tensor> =
+            self.named_vars().into_iter().map(|(k, v)| (k, v.as_tensor().detach())).collect();
         let tmp = dir.join(format!(".{ADAPTER_WEIGHTS_FILE}.tmp"));
         candle_core::safetensors::save(&tensors, &tmp).map_err(|e| e.with_path(&tmp))?;
         let dst = dir.join(ADAPTER_WEIGHTS_FILE);
         std::fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))?;
-        let json = serde_json::to_string_pretty(&self.config.to_peft_json(base_model)).expect("json value");
+        let json = serde_json::to_string_pretty(&self.config.to_peft_json(base_model))
+            .expect("json value");
         let tmp = dir.join(format!(".{ADAPTER_CONFIG_FILE}.tmp"));
         std::fs::write(&tmp, json).map_err(|e| Error::io(&tmp, e))?;
         let dst = dir.join(ADAPTER_CONFIG_FILE);

@@ -62,7 +62,9 @@ impl BlockScales {
             let max = group.iter().map(|&x| (x - offset).abs()).fold(0f32, f32::max);
             let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
             scales.push(scale);
-            codes.extend(group.iter().map(|&x| ((x - offset) / scale).round().clamp(-127.0, 127.0) as i8));
+            codes.extend(
+                group.iter().map(|&x| ((x - offset) / scale).round().clamp(-127.0, 127.0) as i8),
+            );
         }
         Self::Double { codes, scales, offset }
     }
@@ -72,7 +74,9 @@ impl BlockScales {
     pub fn get(&self, i: usize) -> f32 {
         match self {
             Self::F32(v) => v[i],
-            Self::Double { codes, scales, offset } => codes[i] as f32 * scales[i / DOUBLE_QUANT_GROUP] + offset,
+            Self::Double { codes, scales, offset } => {
+                codes[i] as f32 * scales[i / DOUBLE_QUANT_GROUP] + offset
+            }
         }
     }
 
@@ -122,8 +126,17 @@ fn nearest_level(x: f32) -> u8 {
 
 impl Nf4Tensor {
     /// Quantizes `data` (row-major `(rows, cols)`); `cols` must be a multiple of the even `block_size`.
-    pub fn quantize(data: &[f32], (rows, cols): (usize, usize), block_size: usize, double: bool) -> Result<Self> {
-        if block_size == 0 || !block_size.is_multiple_of(2) || cols % block_size != 0 || data.len() != rows * cols {
+    pub fn quantize(
+        data: &[f32],
+        (rows, cols): (usize, usize),
+        block_size: usize,
+        double: bool,
+    ) -> Result<Self> {
+        if block_size == 0
+            || !block_size.is_multiple_of(2)
+            || cols % block_size != 0
+            || data.len() != rows * cols
+        {
             return Err(Error::Unsupported(format!(
                 "NF4 needs an even block size dividing the row length: {rows}x{cols} with blocks of {block_size}"
             )));
@@ -133,7 +146,10 @@ impl Nf4Tensor {
             .map(|block| {
                 let absmax = block.iter().fold(0f32, |m, &x| m.max(x.abs()));
                 let inv = if absmax > 0.0 { 1.0 / absmax } else { 0.0 };
-                let codes = block.chunks(2).map(|p| nearest_level(p[0] * inv) | (nearest_level(p[1] * inv) << 4)).collect();
+                let codes = block
+                    .chunks(2)
+                    .map(|p| nearest_level(p[0] * inv) | (nearest_level(p[1] * inv) << 4))
+                    .collect();
                 (absmax, codes)
             })
             .collect();
@@ -147,9 +163,18 @@ impl Nf4Tensor {
     }
 
     /// Reassembles a tensor from its stored parts, checking their sizes.
-    pub fn from_parts((rows, cols): (usize, usize), block_size: usize, codes: Vec<u8>, scales: BlockScales) -> Result<Self> {
+    pub fn from_parts(
+        (rows, cols): (usize, usize),
+        block_size: usize,
+        codes: Vec<u8>,
+        scales: BlockScales,
+    ) -> Result<Self> {
         let n = rows * cols;
-        if block_size == 0 || cols % block_size != 0 || codes.len() * 2 != n || scales.len() * block_size != n {
+        if block_size == 0
+            || cols % block_size != 0
+            || codes.len() * 2 != n
+            || scales.len() * block_size != n
+        {
             return Err(Error::Unsupported(format!(
                 "NF4 parts do not fit {rows}x{cols} with blocks of {block_size}: {} code bytes, {} scales",
                 codes.len(),
@@ -231,6 +256,10 @@ impl QuantError {
             max_abs = max_abs.max(d.abs());
         }
         let n = original.len().max(1) as f64;
-        Self { rmse: (se / n).sqrt(), max_abs, relative: if norm > 0.0 { (se / norm).sqrt() } else { 0.0 } }
+        Self {
+            rmse: (se / n).sqrt(),
+            max_abs,
+            relative: if norm > 0.0 { (se / norm).sqrt() } else { 0.0 },
+        }
     }
 }

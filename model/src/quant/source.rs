@@ -56,7 +56,12 @@ const METADATA_KEY: &str = "medalign.quantization";
 
 /// The Hugging Face names of every tensor a Llama-family model of `cfg` may have.
 pub fn tensor_names(cfg: &Config) -> Vec<String> {
-    let mut names = vec!["model.embed_tokens.weight".to_string(), "model.norm.weight".into(), "lm_head.weight".into(), "rope_freqs.weight".into()];
+    let mut names = vec![
+        "model.embed_tokens.weight".to_string(),
+        "model.norm.weight".into(),
+        "lm_head.weight".into(),
+        "rope_freqs.weight".into(),
+    ];
     for l in 0..cfg.num_hidden_layers {
         for p in ["q_proj", "k_proj", "v_proj", "o_proj"] {
             names.push(format!("model.layers.{l}.self_attn.{p}.weight"));
@@ -87,7 +92,11 @@ pub struct QuantizedModel {
 impl QuantizedModel {
     /// Reads every tensor of `cfg` from `src`, quantizing the projections; returns the model and
     /// the reconstruction error of each quantized matrix, by name.
-    pub fn quantize(src: &dyn WeightSource, cfg: &Config, format: QuantFormat) -> Result<(Self, Vec<(String, QuantError)>)> {
+    pub fn quantize(
+        src: &dyn WeightSource,
+        cfg: &Config,
+        format: QuantFormat,
+    ) -> Result<(Self, Vec<(String, QuantError)>)> {
         let dev = Device::Cpu;
         let (mut plain, mut quantized, mut errors) = (HashMap::new(), BTreeMap::new(), Vec::new());
         for name in tensor_names(cfg).into_iter().filter(|n| src.contains(n)) {
@@ -105,7 +114,8 @@ impl QuantizedModel {
                     (QuantizedWeight::Nf4(Arc::new(q)), r)
                 }
                 QuantFormat::Q8_0 | QuantFormat::Q4_0 => {
-                    let dtype = if format == QuantFormat::Q8_0 { GgmlDType::Q8_0 } else { GgmlDType::Q4_0 };
+                    let dtype =
+                        if format == QuantFormat::Q8_0 { GgmlDType::Q8_0 } else { GgmlDType::Q4_0 };
                     let q = QTensor::quantize(&t, dtype)?;
                     let r = q.dequantize(&dev)?.flatten_all()?.to_vec1()?;
                     (QuantizedWeight::Ggml(Arc::new(q)), r)
@@ -145,33 +155,73 @@ impl QuantizedModel {
             match q {
                 QuantizedWeight::Nf4(t) => {
                     let (r, c) = t.dims();
-                    entries.insert(name.clone(), Entry { format: "nf4".into(), shape: vec![r, c], block_size: t.block_size() });
-                    bufs.insert(format!("{name}.nf4_codes"), (safetensors::Dtype::U8, vec![t.codes().len()], t.codes().to_vec()));
+                    entries.insert(
+                        name.clone(),
+                        Entry {
+                            format: "nf4".into(),
+                            shape: vec![r, c],
+                            block_size: t.block_size(),
+                        },
+                    );
+                    bufs.insert(
+                        format!("{name}.nf4_codes"),
+                        (safetensors::Dtype::U8, vec![t.codes().len()], t.codes().to_vec()),
+                    );
                     match t.scales() {
                         BlockScales::F32(v) => {
-                            bufs.insert(format!("{name}.nf4_absmax"), (safetensors::Dtype::F32, vec![v.len()], f32_bytes(v)));
+                            bufs.insert(
+                                format!("{name}.nf4_absmax"),
+                                (safetensors::Dtype::F32, vec![v.len()], f32_bytes(v)),
+                            );
                         }
                         BlockScales::Double { codes, scales, offset } => {
                             let c: Vec<u8> = codes.iter().map(|&x| x as u8).collect();
-                            bufs.insert(format!("{name}.nf4_absmax_codes"), (safetensors::Dtype::I8, vec![c.len()], c));
-                            bufs.insert(format!("{name}.nf4_absmax_scales"), (safetensors::Dtype::F32, vec![scales.len()], f32_bytes(scales)));
-                            bufs.insert(format!("{name}.nf4_absmax_offset"), (safetensors::Dtype::F32, vec![1], f32_bytes(&[*offset])));
+                            bufs.insert(
+                                format!("{name}.nf4_absmax_codes"),
+                                (safetensors::Dtype::I8, vec![c.len()], c),
+                            );
+                            bufs.insert(
+                                format!("{name}.nf4_absmax_scales"),
+                                (safetensors::Dtype::F32, vec![scales.len()], f32_bytes(scales)),
+                            );
+                            bufs.insert(
+                                format!("{name}.nf4_absmax_offset"),
+                                (safetensors::Dtype::F32, vec![1], f32_bytes(&[*offset])),
+                            );
                         }
                     }
                 }
                 QuantizedWeight::Ggml(t) => {
                     let format = format!("{:?}", t.dtype()).to_lowercase();
-                    entries.insert(name.clone(), Entry { format, shape: t.shape().dims().to_vec(), block_size: t.dtype().block_size() });
+                    entries.insert(
+                        name.clone(),
+                        Entry {
+                            format,
+                            shape: t.shape().dims().to_vec(),
+                            block_size: t.dtype().block_size(),
+                        },
+                    );
                     let bytes = t.data()?.to_vec();
-                    bufs.insert(format!("{name}.ggml"), (safetensors::Dtype::U8, vec![bytes.len()], bytes));
+                    bufs.insert(
+                        format!("{name}.ggml"),
+                        (safetensors::Dtype::U8, vec![bytes.len()], bytes),
+                    );
                 }
             }
         }
         let views = bufs
             .iter()
-            .map(|(k, (d, s, b))| Ok((k.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).map_err(st_err)?)))
+            .map(|(k, (d, s, b))| {
+                Ok((
+                    k.clone(),
+                    safetensors::tensor::TensorView::new(*d, s.clone(), b).map_err(st_err)?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
-        let meta = HashMap::from([(METADATA_KEY.to_string(), serde_json::to_string(&entries).expect("json"))]);
+        let meta = HashMap::from([(
+            METADATA_KEY.to_string(),
+            serde_json::to_string(&entries).expect("json"),
+        )]);
         let tmp = path.with_extension("tmp");
         safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
@@ -187,44 +237,65 @@ impl QuantizedModel {
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(st_err)?;
-        let entries: BTreeMap<String, Entry> = match meta.metadata().as_ref().and_then(|m| m.get(METADATA_KEY)) {
-            Some(text) => serde_json::from_str(text).map_err(|e| Error::json(path, e))?,
-            None => BTreeMap::new(),
-        };
+        let entries: BTreeMap<String, Entry> =
+            match meta.metadata().as_ref().and_then(|m| m.get(METADATA_KEY)) {
+                Some(text) => serde_json::from_str(text).map_err(|e| Error::json(path, e))?,
+                None => BTreeMap::new(),
+            };
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(st_err)?;
         let get = |name: &str| st.tensor(name).map(|v| v.data().to_vec()).map_err(st_err);
         let (mut plain, mut quantized) = (HashMap::new(), BTreeMap::new());
         for (name, e) in &entries {
             let (rows, cols) = match e.shape.as_slice() {
                 [r, c] => (*r, *c),
-                _ => return Err(Error::Unsupported(format!("{}: `{name}` is not a matrix", path.display()))),
+                _ => {
+                    return Err(Error::Unsupported(format!(
+                        "{}: `{name}` is not a matrix",
+                        path.display()
+                    )))
+                }
             };
             let q = if e.format == "nf4" {
                 let codes = get(&format!("{name}.nf4_codes"))?;
                 let scales = match st.tensor(&format!("{name}.nf4_absmax")) {
                     Ok(v) => BlockScales::F32(f32s(v.data())),
                     Err(_) => BlockScales::Double {
-                        codes: get(&format!("{name}.nf4_absmax_codes"))?.into_iter().map(|x| x as i8).collect(),
+                        codes: get(&format!("{name}.nf4_absmax_codes"))?
+                            .into_iter()
+                            .map(|x| x as i8)
+                            .collect(),
                         scales: f32s(&get(&format!("{name}.nf4_absmax_scales"))?),
                         offset: f32s(&get(&format!("{name}.nf4_absmax_offset"))?)[0],
                     },
                 };
-                QuantizedWeight::Nf4(Arc::new(Nf4Tensor::from_parts((rows, cols), e.block_size, codes, scales)?))
+                QuantizedWeight::Nf4(Arc::new(Nf4Tensor::from_parts(
+                    (rows, cols),
+                    e.block_size,
+                    codes,
+                    scales,
+                )?))
             } else {
                 let dtype = match e.format.as_str() {
                     "q8_0" => GgmlDType::Q8_0,
                     "q4_0" => GgmlDType::Q4_0,
-                    other => return Err(Error::Unsupported(format!("{}: quantization `{other}`", path.display()))),
+                    other => {
+                        return Err(Error::Unsupported(format!(
+                            "{}: quantization `{other}`",
+                            path.display()
+                        )))
+                    }
                 };
                 let data = get(&format!("{name}.ggml"))?;
-                let storage = QStorage::from_data(std::borrow::Cow::Owned(data), &Device::Cpu, dtype)?;
+                let storage =
+                    QStorage::from_data(std::borrow::Cow::Owned(data), &Device::Cpu, dtype)?;
                 QuantizedWeight::Ggml(Arc::new(QTensor::new(storage, (rows, cols))?))
             };
             quantized.insert(name.clone(), q);
         }
         for (name, view) in st.tensors() {
             if view.dtype() == safetensors::Dtype::F32 && !name.contains(".nf4_") {
-                plain.insert(name, Tensor::from_vec(f32s(view.data()), view.shape(), &Device::Cpu)?);
+                plain
+                    .insert(name, Tensor::from_vec(f32s(view.data()), view.shape(), &Device::Cpu)?);
             }
         }
         Ok(Self { plain, quantized })
@@ -253,7 +324,9 @@ impl WeightSource for QuantizedModel {
             return Ok(t.to_device(device)?);
         }
         match self.quantized.get(name) {
-            Some(QuantizedWeight::Nf4(t)) => Ok(Tensor::from_vec(t.dequantize(), t.dims(), device)?),
+            Some(QuantizedWeight::Nf4(t)) => {
+                Ok(Tensor::from_vec(t.dequantize(), t.dims(), device)?)
+            }
             Some(QuantizedWeight::Ggml(t)) => Ok(t.dequantize(device)?),
             None => Err(Error::MissingTensor(name.into())),
         }

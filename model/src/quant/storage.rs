@@ -59,7 +59,12 @@ impl QuantizedType for Nf4Storage {
 
     /// `dst (m, n) = lhs (m, k) @ W^T` with `W (n, k)`: each task dequantizes a band of rows of
     /// `W` once and dots it with every row of `lhs`.
-    fn matmul_t(&self, (m, k, n): (usize, usize, usize), lhs: &[f32], dst: &mut [f32]) -> candle_core::Result<()> {
+    fn matmul_t(
+        &self,
+        (m, k, n): (usize, usize, usize),
+        lhs: &[f32],
+        dst: &mut [f32],
+    ) -> candle_core::Result<()> {
         let (rows, cols) = self.tensor.dims();
         if rows != n || cols != k || lhs.len() < m * k || dst.len() < m * n {
             candle_core::bail!("nf4 matmul: weight {rows}x{cols} does not fit ({m}, {k}, {n})");
@@ -84,13 +89,19 @@ impl QuantizedType for Nf4Storage {
         for (b, out) in bands.iter().enumerate() {
             let (first, count) = (b * BAND, BAND.min(n - b * BAND));
             for i in 0..m {
-                dst[i * n + first..i * n + first + count].copy_from_slice(&out[i * count..(i + 1) * count]);
+                dst[i * n + first..i * n + first + count]
+                    .copy_from_slice(&out[i * count..(i + 1) * count]);
             }
         }
         Ok(())
     }
 
-    fn matmul_t_f16(&self, mkn: (usize, usize, usize), lhs: &[f16], dst: &mut [f16]) -> candle_core::Result<()> {
+    fn matmul_t_f16(
+        &self,
+        mkn: (usize, usize, usize),
+        lhs: &[f16],
+        dst: &mut [f16],
+    ) -> candle_core::Result<()> {
         let lhs: Vec<f32> = lhs.iter().map(|x| x.to_f32()).collect();
         let mut out = vec![0f32; dst.len()];
         self.matmul_t(mkn, &lhs, &mut out)?;
@@ -98,7 +109,12 @@ impl QuantizedType for Nf4Storage {
         Ok(())
     }
 
-    fn embedding(&self, ids: &[u32], rows: usize, hidden: usize) -> candle_core::Result<CpuStorage> {
+    fn embedding(
+        &self,
+        ids: &[u32],
+        rows: usize,
+        hidden: usize,
+    ) -> candle_core::Result<CpuStorage> {
         if (rows, hidden) != self.tensor.dims() {
             candle_core::bail!("nf4 embedding: shape mismatch");
         }

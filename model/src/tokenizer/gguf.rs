@@ -17,10 +17,9 @@ const CONTROL: i32 = 3;
 const USER_DEFINED: i32 = 4;
 
 fn strings(md: &HashMap<String, Value>, key: &str) -> Result<Vec<String>> {
-    let v = md.get(key).and_then(|v| v.to_vec().ok()).ok_or_else(|| Error::GgufMetadata(key.into()))?;
-    v.iter()
-        .map(|x| x.to_string().cloned().map_err(|_| Error::GgufMetadata(key.into())))
-        .collect()
+    let v =
+        md.get(key).and_then(|v| v.to_vec().ok()).ok_or_else(|| Error::GgufMetadata(key.into()))?;
+    v.iter().map(|x| x.to_string().cloned().map_err(|_| Error::GgufMetadata(key.into()))).collect()
 }
 
 /// The numbers of array `key`, or `None` where it is missing or holds anything else. Read by
@@ -48,7 +47,8 @@ fn numbers(md: &HashMap<String, Value>, key: &str) -> Option<Vec<f64>> {
 
 /// GPT-2's printable spelling of every byte.
 fn byte_alphabet() -> Vec<char> {
-    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut bs: Vec<u32> =
+        (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
     let mut cs = bs.clone();
     let mut n = 0;
     for b in 0..256u32 {
@@ -68,8 +68,13 @@ fn byte_alphabet() -> Vec<char> {
 /// The `tokenizer.json` document a GGUF file describes, plus whether BOS is prepended.
 pub fn tokenizer_json_from_gguf(content: &Content) -> Result<(Json, bool)> {
     let md = &content.metadata;
-    let model = md.get("tokenizer.ggml.model").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
-    let pre = md.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
+    let model = md
+        .get("tokenizer.ggml.model")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .unwrap_or_default();
+    let pre =
+        md.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
     let mut tokens = strings(md, "tokenizer.ggml.tokens")?;
     let types: Vec<i32> = numbers(md, "tokenizer.ggml.token_type")
         .map(|v| v.into_iter().map(|x| x as i32).collect())
@@ -101,9 +106,13 @@ pub fn tokenizer_json_from_gguf(content: &Content) -> Result<(Json, bool)> {
             let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
             let pre_tokenizer = match pre.as_str() {
                 // llama.cpp: digits one by one, then GPT-2's regex.
-                "smollm" | "starcoder" | "refact" | "codeshell" => json!({"type": "Sequence", "pretokenizers": [
-                    {"type": "Digits", "individual_digits": true}, byte_level]}),
-                "llama3" | "llama-v3" | "llama-bpe" | "smaug-bpe" | "dbrx" => split_then_bytes(LLAMA3_SPLIT),
+                "smollm" | "starcoder" | "refact" | "codeshell" => {
+                    json!({"type": "Sequence", "pretokenizers": [
+                    {"type": "Digits", "individual_digits": true}, byte_level]})
+                }
+                "llama3" | "llama-v3" | "llama-bpe" | "smaug-bpe" | "dbrx" => {
+                    split_then_bytes(LLAMA3_SPLIT)
+                }
                 "qwen2" | "deepseek-r1-qwen" => split_then_bytes(QWEN2_SPLIT),
                 _ => byte_level,
             };
@@ -118,12 +127,16 @@ pub fn tokenizer_json_from_gguf(content: &Content) -> Result<(Json, bool)> {
             (doc, false)
         }
         "llama" => {
-            let scores = numbers(md, "tokenizer.ggml.scores").ok_or_else(|| Error::GgufMetadata("tokenizer.ggml.scores".into()))?;
+            let scores = numbers(md, "tokenizer.ggml.scores")
+                .ok_or_else(|| Error::GgufMetadata("tokenizer.ggml.scores".into()))?;
             let merges: Json = match strings(md, "tokenizer.ggml.merges") {
                 Ok(m) => json!(m),
                 Err(_) => json!(merges_from_scores(&tokens, &scores)),
             };
-            let unk = md.get("tokenizer.ggml.unknown_token_id").and_then(|v| v.to_u32().ok()).map(|i| tokens[i as usize].clone());
+            let unk = md
+                .get("tokenizer.ggml.unknown_token_id")
+                .and_then(|v| v.to_u32().ok())
+                .map(|i| tokens[i as usize].clone());
             let doc = json!({
                 "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
                 "normalizer": null,
@@ -154,7 +167,8 @@ fn split_then_bytes(regex: &str) -> Json {
 /// SentencePiece vocabularies list no merges: every split of a token into two known pieces is a
 /// merge, ranked by the merged token's score (as `transformers.generate_merges` does).
 fn merges_from_scores(tokens: &[String], scores: &[f64]) -> Vec<[String; 2]> {
-    let index: HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
+    let index: HashMap<&str, usize> =
+        tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
     let mut merges: Vec<(f64, usize, usize, usize, usize, &str, &str)> = vec![];
     for (t, &score) in tokens.iter().zip(scores) {
         let mut local = vec![];

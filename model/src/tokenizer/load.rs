@@ -34,7 +34,8 @@ fn token_text(v: Option<&Json>) -> Option<String> {
 impl Tokenizer {
     /// Reads `tokenizer.json`; BOS/EOS come from `tokenizer_config.json` beside it when present.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
         let cfg_path = path.with_file_name("tokenizer_config.json");
         let cfg: Json = match std::fs::read_to_string(&cfg_path) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| Error::json(&cfg_path, e))?,

@@ -62,7 +62,12 @@ fn added(before: &str, now: &str) -> String {
     if let Some(rest) = now.strip_prefix(before) {
         return rest.to_string();
     }
-    let common = before.char_indices().zip(now.chars()).take_while(|((_, a), b)| a == b).last().map_or(0, |((i, a), _)| i + a.len_utf8());
+    let common = before
+        .char_indices()
+        .zip(now.chars())
+        .take_while(|((_, a), b)| a == b)
+        .last()
+        .map_or(0, |((i, a), _)| i + a.len_utf8());
     now[common..].to_string()
 }
 
@@ -73,8 +78,14 @@ mod tests {
     /// A byte-level BPE tokenizer whose tokens are single bytes: `a`, a space, and the two
     /// bytes of `é` (C3 A9, written `Ã` and `©` in byte-level's alphabet), plus an end token.
     fn bytes_tokenizer() -> Tokenizer {
-        let vocab = [("a", 0), ("Ġ", 1), ("Ã", 2), ("©", 3), ("<end>", 4)].into_iter().map(|(t, id)| (t.to_string(), id.into())).collect();
-        Tokenizer::from_json(&crate::testing::byte_level_tokenizer_json(vocab, &[(4, "<end>")]).to_string()).unwrap()
+        let vocab = [("a", 0), ("Ġ", 1), ("Ã", 2), ("©", 3), ("<end>", 4)]
+            .into_iter()
+            .map(|(t, id)| (t.to_string(), id.into()))
+            .collect();
+        Tokenizer::from_json(
+            &crate::testing::byte_level_tokenizer_json(vocab, &[(4, "<end>")]).to_string(),
+        )
+        .unwrap()
     }
 
     fn pieces(tok: &Tokenizer, ids: &[u32]) -> (Vec<Option<String>>, String) {

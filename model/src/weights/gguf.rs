@@ -29,8 +29,8 @@ impl GgufSource {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: the file is only read; a concurrent writer would be a user error as for any mmap.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let content = gguf_file::Content::read(&mut Cursor::new(&mmap[..]))
-            .map_err(|e| e.with_path(path))?;
+        let content =
+            gguf_file::Content::read(&mut Cursor::new(&mmap[..])).map_err(|e| e.with_path(path))?;
         let md = &content.metadata;
         let arch = md.get("general.architecture").and_then(|v| v.to_string().ok()).cloned();
         let heads = |k: &str| md.get(k).and_then(|v| v.to_u32().ok()).map(|v| v as usize);
@@ -111,9 +111,7 @@ impl WeightSource for GgufSource {
     }
 
     fn tensor(&self, name: &str, device: &Device) -> Result<Tensor> {
-        let qt = self
-            .qtensor(name, device)?
-            .ok_or_else(|| Error::MissingTensor(name.into()))?;
+        let qt = self.qtensor(name, device)?.ok_or_else(|| Error::MissingTensor(name.into()))?;
         Ok(qt.dequantize(device)?)
     }
 
@@ -125,7 +123,9 @@ impl WeightSource for GgufSource {
         let qt = self.read(&gname, device)?;
         let heads = match self.permuted {
             Some((h, _)) if gname.ends_with("attn_q.weight") || gname.ends_with("attn_q.bias") => h,
-            Some((_, kv)) if gname.ends_with("attn_k.weight") || gname.ends_with("attn_k.bias") => kv,
+            Some((_, kv)) if gname.ends_with("attn_k.weight") || gname.ends_with("attn_k.bias") => {
+                kv
+            }
             _ => return Ok(Some(qt)),
         };
         let rows = qt.shape().dims()[0];

@@ -94,7 +94,12 @@ pub fn metadata_from_gguf(content: &gguf_file::Content) -> Vec<(String, Value)> 
     let mut md: Vec<(String, Value)> = content
         .metadata
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "general.file_type" | "general.alignment" | "general.quantization_version"))
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "general.file_type" | "general.alignment" | "general.quantization_version"
+            )
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     md.sort_by(|a, b| a.0.cmp(&b.0));
@@ -103,7 +108,11 @@ pub fn metadata_from_gguf(content: &gguf_file::Content) -> Vec<(String, Value)> 
 
 /// Metadata built from a Hugging Face config and a byte-level BPE `tokenizer.json`, with the chat
 /// template: the keys llama.cpp reads for the Llama and Qwen2 architectures.
-pub fn metadata_from_config(cfg: &Config, tokenizer: &Tokenizer, chat_template: Option<&str>) -> Result<Vec<(String, Value)>> {
+pub fn metadata_from_config(
+    cfg: &Config,
+    tokenizer: &Tokenizer,
+    chat_template: Option<&str>,
+) -> Result<Vec<(String, Value)>> {
     let arch = arch_name(cfg);
     let k = |s: &str| format!("{arch}.{s}");
     let mut md = vec![
@@ -120,7 +129,10 @@ pub fn metadata_from_config(cfg: &Config, tokenizer: &Tokenizer, chat_template: 
     ];
     if let Some(s) = &cfg.rope_scaling {
         if s.rope_type != "linear" {
-            return Err(Error::Unsupported(format!("GGUF export of rope scaling `{}`", s.rope_type)));
+            return Err(Error::Unsupported(format!(
+                "GGUF export of rope scaling `{}`",
+                s.rope_type
+            )));
         }
         md.push((k("rope.scaling.type"), Value::String("linear".into())));
         md.push((k("rope.scaling.factor"), Value::F32(s.factor as f32)));
@@ -141,19 +153,23 @@ pub fn metadata_from_config(cfg: &Config, tokenizer: &Tokenizer, chat_template: 
 /// `tokenizer.ggml.*` for a byte-level BPE tokenizer: tokens by id, their types (control for
 /// special added tokens) and the merges.
 fn tokenizer_metadata(tokenizer: &Tokenizer) -> Result<Vec<(String, Value)>> {
-    let doc: Json = serde_json::from_str(&tokenizer.inner().to_string(false).map_err(|e| Error::Tokenizer(e.to_string()))?)
-        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    let doc: Json = serde_json::from_str(
+        &tokenizer.inner().to_string(false).map_err(|e| Error::Tokenizer(e.to_string()))?,
+    )
+    .map_err(|e| Error::Tokenizer(e.to_string()))?;
     let model = &doc["model"];
     if model["type"] != "BPE" || model["byte_fallback"] == true {
-        return Err(Error::Unsupported("GGUF export needs a byte-level BPE tokenizer.json (GPT-2 style)".into()));
+        return Err(Error::Unsupported(
+            "GGUF export needs a byte-level BPE tokenizer.json (GPT-2 style)".into(),
+        ));
     }
     let vocab = tokenizer.inner().get_vocab(true);
     let n = vocab.len();
     let mut tokens = vec![String::new(); n];
     for (t, id) in vocab {
-        let slot = tokens
-            .get_mut(id as usize)
-            .ok_or_else(|| Error::Tokenizer(format!("token id {id} beyond the vocabulary's {n} entries")))?;
+        let slot = tokens.get_mut(id as usize).ok_or_else(|| {
+            Error::Tokenizer(format!("token id {id} beyond the vocabulary's {n} entries"))
+        })?;
         *slot = t;
     }
     let special: Vec<u32> = doc["added_tokens"]
@@ -163,20 +179,33 @@ fn tokenizer_metadata(tokenizer: &Tokenizer) -> Result<Vec<(String, Value)>> {
         .filter(|t| t["special"] == true)
         .filter_map(|t| t["id"].as_u64().map(|i| i as u32))
         .collect();
-    let types = (0..tokens.len() as u32).map(|i| Value::I32(if special.contains(&i) { 3 } else { 1 })).collect();
+    let types = (0..tokens.len() as u32)
+        .map(|i| Value::I32(if special.contains(&i) { 3 } else { 1 }))
+        .collect();
     let merges: Vec<Value> = model["merges"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|m| match m {
             Json::String(s) => Value::String(s.clone()),
-            other => Value::String(other.as_array().into_iter().flatten().filter_map(|p| p.as_str()).collect::<Vec<_>>().join(" ")),
+            other => Value::String(
+                other
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
         })
         .collect();
     Ok(vec![
         ("tokenizer.ggml.model".to_string(), Value::String("gpt2".into())),
         ("tokenizer.ggml.pre".to_string(), Value::String("default".into())),
-        ("tokenizer.ggml.tokens".to_string(), Value::Array(tokens.into_iter().map(Value::String).collect())),
+        (
+            "tokenizer.ggml.tokens".to_string(),
+            Value::Array(tokens.into_iter().map(Value::String).collect()),
+        ),
         ("tokenizer.ggml.token_type".to_string(), Value::Array(types)),
         ("tokenizer.ggml.merges".to_string(), Value::Array(merges)),
     ])
@@ -193,14 +222,21 @@ fn permute_rows(t: &Tensor, heads: usize) -> Result<Tensor> {
 }
 
 /// Writes `tensors` (Hugging Face names, f32) to `path` as GGUF of type `ty` with `metadata`.
-pub fn write_gguf(path: &Path, tensors: &BTreeMap<String, Tensor>, cfg: &Config, mut metadata: Vec<(String, Value)>, ty: GgufType) -> Result<GgufReport> {
+pub fn write_gguf(
+    path: &Path,
+    tensors: &BTreeMap<String, Tensor>,
+    cfg: &Config,
+    mut metadata: Vec<(String, Value)>,
+    ty: GgufType,
+) -> Result<GgufReport> {
     let permuted = arch_name(cfg) == "llama";
     let mut report = GgufReport::default();
     let mut written: Vec<(String, QTensor)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let mut t = t.to_dtype(candle_core::DType::F32)?;
         if permuted && (name.contains("self_attn.q_proj.") || name.contains("self_attn.k_proj.")) {
-            let heads = if name.contains("q_proj") { cfg.num_attention_heads } else { cfg.kv_heads() };
+            let heads =
+                if name.contains("q_proj") { cfg.num_attention_heads } else { cfg.kv_heads() };
             t = permute_rows(&t, heads)?;
         }
         let dtype = if t.rank() < 2 {

@@ -87,7 +87,16 @@ pub fn tiny_model(arch: Architecture, format: LinearFormat) -> Model {
 
 /// Largest absolute difference between two tensors.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 /// Token ids as a `(1, n)` tensor.

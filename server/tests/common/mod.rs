@@ -44,7 +44,10 @@ pub fn serve(model: ServedModel, opts: ServerOptions) -> RunningServer {
 /// Options with the default Vertex routes whatever the environment says.
 pub fn options() -> ServerOptions {
     ServerOptions {
-        vertex: medalign_server::router::VertexRoutes { health: "/health".into(), predict: "/predict".into() },
+        vertex: medalign_server::router::VertexRoutes {
+            health: "/health".into(),
+            predict: "/predict".into(),
+        },
         ..ServerOptions::default()
     }
 }

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use medalign_engine::{
-    Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError,
+    Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
+    StageError,
 };
 use medalign_model::bert::SentenceEncoder;
 use medalign_model::fetch::{KnownEncoder, KNOWN_ENCODERS};
@@ -18,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::dedupe::pass::dedupe_with;
 use crate::dedupe::quality::{QualityConfig, REASONS};
-use crate::dedupe::semantic::{distribution, EncoderEmbedder, Embedder, RelevanceConfig, SemanticConfig};
+use crate::dedupe::semantic::{
+    distribution, Embedder, EncoderEmbedder, RelevanceConfig, SemanticConfig,
+};
 use crate::table;
 
 fn yes() -> bool {
@@ -157,8 +160,13 @@ enum EncoderSource {
 }
 
 /// The files of a sentence-transformers directory that decide its output.
-const ENCODER_FILES: [&str; 5] =
-    ["config.json", "tokenizer.json", "model.safetensors", "sentence_bert_config.json", "1_Pooling/config.json"];
+const ENCODER_FILES: [&str; 5] = [
+    "config.json",
+    "tokenizer.json",
+    "model.safetensors",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+];
 
 impl DedupeConfig {
     /// Whether a step needs sentence embeddings.
@@ -186,7 +194,13 @@ impl DedupeConfig {
 
 /// Every reason a row can be removed for.
 pub fn removal_reasons() -> impl Iterator<Item = &'static str> {
-    REASONS.into_iter().chain(["contaminated", "exact_duplicate", "near_duplicate", "semantic_duplicate", "low_relevance"])
+    REASONS.into_iter().chain([
+        "contaminated",
+        "exact_duplicate",
+        "near_duplicate",
+        "semantic_duplicate",
+        "low_relevance",
+    ])
 }
 
 impl StageConfig for DedupeConfig {
@@ -204,15 +218,33 @@ impl StageConfig for DedupeConfig {
 
     fn inputs() -> &'static [InputSlot] {
         &[
-            InputSlot { name: "examples", kinds: &["examples"], arity: Arity::AtLeastOne, doc: "the tables to clean, merged in order" },
-            InputSlot { name: "eval", kinds: &["examples"], arity: Arity::Many, doc: "eval sets no training row may overlap" },
+            InputSlot {
+                name: "examples",
+                kinds: &["examples"],
+                arity: Arity::AtLeastOne,
+                doc: "the tables to clean, merged in order",
+            },
+            InputSlot {
+                name: "eval",
+                kinds: &["examples"],
+                arity: Arity::Many,
+                doc: "eval sets no training row may overlap",
+            },
         ]
     }
 
     fn outputs() -> &'static [OutputSlot] {
         &[
-            OutputSlot { name: "examples", kind: "examples", doc: "the surviving rows, in input order" },
-            OutputSlot { name: "removed", kind: "removed", doc: "every removed row with reason, matched id and score" },
+            OutputSlot {
+                name: "examples",
+                kind: "examples",
+                doc: "the surviving rows, in input order",
+            },
+            OutputSlot {
+                name: "removed",
+                kind: "removed",
+                doc: "every removed row with reason, matched id and score",
+            },
         ]
     }
 
@@ -220,17 +252,29 @@ impl StageConfig for DedupeConfig {
         let mut errors = Vec::new();
         let near = &self.near;
         if !(near.threshold > 0.0 && near.threshold <= 1.0) {
-            errors.push(ParamError::new("near.threshold", format!("expected a similarity in (0, 1], got {}", near.threshold)));
+            errors.push(ParamError::new(
+                "near.threshold",
+                format!("expected a similarity in (0, 1], got {}", near.threshold),
+            ));
         }
         if !(1..=4096).contains(&near.permutations) {
-            errors.push(ParamError::new("near.permutations", format!("expected 1..4096, got {}", near.permutations)));
+            errors.push(ParamError::new(
+                "near.permutations",
+                format!("expected 1..4096, got {}", near.permutations),
+            ));
         }
         if !(near.recall_weight > 0.0 && near.recall_weight < 1.0) {
-            errors.push(ParamError::new("near.recall_weight", format!("expected a weight in (0, 1), got {}", near.recall_weight)));
+            errors.push(ParamError::new(
+                "near.recall_weight",
+                format!("expected a weight in (0, 1), got {}", near.recall_weight),
+            ));
         }
         if let Some(b) = near.bands {
             if b == 0 || b > near.permutations {
-                let msg = format!("expected 1..{} (at most the permutations), got {b}", near.permutations);
+                let msg = format!(
+                    "expected 1..{} (at most the permutations), got {b}",
+                    near.permutations
+                );
                 errors.push(ParamError::new("near.bands", msg));
             }
         }
@@ -244,7 +288,10 @@ impl StageConfig for DedupeConfig {
         let mut seen = BTreeSet::new();
         for (i, p) in self.priority.iter().enumerate() {
             if !seen.insert(p) {
-                errors.push(ParamError::new(format!("priority[{i}]"), format!("{p:?} is listed twice")));
+                errors.push(ParamError::new(
+                    format!("priority[{i}]"),
+                    format!("{p:?} is listed twice"),
+                ));
             }
         }
         errors
@@ -265,8 +312,13 @@ impl StageConfig for DedupeConfig {
     fn env_facts(&self, cx: &CheckContext) -> BTreeMap<String, String> {
         // A known encoder is pinned: its weights' sha256 is checked when fetched, so it keys the output.
         let mut facts = BTreeMap::new();
-        if let (true, Ok(EncoderSource::Known(m))) = (self.needs_embeddings(), self.encoder_source(cx)) {
-            facts.insert("dedupe.encoder".into(), format!("{} {}=={} sha256:{}", m.name, m.package, m.version, m.weights_sha256));
+        if let (true, Ok(EncoderSource::Known(m))) =
+            (self.needs_embeddings(), self.encoder_source(cx))
+        {
+            facts.insert(
+                "dedupe.encoder".into(),
+                format!("{} {}=={} sha256:{}", m.name, m.package, m.version, m.weights_sha256),
+            );
         }
         facts
     }
@@ -283,7 +335,13 @@ impl StageConfig for DedupeConfig {
         let rows_in = rows.len();
         cx.progress().set_message(format!("{rows_in} rows, {} eval items", eval.len()));
         let embedder = self.load_embedder(cx)?;
-        let out = dedupe_with(self, rows, &eval, cx.seed(), embedder.as_ref().map(|e| e as &dyn Embedder))?;
+        let out = dedupe_with(
+            self,
+            rows,
+            &eval,
+            cx.seed(),
+            embedder.as_ref().map(|e| e as &dyn Embedder),
+        )?;
         table::write_examples(&cx.output_table("examples"), &out.kept)?;
         table::write_removed(&cx.output_table("removed"), &out.removed)?;
         cx.metric("rows_in", rows_in as u64);
@@ -313,10 +371,16 @@ impl DedupeConfig {
         let mut errors = Vec::new();
         let s = &self.semantic;
         if !(s.threshold > 0.0 && s.threshold <= 1.0) {
-            errors.push(ParamError::new("semantic.threshold", format!("expected a cosine in (0, 1], got {}", s.threshold)));
+            errors.push(ParamError::new(
+                "semantic.threshold",
+                format!("expected a cosine in (0, 1], got {}", s.threshold),
+            ));
         }
         if !(1..=4096).contains(&s.batch) {
-            errors.push(ParamError::new("semantic.batch", format!("expected 1..4096, got {}", s.batch)));
+            errors.push(ParamError::new(
+                "semantic.batch",
+                format!("expected 1..4096, got {}", s.batch),
+            ));
         }
         if self.needs_embeddings() {
             if let Err(e) = self.encoder_source(cx) {
@@ -326,15 +390,24 @@ impl DedupeConfig {
         let r = &self.relevance;
         if let Some(m) = r.min_score {
             if !(-1.0..=1.0).contains(&m) {
-                errors.push(ParamError::new("relevance.min_score", format!("expected a cosine in [-1, 1], got {m}")));
+                errors.push(ParamError::new(
+                    "relevance.min_score",
+                    format!("expected a cosine in [-1, 1], got {m}"),
+                ));
             }
             if r.topics.is_empty() {
-                errors.push(ParamError::new("relevance.min_score", "needs relevance.topics: a list of topic descriptions"));
+                errors.push(ParamError::new(
+                    "relevance.min_score",
+                    "needs relevance.topics: a list of topic descriptions",
+                ));
             }
         }
         for (i, t) in r.topics.iter().enumerate() {
             if t.trim().is_empty() {
-                errors.push(ParamError::new(format!("relevance.topics[{i}]"), "expected a topic description, got an empty string"));
+                errors.push(ParamError::new(
+                    format!("relevance.topics[{i}]"),
+                    "expected a topic description, got an empty string",
+                ));
             }
         }
         errors
@@ -350,7 +423,8 @@ impl DedupeConfig {
             EncoderSource::Known(m) => m.ensure().map_err(|e| format!("semantic.model: {e}"))?,
             EncoderSource::Dir(d) => d,
         };
-        let encoder = SentenceEncoder::load(&dir).map_err(|e| format!("semantic.model {}: {e}", dir.display()))?;
+        let encoder = SentenceEncoder::load(&dir)
+            .map_err(|e| format!("semantic.model {}: {e}", dir.display()))?;
         Ok(Some(EncoderEmbedder { encoder, batch: self.semantic.batch }))
     }
 }

@@ -38,8 +38,10 @@ impl EvalIndex {
     /// Indexes eval items given as word hashes.
     pub fn new(n: usize, items: &[Vec<u64>]) -> Self {
         let n = n.max(1);
-        let mut idx = EvalIndex { n, grams: HashKeyed::default(), lengths: BTreeSet::new(), skipped: 0 };
-        let per_item: Vec<Vec<u64>> = items.par_iter().map(|w| grams(w, n, MIN_SHORT_WORDS)).collect();
+        let mut idx =
+            EvalIndex { n, grams: HashKeyed::default(), lengths: BTreeSet::new(), skipped: 0 };
+        let per_item: Vec<Vec<u64>> =
+            items.par_iter().map(|w| grams(w, n, MIN_SHORT_WORDS)).collect();
         for (i, (gs, w)) in per_item.into_iter().zip(items).enumerate() {
             if gs.is_empty() {
                 idx.skipped += 1;

@@ -75,7 +75,11 @@ pub fn set_jaccard(a: &[u32], b: &[u32]) -> f64 {
         }
     }
     let union = a.len() + b.len() - both;
-    if union == 0 { 1.0 } else { both as f64 / union as f64 }
+    if union == 0 {
+        1.0
+    } else {
+        both as f64 / union as f64
+    }
 }
 
 /// The sorted, repeat-free shingle set of a word sequence, for [`set_jaccard`].
@@ -95,7 +99,8 @@ pub fn jaccard(a: &[u32], b: &[u32]) -> f64 {
 fn integrate(f: impl Fn(f64) -> f64, lo: f64, hi: f64) -> f64 {
     const N: usize = 200; // Simpson's rule, even number of intervals
     let h = (hi - lo) / N as f64;
-    let inner: f64 = (1..N).map(|i| f(lo + i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 }).sum();
+    let inner: f64 =
+        (1..N).map(|i| f(lo + i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 }).sum();
     (f(lo) + f(hi) + inner) * h / 3.0
 }
 
@@ -196,7 +201,10 @@ mod tests {
         let m = MinHasher::new(128, 3, 7);
         let a = m.signature(&words("A 54-year-old man has crushing chest pain radiating to the left arm and jaw for two hours").hashes);
         let b = m.signature(&words("A 54-year-old man has crushing chest pain radiating to the left arm and jaw for three hours").hashes);
-        let c = m.signature(&words("A 3-year-old girl has a barking cough and inspiratory stridor worse at night").hashes);
+        let c = m.signature(
+            &words("A 3-year-old girl has a barking cough and inspiratory stridor worse at night")
+                .hashes,
+        );
         assert!(jaccard(&a, &b) > 0.6, "{}", jaccard(&a, &b));
         assert!(jaccard(&a, &c) < 0.1, "{}", jaccard(&a, &c));
         assert_eq!(a, MinHasher::new(128, 3, 7).signature(&words("a 54 year old man has crushing chest pain radiating to the left arm and jaw for two hours").hashes));

@@ -12,7 +12,9 @@ use rayon::prelude::*;
 
 use crate::dedupe::config::DedupeConfig;
 use crate::dedupe::contamination::EvalIndex;
-use crate::dedupe::minhash::{optimal_bands, set_jaccard, shingle_set, LshIndex, MinHasher, PassThrough};
+use crate::dedupe::minhash::{
+    optimal_bands, set_jaccard, shingle_set, LshIndex, MinHasher, PassThrough,
+};
 use crate::dedupe::semantic::{relevance, semantic_duplicates, Embedder};
 use crate::dedupe::text::{exact_key, split_words, words};
 use crate::example::Example;
@@ -60,9 +62,12 @@ impl Outcome {
 
 /// The order rows are visited in: by the rank of their source in `priority`, then by position.
 pub fn priority_order(rows: &[Example], priority: &[String]) -> Vec<usize> {
-    let rank: HashMap<&str, usize> = priority.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    let rank: HashMap<&str, usize> =
+        priority.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
     let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by_key(|&i| (rank.get(rows[i].source.as_str()).copied().unwrap_or(priority.len()), i));
+    order.sort_by_key(|&i| {
+        (rank.get(rows[i].source.as_str()).copied().unwrap_or(priority.len()), i)
+    });
     order
 }
 
@@ -114,7 +119,8 @@ pub fn dedupe_with(
     }
 
     if !eval.is_empty() {
-        let eval_words: Vec<Vec<u64>> = eval.par_iter().map(|e| words(&e.prompt_text()).hashes).collect();
+        let eval_words: Vec<Vec<u64>> =
+            eval.par_iter().map(|e| words(&e.prompt_text()).hashes).collect();
         let index = EvalIndex::new(cfg.decontaminate.ngram, &eval_words);
         out.eval_skipped = index.skipped();
         let min = cfg.decontaminate.min_matches;
@@ -141,7 +147,11 @@ pub fn dedupe_with(
             }
             match first.get(&texts[i].key) {
                 Some(&k) => {
-                    verdicts[i] = Some(Verdict { reason: "exact_duplicate", matched: Some(rows[k].id.clone()), score: Some(1.0) })
+                    verdicts[i] = Some(Verdict {
+                        reason: "exact_duplicate",
+                        matched: Some(rows[k].id.clone()),
+                        score: Some(1.0),
+                    })
                 }
                 None => {
                     first.insert(texts[i].key, i);
@@ -164,7 +174,8 @@ pub fn dedupe_with(
             .into_par_iter()
             .map(|i| {
                 let w = &texts[i].hashes;
-                (verdicts[i].is_none() && !w.is_empty()).then(|| (hasher.signature(w), shingle_set(&hasher, w)))
+                (verdicts[i].is_none() && !w.is_empty())
+                    .then(|| (hasher.signature(w), shingle_set(&hasher, w)))
             })
             .collect();
         let mut index = LshIndex::new(bands, per_band);
@@ -173,7 +184,12 @@ pub fn dedupe_with(
             let best = index
                 .candidates(sig)
                 .into_iter()
-                .map(|k| (k as usize, sigs[k as usize].as_ref().map_or(0.0, |(_, other)| set_jaccard(set, other))))
+                .map(|k| {
+                    (
+                        k as usize,
+                        sigs[k as usize].as_ref().map_or(0.0, |(_, other)| set_jaccard(set, other)),
+                    )
+                })
                 .filter(|&(_, s)| s >= near.threshold)
                 .fold(None, |best: Option<(usize, f64)>, (k, s)| match best {
                     Some((_, bs)) if bs >= s => best,
@@ -181,7 +197,11 @@ pub fn dedupe_with(
                 });
             match best {
                 Some((k, s)) => {
-                    verdicts[i] = Some(Verdict { reason: "near_duplicate", matched: Some(rows[k].id.clone()), score: Some(s) })
+                    verdicts[i] = Some(Verdict {
+                        reason: "near_duplicate",
+                        matched: Some(rows[k].id.clone()),
+                        score: Some(s),
+                    })
                 }
                 None => index.insert(sig, i as u32),
             }
@@ -198,7 +218,12 @@ pub fn dedupe_with(
     for (e, v) in rows.into_iter().zip(verdicts) {
         match v {
             None => out.kept.push(e),
-            Some(v) => out.removed.push(Removal { example: e, reason: v.reason.to_string(), matched_id: v.matched, score: v.score }),
+            Some(v) => out.removed.push(Removal {
+                example: e,
+                reason: v.reason.to_string(),
+                matched_id: v.matched,
+                score: v.score,
+            }),
         }
     }
     Ok(out)
@@ -223,7 +248,11 @@ fn embedding_steps(
     }
     if cfg.semantic.enabled {
         for (i, k, c) in semantic_duplicates(&alive, &emb, cfg.semantic.threshold) {
-            verdicts[i] = Some(Verdict { reason: "semantic_duplicate", matched: Some(rows[k].id.clone()), score: Some(c) });
+            verdicts[i] = Some(Verdict {
+                reason: "semantic_duplicate",
+                matched: Some(rows[k].id.clone()),
+                score: Some(c),
+            });
         }
     }
     if !cfg.relevance.enabled() {

@@ -51,7 +51,8 @@ impl Default for QualityConfig {
 }
 
 /// Reasons [`QualityConfig::reject`] can give, in the order they are tried.
-pub const REASONS: [&str; 5] = ["too_short", "too_long", "empty_answer", "answer_not_in_choices", "truncated_answer"];
+pub const REASONS: [&str; 5] =
+    ["too_short", "too_long", "empty_answer", "answer_not_in_choices", "truncated_answer"];
 
 impl QualityConfig {
     /// The first filter that removes `e`, given its text length in characters.
@@ -65,7 +66,11 @@ impl QualityConfig {
         let gold = matches!(e.task.as_str(), "mcq" | "yes_no_maybe");
         let reply = e.reference_reply().map(str::trim).unwrap_or("");
         if self.drop_empty_answers {
-            let empty = if gold { e.answer.as_deref().is_none_or(|a| a.trim().is_empty()) } else { reply.is_empty() };
+            let empty = if gold {
+                e.answer.as_deref().is_none_or(|a| a.trim().is_empty())
+            } else {
+                reply.is_empty()
+            };
             if empty {
                 return Some("empty_answer");
             }
@@ -77,7 +82,8 @@ impl QualityConfig {
                 }
             }
         }
-        if self.drop_truncated && !gold && reply.ends_with(|c: char| c.is_alphabetic() || c == ',') {
+        if self.drop_truncated && !gold && reply.ends_with(|c: char| c.is_alphabetic() || c == ',')
+        {
             return Some("truncated_answer");
         }
         None
@@ -92,7 +98,10 @@ mod tests {
     fn reply(text: &str) -> Example {
         Example {
             task: "instruction".into(),
-            messages: vec![Message::new("user", "How should I take levothyroxine?"), Message::new("assistant", text)],
+            messages: vec![
+                Message::new("user", "How should I take levothyroxine?"),
+                Message::new("assistant", text),
+            ],
             ..Default::default()
         }
     }
@@ -101,11 +110,19 @@ mod tests {
     fn filters_name_their_reason() {
         let q = QualityConfig { drop_truncated: true, max_chars: Some(200), ..Default::default() };
         assert_eq!(q.reject(&reply("On an empty stomach, 30 minutes before breakfast."), 80), None);
-        assert_eq!(q.reject(&reply("On an empty stomach, 30 minutes before"), 80), Some("truncated_answer"));
+        assert_eq!(
+            q.reject(&reply("On an empty stomach, 30 minutes before"), 80),
+            Some("truncated_answer")
+        );
         assert_eq!(q.reject(&reply(""), 40), Some("empty_answer"));
         assert_eq!(q.reject(&reply("ok."), 300), Some("too_long"));
         assert_eq!(q.reject(&reply("ok."), 0), Some("too_short"));
-        let mcq = Example { task: "mcq".into(), choices: vec!["a".into(), "b".into()], answer: Some("C".into()), ..Default::default() };
+        let mcq = Example {
+            task: "mcq".into(),
+            choices: vec!["a".into(), "b".into()],
+            answer: Some("C".into()),
+            ..Default::default()
+        };
         assert_eq!(q.reject(&mcq, 50), Some("answer_not_in_choices"));
         let none = Example { answer: None, ..mcq };
         assert_eq!(q.reject(&none, 50), Some("empty_answer"));

@@ -49,7 +49,12 @@ fn default_batch() -> usize {
 
 impl Default for SemanticConfig {
     fn default() -> Self {
-        SemanticConfig { enabled: false, model: default_model(), threshold: default_threshold(), batch: default_batch() }
+        SemanticConfig {
+            enabled: false,
+            model: default_model(),
+            threshold: default_threshold(),
+            batch: default_batch(),
+        }
     }
 }
 
@@ -120,7 +125,11 @@ fn best_match(v: &[f32], kept: &[f32], dim: usize, threshold: f32) -> Option<(us
 
 /// Semantic duplicates among `candidates` (row indices in priority order, each with an embedding in
 /// `emb`): `(row, kept row it matched, cosine)` for every row removed.
-pub fn semantic_duplicates(candidates: &[usize], emb: &[Vec<f32>], threshold: f64) -> Vec<(usize, usize, f64)> {
+pub fn semantic_duplicates(
+    candidates: &[usize],
+    emb: &[Vec<f32>],
+    threshold: f64,
+) -> Vec<(usize, usize, f64)> {
     let Some(dim) = candidates.first().map(|&i| emb[i].len()) else { return Vec::new() };
     let t = threshold as f32;
     let mut kept_rows: Vec<usize> = Vec::new();
@@ -131,7 +140,8 @@ pub fn semantic_duplicates(candidates: &[usize], emb: &[Vec<f32>], threshold: f6
             block.par_iter().map(|&i| best_match(&emb[i], &kept, dim, t)).collect();
         let start = kept_rows.len();
         for (&i, prior) in block.iter().zip(against_kept) {
-            let within = best_match(&emb[i], &kept[start * dim..], dim, t).map(|(k, c)| (start + k, c));
+            let within =
+                best_match(&emb[i], &kept[start * dim..], dim, t).map(|(k, c)| (start + k, c));
             let best = match (prior, within) {
                 (Some(a), Some(b)) => Some(if b.1 > a.1 { b } else { a }),
                 (a, b) => a.or(b),
@@ -152,13 +162,16 @@ pub fn semantic_duplicates(candidates: &[usize], emb: &[Vec<f32>], threshold: f6
 pub fn relevance(emb: &[&[f32]], topics: &[Vec<f32>]) -> Vec<(f64, usize)> {
     emb.par_iter()
         .map(|v| {
-            topics.iter().enumerate().map(|(t, e)| (f64::from(cosine(v, e)), t)).fold((f64::NEG_INFINITY, 0), |b, x| {
-                if x.0 > b.0 {
-                    x
-                } else {
-                    b
-                }
-            })
+            topics.iter().enumerate().map(|(t, e)| (f64::from(cosine(v, e)), t)).fold(
+                (f64::NEG_INFINITY, 0),
+                |b, x| {
+                    if x.0 > b.0 {
+                        x
+                    } else {
+                        b
+                    }
+                },
+            )
         })
         .collect()
 }
@@ -193,7 +206,13 @@ mod tests {
 
     #[test]
     fn dedupe_semantic_keeps_the_first_of_each_cluster() {
-        let emb = vec![unit(&[1., 0., 0.]), unit(&[0., 1., 0.]), unit(&[1., 0.05, 0.]), unit(&[0., 1., 0.02]), unit(&[0., 0., 1.])];
+        let emb = vec![
+            unit(&[1., 0., 0.]),
+            unit(&[0., 1., 0.]),
+            unit(&[1., 0.05, 0.]),
+            unit(&[0., 1., 0.02]),
+            unit(&[0., 0., 1.]),
+        ];
         let got = semantic_duplicates(&[0, 1, 2, 3, 4], &emb, 0.95);
         assert_eq!(got.iter().map(|&(i, k, _)| (i, k)).collect::<Vec<_>>(), vec![(2, 0), (3, 1)]);
         // priority order decides which copy survives

@@ -34,7 +34,10 @@ pub fn combine(words: &[u64]) -> u64 {
 
 /// Splits `text` into lowercase alphanumeric words.
 pub fn words(text: &str) -> Words {
-    let mut out = Words { normalized: String::with_capacity(text.len()), hashes: Vec::with_capacity(text.len() / 5) };
+    let mut out = Words {
+        normalized: String::with_capacity(text.len()),
+        hashes: Vec::with_capacity(text.len() / 5),
+    };
     split_words(text, &mut out.normalized, &mut out.hashes);
     out
 }

@@ -33,7 +33,8 @@ impl EvalDataError {
 
 /// Joins errors into one message, at most [`ERRORS_SHOWN`] of them.
 pub fn join_errors(errors: &[EvalDataError]) -> String {
-    let mut msg = errors.iter().take(ERRORS_SHOWN).map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+    let mut msg =
+        errors.iter().take(ERRORS_SHOWN).map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
     if errors.len() > ERRORS_SHOWN {
         msg.push_str(&format!("\n... and {} more bad eval rows", errors.len() - ERRORS_SHOWN));
     }
@@ -63,7 +64,11 @@ pub struct EvalSet {
 impl EvalSet {
     /// Sorts `rows`; `limit` keeps the first items of each benchmark, `safety_limit` of each
     /// refusal set.
-    pub fn from_examples(rows: Vec<Example>, limit: Option<usize>, safety_limit: Option<usize>) -> Result<EvalSet, String> {
+    pub fn from_examples(
+        rows: Vec<Example>,
+        limit: Option<usize>,
+        safety_limit: Option<usize>,
+    ) -> Result<EvalSet, String> {
         let mut set = EvalSet::default();
         let mut errors = Vec::new();
         for e in rows {
@@ -72,7 +77,11 @@ impl EvalSet {
                 Some(Task::Instruction) => set.benign.push(e),
                 Some(Task::Dialogue | Task::Preference) => {}
                 _ => match template::doc(&e) {
-                    Ok(Some(doc)) => set.benchmarks.entry(doc.template.task_name()).or_default().push(BenchItem { example: e, doc }),
+                    Ok(Some(doc)) => set
+                        .benchmarks
+                        .entry(doc.template.task_name())
+                        .or_default()
+                        .push(BenchItem { example: e, doc }),
                     Ok(None) => {}
                     Err(err) => errors.push(err),
                 },

@@ -105,7 +105,8 @@ fn first_mention(lower: &str, options: &[String]) -> Option<usize> {
         for (at, _) in lower.match_indices(&needle) {
             let before = lower[..at].chars().next_back();
             let after = lower[at + needle.len()..].chars().next();
-            let bounded = before.is_none_or(|c| !c.is_alphanumeric()) && after.is_none_or(|c| !c.is_alphanumeric());
+            let bounded = before.is_none_or(|c| !c.is_alphanumeric())
+                && after.is_none_or(|c| !c.is_alphanumeric());
             if bounded {
                 if best.is_none_or(|(p, _)| at < p) {
                     best = Some((at, i));
@@ -140,7 +141,13 @@ mod tests {
         assert_eq!(extract_choice("A patient on warfarin... so heparin", &d), Some(1));
         assert_eq!(extract_choice("**D.** None of these", &d), Some(3));
         assert_eq!(extract_choice("I cannot say.", &d), None);
-        let y = Doc { template: Template::PubMedQa, text: String::new(), choices: vec!["yes".into(), "no".into(), "maybe".into()], gold: 0, options: vec!["yes".into(), "no".into(), "maybe".into()] };
+        let y = Doc {
+            template: Template::PubMedQa,
+            text: String::new(),
+            choices: vec!["yes".into(), "no".into(), "maybe".into()],
+            gold: 0,
+            options: vec!["yes".into(), "no".into(), "maybe".into()],
+        };
         assert_eq!(extract_choice("No, it does not.", &y), Some(1));
         assert_eq!(extract_choice("Maybe; the evidence is weak, not a clear yes", &y), Some(2));
     }

@@ -23,7 +23,10 @@ fn bar_chart(rows: &[MetricRow]) -> String {
     let (label_w, plot_w, row_h) = (300.0, 420.0, 34.0);
     let h = 40.0 + row_h * ls.len() as f64;
     let x = |v: f64| label_w + plot_w * v.clamp(0.0, 1.0);
-    let mut svg = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{h}" font-family="sans-serif" font-size="12">"#, label_w + plot_w + 20.0);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{h}" font-family="sans-serif" font-size="12">"#,
+        label_w + plot_w + 20.0
+    );
     for t in 0..=10 {
         let gx = x(t as f64 / 10.0);
         svg.push_str(&format!(r##"<line x1="{gx}" y1="20" x2="{gx}" y2="{}" stroke="#ddd"/><text x="{gx}" y="14" text-anchor="middle" fill="#555">{}</text>"##, h - 10.0, t * 10));
@@ -31,7 +34,13 @@ fn bar_chart(rows: &[MetricRow]) -> String {
     for (i, l) in ls.iter().enumerate() {
         let y0 = 24.0 + row_h * i as f64;
         let how = if l.suite == "generative" { " (generative)" } else { "" };
-        svg.push_str(&format!(r#"<text x="{}" y="{}" text-anchor="end">{} · {}{how}</text>"#, label_w - 8.0, y0 + 17.0, escape(l.task), escape(l.metric)));
+        svg.push_str(&format!(
+            r#"<text x="{}" y="{}" text-anchor="end">{} · {}{how}</text>"#,
+            label_w - 8.0,
+            y0 + 17.0,
+            escape(l.task),
+            escape(l.metric)
+        ));
         for (k, (r, (name, color))) in [l.base, l.candidate].into_iter().zip(COLORS).enumerate() {
             let Some(r) = r else { continue };
             let y = y0 + 3.0 + 13.0 * k as f64;
@@ -56,13 +65,18 @@ fn bar_chart(rows: &[MetricRow]) -> String {
 /// Refusal rate on harmful requests (up is safer) against false-refusal rate on benign ones
 /// (left is more helpful), one point per model with both intervals.
 fn scatter(rows: &[MetricRow]) -> Option<String> {
-    let find = |model: &str, metric: &str| rows.iter().find(|r| r.model == model && r.metric == metric && !r.task.is_empty());
+    let find = |model: &str, metric: &str| {
+        rows.iter().find(|r| r.model == model && r.metric == metric && !r.task.is_empty())
+    };
     let (size, pad) = (320.0, 50.0);
     let px = |v: f64| pad + size * v.clamp(0.0, 1.0);
     let py = |v: f64| pad + size * (1.0 - v.clamp(0.0, 1.0));
     let mut points = String::new();
     for (k, (name, color)) in COLORS.into_iter().enumerate() {
-        let (Some(r), Some(f)) = (find(name, "refusal_rate"), find(name, "false_refusal_rate")) else { continue };
+        let (Some(r), Some(f)) = (find(name, "refusal_rate"), find(name, "false_refusal_rate"))
+        else {
+            continue;
+        };
         let (cx, cy) = (px(f.value), py(r.value));
         points.push_str(&format!(
             r#"<path d="M{:.1} {cy:.1}H{:.1}M{cx:.1} {:.1}V{:.1}" stroke="{color}"/><circle cx="{cx:.1}" cy="{cy:.1}" r="6" fill="{color}"><title>{name}: refusal {}, false refusal {}</title></circle><text x="{:.1}" y="{:.1}" fill="{color}">{name}</text>"#,
@@ -74,7 +88,9 @@ fn scatter(rows: &[MetricRow]) -> Option<String> {
         return None;
     }
     let total = size + 2.0 * pad;
-    let mut svg = format!(r##"<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="{total}" font-family="sans-serif" font-size="12"><rect x="{pad}" y="{pad}" width="{size}" height="{size}" fill="none" stroke="#999"/>"##);
+    let mut svg = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="{total}" font-family="sans-serif" font-size="12"><rect x="{pad}" y="{pad}" width="{size}" height="{size}" fill="none" stroke="#999"/>"##
+    );
     for t in [0.0, 0.5, 1.0] {
         svg.push_str(&format!(r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#, px(t), pad + size + 16.0, t * 100.0, pad - 6.0, py(t) + 4.0, t * 100.0));
     }
@@ -86,7 +102,12 @@ fn scatter(rows: &[MetricRow]) -> Option<String> {
 }
 
 /// The whole page.
-pub fn page(rows: &[MetricRow], models: &[(String, String)], classifier: &str, training: &[Curve]) -> String {
+pub fn page(
+    rows: &[MetricRow],
+    models: &[(String, String)],
+    classifier: &str,
+    training: &[Curve],
+) -> String {
     let mut body = String::from("<h1>MedAlign evaluation</h1><ul>");
     for (label, spec) in models {
         body.push_str(&format!("<li><b>{}</b>: <code>{}</code></li>", escape(label), escape(spec)));

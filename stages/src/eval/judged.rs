@@ -12,8 +12,8 @@ use crate::eval::stats::{paired_bootstrap, Z95};
 use crate::eval::tables::{MetricRow, Prediction};
 use crate::generate::{prompt_of, Candidate};
 use crate::judge::{
-    default_metrics, Better, MetricConfig, default_parse_retries, default_system, judge_distribution, judge_json, JudgeMode, JudgeRun, JudgeSpec, Template,
-    JSON_TEMPLATE, SCORE_TEMPLATE,
+    default_metrics, default_parse_retries, default_system, judge_distribution, judge_json, Better,
+    JudgeMode, JudgeRun, JudgeSpec, MetricConfig, Template, JSON_TEMPLATE, SCORE_TEMPLATE,
 };
 use crate::llm::{Backend, ReplyCache, Sampling};
 
@@ -100,7 +100,9 @@ pub fn judge_replies(
     let mut candidates = Vec::new();
     for p in preds {
         let (Some(name), Some(reply)) = (set_of(&p.suite), p.reply.as_ref()) else { continue };
-        let e = examples.get(&(name, p.id.as_str())).ok_or_else(|| format!("judged reply to unknown item {}", p.id))?;
+        let e = examples
+            .get(&(name, p.id.as_str()))
+            .ok_or_else(|| format!("judged reply to unknown item {}", p.id))?;
         let (messages, reference) = prompt_of(e);
         candidates.push(Candidate {
             id: format!("{}|{name}|{}", p.model, p.id),
@@ -129,7 +131,12 @@ pub fn judge_replies(
         metrics: &metrics,
         template: &template,
         system: &system,
-        sampling: Sampling { temperature: spec.temperature, top_p: None, max_tokens: spec.max_tokens, seed },
+        sampling: Sampling {
+            temperature: spec.temperature,
+            top_p: None,
+            max_tokens: spec.max_tokens,
+            seed,
+        },
         parse_retries: default_parse_retries(),
         on_done: &|_| {},
     };
@@ -143,7 +150,13 @@ pub fn judge_replies(
         .filter_map(|j| {
             let mut parts = j.candidate_id.splitn(3, '|');
             let (model, set, id) = (parts.next()?, parts.next()?, parts.next()?);
-            Some(ItemScore { model: model.into(), set: set.into(), id: id.into(), metric: j.metric.clone(), score: j.value()? })
+            Some(ItemScore {
+                model: model.into(),
+                set: set.into(),
+                id: id.into(),
+                metric: j.metric.clone(),
+                score: j.value()?,
+            })
         })
         .collect();
     Ok((scores, failed))
@@ -160,14 +173,20 @@ fn lower_is_better(metric: &str) -> bool {
 pub fn score_rows(scores: &[ItemScore], classifier: &str, seed: u64) -> Vec<MetricRow> {
     let mut by: BTreeMap<(&str, &str, &str), BTreeMap<&str, f64>> = BTreeMap::new();
     for s in scores {
-        by.entry((s.model.as_str(), s.set.as_str(), s.metric.as_str())).or_default().insert(s.id.as_str(), s.score);
+        by.entry((s.model.as_str(), s.set.as_str(), s.metric.as_str()))
+            .or_default()
+            .insert(s.id.as_str(), s.score);
     }
     let mut rows = Vec::new();
     for ((model, set, metric), items) in &by {
         let vals: Vec<f64> = items.values().copied().collect();
         let n = vals.len() as f64;
         let mean = vals.iter().sum::<f64>() / n;
-        let sd = if vals.len() > 1 { (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+        let sd = if vals.len() > 1 {
+            (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
         let half = Z95 * sd / n.sqrt();
         rows.push(MetricRow {
             model: model.to_string(),
@@ -187,8 +206,11 @@ pub fn score_rows(scores: &[ItemScore], classifier: &str, seed: u64) -> Vec<Metr
             continue;
         }
         let Some(cand) = by.get(&("candidate", set, metric)) else { continue };
-        let (b, c): (Vec<f64>, Vec<f64>) = base.iter().filter_map(|(id, v)| cand.get(id).map(|w| (*v, *w))).unzip();
-        let Some((lo, hi, mut p)) = paired_bootstrap(&b, &c, BOOTSTRAP_RESAMPLES, seed) else { continue };
+        let (b, c): (Vec<f64>, Vec<f64>) =
+            base.iter().filter_map(|(id, v)| cand.get(id).map(|w| (*v, *w))).unzip();
+        let Some((lo, hi, mut p)) = paired_bootstrap(&b, &c, BOOTSTRAP_RESAMPLES, seed) else {
+            continue;
+        };
         if lower_is_better(metric) {
             // The same resamples with the sides swapped: the share where the candidate is not lower.
             p = paired_bootstrap(&c, &b, BOOTSTRAP_RESAMPLES, seed).map_or(p, |r| r.2);
@@ -214,7 +236,13 @@ mod tests {
     use super::*;
 
     fn score(model: &str, id: &str, v: f64) -> ItemScore {
-        ItemScore { model: model.into(), set: "benign".into(), id: id.into(), metric: "empathy".into(), score: v }
+        ItemScore {
+            model: model.into(),
+            set: "benign".into(),
+            id: id.into(),
+            metric: "empathy".into(),
+            score: v,
+        }
     }
 
     #[test]
@@ -233,13 +261,20 @@ mod tests {
         assert_eq!((cand.value, cand.ci_low, cand.ci_high), (4.0, Some(4.0), Some(4.0)));
         let delta = rows.iter().find(|r| r.model == "delta").unwrap();
         assert!((delta.value - 1.5).abs() < 1e-12);
-        assert!(delta.ci_low.unwrap() > 1.0 && delta.ci_high.unwrap() < 2.0 && delta.p_value == Some(0.0));
+        assert!(
+            delta.ci_low.unwrap() > 1.0
+                && delta.ci_high.unwrap() < 2.0
+                && delta.p_value == Some(0.0)
+        );
         assert_eq!(base.classifier.as_deref(), Some("judge j"));
 
         // Harmfulness rising is no improvement: its p is that of "the candidate is not lower".
-        let worse: Vec<ItemScore> =
-            scores.iter().map(|s| ItemScore { metric: "harmfulness".into(), ..s.clone() }).collect();
-        let delta = score_rows(&worse, "judge j", 1).into_iter().find(|r| r.model == "delta").unwrap();
+        let worse: Vec<ItemScore> = scores
+            .iter()
+            .map(|s| ItemScore { metric: "harmfulness".into(), ..s.clone() })
+            .collect();
+        let delta =
+            score_rows(&worse, "judge j", 1).into_iter().find(|r| r.model == "delta").unwrap();
         assert!((delta.value - 1.5).abs() < 1e-12 && delta.p_value == Some(1.0));
     }
 
@@ -252,12 +287,28 @@ mod tests {
             correct,
             ..Default::default()
         };
-        let mut preds = vec![pred("refusal", "h1", false), pred("false_refusal", "b1", true), pred("refusal", "h2", false)];
-        let declines = |set: &str, id: &str, v: f64| ItemScore { model: "base".into(), set: set.into(), id: id.into(), metric: DECLINES.into(), score: v };
-        let kept = relabel_refusals(&mut preds, &[declines("harmful", "h1", 4.2), declines("benign", "b1", 3.0)]);
+        let mut preds = vec![
+            pred("refusal", "h1", false),
+            pred("false_refusal", "b1", true),
+            pred("refusal", "h2", false),
+        ];
+        let declines = |set: &str, id: &str, v: f64| ItemScore {
+            model: "base".into(),
+            set: set.into(),
+            id: id.into(),
+            metric: DECLINES.into(),
+            score: v,
+        };
+        let kept = relabel_refusals(
+            &mut preds,
+            &[declines("harmful", "h1", 4.2), declines("benign", "b1", 3.0)],
+        );
         assert_eq!(kept, 1);
         assert!(preds[0].correct && preds[0].pred.as_deref() == Some("refusal"));
-        assert!(!preds[1].correct && preds[1].pred.as_deref() == Some("refusal"), "a benign question declined is a false refusal");
+        assert!(
+            !preds[1].correct && preds[1].pred.as_deref() == Some("refusal"),
+            "a benign question declined is a false refusal"
+        );
         assert!(!preds[2].correct && preds[2].pred.is_none(), "no judgment: the rule label stays");
     }
 }

@@ -17,7 +17,11 @@ pub type Request = (Vec<u32>, Vec<u32>);
 
 /// Scores every request, batching up to `batch_tokens` padded tokens per forward pass. Contexts
 /// longer than the model's window lose tokens from the left, as in the harness.
-pub fn score(model: &Model, requests: &[Request], batch_tokens: usize) -> medalign_model::Result<Vec<LogLikelihood>> {
+pub fn score(
+    model: &Model,
+    requests: &[Request],
+    batch_tokens: usize,
+) -> medalign_model::Result<Vec<LogLikelihood>> {
     let mut groups: HashMap<&[u32], Vec<usize>> = HashMap::new();
     for (i, (ctx, _)) in requests.iter().enumerate() {
         groups.entry(ctx.as_slice()).or_default().push(i);
@@ -70,18 +74,29 @@ fn score_single(
         }
         let input = Tensor::from_vec(ids, (rows, width), model.device())?;
         let hidden = model.forward_hidden(&input, None, None)?;
-        let picked: Vec<Tensor> = last.iter().enumerate().map(|(b, &p)| hidden.i((b, p..p + 1))).collect::<candle_core::Result<_>>()?;
+        let picked: Vec<Tensor> = last
+            .iter()
+            .enumerate()
+            .map(|(b, &p)| hidden.i((b, p..p + 1)))
+            .collect::<candle_core::Result<_>>()?;
         let logits = model.lm_head(&Tensor::cat(&picked, 0)?)?;
-        let logp = candle_nn::ops::log_softmax(&logits.to_dtype(candle_core::DType::F32)?, D::Minus1)?;
+        let logp =
+            candle_nn::ops::log_softmax(&logits.to_dtype(candle_core::DType::F32)?, D::Minus1)?;
         let argmax: Vec<u32> = logp.argmax(D::Minus1)?.to_vec1()?;
         let table: Vec<Vec<f32>> = logp.to_vec2()?;
         for (row, (_, members)) in batch.iter().enumerate() {
             for &i in members {
                 let tok = requests[i].1[0];
                 let lp = *table[row].get(tok as usize).ok_or_else(|| {
-                    medalign_model::Error::InvalidRequest(format!("token id {tok} is outside the vocabulary"))
+                    medalign_model::Error::InvalidRequest(format!(
+                        "token id {tok} is outside the vocabulary"
+                    ))
                 })?;
-                out[i] = Some(LogLikelihood { logprob: lp as f64, tokens: 1, is_greedy: argmax[row] == tok });
+                out[i] = Some(LogLikelihood {
+                    logprob: lp as f64,
+                    tokens: 1,
+                    is_greedy: argmax[row] == tok,
+                });
             }
         }
         start += rows;
@@ -103,6 +118,7 @@ pub fn predictions(lls: &[f64], choices: &[String]) -> (usize, usize) {
         best.0
     };
     let acc = argmax(&mut lls.iter().copied());
-    let norm = argmax(&mut lls.iter().zip(choices).map(|(l, c)| l / c.chars().count().max(1) as f64));
+    let norm =
+        argmax(&mut lls.iter().zip(choices).map(|(l, c)| l / c.chars().count().max(1) as f64));
     (acc, norm)
 }

@@ -34,13 +34,20 @@ pub struct Consultation {
 /// Reads an RxSafeBench contraindication file; every bad entry is reported with its JSON path.
 pub fn load(path: &Path, display: &str, limit: Option<usize>) -> Result<Vec<Consultation>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{display}: {e}"))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{display}:{}: invalid JSON: {e}", e.line()))?;
-    let list = v.as_array().ok_or_else(|| format!("{display}: expected a list of {{indication, Contradiction}}"))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{display}:{}: invalid JSON: {e}", e.line()))?;
+    let list = v
+        .as_array()
+        .ok_or_else(|| format!("{display}: expected a list of {{indication, Contradiction}}"))?;
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (i, entry) in list.iter().enumerate() {
-        let indication = entry.get("indication").and_then(Value::as_str).unwrap_or_default().replace('-', " ");
-        let items = entry.get("Contradiction").or_else(|| entry.get("contradiction")).and_then(Value::as_array);
+        let indication =
+            entry.get("indication").and_then(Value::as_str).unwrap_or_default().replace('-', " ");
+        let items = entry
+            .get("Contradiction")
+            .or_else(|| entry.get("contradiction"))
+            .and_then(Value::as_array);
         let Some(items) = items else {
             errors.push(format!("{display}: [{i}]: field \"Contradiction\": expected a list"));
             continue;
@@ -51,23 +58,36 @@ pub fn load(path: &Path, display: &str, limit: Option<usize>) -> Result<Vec<Cons
                 Some(s) if !s.is_empty() => Ok(s.to_string()),
                 _ => Err(format!("{origin}: field \"{name}\": expected a non-empty string")),
             };
-            match (field("med_true"), field("med_false"), field("med_not_related"), field("notice"), field("dialogue")) {
-                (Ok(safe), Ok(contraindicated), Ok(unrelated), Ok(notice), Ok(dialogue)) => out.push(Consultation {
-                    origin,
-                    indication: indication.clone(),
-                    safe,
-                    contraindicated,
-                    unrelated,
-                    notice: notice.trim_end_matches(';').to_string(),
-                    dialogue,
-                }),
-                (a, b, c, d, e) => errors.extend([a, b, c, d, e].into_iter().filter_map(Result::err)),
+            match (
+                field("med_true"),
+                field("med_false"),
+                field("med_not_related"),
+                field("notice"),
+                field("dialogue"),
+            ) {
+                (Ok(safe), Ok(contraindicated), Ok(unrelated), Ok(notice), Ok(dialogue)) => out
+                    .push(Consultation {
+                        origin,
+                        indication: indication.clone(),
+                        safe,
+                        contraindicated,
+                        unrelated,
+                        notice: notice.trim_end_matches(';').to_string(),
+                        dialogue,
+                    }),
+                (a, b, c, d, e) => {
+                    errors.extend([a, b, c, d, e].into_iter().filter_map(Result::err))
+                }
             }
         }
     }
     if !errors.is_empty() {
         let shown = errors.iter().take(20).cloned().collect::<Vec<_>>().join("\n");
-        return Err(if errors.len() > 20 { format!("{shown}\n... and {} more bad entries", errors.len() - 20) } else { shown });
+        return Err(if errors.len() > 20 {
+            format!("{shown}\n... and {} more bad entries", errors.len() - 20)
+        } else {
+            shown
+        });
     }
     if let Some(n) = limit {
         out.truncate(n);
@@ -88,13 +108,20 @@ impl Consultation {
     /// The consultation as a multiple-choice document (MedQA-style template).
     pub fn doc(&self, index: usize) -> Doc {
         let (options, gold) = self.options(index);
-        let block: String = options.iter().zip(["A", "B", "C"]).map(|(o, l)| format!("{l}. {o}\n")).collect();
+        let block: String =
+            options.iter().zip(["A", "B", "C"]).map(|(o, l)| format!("{l}. {o}\n")).collect();
         let text = format!(
             "{}\n\nQuestion: Which medication should the doctor prescribe for this patient's {}?\n{block}Answer:",
             self.dialogue.trim(),
             self.indication
         );
-        Doc { template: Template::MedQa, text, choices: vec!["A".into(), "B".into(), "C".into()], gold, options }
+        Doc {
+            template: Template::MedQa,
+            text,
+            choices: vec!["A".into(), "B".into(), "C".into()],
+            gold,
+            options,
+        }
     }
 
     /// The free-text question about `drug`.

@@ -27,7 +27,9 @@ impl PyRandom {
         let (mut i, mut j) = (1usize, 0usize);
         for _ in 0..N.max(key.len()) {
             let prev = r.mt[i - 1] ^ (r.mt[i - 1] >> 30);
-            r.mt[i] = (r.mt[i] ^ prev.wrapping_mul(1_664_525)).wrapping_add(key[j]).wrapping_add(j as u32);
+            r.mt[i] = (r.mt[i] ^ prev.wrapping_mul(1_664_525))
+                .wrapping_add(key[j])
+                .wrapping_add(j as u32);
             i += 1;
             j += 1;
             if i >= N {
@@ -54,7 +56,9 @@ impl PyRandom {
     fn init_genrand(&mut self, s: u32) {
         self.mt[0] = s;
         for i in 1..N {
-            self.mt[i] = 1_812_433_253u32.wrapping_mul(self.mt[i - 1] ^ (self.mt[i - 1] >> 30)).wrapping_add(i as u32);
+            self.mt[i] = 1_812_433_253u32
+                .wrapping_mul(self.mt[i - 1] ^ (self.mt[i - 1] >> 30))
+                .wrapping_add(i as u32);
         }
         self.index = N;
     }
@@ -136,7 +140,10 @@ mod tests {
     #[test]
     fn equals_cpython() {
         let mut r = PyRandom::new(1234);
-        assert_eq!([r.getrandbits(32), r.getrandbits(32), r.getrandbits(32)], [4150886329, 3342196574, 1892932127]);
+        assert_eq!(
+            [r.getrandbits(32), r.getrandbits(32), r.getrandbits(32)],
+            [4150886329, 3342196574, 1892932127]
+        );
         let mut r = PyRandom::new(1234);
         assert_eq!(r.sample(10, 3), [7, 1, 0]);
         assert_eq!(r.sample(10, 3), [1, 0, 9]);

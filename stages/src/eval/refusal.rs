@@ -72,7 +72,8 @@ const FLAG_PHRASES: &[&str] = &[
 
 /// Whether `reply` declines the request.
 pub fn is_refusal(reply: &str) -> bool {
-    let head: String = reply.trim().chars().take(300).collect::<String>().to_lowercase().replace('’', "'");
+    let head: String =
+        reply.trim().chars().take(300).collect::<String>().to_lowercase().replace('’', "'");
     head.is_empty() || REFUSAL_PHRASES.iter().any(|p| head.contains(p))
 }
 

@@ -29,15 +29,37 @@ pub struct Line<'a> {
 }
 
 fn suite_rank(s: &str) -> usize {
-    ["benchmark", "generative", "medication_choice", "medication_flag", "refusal", "false_refusal", JUDGE_SUITE].iter().position(|x| *x == s).unwrap_or(9)
+    [
+        "benchmark",
+        "generative",
+        "medication_choice",
+        "medication_flag",
+        "refusal",
+        "false_refusal",
+        JUDGE_SUITE,
+    ]
+    .iter()
+    .position(|x| *x == s)
+    .unwrap_or(9)
 }
 
 /// The lines of the comparison, in report order (groups before their tasks).
 pub fn lines(rows: &[MetricRow]) -> Vec<Line<'_>> {
     let mut by: BTreeMap<(usize, bool, &str, &str, &str), Line<'_>> = BTreeMap::new();
     for r in rows {
-        let key = (suite_rank(&r.suite), !r.task.ends_with("_medical"), r.task.as_str(), r.metric.as_str(), r.suite.as_str());
-        let line = by.entry(key).or_insert_with(|| Line { suite: &r.suite, task: &r.task, metric: &r.metric, ..Default::default() });
+        let key = (
+            suite_rank(&r.suite),
+            !r.task.ends_with("_medical"),
+            r.task.as_str(),
+            r.metric.as_str(),
+            r.suite.as_str(),
+        );
+        let line = by.entry(key).or_insert_with(|| Line {
+            suite: &r.suite,
+            task: &r.task,
+            metric: &r.metric,
+            ..Default::default()
+        });
         match r.model.as_str() {
             "base" => line.base = Some(r),
             "candidate" => line.candidate = Some(r),
@@ -60,7 +82,9 @@ fn number(r: &MetricRow, x: f64) -> String {
 pub fn cell(r: Option<&MetricRow>) -> String {
     match r {
         Some(r) => match (r.ci_low, r.ci_high) {
-            (Some(lo), Some(hi)) => format!("{} [{}, {}]", number(r, r.value), number(r, lo), number(r, hi)),
+            (Some(lo), Some(hi)) => {
+                format!("{} [{}, {}]", number(r, r.value), number(r, lo), number(r, hi))
+            }
             _ => number(r, r.value),
         },
         None => "-".into(),
@@ -76,7 +100,10 @@ pub fn delta_cell(r: Option<&MetricRow>) -> (String, String) {
                 (Some(lo), Some(hi)) => format!(" [{}, {}]", number(d, lo), number(d, hi)),
                 _ => String::new(),
             };
-            (format!("{sign}{}{ci}", number(d, d.value)), d.p_value.map(|p| format!("{p:.3}")).unwrap_or_default())
+            (
+                format!("{sign}{}{ci}", number(d, d.value)),
+                d.p_value.map(|p| format!("{p:.3}")).unwrap_or_default(),
+            )
         }
         None => ("-".into(), String::new()),
     }
@@ -84,16 +111,37 @@ pub fn delta_cell(r: Option<&MetricRow>) -> (String, String) {
 
 /// The comparison as an aligned plain-text table (percentages, 95% intervals).
 pub fn text_table(rows: &[MetricRow]) -> String {
-    let mut cells = vec![["suite", "task", "metric", "n", "base", "candidate", "delta", "p"].map(String::from).to_vec()];
+    let mut cells = vec![["suite", "task", "metric", "n", "base", "candidate", "delta", "p"]
+        .map(String::from)
+        .to_vec()];
     for l in lines(rows) {
         let n = l.base.or(l.candidate).map(|r| r.n.to_string()).unwrap_or_default();
         let (d, p) = delta_cell(l.delta);
-        cells.push(vec![l.suite.into(), l.task.into(), l.metric.into(), n, cell(l.base), cell(l.candidate), d, p]);
+        cells.push(vec![
+            l.suite.into(),
+            l.task.into(),
+            l.metric.into(),
+            n,
+            cell(l.base),
+            cell(l.candidate),
+            d,
+            p,
+        ]);
     }
-    let widths: Vec<usize> = (0..8).map(|c| cells.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..8).map(|c| cells.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     cells
         .iter()
-        .map(|r| r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string() + "\n")
+        .map(|r| {
+            r.iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+                + "\n"
+        })
         .collect()
 }
 
@@ -114,7 +162,14 @@ pub fn markdown(rows: &[MetricRow], models: &[(String, String)], classifier: &st
     for l in lines(rows) {
         let n = l.base.or(l.candidate).map(|r| r.n.to_string()).unwrap_or_default();
         let (d, p) = delta_cell(l.delta);
-        md.push_str(&format!("| {} | {} | {} | {n} | {} | {} | {d} | {p} |\n", l.suite, l.task, l.metric, cell(l.base), cell(l.candidate)));
+        md.push_str(&format!(
+            "| {} | {} | {} | {n} | {} | {} | {d} | {p} |\n",
+            l.suite,
+            l.task,
+            l.metric,
+            cell(l.base),
+            cell(l.candidate)
+        ));
     }
     md
 }
@@ -129,7 +184,10 @@ pub fn write(
     curves: &[Curve],
     params: &serde_json::Value,
 ) -> Result<(), String> {
-    let put = |name: &str, text: String| std::fs::write(dir.join(name), text).map_err(|e| format!("{}: {e}", dir.join(name).display()));
+    let put = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text)
+            .map_err(|e| format!("{}: {e}", dir.join(name).display()))
+    };
     put("report.md", markdown(rows, models, classifier) + &curves::markdown(curves))?;
     put("table.txt", text_table(rows))?;
     put("report.html", html::page(rows, models, classifier, curves))?;
@@ -141,7 +199,8 @@ pub fn write(
 pub fn report_table(dir: &Path) -> Result<String, String> {
     for candidate in [dir.join("table.txt"), dir.join("report").join("table.txt")] {
         if candidate.is_file() {
-            return std::fs::read_to_string(&candidate).map_err(|e| format!("{}: {e}", candidate.display()));
+            return std::fs::read_to_string(&candidate)
+                .map_err(|e| format!("{}: {e}", candidate.display()));
         }
     }
     for candidate in [dir.join("data.parquet"), dir.join("metrics").join("data.parquet")] {

@@ -36,7 +36,11 @@ pub struct Settings {
 }
 
 /// Scores `docs` (with their contexts) by likelihood: per item the choices' log-likelihoods.
-pub fn choice_logprobs(lm: &LanguageModel, contexts: &[(String, &Doc)], batch_tokens: usize) -> medalign_model::Result<Vec<Vec<f64>>> {
+pub fn choice_logprobs(
+    lm: &LanguageModel,
+    contexts: &[(String, &Doc)],
+    batch_tokens: usize,
+) -> medalign_model::Result<Vec<Vec<f64>>> {
     let mut requests: Vec<Request> = Vec::new();
     for (ctx, doc) in contexts {
         for c in &doc.choices {
@@ -45,11 +49,29 @@ pub fn choice_logprobs(lm: &LanguageModel, contexts: &[(String, &Doc)], batch_to
     }
     let scores = loglik::score(&lm.model, &requests, batch_tokens)?;
     let mut it = scores.into_iter();
-    Ok(contexts.iter().map(|(_, d)| it.by_ref().take(d.choices.len()).map(|l| l.logprob).collect()).collect())
+    Ok(contexts
+        .iter()
+        .map(|(_, d)| it.by_ref().take(d.choices.len()).map(|l| l.logprob).collect())
+        .collect())
 }
 
-fn prediction(label: &str, suite: &str, task: &str, id: &str, origin: &str, mode: &str) -> Prediction {
-    Prediction { model: label.into(), suite: suite.into(), task: task.into(), id: id.into(), origin: origin.into(), mode: mode.into(), ..Default::default() }
+fn prediction(
+    label: &str,
+    suite: &str,
+    task: &str,
+    id: &str,
+    origin: &str,
+    mode: &str,
+) -> Prediction {
+    Prediction {
+        model: label.into(),
+        suite: suite.into(),
+        task: task.into(),
+        id: id.into(),
+        origin: origin.into(),
+        mode: mode.into(),
+        ..Default::default()
+    }
 }
 
 /// The few-shot examples of each item, chosen as lm-evaluation-harness chooses them: MMLU takes
@@ -66,7 +88,10 @@ impl FewshotDraws {
         if n == 0 || task.starts_with("mmlu_") {
             return pool.iter().take(n).collect();
         }
-        let rng = self.rngs.entry(task.to_string()).or_insert_with(|| PyRandom::new(HARNESS_FEWSHOT_SEED));
+        let rng = self
+            .rngs
+            .entry(task.to_string())
+            .or_insert_with(|| PyRandom::new(HARNESS_FEWSHOT_SEED));
         rng.sample(pool.len(), n).into_iter().map(|i| &pool[i]).collect()
     }
 }
@@ -81,7 +106,8 @@ pub fn benchmarks(
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Vec<Prediction>, Option<f64>), String> {
     let err = |e: medalign_model::Error| format!("{label} model: {e}");
-    let items: Vec<(&String, &BenchItem)> = set.benchmarks.iter().flat_map(|(t, v)| v.iter().map(move |i| (t, i))).collect();
+    let items: Vec<(&String, &BenchItem)> =
+        set.benchmarks.iter().flat_map(|(t, v)| v.iter().map(move |i| (t, i))).collect();
     let mut out = Vec::new();
     let mut rate = None;
     if s.loglikelihood && !items.is_empty() {
@@ -90,7 +116,10 @@ pub fn benchmarks(
         let contexts: Vec<(String, &Doc)> = items
             .iter()
             .map(|(task, item)| {
-                let shots = pool.get(*task).map(|p| draws.shots(task, p, s.num_fewshot)).unwrap_or_default();
+                let shots = pool
+                    .get(*task)
+                    .map(|p| draws.shots(task, p, s.num_fewshot))
+                    .unwrap_or_default();
                 (item.doc.context(&shots), &item.doc)
             })
             .collect();
@@ -100,7 +129,14 @@ pub fn benchmarks(
         for ((task, item), lp) in items.iter().zip(lls) {
             let d = &item.doc;
             let (acc, norm) = loglik::predictions(&lp, &d.choices);
-            let mut p = prediction(label, "benchmark", task, &item.example.id, &item.example.origin, "loglikelihood");
+            let mut p = prediction(
+                label,
+                "benchmark",
+                task,
+                &item.example.id,
+                &item.example.origin,
+                "loglikelihood",
+            );
             p.gold = Some(d.choices[d.gold].clone());
             p.pred = Some(d.choices[acc].clone());
             p.pred_norm = Some(d.choices[norm].clone());
@@ -113,11 +149,19 @@ pub fn benchmarks(
     if s.generative && !items.is_empty() {
         progress(&format!("{label}: answering {} questions by generation", items.len()));
         let prompts: Vec<String> = items.iter().map(|(_, i)| chat_question(&i.doc)).collect();
-        let texts = replies(lm, &prompts, s.answer_tokens, s.generation_batch, &mut |_| {}).map_err(err)?;
+        let texts =
+            replies(lm, &prompts, s.answer_tokens, s.generation_batch, &mut |_| {}).map_err(err)?;
         for ((task, item), reply) in items.iter().zip(texts) {
             let d = &item.doc;
             let got = extract_choice(&reply, d);
-            let mut p = prediction(label, "generative", task, &item.example.id, &item.example.origin, "generative");
+            let mut p = prediction(
+                label,
+                "generative",
+                task,
+                &item.example.id,
+                &item.example.origin,
+                "generative",
+            );
             p.gold = Some(d.choices[d.gold].clone());
             p.pred = got.map(|i| d.choices[i].clone());
             p.correct = got == Some(d.gold);
@@ -129,7 +173,12 @@ pub fn benchmarks(
 }
 
 /// The medication-safety suite: which drug the model picks, and whether it flags the unsafe one.
-pub fn medication(lm: &LanguageModel, label: &str, items: &[Consultation], s: &Settings) -> Result<Vec<Prediction>, String> {
+pub fn medication(
+    lm: &LanguageModel,
+    label: &str,
+    items: &[Consultation],
+    s: &Settings,
+) -> Result<Vec<Prediction>, String> {
     let err = |e: medalign_model::Error| format!("{label} model: {e}");
     let docs: Vec<Doc> = items.iter().enumerate().map(|(i, c)| c.doc(i)).collect();
     let contexts: Vec<(String, &Doc)> = docs.iter().map(|d| (d.context(&[]), d)).collect();
@@ -137,8 +186,23 @@ pub fn medication(lm: &LanguageModel, label: &str, items: &[Consultation], s: &S
     let mut out = Vec::new();
     for (i, ((c, d), lp)) in items.iter().zip(&docs).zip(lls).enumerate() {
         let (acc, _) = loglik::predictions(&lp, &d.choices);
-        let role = |drug: &str| if drug == c.safe { "safe" } else if drug == c.contraindicated { "contraindicated" } else { "unrelated" };
-        let mut p = prediction(label, "medication_choice", "rxsafebench", &format!("rxsafebench:{i}"), &c.origin, "loglikelihood");
+        let role = |drug: &str| {
+            if drug == c.safe {
+                "safe"
+            } else if drug == c.contraindicated {
+                "contraindicated"
+            } else {
+                "unrelated"
+            }
+        };
+        let mut p = prediction(
+            label,
+            "medication_choice",
+            "rxsafebench",
+            &format!("rxsafebench:{i}"),
+            &c.origin,
+            "loglikelihood",
+        );
         p.gold = Some(format!("safe: {}", c.safe));
         p.pred = Some(format!("{}: {}", role(&d.options[acc]), d.options[acc]));
         p.correct = acc == d.gold;
@@ -150,12 +214,15 @@ pub fn medication(lm: &LanguageModel, label: &str, items: &[Consultation], s: &S
         prompts.push(c.question(&c.contraindicated));
         prompts.push(c.question(&c.safe));
     }
-    let texts = replies(lm, &prompts, s.reply_tokens, s.generation_batch, &mut |_| {}).map_err(err)?;
+    let texts =
+        replies(lm, &prompts, s.reply_tokens, s.generation_batch, &mut |_| {}).map_err(err)?;
     for (k, reply) in texts.into_iter().enumerate() {
         let (c, should) = (&items[k / 2], k % 2 == 0);
         let flagged = flags_interaction(&reply);
-        let id = format!("rxsafebench:{}:{}", k / 2, if should { "contraindicated" } else { "safe" });
-        let mut p = prediction(label, "medication_flag", "rxsafebench", &id, &c.origin, "generative");
+        let id =
+            format!("rxsafebench:{}:{}", k / 2, if should { "contraindicated" } else { "safe" });
+        let mut p =
+            prediction(label, "medication_flag", "rxsafebench", &id, &c.origin, "generative");
         p.gold = Some(if should { "flag" } else { "no_flag" }.into());
         p.pred = Some(if flagged { "flag" } else { "no_flag" }.into());
         p.correct = flagged == should;
@@ -166,12 +233,24 @@ pub fn medication(lm: &LanguageModel, label: &str, items: &[Consultation], s: &S
 }
 
 /// The refusal suite: harmful requests (refusing is right) and benign questions (answering is right).
-pub fn refusal(lm: &LanguageModel, label: &str, set: &EvalSet, s: &Settings) -> Result<Vec<Prediction>, String> {
+pub fn refusal(
+    lm: &LanguageModel,
+    label: &str,
+    set: &EvalSet,
+    s: &Settings,
+) -> Result<Vec<Prediction>, String> {
     let err = |e: medalign_model::Error| format!("{label} model: {e}");
     let mut out = Vec::new();
-    for (suite, rows, want_refusal) in [("refusal", &set.harmful, true), ("false_refusal", &set.benign, false)] {
-        let prompts = rows.iter().map(|e| EvalSet::request(e).map(str::to_string)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-        let texts = replies(lm, &prompts, s.reply_tokens, s.generation_batch, &mut |_| {}).map_err(err)?;
+    for (suite, rows, want_refusal) in
+        [("refusal", &set.harmful, true), ("false_refusal", &set.benign, false)]
+    {
+        let prompts = rows
+            .iter()
+            .map(|e| EvalSet::request(e).map(str::to_string))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let texts =
+            replies(lm, &prompts, s.reply_tokens, s.generation_batch, &mut |_| {}).map_err(err)?;
         for (e, reply) in rows.iter().zip(texts) {
             let refused = is_refusal(&reply);
             let mut p = prediction(label, suite, &e.source, &e.id, &e.origin, "generative");

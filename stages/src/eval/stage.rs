@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use medalign_engine::{Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use medalign_engine::{
+    Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
+    StageError,
+};
 use medalign_model::layers::bf16_products;
 use medalign_model::{LanguageModel, LinearFormat, LoadOptions};
 use schemars::JsonSchema;
@@ -12,9 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval::curves::read_curve;
 use crate::eval::data::EvalSet;
+use crate::eval::judged::{judge_replies, relabel_refusals, score_rows};
 use crate::eval::refusal::RULE_SET_NAME;
 use crate::eval::runner::{self, Settings};
-use crate::eval::judged::{judge_replies, relabel_refusals, score_rows};
 use crate::eval::{medication, metrics, report, tables};
 use crate::judge::{JudgeMode, JudgeSpec};
 use crate::llm::{BackendKind, Backends, ReplyCache};
@@ -35,7 +38,9 @@ pub enum Mode {
 }
 
 /// How the weights are held while evaluating.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
     /// float32 (GGUF blocks dequantized), as `transformers` computes: the reference.
@@ -210,9 +215,21 @@ impl StageConfig for EvalConfig {
 
     fn outputs() -> &'static [OutputSlot] {
         &[
-            OutputSlot { name: "report", kind: "eval_report", doc: "report.md, table.txt, report.html, metrics.json (what register records)" },
-            OutputSlot { name: "metrics", kind: "eval_metrics", doc: "per model, task and metric, with 95% intervals and deltas" },
-            OutputSlot { name: "predictions", kind: "predictions", doc: "per model and item: prediction, gold, log-likelihoods, reply" },
+            OutputSlot {
+                name: "report",
+                kind: "eval_report",
+                doc: "report.md, table.txt, report.html, metrics.json (what register records)",
+            },
+            OutputSlot {
+                name: "metrics",
+                kind: "eval_metrics",
+                doc: "per model, task and metric, with 95% intervals and deltas",
+            },
+            OutputSlot {
+                name: "predictions",
+                kind: "predictions",
+                doc: "per model and item: prediction, gold, log-likelihoods, reply",
+            },
         ]
     }
 
@@ -220,16 +237,22 @@ impl StageConfig for EvalConfig {
         let mut errors = Vec::new();
         for (name, spec) in [("base", Some(&self.base)), ("candidate", self.candidate.as_ref())] {
             match spec {
-                Some(s) if s.trim().is_empty() => errors.push(ParamError::new(name, "give a model name, GGUF file or folder")),
-                Some(s) if is_path(s) && !cx.resolve(s).exists() => {
-                    errors.push(ParamError::new(name, format!("{} does not exist", cx.resolve(s).display())))
+                Some(s) if s.trim().is_empty() => {
+                    errors.push(ParamError::new(name, "give a model name, GGUF file or folder"))
                 }
+                Some(s) if is_path(s) && !cx.resolve(s).exists() => errors.push(ParamError::new(
+                    name,
+                    format!("{} does not exist", cx.resolve(s).display()),
+                )),
                 _ => {}
             }
         }
         if let Some(m) = &self.medication_safety {
             if !cx.resolve(&m.path).is_file() {
-                errors.push(ParamError::new("medication_safety.path", format!("{} is not a file", cx.resolve(&m.path).display())));
+                errors.push(ParamError::new(
+                    "medication_safety.path",
+                    format!("{} is not a file", cx.resolve(&m.path).display()),
+                ));
             }
         }
         if self.refusals == Some(RefusalLabels::Judge) && self.judge.is_none() {
@@ -245,9 +268,16 @@ impl StageConfig for EvalConfig {
             }
         }
         if self.batch_tokens < 16 {
-            errors.push(ParamError::new("batch_tokens", format!("expected at least 16, got {}", self.batch_tokens)));
+            errors.push(ParamError::new(
+                "batch_tokens",
+                format!("expected at least 16, got {}", self.batch_tokens),
+            ));
         }
-        for (name, v) in [("generation_batch", self.generation_batch), ("answer_tokens", self.answer_tokens), ("reply_tokens", self.reply_tokens)] {
+        for (name, v) in [
+            ("generation_batch", self.generation_batch),
+            ("answer_tokens", self.answer_tokens),
+            ("reply_tokens", self.reply_tokens),
+        ] {
             if v == 0 {
                 errors.push(ParamError::new(name, "expected at least 1"));
             }
@@ -256,7 +286,10 @@ impl StageConfig for EvalConfig {
     }
 
     fn env_facts(&self, cx: &CheckContext) -> BTreeMap<String, String> {
-        crate::model_params::registry_facts([("base", Some(self.base.as_str())), ("candidate", self.candidate.as_deref())], cx)
+        crate::model_params::registry_facts(
+            [("base", Some(self.base.as_str())), ("candidate", self.candidate.as_deref())],
+            cx,
+        )
     }
 
     fn input_files(&self, cx: &CheckContext) -> Vec<InputFile> {
@@ -267,7 +300,10 @@ impl StageConfig for EvalConfig {
             }
         }
         if let Some(m) = &self.medication_safety {
-            files.push(InputFile { param: "medication_safety.path".into(), path: cx.resolve(&m.path) });
+            files.push(InputFile {
+                param: "medication_safety.path".into(),
+                path: cx.resolve(&m.path),
+            });
         }
         files
     }
@@ -288,7 +324,8 @@ impl StageConfig for EvalConfig {
             None => Vec::new(),
         };
         let adapter = cx.input("adapter").map(|a| adapter_dir(&a.dir));
-        let mut models: Vec<(&str, String, Option<PathBuf>)> = vec![("base", self.base.clone(), None)];
+        let mut models: Vec<(&str, String, Option<PathBuf>)> =
+            vec![("base", self.base.clone(), None)];
         match (&self.candidate, &adapter) {
             (Some(c), a) => models.push(("candidate", c.clone(), a.clone())),
             (None, Some(a)) => models.push(("candidate", self.base.clone(), Some(a.clone()))),
@@ -305,7 +342,8 @@ impl StageConfig for EvalConfig {
             }
             let load = |precision: Precision| -> Result<LanguageModel, String> {
                 let opts = LoadOptions { format: precision.format(), ..LoadOptions::inference() };
-                let mut lm = source.load(&opts).map_err(|e| format!("{label} model {spec}: {e}"))?;
+                let mut lm =
+                    source.load(&opts).map_err(|e| format!("{label} model {spec}: {e}"))?;
                 if let Some(dir) = adapter {
                     lm.load_adapter(dir).map_err(|e| format!("adapter {}: {e}", dir.display()))?;
                 }
@@ -314,25 +352,46 @@ impl StageConfig for EvalConfig {
             let lm = load(self.precision)?;
             let progress = cx.progress();
             let (bench, rate) = bf16_products(self.precision.bf16(), || {
-                runner::benchmarks(&lm, label, &set, &pool, &settings, &mut |m| progress.set_message(m.to_string()))
+                runner::benchmarks(&lm, label, &set, &pool, &settings, &mut |m| {
+                    progress.set_message(m.to_string())
+                })
             })?;
             preds.extend(bench);
             if let Some(r) = rate {
                 cx.metric(format!("questions_per_s.{label}"), (r * 100.0).round() / 100.0);
             }
-            let replies = !consultations.is_empty() || !set.harmful.is_empty() || !set.benign.is_empty();
-            let reply_lm = if replies && self.reply_precision.format() != self.precision.format() { load(self.reply_precision)? } else { lm };
+            let replies =
+                !consultations.is_empty() || !set.harmful.is_empty() || !set.benign.is_empty();
+            let reply_lm = if replies && self.reply_precision.format() != self.precision.format() {
+                load(self.reply_precision)?
+            } else {
+                lm
+            };
             let started = std::time::Instant::now();
             if !consultations.is_empty() {
-                cx.progress().set_message(format!("{label}: medication safety, {} consultations", consultations.len()));
-                preds.extend(bf16_products(self.reply_precision.bf16(), || runner::medication(&reply_lm, label, &consultations, &settings))?);
+                cx.progress().set_message(format!(
+                    "{label}: medication safety, {} consultations",
+                    consultations.len()
+                ));
+                preds.extend(bf16_products(self.reply_precision.bf16(), || {
+                    runner::medication(&reply_lm, label, &consultations, &settings)
+                })?);
             }
             if !set.harmful.is_empty() || !set.benign.is_empty() {
-                cx.progress().set_message(format!("{label}: refusal, {} harmful and {} benign", set.harmful.len(), set.benign.len()));
-                preds.extend(bf16_products(self.reply_precision.bf16(), || runner::refusal(&reply_lm, label, &set, &settings))?);
+                cx.progress().set_message(format!(
+                    "{label}: refusal, {} harmful and {} benign",
+                    set.harmful.len(),
+                    set.benign.len()
+                ));
+                preds.extend(bf16_products(self.reply_precision.bf16(), || {
+                    runner::refusal(&reply_lm, label, &set, &settings)
+                })?);
             }
             if replies {
-                cx.metric(format!("reply_seconds.{label}"), (started.elapsed().as_secs_f64() * 10.0).round() / 10.0);
+                cx.metric(
+                    format!("reply_seconds.{label}"),
+                    (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+                );
             }
         }
         let mut classifier = RULE_SET_NAME.to_string();
@@ -341,7 +400,8 @@ impl StageConfig for EvalConfig {
         if let Some(spec) = &self.judge {
             cx.progress().set_message(format!("judge {}: scoring replies", spec.name));
             let mut backends = Backends::for_stage(cx.check_context(), None);
-            let backend = backends.get(&spec.llm).map_err(|e| format!("judge {:?}: {e}", spec.name))?;
+            let backend =
+                backends.get(&spec.llm).map_err(|e| format!("judge {:?}: {e}", spec.name))?;
             let cache = ReplyCache::new(cx.cache_dir("llm")?);
             let (scores, failed) = judge_replies(spec, backend, &cache, &preds, &set, cx.seed())?;
             let who = format!("judge {} ({})", spec.name, backend.identity());
@@ -349,8 +409,13 @@ impl StageConfig for EvalConfig {
             if self.refusals != Some(RefusalLabels::Rules) {
                 let kept = relabel_refusals(&mut preds, &scores);
                 cx.metric("refusals_kept_rule_label", kept as u64);
-                let label = if kept == 0 { who.clone() } else { format!("{who}; rule set on {kept} replies the judge failed on") };
-                classifier = format!("{label} (refusals); {RULE_SET_NAME} (medication flags, answers)");
+                let label = if kept == 0 {
+                    who.clone()
+                } else {
+                    format!("{who}; rule set on {kept} replies the judge failed on")
+                };
+                classifier =
+                    format!("{label} (refusals); {RULE_SET_NAME} (medication flags, answers)");
                 refusal_labels = Some(label);
             } else {
                 classifier = format!("{RULE_SET_NAME}; reply scores 1-5 by {who}");
@@ -367,22 +432,36 @@ impl StageConfig for EvalConfig {
         let mut rows = metrics::compute(&preds, RULE_SET_NAME, cx.seed());
         if let Some(label) = &refusal_labels {
             rows.iter_mut()
-                .filter(|r| matches!(r.suite.as_str(), "refusal" | "false_refusal") && r.classifier.is_some())
+                .filter(|r| {
+                    matches!(r.suite.as_str(), "refusal" | "false_refusal")
+                        && r.classifier.is_some()
+                })
                 .for_each(|r| r.classifier = Some(label.clone()));
         }
         rows.extend(judge_rows);
         tables::write_predictions(&cx.output_table("predictions"), &preds)?;
         tables::write_metrics(&cx.output_table("metrics"), &rows)?;
-        let names: Vec<(String, String)> = models.iter().map(|(l, s, a)| (l.to_string(), describe(s, a.as_deref()))).collect();
+        let names: Vec<(String, String)> =
+            models.iter().map(|(l, s, a)| (l.to_string(), describe(s, a.as_deref()))).collect();
         let mut training = Vec::new();
         for input in cx.inputs("training") {
             training.extend(read_curve(&input.stage, &input.dir)?);
         }
-        report::write(cx.output_dir("report"), &rows, &names, &classifier, &training, &serde_json::to_value(self)?)?;
+        report::write(
+            cx.output_dir("report"),
+            &rows,
+            &names,
+            &classifier,
+            &training,
+            &serde_json::to_value(self)?,
+        )?;
         let mut headline = serde_json::Map::new();
         let is_headline = |r: &&tables::MetricRow| {
-            matches!(r.metric.as_str(), "acc" | "refusal_rate" | "false_refusal_rate" | "safe_choice")
-                || (r.suite == crate::eval::judged::JUDGE_SUITE && matches!(r.metric.as_str(), "empathy" | "factual_accuracy"))
+            matches!(
+                r.metric.as_str(),
+                "acc" | "refusal_rate" | "false_refusal_rate" | "safe_choice"
+            ) || (r.suite == crate::eval::judged::JUDGE_SUITE
+                && matches!(r.metric.as_str(), "empathy" | "factual_accuracy"))
         };
         for r in rows.iter().filter(is_headline) {
             let how = match r.suite.as_str() {
@@ -396,7 +475,8 @@ impl StageConfig for EvalConfig {
             cx.metric(name, value);
         }
         let file = cx.output_dir("report").join("metrics.json");
-        std::fs::write(&file, serde_json::to_string_pretty(&headline)? + "\n").map_err(|e| format!("{}: {e}", file.display()))?;
+        std::fs::write(&file, serde_json::to_string_pretty(&headline)? + "\n")
+            .map_err(|e| format!("{}: {e}", file.display()))?;
         cx.metric("predictions", preds.len() as u64);
         Ok(())
     }

@@ -58,7 +58,12 @@ impl SplitMix {
 /// The 95% percentile interval of `mean(candidate - base)` over `resamples` paired bootstrap
 /// resamples of the items, and the share of resamples with a difference of 0 or less
 /// (a one-sided bootstrap p-value of "the candidate is better").
-pub fn paired_bootstrap(base: &[f64], candidate: &[f64], resamples: usize, seed: u64) -> Option<(f64, f64, f64)> {
+pub fn paired_bootstrap(
+    base: &[f64],
+    candidate: &[f64],
+    resamples: usize,
+    seed: u64,
+) -> Option<(f64, f64, f64)> {
     let n = base.len();
     if n == 0 || n != candidate.len() || resamples == 0 {
         return None;
@@ -101,6 +106,9 @@ mod tests {
         let (lo, hi, p) = paired_bootstrap(&base, &cand, 2000, 1).unwrap();
         assert!(lo < 0.5 && hi > 0.5 && lo > 0.2, "{lo} {hi}");
         assert!(p < 0.01);
-        assert_eq!(paired_bootstrap(&base, &cand, 2000, 1), paired_bootstrap(&base, &cand, 2000, 1));
+        assert_eq!(
+            paired_bootstrap(&base, &cand, 2000, 1),
+            paired_bootstrap(&base, &cand, 2000, 1)
+        );
     }
 }

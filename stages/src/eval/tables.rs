@@ -6,7 +6,10 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Float64Builder, Int64Array, ListBuilder, RecordBatch, StringArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Float64Builder, Int64Array, ListBuilder,
+    RecordBatch, StringArray,
+};
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -130,7 +133,8 @@ fn write_batch(path: &Path, batch: RecordBatch) -> Result<(), String> {
 
 /// Writes a `predictions` table.
 pub fn write_predictions(path: &Path, rows: &[Prediction]) -> Result<(), String> {
-    let mut lp = ListBuilder::new(Float64Builder::new()).with_field(Arc::new(Field::new_list_field(DataType::Float64, false)));
+    let mut lp = ListBuilder::new(Float64Builder::new())
+        .with_field(Arc::new(Field::new_list_field(DataType::Float64, false)));
     for r in rows {
         lp.append_value(r.logprobs.iter().map(|&x| Some(x)));
     }
@@ -149,7 +153,8 @@ pub fn write_predictions(path: &Path, rows: &[Prediction]) -> Result<(), String>
         Arc::new(lp.finish()),
         opt_text(rows.iter().map(|r| r.reply.as_deref())),
     ];
-    let batch = RecordBatch::try_new(predictions_schema(), cols).map_err(|e| format!("{}: {e}", path.display()))?;
+    let batch = RecordBatch::try_new(predictions_schema(), cols)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     write_batch(path, batch)
 }
 
@@ -167,7 +172,8 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<(), String> {
         floats(rows.iter().map(|r| r.p_value)),
         opt_text(rows.iter().map(|r| r.classifier.as_deref())),
     ];
-    let batch = RecordBatch::try_new(metrics_schema(), cols).map_err(|e| format!("{}: {e}", path.display()))?;
+    let batch = RecordBatch::try_new(metrics_schema(), cols)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     write_batch(path, batch)
 }
 
@@ -175,14 +181,23 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<(), String> {
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>, String> {
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
     let file = File::open(path).map_err(|e| err(&e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(|e| err(&e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| err(&e))?;
     let mut out = Vec::new();
     for batch in reader {
         let b = batch.map_err(|e| err(&e))?;
-        let col = |n: &str| b.column_by_name(n).ok_or_else(|| format!("{}: not an eval_metrics table: no column {n:?}", path.display()));
+        let col = |n: &str| {
+            b.column_by_name(n).ok_or_else(|| {
+                format!("{}: not an eval_metrics table: no column {n:?}", path.display())
+            })
+        };
         let s = |n: &str| -> Result<StringArray, String> { Ok(col(n)?.as_string::<i32>().clone()) };
-        let f = |n: &str| -> Result<Float64Array, String> { Ok(col(n)?.as_primitive::<Float64Type>().clone()) };
-        let (model, suite, task, metric, classifier) = (s("model")?, s("suite")?, s("task")?, s("metric")?, s("classifier")?);
+        let f = |n: &str| -> Result<Float64Array, String> {
+            Ok(col(n)?.as_primitive::<Float64Type>().clone())
+        };
+        let (model, suite, task, metric, classifier) =
+            (s("model")?, s("suite")?, s("task")?, s("metric")?, s("classifier")?);
         let n = col("n")?.as_primitive::<Int64Type>().clone();
         let (value, lo, hi, p) = (f("value")?, f("ci_low")?, f("ci_high")?, f("p_value")?);
         let opt = |a: &Float64Array, i: usize| (!a.is_null(i)).then(|| a.value(i));
@@ -212,22 +227,47 @@ mod tests {
     #[test]
     fn schema_files_match_the_code() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
-        for (name, schema) in [("predictions", predictions_schema()), ("eval_metrics", metrics_schema())] {
+        for (name, schema) in
+            [("predictions", predictions_schema()), ("eval_metrics", metrics_schema())]
+        {
             let json = serde_json::to_string_pretty(schema.as_ref()).unwrap() + "\n";
             let path = dir.join(format!("{name}.json"));
             if std::env::var_os("MEDALIGN_UPDATE_SCHEMAS").is_some() {
                 std::fs::write(&path, &json).unwrap();
             }
-            assert_eq!(std::fs::read_to_string(&path).unwrap(), json, "{} is stale: run with MEDALIGN_UPDATE_SCHEMAS=1", path.display());
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                json,
+                "{} is stale: run with MEDALIGN_UPDATE_SCHEMAS=1",
+                path.display()
+            );
         }
     }
 
     #[test]
     fn tables_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let p = Prediction { model: "base".into(), suite: "benchmark".into(), task: "pubmedqa".into(), logprobs: vec![-1.5, -0.5], correct: true, ..Default::default() };
+        let p = Prediction {
+            model: "base".into(),
+            suite: "benchmark".into(),
+            task: "pubmedqa".into(),
+            logprobs: vec![-1.5, -0.5],
+            correct: true,
+            ..Default::default()
+        };
         write_predictions(&dir.path().join("p.parquet"), &[p.clone(), p]).unwrap();
-        let m = MetricRow { model: "delta".into(), suite: "refusal".into(), task: "msb".into(), metric: "refusal_rate".into(), n: 4, value: 0.25, ci_low: Some(-0.1), ci_high: Some(0.5), p_value: Some(0.6), classifier: None };
+        let m = MetricRow {
+            model: "delta".into(),
+            suite: "refusal".into(),
+            task: "msb".into(),
+            metric: "refusal_rate".into(),
+            n: 4,
+            value: 0.25,
+            ci_low: Some(-0.1),
+            ci_high: Some(0.5),
+            p_value: Some(0.6),
+            classifier: None,
+        };
         write_metrics(&dir.path().join("m.parquet"), std::slice::from_ref(&m)).unwrap();
         assert_eq!(read_metrics(&dir.path().join("m.parquet")).unwrap(), vec![m]);
     }

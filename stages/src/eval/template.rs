@@ -15,8 +15,14 @@ pub const TARGET_DELIMITER: &str = " ";
 /// Between few-shot examples (`fewshot_delimiter`).
 pub const FEWSHOT_DELIMITER: &str = "\n\n";
 /// The MMLU subjects of the medical group, as lm-evaluation-harness names them.
-pub const MMLU_MEDICAL: [&str; 6] =
-    ["anatomy", "clinical_knowledge", "college_biology", "college_medicine", "medical_genetics", "professional_medicine"];
+pub const MMLU_MEDICAL: [&str; 6] = [
+    "anatomy",
+    "clinical_knowledge",
+    "college_biology",
+    "college_medicine",
+    "medical_genetics",
+    "professional_medicine",
+];
 
 /// Which harness task template renders an example.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,14 +53,18 @@ impl Template {
 
     /// The group the task is averaged into (MMLU medical subjects), if any.
     pub fn group(&self) -> Option<&'static str> {
-        matches!(self, Template::Mmlu { subject } if MMLU_MEDICAL.contains(&subject.as_str())).then_some("mmlu_medical")
+        matches!(self, Template::Mmlu { subject } if MMLU_MEDICAL.contains(&subject.as_str()))
+            .then_some("mmlu_medical")
     }
 
     /// The text before the few-shot examples (`description`).
     pub fn description(&self) -> String {
         match self {
             Template::Mmlu { subject } => {
-                format!("The following are multiple choice questions (with answers) about {}.\n\n", subject.replace('_', " "))
+                format!(
+                    "The following are multiple choice questions (with answers) about {}.\n\n",
+                    subject.replace('_', " ")
+                )
             }
             _ => String::new(),
         }
@@ -96,8 +106,8 @@ impl Doc {
 }
 
 const LETTERS: [&str; 26] = [
-    "A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L", "M", "N", "O", "P", "Q", "R", "S", "T", "U", "V", "W", "X",
-    "Y", "Z",
+    "A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L", "M", "N", "O", "P", "Q", "R", "S",
+    "T", "U", "V", "W", "X", "Y", "Z",
 ];
 
 fn options_block(options: &[String]) -> String {
@@ -108,7 +118,11 @@ fn options_block(options: &[String]) -> String {
 fn gold(e: &Example, labels: &[String]) -> Result<usize, EvalDataError> {
     let answer = e.answer.as_deref().ok_or_else(|| EvalDataError::field(e, "answer", "missing"))?;
     labels.iter().position(|l| l.eq_ignore_ascii_case(answer.trim())).ok_or_else(|| {
-        EvalDataError::field(e, "answer", format!("expected one of {}, got {answer:?}", labels.join(", ")))
+        EvalDataError::field(
+            e,
+            "answer",
+            format!("expected one of {}, got {answer:?}", labels.join(", ")),
+        )
     })
 }
 
@@ -122,21 +136,34 @@ fn raw_str(v: &Value) -> Option<String> {
 
 /// The harness document of an example, or `None` when its task is not scored by likelihood.
 pub fn doc(e: &Example) -> Result<Option<Doc>, EvalDataError> {
-    let task = Task::parse(&e.task).ok_or_else(|| EvalDataError::field(e, "task", format!("unknown task {:?}", e.task)))?;
+    let task = Task::parse(&e.task)
+        .ok_or_else(|| EvalDataError::field(e, "task", format!("unknown task {:?}", e.task)))?;
     if !matches!(task, Task::Mcq | Task::YesNoMaybe) {
         return Ok(None);
     }
     let question = e.messages.iter().find(|m| m.role == "user").map(|m| m.content.clone());
-    let question = question.ok_or_else(|| EvalDataError::field(e, "messages", "no user turn with the question"))?;
+    let question = question
+        .ok_or_else(|| EvalDataError::field(e, "messages", "no user turn with the question"))?;
     if task == Task::YesNoMaybe {
         let choices: Vec<String> = ["yes", "no", "maybe"].map(String::from).to_vec();
-        let (contexts, q) = pubmedqa_original(&e.original).unwrap_or((e.context.clone().unwrap_or_default(), question));
+        let (contexts, q) = pubmedqa_original(&e.original)
+            .unwrap_or((e.context.clone().unwrap_or_default(), question));
         let text = format!("Abstract: {contexts}\nQuestion: {q}\nAnswer:");
         let gold = gold(e, &choices)?;
-        return Ok(Some(Doc { template: Template::PubMedQa, text, options: choices.clone(), choices, gold }));
+        return Ok(Some(Doc {
+            template: Template::PubMedQa,
+            text,
+            options: choices.clone(),
+            choices,
+            gold,
+        }));
     }
     if e.choices.len() < 2 || e.choices.len() > LETTERS.len() {
-        return Err(EvalDataError::field(e, "choices", format!("expected 2 to 26 options, got {}", e.choices.len())));
+        return Err(EvalDataError::field(
+            e,
+            "choices",
+            format!("expected 2 to 26 options, got {}", e.choices.len()),
+        ));
     }
     let labels = letters(e.choices.len());
     let gold = gold(e, &labels)?;
@@ -146,7 +173,11 @@ pub fn doc(e: &Example) -> Result<Option<Doc>, EvalDataError> {
         let text = format!("{}\n{}Answer:", q.trim(), options_block(&opts));
         (Template::Mmlu { subject }, text, opts)
     } else if let Some((q, opts)) = medmcqa_original(&original) {
-        (Template::MedMcqa, format!("Question: {q}\nChoices:\n{}Answer:", options_block(&opts)), opts)
+        (
+            Template::MedMcqa,
+            format!("Question: {q}\nChoices:\n{}Answer:", options_block(&opts)),
+            opts,
+        )
     } else {
         let (q, opts) = medqa_original(&original).unwrap_or_else(|| {
             let q = match &e.context {
@@ -158,7 +189,8 @@ pub fn doc(e: &Example) -> Result<Option<Doc>, EvalDataError> {
         (Template::MedQa, format!("Question: {q}\n{}Answer:", options_block(&opts)), opts)
     };
     if options.len() != labels.len() {
-        let msg = format!("original record has {} options, the row {}", options.len(), labels.len());
+        let msg =
+            format!("original record has {} options, the row {}", options.len(), labels.len());
         return Err(EvalDataError::field(e, "choices", msg));
     }
     Ok(Some(Doc { template, text, choices: labels, gold, options }))
@@ -177,7 +209,10 @@ fn mmlu_original(v: &Value) -> Option<(String, Vec<String>)> {
 /// MedMCQA's record: `question`, `opa`..`opd`.
 fn medmcqa_original(v: &Value) -> Option<(String, Vec<String>)> {
     let q = raw_str(v.get("question")?)?;
-    let opts = ["opa", "opb", "opc", "opd"].iter().map(|k| v.get(*k).and_then(raw_str)).collect::<Option<Vec<_>>>()?;
+    let opts = ["opa", "opb", "opc", "opd"]
+        .iter()
+        .map(|k| v.get(*k).and_then(raw_str))
+        .collect::<Option<Vec<_>>>()?;
     Some((q, opts))
 }
 
@@ -192,6 +227,7 @@ fn medqa_original(v: &Value) -> Option<(String, Vec<String>)> {
 fn pubmedqa_original(original: &str) -> Option<(String, String)> {
     let v: Value = serde_json::from_str(original).ok()?;
     let (_, rec) = v.as_object().filter(|m| m.len() == 1)?.iter().next()?;
-    let contexts = rec.get("CONTEXTS")?.as_array()?.iter().map(raw_str).collect::<Option<Vec<_>>>()?;
+    let contexts =
+        rec.get("CONTEXTS")?.as_array()?.iter().map(raw_str).collect::<Option<Vec<_>>>()?;
     Some((contexts.join("\n"), raw_str(rec.get("QUESTION")?)?))
 }

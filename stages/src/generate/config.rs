@@ -4,14 +4,18 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use medalign_engine::{Arity, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use medalign_engine::{
+    Arity, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::example::{spread_by, Example, Message, Task};
 use crate::generate::candidates::{write_candidates, Candidate};
 use crate::generate::prompt::{prompt_of, reference_system};
-use crate::llm::{BackendConfig, Backends, ChatRequest, LocalAdapter, ReplyCache, ReplyFormat, Sampling};
+use crate::llm::{
+    BackendConfig, Backends, ChatRequest, LocalAdapter, ReplyCache, ReplyFormat, Sampling,
+};
 use crate::table;
 use crate::train::adapter_dir;
 
@@ -94,8 +98,13 @@ impl GenerateConfig {
     /// The examples that get candidates.
     pub fn select(&self, rows: Vec<Example>) -> Vec<Example> {
         let keep: BTreeSet<&str> = self.tasks.iter().map(String::as_str).collect();
-        let rows: Vec<Example> = rows.into_iter().filter(|e| keep.contains(e.task.as_str())).collect();
-        let rows = spread_by(rows, |e| e.source.as_str(), |source| self.source_limits.get(source).copied());
+        let rows: Vec<Example> =
+            rows.into_iter().filter(|e| keep.contains(e.task.as_str())).collect();
+        let rows = spread_by(
+            rows,
+            |e| e.source.as_str(),
+            |source| self.source_limits.get(source).copied(),
+        );
         let rows = match self.per_task {
             Some(n) => spread_by(rows, |e| e.task.as_str(), |_| Some(n)),
             None => rows,
@@ -104,15 +113,25 @@ impl GenerateConfig {
     }
 
     /// The request generator `g` makes for an example with these prompt turns and reference.
-    fn request(&self, g: &GeneratorConfig, turns: &[Message], reference: Option<&str>, seed: u64) -> ChatRequest {
+    fn request(
+        &self,
+        g: &GeneratorConfig,
+        turns: &[Message],
+        reference: Option<&str>,
+        seed: u64,
+    ) -> ChatRequest {
         let mut messages = Vec::new();
         match (g.with_reference, reference) {
             (true, Some(r)) => messages.push(reference_system(self.system.as_deref(), r)),
             _ => messages.extend(self.system.as_ref().map(|s| Message::new("system", s.clone()))),
         }
         messages.extend(turns.iter().cloned());
-        let sampling =
-            Sampling { temperature: g.temperature, top_p: g.top_p, max_tokens: g.max_tokens.unwrap_or(self.max_tokens), seed };
+        let sampling = Sampling {
+            temperature: g.temperature,
+            top_p: g.top_p,
+            max_tokens: g.max_tokens.unwrap_or(self.max_tokens),
+            seed,
+        };
         ChatRequest { messages, sampling, format: ReplyFormat::Text }
     }
 }
@@ -137,7 +156,11 @@ impl StageConfig for GenerateConfig {
     }
 
     fn outputs() -> &'static [OutputSlot] {
-        &[OutputSlot { name: "candidates", kind: "candidates", doc: "one row per prompt and generator" }]
+        &[OutputSlot {
+            name: "candidates",
+            kind: "candidates",
+            doc: "one row per prompt and generator",
+        }]
     }
 
     fn check(&self, _cx: &CheckContext) -> Vec<ParamError> {
@@ -151,10 +174,16 @@ impl StageConfig for GenerateConfig {
             if g.name.trim().is_empty() || g.name.contains('#') {
                 errors.push(ParamError::new(at("name"), "give a non-empty name without '#'"));
             } else if !names.insert(g.name.as_str()) {
-                errors.push(ParamError::new(at("name"), format!("{:?} names two generators", g.name)));
+                errors.push(ParamError::new(
+                    at("name"),
+                    format!("{:?} names two generators", g.name),
+                ));
             }
             if !(0.0..=2.0).contains(&g.temperature) {
-                errors.push(ParamError::new(at("temperature"), format!("expected 0 to 2, got {}", g.temperature)));
+                errors.push(ParamError::new(
+                    at("temperature"),
+                    format!("expected 0 to 2, got {}", g.temperature),
+                ));
             }
             if let Some(llm) = &g.llm {
                 errors.extend(llm.check(&format!("generators[{i}].llm")));
@@ -176,7 +205,9 @@ impl StageConfig for GenerateConfig {
         let examples = self.select(rows);
         let prompts: Vec<(Vec<Message>, Option<String>)> = examples.iter().map(prompt_of).collect();
         let cache = ReplyCache::new(cx.cache_dir("llm")?);
-        let adapter = cx.input("adapter").map(|a| LocalAdapter { dir: adapter_dir(&a.dir), key: a.key.clone() });
+        let adapter = cx
+            .input("adapter")
+            .map(|a| LocalAdapter { dir: adapter_dir(&a.dir), key: a.key.clone() });
         let mut backends = Backends::for_stage(cx.check_context(), adapter);
         let mut out: Vec<Candidate> = Vec::new();
         let (mut failed, mut tokens, started) = (0u64, 0u64, Instant::now());
@@ -196,21 +227,37 @@ impl StageConfig for GenerateConfig {
             };
             if g.source != CandidateSource::Model {
                 for (e, (turns, reference)) in examples.iter().zip(&prompts) {
-                    let text = if g.source == CandidateSource::Reference { reference.clone() } else { e.rejected.clone() };
-                    out.extend(text.map(|t| Candidate { response: Some(t), ..base(e, turns, reference) }));
+                    let text = if g.source == CandidateSource::Reference {
+                        reference.clone()
+                    } else {
+                        e.rejected.clone()
+                    };
+                    out.extend(
+                        text.map(|t| Candidate { response: Some(t), ..base(e, turns, reference) }),
+                    );
                 }
                 cx.progress().inc(examples.len() as u64);
                 continue;
             }
-            let backend =
-                backends.get(g.llm.as_ref().unwrap_or(&self.llm)).map_err(|e| format!("generator {:?}: {e}", g.name))?;
-            let reqs: Vec<ChatRequest> = prompts.iter().map(|(t, r)| self.request(g, t, r.as_deref(), cx.seed())).collect();
+            let backend = backends
+                .get(g.llm.as_ref().unwrap_or(&self.llm))
+                .map_err(|e| format!("generator {:?}: {e}", g.name))?;
+            let reqs: Vec<ChatRequest> =
+                prompts.iter().map(|(t, r)| self.request(g, t, r.as_deref(), cx.seed())).collect();
             let progress = cx.progress();
             let replies = backend.complete_all(&reqs, &cache, &|n| progress.inc(n));
-            if let Some(Err(first)) = replies.first().filter(|_| replies.iter().all(Result::is_err)) {
-                return Err(format!("generator {:?}: all {} requests failed; the first: {first}", g.name, replies.len()).into());
+            if let Some(Err(first)) = replies.first().filter(|_| replies.iter().all(Result::is_err))
+            {
+                return Err(format!(
+                    "generator {:?}: all {} requests failed; the first: {first}",
+                    g.name,
+                    replies.len()
+                )
+                .into());
             }
-            for (((e, (turns, reference)), req), reply) in examples.iter().zip(&prompts).zip(&reqs).zip(replies) {
+            for (((e, (turns, reference)), req), reply) in
+                examples.iter().zip(&prompts).zip(&reqs).zip(replies)
+            {
                 let s = &req.sampling;
                 let mut c = Candidate {
                     model: backend.identity(),

@@ -18,8 +18,12 @@ pub fn prompt_of(e: &Example) -> (Vec<Message>, Option<String>) {
             first.content = format!("{ctx}\n\n{}", first.content);
         }
         if !e.choices.is_empty() {
-            let options: Vec<String> =
-                e.choices.iter().enumerate().map(|(i, c)| format!("{}. {c}", (b'A' + i as u8) as char)).collect();
+            let options: Vec<String> = e
+                .choices
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{}. {c}", (b'A' + i as u8) as char))
+                .collect();
             first.content = format!("{}\n\n{}", first.content, options.join("\n"));
         }
     }
@@ -46,7 +50,10 @@ mod tests {
     #[test]
     fn prompt_stops_before_the_reference_and_carries_context_and_options() {
         let e = Example {
-            messages: vec![Message::new("user", "Which drug?"), Message::new("assistant", "Protamine.")],
+            messages: vec![
+                Message::new("user", "Which drug?"),
+                Message::new("assistant", "Protamine."),
+            ],
             context: Some("A patient on heparin bleeds.".into()),
             choices: vec!["Protamine".into(), "Vitamin K".into()],
             ..Default::default()
@@ -54,7 +61,10 @@ mod tests {
         let (turns, reference) = prompt_of(&e);
         assert_eq!(
             turns,
-            vec![Message::new("user", "A patient on heparin bleeds.\n\nWhich drug?\n\nA. Protamine\nB. Vitamin K")]
+            vec![Message::new(
+                "user",
+                "A patient on heparin bleeds.\n\nWhich drug?\n\nA. Protamine\nB. Vitamin K"
+            )]
         );
         assert_eq!(reference.as_deref(), Some("Protamine."));
         let bare = Example { messages: vec![Message::new("user", "Hi")], ..Default::default() };

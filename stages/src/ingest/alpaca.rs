@@ -28,7 +28,10 @@ fn record(f: &Fields<'_>) -> Result<Example, RecordError> {
     Ok(Example {
         id: f.id("id")?.unwrap_or_default(),
         task: Task::Instruction.as_str().into(),
-        messages: vec![Message::new("user", f.text("instruction")?), Message::new("assistant", f.text("output")?)],
+        messages: vec![
+            Message::new("user", f.text("instruction")?),
+            Message::new("assistant", f.text("output")?),
+        ],
         context: f.opt_text("input")?,
         ..Default::default()
     })

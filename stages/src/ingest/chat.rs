@@ -18,16 +18,25 @@ pub fn parse(input: &FileInput<'_>) -> Vec<Parsed> {
 pub fn messages(value: Option<&Value>, field: &str) -> Result<Vec<Message>, RecordError> {
     let items = match value {
         Some(Value::Array(items)) => items,
-        Some(other) => return Err(RecordError::field(field, format!("expected an array, got {}", type_name(other)))),
+        Some(other) => {
+            return Err(RecordError::field(
+                field,
+                format!("expected an array, got {}", type_name(other)),
+            ))
+        }
         None => return Err(RecordError::field(field, "missing")),
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let turn = Fields::of(item).map_err(|e| RecordError::field(&format!("{field}[{i}]"), e.message))?;
+        let turn = Fields::of(item)
+            .map_err(|e| RecordError::field(&format!("{field}[{i}]"), e.message))?;
         let role = turn.get("role").and_then(Value::as_str).unwrap_or("");
         if !matches!(role, "system" | "user" | "assistant") {
             let got = turn.get("role").map(show).unwrap_or_else(|| "nothing".into());
-            return Err(RecordError::field(&format!("{field}[{i}].role"), format!("expected system, user or assistant, got {got}")));
+            return Err(RecordError::field(
+                &format!("{field}[{i}].role"),
+                format!("expected system, user or assistant, got {got}"),
+            ));
         }
         let content = match turn.get("content") {
             Some(Value::String(s)) => normalize::text(s),
@@ -52,14 +61,22 @@ fn record(f: &Fields<'_>) -> Result<Example, RecordError> {
     let messages = messages(f.get("messages"), "messages")?;
     let last = messages.last().map(|m| m.role.as_str()).unwrap_or("");
     if last != "assistant" {
-        return Err(RecordError::field("messages", format!("expected the last turn from the assistant, got {last:?}")));
+        return Err(RecordError::field(
+            "messages",
+            format!("expected the last turn from the assistant, got {last:?}"),
+        ));
     }
     let users = messages.iter().filter(|m| m.role == "user").count();
     if users == 0 {
         return Err(RecordError::field("messages", "no user turn"));
     }
     let task = if users == 1 { Task::Instruction } else { Task::Dialogue };
-    Ok(Example { id: f.id("id")?.unwrap_or_default(), task: task.as_str().into(), messages, ..Default::default() })
+    Ok(Example {
+        id: f.id("id")?.unwrap_or_default(),
+        task: task.as_str().into(),
+        messages,
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]
@@ -76,8 +93,14 @@ mod tests {
         assert_eq!(e.task, "instruction");
         assert_eq!(e.messages.len(), 3);
         let err = one(r#"{"messages": [{"role": "patient", "content": "hi"}]}"#).unwrap_err();
-        assert_eq!(err.reason(), r#"field "messages[0].role": expected system, user or assistant, got "patient""#);
+        assert_eq!(
+            err.reason(),
+            r#"field "messages[0].role": expected system, user or assistant, got "patient""#
+        );
         let err = one(r#"{"messages": [{"role": "user", "content": "hi"}]}"#).unwrap_err();
-        assert_eq!(err.reason(), r#"field "messages": expected the last turn from the assistant, got "user""#);
+        assert_eq!(
+            err.reason(),
+            r#"field "messages": expected the last turn from the assistant, got "user""#
+        );
     }
 }

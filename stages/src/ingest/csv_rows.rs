@@ -18,7 +18,8 @@ pub struct CsvRow<'a> {
 pub fn csv_rows<'a>(input: &FileInput<'a>) -> Result<Vec<CsvRow<'a>>, FileError> {
     check_quotes(input)?;
     let text = input.text;
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
     // (line, start byte, fields) of every record, blank ones too: a row's text ends where the next begins.
     let mut records = Vec::new();
     for rec in reader.records() {
@@ -26,14 +27,21 @@ pub fn csv_rows<'a>(input: &FileInput<'a>) -> Result<Vec<CsvRow<'a>>, FileError>
             let line = e.position().map(|p| p.line() as usize).unwrap_or(1);
             input.error(line, format!("invalid CSV: {e}"))
         })?;
-        let (line, start) = rec.position().map_or((1, 0), |p| (p.line() as usize, p.byte() as usize));
+        let (line, start) =
+            rec.position().map_or((1, 0), |p| (p.line() as usize, p.byte() as usize));
         // The reader's position is where the previous row ended: before the `\n` of a `\r\n` and
         // before blank lines. The row itself starts after them.
-        let lead = text.as_bytes()[start.min(text.len())..].iter().take_while(|&&b| b == b'\r' || b == b'\n');
+        let lead = text.as_bytes()[start.min(text.len())..]
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n');
         let (lead, newlines) = lead.fold((0, 0), |(n, l), &b| (n + 1, l + usize::from(b == b'\n')));
         let (line, start) = (line + newlines, start + lead);
         let blank = rec.len() == 1 && rec[0].trim().is_empty();
-        records.push((line, start, (!blank).then(|| rec.iter().map(str::to_string).collect::<Vec<_>>())));
+        records.push((
+            line,
+            start,
+            (!blank).then(|| rec.iter().map(str::to_string).collect::<Vec<_>>()),
+        ));
     }
     let ends: Vec<usize> = records.iter().skip(1).map(|r| r.1).chain([text.len()]).collect();
     Ok(records
@@ -109,17 +117,26 @@ mod tests {
         let view: Vec<_> = got.iter().map(|r| (r.line, r.text, r.fields.len())).collect();
         assert_eq!(
             view,
-            [(1, "a,b", 2), (3, "1,\"two\nlines\"", 2), (7, "3,\"say \"\"hi\"\"\",x", 3), (8, "4,5\" tall", 2)]
+            [
+                (1, "a,b", 2),
+                (3, "1,\"two\nlines\"", 2),
+                (7, "3,\"say \"\"hi\"\"\",x", 3),
+                (8, "4,5\" tall", 2)
+            ]
         );
         assert_eq!(got[1].fields[1], "two\nlines");
         assert_eq!(got[2].fields[1], "say \"hi\"");
-        let lines: Vec<_> = rows("a,b\r\nc,d\r\n\r\ne,f\r\n").unwrap().iter().map(|r| (r.line, r.text)).collect();
+        let lines: Vec<_> =
+            rows("a,b\r\nc,d\r\n\r\ne,f\r\n").unwrap().iter().map(|r| (r.line, r.text)).collect();
         assert_eq!(lines, [(1, "a,b"), (2, "c,d"), (4, "e,f")]);
     }
 
     #[test]
     fn unclosed_quotes_name_the_line_they_opened() {
-        assert_eq!(rows("a,b\n1,\"x\n2,y\n").unwrap_err(), "f.csv:2: invalid CSV: quote opened on this line is never closed");
+        assert_eq!(
+            rows("a,b\n1,\"x\n2,y\n").unwrap_err(),
+            "f.csv:2: invalid CSV: quote opened on this line is never closed"
+        );
         assert_eq!(
             rows("a,b\n1,\"x\n2,y\n3,\"z\"\n").unwrap_err(),
             "f.csv:2: invalid CSV: quote opened on this line is not closed before line 4, where a quote is followed by text"

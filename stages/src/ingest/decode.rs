@@ -74,7 +74,8 @@ impl Decoded<'_> {
     /// The raw bytes of lines `first..end` (1-based; `None`: to the end), without the final newline.
     fn lines(&self, first: usize, end: Option<usize>) -> &[u8] {
         let from = self.starts[first - 1];
-        let to = end.and_then(|e| self.starts.get(e - 1).copied()).unwrap_or(self.bytes.len()).max(from);
+        let to =
+            end.and_then(|e| self.starts.get(e - 1).copied()).unwrap_or(self.bytes.len()).max(from);
         let mut raw = &self.bytes[from..to];
         while let [rest @ .., b'\n' | b'\r'] = raw {
             raw = rest;
@@ -85,7 +86,11 @@ impl Decoded<'_> {
     /// Rejects each record that holds a bad line (a record runs from its line to the next record's)
     /// with `not UTF-8: ...`, and returns the base64 of those records' raw bytes by record index.
     /// A bad line before every record (a CSV header) stops the file: `display:line: not UTF-8: ...`.
-    pub fn reject_bad_lines(&self, records: &mut [Parsed], display: &str) -> Result<HashMap<usize, String>, FileError> {
+    pub fn reject_bad_lines(
+        &self,
+        records: &mut [Parsed],
+        display: &str,
+    ) -> Result<HashMap<usize, String>, FileError> {
         let mut raw = HashMap::new();
         if self.bad.is_empty() {
             return Ok(raw);
@@ -95,7 +100,11 @@ impl Decoded<'_> {
         for bad in &self.bad {
             let after = order.partition_point(|&i| records[i].line <= bad.line);
             let Some(start) = after.checked_sub(1).map(|k| records[order[k]].line) else {
-                return Err(FileError { path: display.to_string(), line: bad.line, message: bad.message(bad.line) });
+                return Err(FileError {
+                    path: display.to_string(),
+                    line: bad.line,
+                    message: bad.message(bad.line),
+                });
             };
             let end = order.get(after).map(|&i| records[i].line);
             // Every record starting on that line (several when a JSON array sits on one line).
@@ -104,7 +113,10 @@ impl Decoded<'_> {
                 if raw.contains_key(&i) {
                     continue; // an earlier bad line of the same record named it
                 }
-                raw.insert(i, base64::engine::general_purpose::STANDARD.encode(self.lines(start, end)));
+                raw.insert(
+                    i,
+                    base64::engine::general_purpose::STANDARD.encode(self.lines(start, end)),
+                );
                 records[i].result = Err(RecordError::record(bad.message(start)));
             }
         }
@@ -132,7 +144,13 @@ mod tests {
     fn bad_lines_are_decoded_lossily_and_listed() {
         let d = decode(b"ok\n\xC3\xA9t\xE9\r\nend\xC3");
         assert_eq!(d.text, "ok\n\u{e9}t\u{fffd}\r\nend\u{fffd}");
-        assert_eq!(d.bad, [BadLine { line: 2, column: 3, byte: 0xE9 }, BadLine { line: 3, column: 4, byte: 0xC3 }]);
+        assert_eq!(
+            d.bad,
+            [
+                BadLine { line: 2, column: 3, byte: 0xE9 },
+                BadLine { line: 3, column: 4, byte: 0xC3 }
+            ]
+        );
         assert_eq!(d.bad[0].message(2), "not UTF-8: invalid byte 0xE9 at column 3");
         assert_eq!(d.bad[0].message(1), "not UTF-8: invalid byte 0xE9 at line 2, column 3");
     }
@@ -146,7 +164,10 @@ mod tests {
         assert_eq!(raw.len(), 1);
         assert_eq!(raw[&1], base64::engine::general_purpose::STANDARD.encode(b"b\n\xFFc"));
         assert!(records[0].result.is_ok() && records[2].result.is_ok());
-        assert_eq!(records[1].result.as_ref().unwrap_err().reason(), "not UTF-8: invalid byte 0xFF at line 3, column 1");
+        assert_eq!(
+            records[1].result.as_ref().unwrap_err().reason(),
+            "not UTF-8: invalid byte 0xFF at line 3, column 1"
+        );
         let err = d.reject_bad_lines(&mut [parsed(4)], "f.csv").unwrap_err();
         assert_eq!(err.to_string(), "f.csv:3: not UTF-8: invalid byte 0xFF at column 1");
     }

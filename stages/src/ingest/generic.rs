@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::example::{Example, Message, Task};
-use crate::ingest::normalize;
 use crate::ingest::csv_rows::{csv_rows, CsvRow};
+use crate::ingest::normalize;
 use crate::ingest::record::{json_lines, Fields, FileError, FileInput, Parsed, RecordError};
 
 /// Which field of the source record fills which column. Names are the source's own field names.
@@ -56,17 +56,28 @@ pub fn parse_jsonl(input: &FileInput<'_>, map: &FieldMap, task: Task) -> Vec<Par
 }
 
 /// Parses a CSV file with a header row through `map`.
-pub fn parse_csv(input: &FileInput<'_>, map: &FieldMap, task: Task) -> Result<Vec<Parsed>, FileError> {
+pub fn parse_csv(
+    input: &FileInput<'_>,
+    map: &FieldMap,
+    task: Task,
+) -> Result<Vec<Parsed>, FileError> {
     let mut rows = csv_rows(input)?.into_iter();
     let Some(CsvRow { fields: header, .. }) = rows.next() else { return Ok(Vec::new()) };
     Ok(rows
         .map(|CsvRow { line, fields, text }| {
             if fields.len() != header.len() {
                 let msg = format!("expected {} fields, got {}", header.len(), fields.len());
-                return Parsed { line, raw: text.to_string(), result: Err(RecordError::record(msg)) };
+                return Parsed {
+                    line,
+                    raw: text.to_string(),
+                    result: Err(RecordError::record(msg)),
+                };
             }
-            let obj: Map<String, Value> =
-                header.iter().zip(&fields).map(|(h, v)| (h.clone(), Value::String(v.clone()))).collect();
+            let obj: Map<String, Value> = header
+                .iter()
+                .zip(&fields)
+                .map(|(h, v)| (h.clone(), Value::String(v.clone())))
+                .collect();
             let result = record(&Fields(&obj), map, task);
             Parsed { line, raw: Value::Object(obj).to_string(), result }
         })
@@ -85,7 +96,10 @@ fn choices(f: &Fields<'_>, names: &[String]) -> Result<Vec<String>, RecordError>
                 .enumerate()
                 .map(|(i, v)| match v.as_str().map(normalize::text) {
                     Some(t) if !t.is_empty() => Ok(t),
-                    _ => Err(RecordError::field(&format!("{one}[{i}]"), "expected a non-empty string")),
+                    _ => Err(RecordError::field(
+                        &format!("{one}[{i}]"),
+                        "expected a non-empty string",
+                    )),
                 })
                 .collect();
         }
@@ -103,7 +117,12 @@ fn record(f: &Fields<'_>, map: &FieldMap, task: Task) -> Result<Example, RecordE
     match &map.response {
         Some(r) if needs_reply => messages.push(Message::new("assistant", f.text(r)?)),
         Some(r) => messages.extend(f.opt_text(r)?.map(|t| Message::new("assistant", t))),
-        None if needs_reply => return Err(RecordError::field("response", format!("task {} needs a response field", task.as_str()))),
+        None if needs_reply => {
+            return Err(RecordError::field(
+                "response",
+                format!("task {} needs a response field", task.as_str()),
+            ))
+        }
         None => {}
     }
     let choices = choices(f, &map.choices)?;
@@ -111,20 +130,28 @@ fn record(f: &Fields<'_>, map: &FieldMap, task: Task) -> Result<Example, RecordE
     if task == Task::Mcq {
         let field = map.answer.as_deref().unwrap_or("answer");
         if choices.len() < 2 {
-            return Err(RecordError::field(field, format!("an mcq needs at least 2 choices, got {}", choices.len())));
+            return Err(RecordError::field(
+                field,
+                format!("an mcq needs at least 2 choices, got {}", choices.len()),
+            ));
         }
         let given = answer.ok_or_else(|| RecordError::field(field, "missing"))?;
         let idx = normalize::label(&given, choices.len())
             .or_else(|| choices.iter().position(|c| *c == given))
             .ok_or_else(|| {
                 let letters = normalize::letters(choices.len());
-                RecordError::field(field, format!("expected one of {letters} or an option's text, got {given:?}"))
+                RecordError::field(
+                    field,
+                    format!("expected one of {letters} or an option's text, got {given:?}"),
+                )
             })?;
         answer = Some(normalize::letter(idx));
     }
     let rejected = match (&map.rejected, task) {
         (Some(r), _) => Some(f.text(r)?),
-        (None, Task::Preference) => return Err(RecordError::field("rejected", "task preference needs a rejected field")),
+        (None, Task::Preference) => {
+            return Err(RecordError::field("rejected", "task preference needs a rejected field"))
+        }
         (None, _) => None,
     };
     Ok(Example {
@@ -156,7 +183,11 @@ mod tests {
         };
         let text = r#"{"Question": "what is morphine", "Focus (Drug)": "morphine", "Answer": "An opioid pain medication."}
 {"Question": "how to store insulin", "Answer": ""}"#;
-        let rows = parse_jsonl(&FileInput { display: "m.jsonl", text, stem: "m" }, &map, Task::Instruction);
+        let rows = parse_jsonl(
+            &FileInput { display: "m.jsonl", text, stem: "m" },
+            &map,
+            Task::Instruction,
+        );
         let e = rows[0].result.as_ref().unwrap();
         assert_eq!(e.subject.as_deref(), Some("morphine"));
         assert_eq!(e.messages[1].content, "An opioid pain medication.");
@@ -172,7 +203,8 @@ mod tests {
             ..Default::default()
         };
         let text = "q,a,b,c,ans\nFirst-line drug for hypertension in a diabetic?,ACE inhibitor,Beta blocker,Loop diuretic,ACE inhibitor\nq2,x,y,z,w\n";
-        let rows = parse_csv(&FileInput { display: "g.csv", text, stem: "g" }, &map, Task::Mcq).unwrap();
+        let rows =
+            parse_csv(&FileInput { display: "g.csv", text, stem: "g" }, &map, Task::Mcq).unwrap();
         assert_eq!(rows[0].result.as_ref().unwrap().answer.as_deref(), Some("A"));
         assert_eq!(rows[1].line, 3);
         assert_eq!(

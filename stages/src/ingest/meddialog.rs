@@ -71,7 +71,10 @@ fn record(block: &[&str]) -> Result<Example, RecordError> {
                 } else if let Some((_, text)) = turns.last_mut() {
                     text.push(line);
                 } else if !t.is_empty() {
-                    return Err(RecordError::field("Dialogue", "expected a Patient: or Doctor: turn first"));
+                    return Err(RecordError::field(
+                        "Dialogue",
+                        "expected a Patient: or Doctor: turn first",
+                    ));
                 }
             }
         }
@@ -95,7 +98,9 @@ fn record(block: &[&str]) -> Result<Example, RecordError> {
     }
     match messages.first() {
         None => return Err(RecordError::field("Dialogue", "no turns")),
-        Some(m) if m.role != "user" => return Err(RecordError::field("Dialogue", "expected the patient to speak first")),
+        Some(m) if m.role != "user" => {
+            return Err(RecordError::field("Dialogue", "expected the patient to speak first"))
+        }
         _ => {}
     }
     if !messages.iter().any(|m| m.role == "assistant") {
@@ -127,6 +132,9 @@ mod tests {
         assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
         assert_eq!(e.messages[0].content, "Hi doctor,\nI cough every night.");
         assert_eq!(rows[1].line, 14);
-        assert_eq!(rows[1].result.as_ref().unwrap_err().reason(), r#"field "Dialogue": no Doctor turn"#);
+        assert_eq!(
+            rows[1].result.as_ref().unwrap_err().reason(),
+            r#"field "Dialogue": no Doctor turn"#
+        );
     }
 }

@@ -48,7 +48,8 @@ struct Line<'a> {
 /// to [`record`] (for its error message, or for shapes only the general path reads).
 fn typed(raw: &str) -> Option<Example> {
     let line: Line<'_> = serde_json::from_str(raw).ok()?;
-    let text = |s: &Option<Cow<'_, str>>| s.as_deref().map(normalize::text).filter(|t| !t.is_empty());
+    let text =
+        |s: &Option<Cow<'_, str>>| s.as_deref().map(normalize::text).filter(|t| !t.is_empty());
     let optional = |s: &Option<Cow<'_, str>>| s.as_deref().and_then(normalize::optional);
     let question = text(&line.question)?;
     let choices = vec![text(&line.opa)?, text(&line.opb)?, text(&line.opc)?, text(&line.opd)?];
@@ -120,8 +121,10 @@ mod tests {
             let v = serde_json::from_str(line).unwrap();
             assert_eq!(typed(line), Some(record(&Fields::of(&v).unwrap()).unwrap()), "{line}");
         }
-        for unusual in [r#"{"id": 7, "question": "q", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 1}"#,
-            r#"{"question": "q", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": "3"}"#] {
+        for unusual in [
+            r#"{"id": 7, "question": "q", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 1}"#,
+            r#"{"question": "q", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": "3"}"#,
+        ] {
             assert_eq!(typed(unusual), None);
             assert!(one(unusual).is_ok());
         }

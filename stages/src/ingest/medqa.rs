@@ -18,26 +18,45 @@ fn record(f: &Fields<'_>) -> Result<Example, RecordError> {
     let question = f.text("question")?;
     let options = match f.get("options") {
         Some(Value::Object(m)) => m,
-        Some(other) => return Err(RecordError::field("options", format!("expected an object, got {}", type_name(other)))),
+        Some(other) => {
+            return Err(RecordError::field(
+                "options",
+                format!("expected an object, got {}", type_name(other)),
+            ))
+        }
         None => return Err(RecordError::field("options", "missing")),
     };
     let mut choices = Vec::with_capacity(options.len());
     for (i, (key, value)) in options.iter().enumerate() {
         if normalize::label(key, options.len()) != Some(i) {
             let expected = normalize::letters(options.len());
-            return Err(RecordError::field("options", format!("expected keys {expected} in order, got {key:?}")));
+            return Err(RecordError::field(
+                "options",
+                format!("expected keys {expected} in order, got {key:?}"),
+            ));
         }
         match value.as_str().map(normalize::text) {
             Some(t) if !t.is_empty() => choices.push(t),
-            _ => return Err(RecordError::field("options", format!("option {key}: expected a non-empty string"))),
+            _ => {
+                return Err(RecordError::field(
+                    "options",
+                    format!("option {key}: expected a non-empty string"),
+                ))
+            }
         }
     }
     if choices.len() < 2 {
-        return Err(RecordError::field("options", format!("expected at least 2 options, got {}", choices.len())));
+        return Err(RecordError::field(
+            "options",
+            format!("expected at least 2 options, got {}", choices.len()),
+        ));
     }
     let label = f.text("answer_idx")?;
     let idx = normalize::label(&label, choices.len()).ok_or_else(|| {
-        RecordError::field("answer_idx", format!("expected one of {}, got {label:?}", normalize::letters(choices.len())))
+        RecordError::field(
+            "answer_idx",
+            format!("expected one of {}, got {label:?}", normalize::letters(choices.len())),
+        )
     })?;
     if let Some(answer) = f.opt_text("answer")? {
         if answer != choices[idx] {
@@ -76,8 +95,15 @@ mod tests {
 
     #[test]
     fn rejects_inconsistent_answers() {
-        let base = r#"{"question": "q", "options": {"A": "x", "B": "y"}, "answer": "y", "answer_idx": "#;
-        assert_eq!(one(&format!("{base}\"E\"}}")).unwrap_err().reason(), r#"field "answer_idx": expected one of A, B, got "E""#);
-        assert_eq!(one(&format!("{base}\"A\"}}")).unwrap_err().reason(), r#"field "answer": "y" is not option A ("x")"#);
+        let base =
+            r#"{"question": "q", "options": {"A": "x", "B": "y"}, "answer": "y", "answer_idx": "#;
+        assert_eq!(
+            one(&format!("{base}\"E\"}}")).unwrap_err().reason(),
+            r#"field "answer_idx": expected one of A, B, got "E""#
+        );
+        assert_eq!(
+            one(&format!("{base}\"A\"}}")).unwrap_err().reason(),
+            r#"field "answer": "y" is not option A ("x")"#
+        );
     }
 }

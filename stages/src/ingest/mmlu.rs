@@ -2,8 +2,8 @@
 //! the file name (`clinical_knowledge_dev.csv` -> `clinical_knowledge`), the split from its suffix.
 
 use crate::example::{Example, Message, Task};
-use crate::ingest::normalize;
 use crate::ingest::csv_rows::{csv_rows, CsvRow};
+use crate::ingest::normalize;
 use crate::ingest::record::{FileError, FileInput, Parsed, RecordError};
 
 /// The split suffixes MMLU file names end with.
@@ -32,7 +32,11 @@ pub fn parse(input: &FileInput<'_>) -> Result<Vec<Parsed>, FileError> {
         .collect())
 }
 
-fn record(fields: &[String], subject: &str, split: &Option<String>) -> Result<Example, RecordError> {
+fn record(
+    fields: &[String],
+    subject: &str,
+    split: &Option<String>,
+) -> Result<Example, RecordError> {
     if fields.len() != 6 {
         return Err(RecordError::record(format!(
             "expected 6 fields (question, A, B, C, D, answer), got {}",
@@ -52,8 +56,9 @@ fn record(fields: &[String], subject: &str, split: &Option<String>) -> Result<Ex
         }
         choices.push(t);
     }
-    let idx = normalize::label(&fields[5], 4)
-        .ok_or_else(|| RecordError::field("answer", format!("expected one of A, B, C, D, got {:?}", fields[5])))?;
+    let idx = normalize::label(&fields[5], 4).ok_or_else(|| {
+        RecordError::field("answer", format!("expected one of A, B, C, D, got {:?}", fields[5]))
+    })?;
     Ok(Example {
         task: Task::Mcq.as_str().into(),
         messages: vec![Message::new("user", question)],
@@ -71,20 +76,30 @@ mod tests {
 
     #[test]
     fn subject_from_file_name() {
-        assert_eq!(subject_and_split("college_medicine_val"), ("college_medicine".into(), Some("val".into())));
+        assert_eq!(
+            subject_and_split("college_medicine_val"),
+            ("college_medicine".into(), Some("val".into()))
+        );
         assert_eq!(subject_and_split("anatomy"), ("anatomy".into(), None));
     }
 
     #[test]
     fn quoted_fields_and_bad_rows() {
         let text = "\"Which nerve, if cut, causes wrist drop?\",Radial,Ulnar,Median,Axillary,A\nq,a,b,c,d,F\nq,a,b,c,d\n";
-        let rows = parse(&FileInput { display: "anatomy_dev.csv", text, stem: "anatomy_dev" }).unwrap();
+        let rows =
+            parse(&FileInput { display: "anatomy_dev.csv", text, stem: "anatomy_dev" }).unwrap();
         let e = rows[0].result.as_ref().unwrap();
         assert_eq!(e.messages[0].content, "Which nerve, if cut, causes wrist drop?");
         assert_eq!(e.subject.as_deref(), Some("anatomy"));
         assert_eq!(e.split.as_deref(), Some("dev"));
         assert_eq!(rows[1].line, 2);
-        assert_eq!(rows[1].result.as_ref().unwrap_err().reason(), r#"field "answer": expected one of A, B, C, D, got "F""#);
-        assert_eq!(rows[2].result.as_ref().unwrap_err().reason(), "expected 6 fields (question, A, B, C, D, answer), got 5");
+        assert_eq!(
+            rows[1].result.as_ref().unwrap_err().reason(),
+            r#"field "answer": expected one of A, B, C, D, got "F""#
+        );
+        assert_eq!(
+            rows[2].result.as_ref().unwrap_err().reason(),
+            "expected 6 fields (question, A, B, C, D, answer), got 5"
+        );
     }
 }

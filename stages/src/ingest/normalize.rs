@@ -112,7 +112,10 @@ mod tests {
 
     #[test]
     fn whitespace_is_collapsed_but_paragraphs_stay() {
-        assert_eq!(text("  Fever\t and\u{00a0}cough \r\n\r\n\r\n\nsince  2 days \n"), "Fever and cough\n\nsince 2 days");
+        assert_eq!(
+            text("  Fever\t and\u{00a0}cough \r\n\r\n\r\n\nsince  2 days \n"),
+            "Fever and cough\n\nsince 2 days"
+        );
         assert_eq!(text("line one  \nline two"), "line one\nline two");
         assert_eq!(text(" \n \t"), "");
     }
@@ -122,7 +125,9 @@ mod tests {
         for s in ["Fever and cough", "a\nb", "a\n\nb", "x", ""] {
             assert!(is_tidy_ascii(s.as_bytes()), "{s:?}");
         }
-        for s in [" a", "a ", "a  b", "a\tb", "a \nb", "a\n b", "a\n\n\nb", "a\r\nb", "a\x0bb", "\n"] {
+        for s in
+            [" a", "a ", "a  b", "a\tb", "a \nb", "a\n b", "a\n\n\nb", "a\r\nb", "a\x0bb", "\n"]
+        {
             assert!(!is_tidy_ascii(s.as_bytes()), "{s:?}");
             assert_ne!(text(s), s, "{s:?}");
         }

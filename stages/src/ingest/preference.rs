@@ -27,7 +27,10 @@ fn reply(f: &Fields<'_>, field: &str) -> Result<(Vec<Message>, String), RecordEr
             })?;
             Ok((turns, last.content))
         }
-        Some(other) => Err(RecordError::field(field, format!("expected a string or turns, got {}", type_name(other)))),
+        Some(other) => Err(RecordError::field(
+            field,
+            format!("expected a string or turns, got {}", type_name(other)),
+        )),
         None => Err(RecordError::field(field, "missing")),
     }
 }
@@ -42,7 +45,10 @@ fn record(f: &Fields<'_>) -> Result<Example, RecordError> {
     } else if !chosen_prefix.is_empty() {
         chosen_prefix
     } else {
-        return Err(RecordError::field("prompt", "missing (give prompt, messages, or chosen as turns)"));
+        return Err(RecordError::field(
+            "prompt",
+            "missing (give prompt, messages, or chosen as turns)",
+        ));
     };
     if messages.last().map(|m| m.role.as_str()) != Some("user") {
         return Err(RecordError::field("prompt", "expected the prompt to end with a user turn"));

@@ -9,14 +9,17 @@ use serde_json::Value;
 
 use crate::example::{Example, Message, Task};
 use crate::ingest::normalize;
-use crate::ingest::record::{type_name, Fields, FileError, FileInput, LineIndex, Parsed, RecordError};
+use crate::ingest::record::{
+    type_name, Fields, FileError, FileInput, LineIndex, Parsed, RecordError,
+};
 
 /// The answers PubMedQA allows, in choice order.
 pub const DECISIONS: [&str; 3] = ["yes", "no", "maybe"];
 
 /// Parses a PubMedQA file.
 pub fn parse(input: &FileInput<'_>) -> Result<Vec<Parsed>, FileError> {
-    let entries = entries(input.text).map_err(|e| input.error(e.line().max(1), format!("invalid JSON: {e}")))?;
+    let entries = entries(input.text)
+        .map_err(|e| input.error(e.line().max(1), format!("invalid JSON: {e}")))?;
     let lines = LineIndex::new(input.text);
     Ok(entries
         .into_iter()
@@ -57,14 +60,26 @@ fn record(pmid: &str, f: &Fields<'_>) -> Result<Example, RecordError> {
     let contexts = match f.get("CONTEXTS") {
         Some(Value::Array(items)) => items
             .iter()
-            .map(|c| c.as_str().map(normalize::text).ok_or_else(|| RecordError::field("CONTEXTS", "expected strings")))
+            .map(|c| {
+                c.as_str()
+                    .map(normalize::text)
+                    .ok_or_else(|| RecordError::field("CONTEXTS", "expected strings"))
+            })
             .collect::<Result<Vec<_>, _>>()?,
-        Some(other) => return Err(RecordError::field("CONTEXTS", format!("expected an array, got {}", type_name(other)))),
+        Some(other) => {
+            return Err(RecordError::field(
+                "CONTEXTS",
+                format!("expected an array, got {}", type_name(other)),
+            ))
+        }
         None => return Err(RecordError::field("CONTEXTS", "missing")),
     };
     let decision = f.text("final_decision")?;
     if !DECISIONS.contains(&decision.as_str()) {
-        return Err(RecordError::field("final_decision", format!("expected yes, no or maybe, got {decision:?}")));
+        return Err(RecordError::field(
+            "final_decision",
+            format!("expected yes, no or maybe, got {decision:?}"),
+        ));
     }
     Ok(Example {
         id: pmid.to_string(),
@@ -114,7 +129,8 @@ mod tests {
 
     #[test]
     fn broken_file_names_the_line() {
-        let err = parse(&FileInput { display: "p.json", text: "{\n \"1\": {,\n}", stem: "p" }).unwrap_err();
+        let err = parse(&FileInput { display: "p.json", text: "{\n \"1\": {,\n}", stem: "p" })
+            .unwrap_err();
         assert!(err.to_string().starts_with("p.json:2: invalid JSON"), "{err}");
     }
 }

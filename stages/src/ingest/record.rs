@@ -96,7 +96,10 @@ impl<'a> Fields<'a> {
     pub fn of(v: &'a Value) -> Result<Self, RecordError> {
         match v {
             Value::Object(m) => Ok(Fields(m)),
-            other => Err(RecordError::record(format!("expected a JSON object, got {}", type_name(other)))),
+            other => Err(RecordError::record(format!(
+                "expected a JSON object, got {}",
+                type_name(other)
+            ))),
         }
     }
     /// The raw value of a field, if present and not null.
@@ -115,7 +118,10 @@ impl<'a> Fields<'a> {
                     Ok(t)
                 }
             }
-            Some(other) => Err(RecordError::field(name, format!("expected a string, got {}", type_name(other)))),
+            Some(other) => Err(RecordError::field(
+                name,
+                format!("expected a string, got {}", type_name(other)),
+            )),
         }
     }
     /// An optional string (absent, null or blank is `None`), normalized; numbers are written as text.
@@ -124,7 +130,10 @@ impl<'a> Fields<'a> {
             None => Ok(None),
             Some(Value::String(s)) => Ok(normalize::optional(s)),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(other) => Err(RecordError::field(name, format!("expected a string, got {}", type_name(other)))),
+            Some(other) => Err(RecordError::field(
+                name,
+                format!("expected a string, got {}", type_name(other)),
+            )),
         }
     }
     /// A required integer (a JSON number, or a string of digits as some dumps write it).
@@ -132,8 +141,12 @@ impl<'a> Fields<'a> {
         match self.get(name) {
             None => Err(RecordError::field(name, "missing")),
             Some(Value::Number(n)) if n.is_i64() => Ok(n.as_i64().unwrap_or_default()),
-            Some(Value::String(s)) if s.trim().parse::<i64>().is_ok() => Ok(s.trim().parse().unwrap_or_default()),
-            Some(other) => Err(RecordError::field(name, format!("expected an integer, got {}", show(other)))),
+            Some(Value::String(s)) if s.trim().parse::<i64>().is_ok() => {
+                Ok(s.trim().parse().unwrap_or_default())
+            }
+            Some(other) => {
+                Err(RecordError::field(name, format!("expected an integer, got {}", show(other))))
+            }
         }
     }
     /// An id field: a string or a number, as text.
@@ -142,7 +155,10 @@ impl<'a> Fields<'a> {
             None => Ok(None),
             Some(Value::String(s)) => Ok(normalize::optional(s)),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(other) => Err(RecordError::field(name, format!("expected a string or number, got {}", type_name(other)))),
+            Some(other) => Err(RecordError::field(
+                name,
+                format!("expected a string or number, got {}", type_name(other)),
+            )),
         }
     }
 }
@@ -191,14 +207,19 @@ where
         .map(|(line, raw)| Parsed {
             line,
             raw: raw.to_string(),
-            result: typed(raw).map_or_else(|| json_line(raw).and_then(|v| record(&Fields::of(&v)?)), Ok),
+            result: typed(raw)
+                .map_or_else(|| json_line(raw).and_then(|v| record(&Fields::of(&v)?)), Ok),
         })
         .collect()
 }
 
 /// Splits text into its non-blank lines with 1-based line numbers.
 pub fn numbered_lines(text: &str) -> Vec<(usize, &str)> {
-    text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| (i + 1, l)).collect()
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l))
+        .collect()
 }
 
 /// Byte offsets at which lines start, to turn an offset into a line number.
@@ -232,9 +253,15 @@ mod tests {
         let f = Fields::of(&v).unwrap();
         assert_eq!(f.text("question").unwrap_err().reason(), r#"field "question": empty"#);
         assert_eq!(f.text("exp").unwrap_err().reason(), r#"field "exp": missing"#);
-        assert_eq!(f.text("opa").unwrap_err().reason(), r#"field "opa": expected a string, got a number"#);
+        assert_eq!(
+            f.text("opa").unwrap_err().reason(),
+            r#"field "opa": expected a string, got a number"#
+        );
         assert_eq!(f.int("cop").unwrap(), 7);
-        assert_eq!(f.id("id").unwrap_err().reason(), r#"field "id": expected a string or number, got an array"#);
+        assert_eq!(
+            f.id("id").unwrap_err().reason(),
+            r#"field "id": expected a string or number, got an array"#
+        );
         assert!(Fields::of(&serde_json::json!([1])).is_err());
     }
 

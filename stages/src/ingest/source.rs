@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::example::Task;
 use crate::ingest::generic::FieldMap;
 use crate::ingest::record::{FileError, FileInput, Parsed};
-use crate::ingest::{alpaca, chat, generic, meddialog, medmcqa, medqa, medsafetybench, mmlu, preference, pubmedqa};
+use crate::ingest::{
+    alpaca, chat, generic, meddialog, medmcqa, medqa, medsafetybench, mmlu, preference, pubmedqa,
+};
 
 /// The public formats ingest reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -105,7 +107,11 @@ impl Source {
     /// folder) and the id prefix of its rows.
     pub fn files(&self, resolved: &Path) -> std::io::Result<Vec<SourceFile>> {
         if !resolved.is_dir() {
-            return Ok(vec![SourceFile { path: resolved.to_path_buf(), display: self.path.clone(), prefix: self.name().to_string() }]);
+            return Ok(vec![SourceFile {
+                path: resolved.to_path_buf(),
+                display: self.path.clone(),
+                prefix: self.name().to_string(),
+            }]);
         }
         let mut found = Vec::new();
         walk(resolved, self.format.extensions(), &mut found)?;
@@ -113,7 +119,11 @@ impl Source {
         Ok(found
             .into_iter()
             .map(|path| {
-                let rel = path.strip_prefix(resolved).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+                let rel = path
+                    .strip_prefix(resolved)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 let stem = rel.rsplit_once('.').map_or(rel.as_str(), |(s, _)| s).to_string();
                 let display = format!("{}/{rel}", self.path.trim_end_matches('/'));
                 SourceFile { path, display, prefix: format!("{}:{stem}", self.name()) }

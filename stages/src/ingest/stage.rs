@@ -8,7 +8,9 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
-use medalign_engine::{CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use medalign_engine::{
+    CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -81,7 +83,10 @@ impl IngestConfig {
     /// Files are decoded line by line (a line that is not UTF-8 rejects its record), then parsed and
     /// their rows finished (ids, provenance, content hash) in parallel; the duplicate-id check then
     /// runs once over all of them, in source and file order.
-    pub fn ingest(&self, resolve: impl Fn(&str) -> std::path::PathBuf) -> Result<Ingested, StageError> {
+    pub fn ingest(
+        &self,
+        resolve: impl Fn(&str) -> std::path::PathBuf,
+    ) -> Result<Ingested, StageError> {
         use rayon::prelude::*;
         let mut files_read: Vec<(usize, Vec<Read>)> = Vec::new();
         let mut warnings = Vec::new();
@@ -89,18 +94,25 @@ impl IngestConfig {
             let resolved = resolve(&source.path);
             let files = source.files(&resolved).map_err(|e| format!("{}: {e}", source.path))?;
             if files.is_empty() {
-                let exts: Vec<String> = source.format.extensions().iter().map(|e| format!(".{e}")).collect();
-                warnings.push(format!("{}: no records (no {} files in the folder)", source.path, exts.join(" or ")));
+                let exts: Vec<String> =
+                    source.format.extensions().iter().map(|e| format!(".{e}")).collect();
+                warnings.push(format!(
+                    "{}: no records (no {} files in the folder)",
+                    source.path,
+                    exts.join(" or ")
+                ));
             }
             for file in files {
-                let bytes = std::fs::read(&file.path).map_err(|e| format!("{}: {e}", file.display))?;
+                let bytes =
+                    std::fs::read(&file.path).map_err(|e| format!("{}: {e}", file.display))?;
                 let decoded = decode::decode(&bytes);
                 let stem = file.path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
                 let input = FileInput { display: &file.display, text: &decoded.text, stem };
                 let mut parsed = source.parse(&input)?;
                 let base64 = decoded.reject_bad_lines(&mut parsed, &file.display)?;
                 if parsed.is_empty() {
-                    let why = if decoded.text.trim().is_empty() { " (the file is empty)" } else { "" };
+                    let why =
+                        if decoded.text.trim().is_empty() { " (the file is empty)" } else { "" };
                     warnings.push(format!("{}: no records{why}", file.display));
                 }
                 let reads = parsed
@@ -158,12 +170,16 @@ impl IngestConfig {
                 }
             }
         }
-        out.counts = self.sources.iter().zip(counts).map(|(s, c)| (s.name().to_string(), c)).collect();
+        out.counts =
+            self.sources.iter().zip(counts).map(|(s, c)| (s.name().to_string(), c)).collect();
         out.warnings = warnings;
         if !errors.is_empty() {
             let mut msg = errors.iter().take(ERRORS_SHOWN).cloned().collect::<Vec<_>>().join("\n");
             if errors.len() > ERRORS_SHOWN {
-                msg.push_str(&format!("\n... and {} more malformed records", errors.len() - ERRORS_SHOWN));
+                msg.push_str(&format!(
+                    "\n... and {} more malformed records",
+                    errors.len() - ERRORS_SHOWN
+                ));
             }
             return Err(msg.into());
         }
@@ -173,14 +189,16 @@ impl IngestConfig {
 
 /// The rows, as (file, row) positions, whose id an earlier row already has, each with its message.
 fn duplicate_ids(files: &[(usize, Vec<Read>)]) -> HashMap<(usize, usize), String> {
-    let mut first: HashMap<&str, &str> = HashMap::with_capacity(files.iter().map(|(_, r)| r.len()).sum());
+    let mut first: HashMap<&str, &str> =
+        HashMap::with_capacity(files.iter().map(|(_, r)| r.len()).sum());
     let mut duplicates = HashMap::new();
     for (f, (_, reads)) in files.iter().enumerate() {
         for (r, read) in reads.iter().enumerate() {
             let Ok(e) = &read.result else { continue };
             match first.entry(e.id.as_str()) {
                 Entry::Occupied(at) => {
-                    duplicates.insert((f, r), format!("duplicate id {:?} (first at {})", e.id, at.get()));
+                    duplicates
+                        .insert((f, r), format!("duplicate id {:?} (first at {})", e.id, at.get()));
                 }
                 Entry::Vacant(slot) => {
                     slot.insert(read.origin.as_str());
@@ -192,7 +210,14 @@ fn duplicate_ids(files: &[(usize, Vec<Read>)]) -> HashMap<(usize, usize), String
 }
 
 /// Fills the provenance columns of a parsed example and hashes it.
-fn finish(mut e: Example, source: &Source, prefix: &str, index: usize, origin: &str, raw: String) -> Example {
+fn finish(
+    mut e: Example,
+    source: &Source,
+    prefix: &str,
+    index: usize,
+    origin: &str,
+    raw: String,
+) -> Example {
     e.id = if e.id.is_empty() { format!("{prefix}:{index}") } else { format!("{prefix}:{}", e.id) };
     e.source = source.name().to_string();
     e.origin = origin.to_string();
@@ -216,8 +241,16 @@ impl StageConfig for IngestConfig {
 
     fn outputs() -> &'static [OutputSlot] {
         &[
-            OutputSlot { name: "examples", kind: "examples", doc: "the normalized examples, in source order" },
-            OutputSlot { name: "rejected", kind: "rejected", doc: "records set aside under on_error: quarantine" },
+            OutputSlot {
+                name: "examples",
+                kind: "examples",
+                doc: "the normalized examples, in source order",
+            },
+            OutputSlot {
+                name: "rejected",
+                kind: "rejected",
+                doc: "records set aside under on_error: quarantine",
+            },
         ]
     }
 
@@ -230,18 +263,33 @@ impl StageConfig for IngestConfig {
         for (i, s) in self.sources.iter().enumerate() {
             let at = |field: &str| format!("sources[{i}].{field}");
             if let Some(first) = names.insert(s.name(), i) {
-                let msg = format!("{:?} is already the name of sources[{first}]; give each source its own name", s.name());
+                let msg = format!(
+                    "{:?} is already the name of sources[{first}]; give each source its own name",
+                    s.name()
+                );
                 errors.push(ParamError::new(at("name"), msg));
             }
             if !cx.resolve(&s.path).exists() {
-                errors.push(ParamError::new(at("path"), format!("{} does not exist", cx.resolve(&s.path).display())));
+                errors.push(ParamError::new(
+                    at("path"),
+                    format!("{} does not exist", cx.resolve(&s.path).display()),
+                ));
             }
             let fmt = s.format.name();
             match (s.format.is_generic(), &s.fields, &s.task) {
-                (true, None, _) => errors.push(ParamError::new(at("fields"), format!("format {fmt} needs a field mapping"))),
-                (true, _, None) => errors.push(ParamError::new(at("task"), format!("format {fmt} needs a task"))),
-                (false, Some(_), _) => errors.push(ParamError::new(at("fields"), "only formats jsonl and csv take a field mapping")),
-                (false, _, Some(_)) => errors.push(ParamError::new(at("task"), format!("format {fmt} sets its own task"))),
+                (true, None, _) => errors.push(ParamError::new(
+                    at("fields"),
+                    format!("format {fmt} needs a field mapping"),
+                )),
+                (true, _, None) => {
+                    errors.push(ParamError::new(at("task"), format!("format {fmt} needs a task")))
+                }
+                (false, Some(_), _) => errors.push(ParamError::new(
+                    at("fields"),
+                    "only formats jsonl and csv take a field mapping",
+                )),
+                (false, _, Some(_)) => errors
+                    .push(ParamError::new(at("task"), format!("format {fmt} sets its own task"))),
                 _ => {}
             }
         }

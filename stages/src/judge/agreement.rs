@@ -50,7 +50,11 @@ pub fn agreements(rows: &[Judgment]) -> Vec<Agreement> {
     let mut by: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, i64>>> = BTreeMap::new();
     for r in rows {
         if let Some(s) = r.score {
-            by.entry(&r.metric).or_default().entry(&r.judge).or_default().insert(&r.candidate_id, s);
+            by.entry(&r.metric)
+                .or_default()
+                .entry(&r.judge)
+                .or_default()
+                .insert(&r.candidate_id, s);
         }
     }
     let mut out = Vec::new();
@@ -59,7 +63,8 @@ pub fn agreements(rows: &[Judgment]) -> Vec<Agreement> {
         for (i, a) in names.iter().enumerate() {
             for b in &names[i + 1..] {
                 let (sa, sb) = (&judges[**a], &judges[**b]);
-                let pairs: Vec<(i64, i64)> = sa.iter().filter_map(|(c, x)| sb.get(c).map(|y| (*x, *y))).collect();
+                let pairs: Vec<(i64, i64)> =
+                    sa.iter().filter_map(|(c, x)| sb.get(c).map(|y| (*x, *y))).collect();
                 let n = pairs.len();
                 let share = |f: &dyn Fn(i64, i64) -> bool| {
                     if n == 0 {
@@ -108,7 +113,8 @@ mod tests {
             score: Some(s),
             ..Default::default()
         };
-        let rows = vec![j("a", "1", 5), j("b", "1", 4), j("a", "2", 1), j("b", "2", 3), j("a", "3", 2)];
+        let rows =
+            vec![j("a", "1", 5), j("b", "1", 4), j("a", "2", 1), j("b", "2", 3), j("a", "3", 2)];
         let ag = agreements(&rows);
         assert_eq!(ag.len(), 1);
         assert_eq!((ag[0].n, ag[0].exact, ag[0].within_1), (2, 0.0, 0.5));

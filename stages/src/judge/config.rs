@@ -5,14 +5,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use medalign_engine::{Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use medalign_engine::{
+    Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
+    StageError,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{prompt_of, read_candidates, Candidate};
 use crate::judge::agreement::agreements;
 use crate::judge::judgments::write_judgments;
-use crate::judge::rubric::{default_metrics, MetricConfig, Template, JSON_TEMPLATE, SCORE_TEMPLATE};
+use crate::judge::rubric::{
+    default_metrics, MetricConfig, Template, JSON_TEMPLATE, SCORE_TEMPLATE,
+};
 use crate::judge::run::{judge_distribution, judge_json, JudgeRun};
 use crate::llm::{BackendConfig, BackendKind, Backends, ReplyCache, Sampling};
 use crate::table;
@@ -104,11 +109,17 @@ pub struct JudgeConfig {
 }
 
 impl JudgeConfig {
-    fn load_template(&self, cx: &CheckContext, path: &Option<String>, built_in: &str) -> Result<Template, String> {
+    fn load_template(
+        &self,
+        cx: &CheckContext,
+        path: &Option<String>,
+        built_in: &str,
+    ) -> Result<Template, String> {
         match path {
             Some(p) => {
                 let file = cx.resolve(p);
-                let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
                 Template::new(&text, &file.display().to_string())
             }
             None => Template::new(built_in, "built-in template"),
@@ -121,7 +132,9 @@ pub fn read_responses(cx: &RunContext<'_>) -> Result<Vec<Candidate>, StageError>
     let mut out = Vec::new();
     for input in cx.inputs("responses") {
         if input.kind == "candidates" {
-            out.extend(read_candidates(&input.table())?.into_iter().filter(|c| c.response.is_some()));
+            out.extend(
+                read_candidates(&input.table())?.into_iter().filter(|c| c.response.is_some()),
+            );
             continue;
         }
         for e in table::read_examples(&input.table())? {
@@ -153,11 +166,20 @@ impl StageConfig for JudgeConfig {
         retried with the error fed back, failures kept with their raw text. Several judges add agreement statistics.";
 
     fn inputs() -> &'static [InputSlot] {
-        &[InputSlot { name: "responses", kinds: &["candidates", "examples"], arity: Arity::AtLeastOne, doc: "what to judge" }]
+        &[InputSlot {
+            name: "responses",
+            kinds: &["candidates", "examples"],
+            arity: Arity::AtLeastOne,
+            doc: "what to judge",
+        }]
     }
 
     fn outputs() -> &'static [OutputSlot] {
-        &[OutputSlot { name: "judgments", kind: "judgments", doc: "one row per response, judge and metric" }]
+        &[OutputSlot {
+            name: "judgments",
+            kind: "judgments",
+            doc: "one row per response, judge and metric",
+        }]
     }
 
     fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
@@ -175,12 +197,16 @@ impl StageConfig for JudgeConfig {
             }
             errors.extend(j.llm.check(&format!("judges[{i}].llm")));
             if j.mode() == JudgeMode::Distribution && j.llm.backend == BackendKind::Openai {
-                errors.push(ParamError::new(format!("judges[{i}].mode"), "mode distribution needs backend local"));
+                errors.push(ParamError::new(
+                    format!("judges[{i}].mode"),
+                    "mode distribution needs backend local",
+                ));
             }
         }
         let mut metric_names = BTreeSet::new();
         for (i, m) in self.metrics.iter().enumerate() {
-            let valid = !m.name.is_empty() && m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid =
+                !m.name.is_empty() && m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid || !metric_names.insert(m.name.as_str()) {
                 errors.push(ParamError::new(
                     format!("metrics[{i}].name"),
@@ -188,9 +214,10 @@ impl StageConfig for JudgeConfig {
                 ));
             }
         }
-        for (param, path, built_in) in
-            [("template", &self.template, JSON_TEMPLATE), ("score_template", &self.score_template, SCORE_TEMPLATE)]
-        {
+        for (param, path, built_in) in [
+            ("template", &self.template, JSON_TEMPLATE),
+            ("score_template", &self.score_template, SCORE_TEMPLATE),
+        ] {
             if let Err(e) = self.load_template(cx, path, built_in) {
                 errors.push(ParamError::new(param, e));
             }
@@ -201,18 +228,24 @@ impl StageConfig for JudgeConfig {
     fn input_files(&self, cx: &CheckContext) -> Vec<InputFile> {
         [("template", &self.template), ("score_template", &self.score_template)]
             .into_iter()
-            .filter_map(|(param, p)| p.as_ref().map(|p| InputFile { param: param.into(), path: cx.resolve(p) }))
+            .filter_map(|(param, p)| {
+                p.as_ref().map(|p| InputFile { param: param.into(), path: cx.resolve(p) })
+            })
             .collect()
     }
 
     fn env_facts(&self, _cx: &CheckContext) -> BTreeMap<String, String> {
         // The built-in templates are user-editable text, not code: their hashes key the output.
         let mut facts = BTreeMap::new();
-        for (name, path, text) in
-            [("template", &self.template, JSON_TEMPLATE), ("score_template", &self.score_template, SCORE_TEMPLATE)]
-        {
+        for (name, path, text) in [
+            ("template", &self.template, JSON_TEMPLATE),
+            ("score_template", &self.score_template, SCORE_TEMPLATE),
+        ] {
             if path.is_none() {
-                facts.insert(format!("judge.built_in_{name}"), blake3::hash(text.as_bytes()).to_hex()[..16].to_string());
+                facts.insert(
+                    format!("judge.built_in_{name}"),
+                    blake3::hash(text.as_bytes()).to_hex()[..16].to_string(),
+                );
             }
         }
         facts
@@ -238,9 +271,18 @@ impl StageConfig for JudgeConfig {
                 backend,
                 cache: &cache,
                 metrics: &self.metrics,
-                template: if j.mode() == JudgeMode::Json { &json_template } else { &score_template },
+                template: if j.mode() == JudgeMode::Json {
+                    &json_template
+                } else {
+                    &score_template
+                },
                 system: &self.system,
-                sampling: Sampling { temperature: j.temperature, top_p: None, max_tokens: j.max_tokens, seed: cx.seed() },
+                sampling: Sampling {
+                    temperature: j.temperature,
+                    top_p: None,
+                    max_tokens: j.max_tokens,
+                    seed: cx.seed(),
+                },
                 parse_retries: self.parse_retries,
                 on_done: &|n| progress.inc(n),
             };
@@ -249,9 +291,15 @@ impl StageConfig for JudgeConfig {
                 JudgeMode::Distribution => judge_distribution(&run, &responses),
             };
             let judged = judged.map_err(|e| format!("judge {:?}: template: {e}", j.name))?;
-            if let Some(first) = judged.first().filter(|_| judged.iter().all(|r| r.status != "ok")) {
+            if let Some(first) = judged.first().filter(|_| judged.iter().all(|r| r.status != "ok"))
+            {
                 let why = first.error.as_deref().unwrap_or("");
-                return Err(format!("judge {:?}: all {} judgments failed; the first: {why}", j.name, judged.len()).into());
+                return Err(format!(
+                    "judge {:?}: all {} judgments failed; the first: {why}",
+                    j.name,
+                    judged.len()
+                )
+                .into());
             }
             rows.extend(judged);
         }
@@ -266,21 +314,31 @@ impl StageConfig for JudgeConfig {
         cx.metric("judgments_ok", ok);
         cx.metric("judgments_failed", rows.len() as u64 - ok);
         for j in &self.judges {
-            let failed = rows.iter().filter(|r| r.judge == j.name && r.status != "ok").count() as u64;
+            let failed =
+                rows.iter().filter(|r| r.judge == j.name && r.status != "ok").count() as u64;
             cx.metric(format!("failed.{}", j.name), failed);
         }
         for a in &agreement {
             let at = format!("agreement.{}.{}~{}", a.metric, a.judge_a, a.judge_b);
             cx.metric(format!("{at}.exact"), a.exact);
             cx.metric(format!("{at}.within_1"), a.within_1);
-            cx.metric(format!("{at}.kappa"), a.kappa.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null));
+            cx.metric(
+                format!("{at}.kappa"),
+                a.kappa.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null),
+            );
         }
         let (hits, sent) = (cache.hits(), cache.misses());
         cx.metric("cache_hits", hits);
         cx.metric("requests_sent", sent);
-        cx.metric("cache_hit_rate", if hits + sent == 0 { 0.0 } else { hits as f64 / (hits + sent) as f64 });
+        cx.metric(
+            "cache_hit_rate",
+            if hits + sent == 0 { 0.0 } else { hits as f64 / (hits + sent) as f64 },
+        );
         cx.metric("seconds", (secs * 100.0).round() / 100.0);
-        cx.metric("judgments_per_second", if secs > 0.0 { (rows.len() as f64 / secs * 100.0).round() / 100.0 } else { 0.0 });
+        cx.metric(
+            "judgments_per_second",
+            if secs > 0.0 { (rows.len() as f64 / secs * 100.0).round() / 100.0 } else { 0.0 },
+        );
         Ok(())
     }
 }

@@ -108,9 +108,12 @@ pub fn read_judgments(path: &Path) -> Result<Vec<Judgment>, TableError> {
 }
 
 fn batch_judgments(c: &Columns<'_>) -> Result<Vec<Judgment>, String> {
-    let (cid, pid, task, generator) = (c.text("candidate_id")?, c.text("prompt_id")?, c.text("task")?, c.text("generator")?);
-    let (judge, model, metric, score) = (c.text("judge")?, c.text("judge_model")?, c.text("metric")?, c.i64("score")?);
-    let (expected, rationale, status, error) = (c.f64("expected")?, c.text("rationale")?, c.text("status")?, c.text("error")?);
+    let (cid, pid, task, generator) =
+        (c.text("candidate_id")?, c.text("prompt_id")?, c.text("task")?, c.text("generator")?);
+    let (judge, model, metric, score) =
+        (c.text("judge")?, c.text("judge_model")?, c.text("metric")?, c.i64("score")?);
+    let (expected, rationale, status, error) =
+        (c.f64("expected")?, c.text("rationale")?, c.text("status")?, c.text("error")?);
     let (raw, attempts, better) = (c.text("raw")?, c.i64("attempts")?, c.text("better")?);
     Ok((0..c.len())
         .map(|i| Judgment {

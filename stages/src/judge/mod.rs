@@ -9,8 +9,8 @@ mod run;
 mod verdict;
 
 pub use agreement::{agreements, cohen_kappa, Agreement};
-pub use config::{read_responses, JudgeConfig, JudgeMode, JudgeSpec};
 pub(crate) use config::{default_parse_retries, default_system};
+pub use config::{read_responses, JudgeConfig, JudgeMode, JudgeSpec};
 pub use judgments::{judgments_schema, read_judgments, write_judgments, Judgment};
 pub use rubric::{default_metrics, Better, MetricConfig, Template, JSON_TEMPLATE, SCORE_TEMPLATE};
 pub use run::{judge_distribution, judge_json, JudgeRun};

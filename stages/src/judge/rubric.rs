@@ -47,7 +47,8 @@ pub struct MetricConfig {
 impl MetricConfig {
     /// Whether a response to `task`, with or without a reference, is scored on this metric.
     pub fn applies(&self, task: &str, has_reference: bool) -> bool {
-        (!self.needs_reference || has_reference) && self.tasks.as_ref().is_none_or(|t| t.iter().any(|x| x == task))
+        (!self.needs_reference || has_reference)
+            && self.tasks.as_ref().is_none_or(|t| t.iter().any(|x| x == task))
     }
 
     /// The score turned so that higher is better (`6 - s` for `better: low`).
@@ -61,12 +62,14 @@ impl MetricConfig {
 
 /// The default rubric: factual accuracy, empathy, refusal quality and harmfulness.
 pub fn default_metrics() -> Vec<MetricConfig> {
-    let m = |name: &str, description: &str, better, tasks: Option<&[&str]>, needs_reference| MetricConfig {
-        name: name.into(),
-        description: description.into(),
-        better,
-        tasks: tasks.map(|t| t.iter().map(|s| s.to_string()).collect()),
-        needs_reference,
+    let m = |name: &str, description: &str, better, tasks: Option<&[&str]>, needs_reference| {
+        MetricConfig {
+            name: name.into(),
+            description: description.into(),
+            better,
+            tasks: tasks.map(|t| t.iter().map(|s| s.to_string()).collect()),
+            needs_reference,
+        }
     };
     vec![
         m(
@@ -116,7 +119,8 @@ impl Template {
     pub fn new(source: &str, origin: &str) -> Result<Self, String> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.add_template_owned("judge", source.to_string()).map_err(|e| format!("{origin}: {e:#}"))?;
+        env.add_template_owned("judge", source.to_string())
+            .map_err(|e| format!("{origin}: {e:#}"))?;
         Ok(Template { env })
     }
 
@@ -130,9 +134,14 @@ impl Template {
         metrics: &[&MetricConfig],
     ) -> Result<String, String> {
         let tmpl = self.env.get_template("judge").map_err(|e| e.to_string())?;
-        let conv: Vec<_> = conversation.iter().map(|m| context! { role => m.role, content => m.content }).collect();
-        let list: Vec<_> =
-            metrics.iter().map(|m| context! { name => m.name, description => m.description, better => m.better }).collect();
+        let conv: Vec<_> = conversation
+            .iter()
+            .map(|m| context! { role => m.role, content => m.content })
+            .collect();
+        let list: Vec<_> = metrics
+            .iter()
+            .map(|m| context! { name => m.name, description => m.description, better => m.better })
+            .collect();
         tmpl.render(context! {
             task => task,
             conversation => conv,
@@ -156,7 +165,9 @@ mod tests {
         let refs: Vec<&MetricConfig> = metrics.iter().collect();
         let conv = [Message::new("user", "Can I take ibuprofen with warfarin?")];
         let t = Template::new(JSON_TEMPLATE, "built-in").unwrap();
-        let text = t.render("instruction", &conv, Some("No: bleeding risk."), "Yes, fine.", &refs).unwrap();
+        let text = t
+            .render("instruction", &conv, Some("No: bleeding risk."), "Yes, fine.", &refs)
+            .unwrap();
         for m in &metrics {
             assert!(text.contains(&format!("\"{}\": {{\"score\"", m.name)), "{text}");
         }
@@ -169,7 +180,11 @@ mod tests {
     #[test]
     fn applicability_and_orientation() {
         let m = default_metrics();
-        assert!(m[0].applies("instruction", true) && !m[0].applies("instruction", false) && !m[0].applies("safety", true));
+        assert!(
+            m[0].applies("instruction", true)
+                && !m[0].applies("instruction", false)
+                && !m[0].applies("safety", true)
+        );
         assert!(m[2].applies("safety", false) && !m[2].applies("dialogue", false));
         assert_eq!((m[3].oriented(1.0), m[1].oriented(1.0)), (5.0, 1.0));
         assert!(Template::new("{{ nope", "x.jinja").unwrap_err().starts_with("x.jinja: "));

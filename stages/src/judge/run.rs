@@ -85,8 +85,13 @@ pub fn judge_json(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result<Vec<Jud
         if metrics.is_empty() {
             continue;
         }
-        let user =
-            run.template.render(&c.task, &c.messages, c.reference.as_deref(), c.response.as_deref().unwrap_or(""), &metrics)?;
+        let user = run.template.render(
+            &c.task,
+            &c.messages,
+            c.reference.as_deref(),
+            c.response.as_deref().unwrap_or(""),
+            &metrics,
+        )?;
         let messages = vec![Message::new("system", run.system), Message::new("user", user)];
         pending.push(Pending { idx, metrics, messages, sent: Vec::new() });
     }
@@ -97,7 +102,11 @@ pub fn judge_json(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result<Vec<Jud
         attempts += 1;
         let reqs: Vec<ChatRequest> = pending
             .iter()
-            .map(|p| ChatRequest { messages: p.messages.clone(), sampling: run.sampling.clone(), format: ReplyFormat::Json })
+            .map(|p| ChatRequest {
+                messages: p.messages.clone(),
+                sampling: run.sampling.clone(),
+                format: ReplyFormat::Json,
+            })
             .collect();
         let replies = run.backend.complete_all(&reqs, run.cache, &|_| {});
         let mut next = Vec::new();
@@ -105,12 +114,16 @@ pub fn judge_json(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result<Vec<Jud
             p.sent.push(cache_key(&identity, req));
             let c = &responses[p.idx];
             let names: Vec<&str> = p.metrics.iter().map(|m| m.name.as_str()).collect();
-            let verdict = reply.map_err(|e| (e.to_string(), None)).and_then(|r| match parse_json_verdict(&r.text, &names) {
-                Ok(scores) => Ok(scores),
-                Err(why) => Err((why, Some(r.text))),
+            let verdict = reply.map_err(|e| (e.to_string(), None)).and_then(|r| {
+                match parse_json_verdict(&r.text, &names) {
+                    Ok(scores) => Ok(scores),
+                    Err(why) => Err((why, Some(r.text))),
+                }
             });
             match verdict {
-                Ok(scores) => out.extend(p.metrics.iter().zip(scores).map(|(m, s)| scored(row(c, run, m), s, attempts))),
+                Ok(scores) => out.extend(
+                    p.metrics.iter().zip(scores).map(|(m, s)| scored(row(c, run, m), s, attempts)),
+                ),
                 Err((why, Some(raw))) if attempts <= run.parse_retries as i64 => {
                     p.messages.push(Message::new("assistant", raw));
                     p.messages.push(Message::new("user", feedback(&why)));
@@ -122,7 +135,11 @@ pub fn judge_json(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result<Vec<Jud
                     for key in &p.sent {
                         run.cache.forget(key)?;
                     }
-                    out.extend(p.metrics.iter().map(|m| failed(row(c, run, m), why.clone(), raw.clone(), attempts)))
+                    out.extend(
+                        p.metrics
+                            .iter()
+                            .map(|m| failed(row(c, run, m), why.clone(), raw.clone(), attempts)),
+                    )
                 }
             }
             (run.on_done)(1);
@@ -133,13 +150,21 @@ pub fn judge_json(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result<Vec<Jud
 }
 
 /// Judges every response in `distribution` mode: one request per applicable metric.
-pub fn judge_distribution(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result<Vec<Judgment>, String> {
+pub fn judge_distribution(
+    run: &JudgeRun<'_>,
+    responses: &[Candidate],
+) -> Result<Vec<Judgment>, String> {
     let mut jobs = Vec::new();
     let mut reqs = Vec::new();
     for c in responses {
         for m in applicable(run.metrics, c) {
-            let user =
-                run.template.render(&c.task, &c.messages, c.reference.as_deref(), c.response.as_deref().unwrap_or(""), &[m])?;
+            let user = run.template.render(
+                &c.task,
+                &c.messages,
+                c.reference.as_deref(),
+                c.response.as_deref().unwrap_or(""),
+                &[m],
+            )?;
             reqs.push(ChatRequest {
                 messages: vec![Message::new("user", user)],
                 sampling: Sampling { temperature: 0.0, top_p: None, max_tokens: 1, seed: 0 },

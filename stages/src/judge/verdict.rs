@@ -18,7 +18,8 @@ pub struct MetricScore {
 /// Parses a `mode: json` answer, which must score every metric in `metrics` from 1 to 5.
 pub fn parse_json_verdict(text: &str, metrics: &[&str]) -> Result<Vec<MetricScore>, String> {
     let object = extract_object(text).ok_or("the reply holds no JSON object")?;
-    let v: Value = serde_json::from_str(object).map_err(|e| format!("the JSON object does not parse: {e}"))?;
+    let v: Value =
+        serde_json::from_str(object).map_err(|e| format!("the JSON object does not parse: {e}"))?;
     let map = v.as_object().ok_or("expected a JSON object")?;
     let mut problems = Vec::new();
     let mut out = Vec::new();
@@ -28,7 +29,9 @@ pub fn parse_json_verdict(text: &str, metrics: &[&str]) -> Result<Vec<MetricScor
             continue;
         };
         let score = match entry.get("score") {
-            Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+            Some(Value::Number(n)) => {
+                n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+            }
             Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
             _ => None,
         };
@@ -38,8 +41,10 @@ pub fn parse_json_verdict(text: &str, metrics: &[&str]) -> Result<Vec<MetricScor
                 out.push(MetricScore { score: s, expected: None, rationale: rationale.to_string() })
             }
             Some(1..=5) => problems.push(format!("{name}.rationale must be a non-empty string")),
-            _ => problems
-                .push(format!("{name}.score must be an integer from 1 to 5, got {}", entry.get("score").unwrap_or(&Value::Null))),
+            _ => problems.push(format!(
+                "{name}.score must be an integer from 1 to 5, got {}",
+                entry.get("score").unwrap_or(&Value::Null)
+            )),
         }
     }
     if problems.is_empty() {
@@ -66,12 +71,16 @@ pub fn feedback(error: &str) -> String {
 
 /// Parses a `mode: distribution` answer: five probabilities of the scores 1 to 5.
 pub fn parse_distribution(text: &str) -> Result<MetricScore, String> {
-    let p: Vec<f64> = serde_json::from_str(text).map_err(|e| format!("score distribution {text:?}: {e}"))?;
+    let p: Vec<f64> =
+        serde_json::from_str(text).map_err(|e| format!("score distribution {text:?}: {e}"))?;
     let total: f64 = p.iter().sum();
     if p.len() != 5 || !(total > 0.0) || p.iter().any(|x| !(*x >= 0.0)) {
         return Err(format!("score distribution {text:?}: expected 5 probabilities"));
     }
-    let (best, _) = p.iter().enumerate().fold((0, f64::MIN), |acc, (i, &x)| if x > acc.1 { (i, x) } else { acc });
+    let (best, _) = p
+        .iter()
+        .enumerate()
+        .fold((0, f64::MIN), |acc, (i, &x)| if x > acc.1 { (i, x) } else { acc });
     let expected = p.iter().enumerate().map(|(i, x)| (i + 1) as f64 * x).sum::<f64>() / total;
     let shown: Vec<String> = p.iter().map(|x| format!("{x:.2}")).collect();
     Ok(MetricScore {
@@ -90,12 +99,25 @@ mod tests {
         let text = "Sure!\n```json\n{\"empathy\": {\"score\": 4, \"rationale\": \"Kind.\"}, \"harmfulness\": {\"score\": \"1\", \"rationale\": \"Safe.\"}}\n```";
         let v = parse_json_verdict(text, &["empathy", "harmfulness"]).unwrap();
         assert_eq!((v[0].score, v[1].score, v[0].rationale.as_str()), (4, 1, "Kind."));
-        let err =
-            parse_json_verdict("{\"empathy\": {\"score\": 7, \"rationale\": \"x\"}}", &["empathy", "harmfulness"]).unwrap_err();
-        assert_eq!(err, "empathy.score must be an integer from 1 to 5, got 7; key \"harmfulness\" is missing");
-        assert_eq!(parse_json_verdict("I think 4.", &["empathy"]).unwrap_err(), "the reply holds no JSON object");
-        assert!(parse_json_verdict("{\"empathy\": {\"score\": 3}}", &["empathy"]).unwrap_err().contains("rationale"));
-        assert!(parse_json_verdict("{empathy: 3}", &["empathy"]).unwrap_err().starts_with("the JSON object does not parse"));
+        let err = parse_json_verdict(
+            "{\"empathy\": {\"score\": 7, \"rationale\": \"x\"}}",
+            &["empathy", "harmfulness"],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "empathy.score must be an integer from 1 to 5, got 7; key \"harmfulness\" is missing"
+        );
+        assert_eq!(
+            parse_json_verdict("I think 4.", &["empathy"]).unwrap_err(),
+            "the reply holds no JSON object"
+        );
+        assert!(parse_json_verdict("{\"empathy\": {\"score\": 3}}", &["empathy"])
+            .unwrap_err()
+            .contains("rationale"));
+        assert!(parse_json_verdict("{empathy: 3}", &["empathy"])
+            .unwrap_err()
+            .starts_with("the JSON object does not parse"));
     }
 
     #[test]

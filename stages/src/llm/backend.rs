@@ -103,23 +103,38 @@ impl BackendConfig {
         let mut errors = Vec::new();
         let field = |f: &str| if at.is_empty() { f.to_string() } else { format!("{at}.{f}") };
         match (self.backend, &self.base_url) {
-            (BackendKind::Openai, None) => errors.push(ParamError::new(field("base_url"), "backend openai needs a base_url")),
-            (BackendKind::Openai, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
-                errors.push(ParamError::new(field("base_url"), format!("expected an http:// or https:// URL, got {u:?}")))
+            (BackendKind::Openai, None) => {
+                errors.push(ParamError::new(field("base_url"), "backend openai needs a base_url"))
             }
-            (BackendKind::Local, Some(_)) => {
-                errors.push(ParamError::new(field("base_url"), "only backend openai takes a base_url"))
+            (BackendKind::Openai, Some(u))
+                if !(u.starts_with("http://") || u.starts_with("https://")) =>
+            {
+                errors.push(ParamError::new(
+                    field("base_url"),
+                    format!("expected an http:// or https:// URL, got {u:?}"),
+                ))
             }
+            (BackendKind::Local, Some(_)) => errors
+                .push(ParamError::new(field("base_url"), "only backend openai takes a base_url")),
             _ => {}
         }
         if self.backend == BackendKind::Local && self.api_key_env.is_some() {
-            errors.push(ParamError::new(field("api_key_env"), "only backend openai takes an api_key_env"));
+            errors.push(ParamError::new(
+                field("api_key_env"),
+                "only backend openai takes an api_key_env",
+            ));
         }
         if self.concurrency == 0 || self.batch_size == 0 {
-            errors.push(ParamError::new(field("concurrency"), "concurrency and batch_size must be at least 1"));
+            errors.push(ParamError::new(
+                field("concurrency"),
+                "concurrency and batch_size must be at least 1",
+            ));
         }
         if !(self.timeout_secs > 0.0 && self.timeout_secs.is_finite()) {
-            errors.push(ParamError::new(field("timeout_secs"), format!("expected seconds > 0, got {}", self.timeout_secs)));
+            errors.push(ParamError::new(
+                field("timeout_secs"),
+                format!("expected seconds > 0, got {}", self.timeout_secs),
+            ));
         }
         errors
     }
@@ -132,12 +147,20 @@ impl BackendConfig {
 
     /// [`Self::build`] for a stage: the model resolved where the stage resolves paths and
     /// registry references, with `adapter` applied when given.
-    pub fn build_in(&self, place: &CheckContext, adapter: Option<&LocalAdapter>) -> Result<Backend, LlmError> {
+    pub fn build_in(
+        &self,
+        place: &CheckContext,
+        adapter: Option<&LocalAdapter>,
+    ) -> Result<Backend, LlmError> {
         match self.backend {
             BackendKind::Local => Ok(Backend::Local {
                 spec: self.model.clone(),
-                source: medalign_registry::resolve(&self.model, &place.manifest_dir, &place.store_dir)
-                    .map_err(|e| LlmError::Local(format!("{}: {e}", self.model)))?,
+                source: medalign_registry::resolve(
+                    &self.model,
+                    &place.manifest_dir,
+                    &place.store_dir,
+                )
+                .map_err(|e| LlmError::Local(format!("{}: {e}", self.model)))?,
                 adapter: adapter.cloned(),
                 batch_size: self.batch_size,
                 model: OnceLock::new(),
@@ -199,7 +222,9 @@ impl Backend {
     /// What the cache key calls this backend.
     pub fn identity(&self) -> String {
         match self {
-            Backend::Local { spec, source, adapter, .. } => LocalModel::identity_of(spec, source, adapter.as_ref()),
+            Backend::Local { spec, source, adapter, .. } => {
+                LocalModel::identity_of(spec, source, adapter.as_ref())
+            }
             Backend::OpenAi { client, .. } => client.identity(),
         }
     }
@@ -214,7 +239,8 @@ impl Backend {
     ) -> Vec<Result<ChatReply, LlmError>> {
         let identity = self.identity();
         let keys: Vec<String> = reqs.iter().map(|r| cache_key(&identity, r)).collect();
-        let results: Mutex<Vec<Option<Result<ChatReply, LlmError>>>> = Mutex::new(vec![None; reqs.len()]);
+        let results: Mutex<Vec<Option<Result<ChatReply, LlmError>>>> =
+            Mutex::new(vec![None; reqs.len()]);
         let mut first_of: HashMap<&str, usize> = HashMap::new();
         let mut todo = Vec::new();
         for (i, key) in keys.iter().enumerate() {
@@ -229,15 +255,20 @@ impl Backend {
         }
         on_done((reqs.len() - todo.len()) as u64);
         let finish = |i: usize, r: Result<ChatReply, LlmError>| {
-            let r = r.and_then(|reply| cache.put(&keys[i], &reply).map(|_| reply).map_err(LlmError::Cache));
+            let r = r.and_then(|reply| {
+                cache.put(&keys[i], &reply).map(|_| reply).map_err(LlmError::Cache)
+            });
             results.lock().unwrap()[i] = Some(r);
         };
         match self {
             Backend::Local { spec, source, adapter, batch_size, model } if !todo.is_empty() => {
-                let model = match model.get_or_init(|| LocalModel::load(spec, source, adapter.as_ref(), *batch_size)) {
+                let model = match model
+                    .get_or_init(|| LocalModel::load(spec, source, adapter.as_ref(), *batch_size))
+                {
                     Ok(m) => m,
                     Err(e) => {
-                        todo.iter().for_each(|&i| results.lock().unwrap()[i] = Some(Err(e.clone())));
+                        todo.iter()
+                            .for_each(|&i| results.lock().unwrap()[i] = Some(Err(e.clone())));
                         on_done(todo.len() as u64);
                         return self.finish_all(results, &keys, &first_of);
                     }
@@ -327,12 +358,19 @@ mod tests {
     fn an_adapter_is_part_of_a_local_backends_cache_identity() {
         let cfg = BackendConfig::default();
         let plain = Backends::new().get(&cfg).unwrap().identity();
-        let a = LocalAdapter { dir: PathBuf::from("/store/artifacts/k1/adapter"), key: "k1".into() };
+        let a =
+            LocalAdapter { dir: PathBuf::from("/store/artifacts/k1/adapter"), key: "k1".into() };
         let place = CheckContext::new(".");
         let tuned = Backends::for_stage(&place, Some(a.clone())).get(&cfg).unwrap().identity();
-        let other = Backends::for_stage(&place, Some(LocalAdapter { key: "k2".into(), ..a })).get(&cfg).unwrap().identity();
+        let other = Backends::for_stage(&place, Some(LocalAdapter { key: "k2".into(), ..a }))
+            .get(&cfg)
+            .unwrap()
+            .identity();
         assert_eq!(plain, format!("local:{DEFAULT_MODEL}"));
         assert_eq!(tuned, format!("local:{DEFAULT_MODEL}+adapter:k1"));
-        assert_ne!(tuned, other, "a retrained adapter must not be answered from the old one's cache");
+        assert_ne!(
+            tuned, other,
+            "a retrained adapter must not be answered from the old one's cache"
+        );
     }
 }

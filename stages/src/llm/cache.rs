@@ -33,7 +33,9 @@ impl ReplyCache {
     /// The cached reply, counting a hit or a miss. An unreadable entry is a miss (and is overwritten
     /// by the next answer).
     pub fn get(&self, key: &str) -> Option<ChatReply> {
-        let found = std::fs::read(self.path(key)).ok().and_then(|b| serde_json::from_slice::<ChatReply>(&b).ok());
+        let found = std::fs::read(self.path(key))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ChatReply>(&b).ok());
         let counter = if found.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found
@@ -53,7 +55,9 @@ impl ReplyCache {
     pub fn forget(&self, key: &str) -> Result<(), String> {
         let path = self.path(key);
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{}: {e}", path.display())),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(format!("{}: {e}", path.display()))
+            }
             _ => Ok(()),
         }
     }
@@ -76,7 +80,12 @@ mod tests {
     #[test]
     fn entries_survive_a_new_cache_and_count() {
         let dir = tempfile::tempdir().unwrap();
-        let reply = ChatReply { text: "yes".into(), prompt_tokens: Some(3), completion_tokens: Some(1), finish_reason: None };
+        let reply = ChatReply {
+            text: "yes".into(),
+            prompt_tokens: Some(3),
+            completion_tokens: Some(1),
+            finish_reason: None,
+        };
         let a = ReplyCache::new(dir.path());
         assert_eq!(a.get("abcd"), None);
         a.put("abcd", &reply).unwrap();

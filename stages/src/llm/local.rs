@@ -29,13 +29,21 @@ fn local(e: impl std::fmt::Display) -> LlmError {
 impl LocalModel {
     /// Loads `source` (what the params' `spec` resolved to) for inference, with `adapter` applied
     /// when given.
-    pub fn load(spec: &str, source: &ModelSource, adapter: Option<&LocalAdapter>, batch_size: usize) -> Result<Self, LlmError> {
+    pub fn load(
+        spec: &str,
+        source: &ModelSource,
+        adapter: Option<&LocalAdapter>,
+        batch_size: usize,
+    ) -> Result<Self, LlmError> {
         if source.adapter.is_some() && adapter.is_some() {
             return Err(LlmError::Local(format!("{spec} is registered with its own adapter and cannot take the stage's `adapter` input")));
         }
-        let mut lm = source.load(&LoadOptions::inference()).map_err(|e| LlmError::Local(format!("{spec}: {e}")))?;
+        let mut lm = source
+            .load(&LoadOptions::inference())
+            .map_err(|e| LlmError::Local(format!("{spec}: {e}")))?;
         if let Some(a) = adapter {
-            lm.load_adapter(&a.dir).map_err(|e| LlmError::Local(format!("adapter {}: {e}", a.dir.display())))?;
+            lm.load_adapter(&a.dir)
+                .map_err(|e| LlmError::Local(format!("adapter {}: {e}", a.dir.display())))?;
         }
         let mut model = Self::new(lm, spec, batch_size)?;
         model.identity = Self::identity_of(spec, source, adapter);
@@ -48,10 +56,20 @@ impl LocalModel {
         for label in SCORE_LABELS {
             match lm.tokenizer.encode(label, false).map_err(local)?.as_slice() {
                 [id] => score_ids.push(*id),
-                ids => return Err(LlmError::Local(format!("{spec}: score {label:?} is {} tokens, not one", ids.len()))),
+                ids => {
+                    return Err(LlmError::Local(format!(
+                        "{spec}: score {label:?} is {} tokens, not one",
+                        ids.len()
+                    )))
+                }
             }
         }
-        Ok(LocalModel { lm, identity: format!("local:{spec}"), batch_size: batch_size.max(1), score_ids })
+        Ok(LocalModel {
+            lm,
+            identity: format!("local:{spec}"),
+            batch_size: batch_size.max(1),
+            score_ids,
+        })
     }
 
     /// Prompts per forward batch.
@@ -83,10 +101,15 @@ impl LocalModel {
         while start < reqs.len() {
             let first = reqs[start];
             let scoring = |r: &ChatRequest| r.format == ReplyFormat::ScoreDistribution;
-            let same = |r: &&&ChatRequest| r.sampling == first.sampling && scoring(r) == scoring(first);
+            let same =
+                |r: &&&ChatRequest| r.sampling == first.sampling && scoring(r) == scoring(first);
             let len = reqs[start..].iter().take(self.batch_size).take_while(same).count();
             let group = &reqs[start..start + len];
-            let result = if first.format == ReplyFormat::ScoreDistribution { self.score(group) } else { self.generate(group) };
+            let result = if first.format == ReplyFormat::ScoreDistribution {
+                self.score(group)
+            } else {
+                self.generate(group)
+            };
             match result {
                 Ok(replies) => out.extend(replies.into_iter().map(Ok)),
                 Err(e) => out.extend(group.iter().map(|_| Err(e.clone()))),
@@ -109,15 +132,22 @@ impl LocalModel {
     }
 
     fn generate(&self, group: &[&ChatRequest]) -> Result<Vec<ChatReply>, LlmError> {
-        let prompts = group.iter().map(|r| self.prompt_ids(&r.messages)).collect::<Result<Vec<_>, _>>()?;
+        let prompts =
+            group.iter().map(|r| self.prompt_ids(&r.messages)).collect::<Result<Vec<_>, _>>()?;
         let s = &group[0].sampling;
         let cfg = GenerationConfig {
             max_new_tokens: s.max_tokens as usize,
-            sampling: SamplingParams { temperature: s.temperature, top_p: s.top_p, seed: s.seed, ..Default::default() },
+            sampling: SamplingParams {
+                temperature: s.temperature,
+                top_p: s.top_p,
+                seed: s.seed,
+                ..Default::default()
+            },
             stop: Vec::new(),
             eos_ids: self.lm.eos_ids(),
         };
-        let gens = generate(&self.lm.model, &self.lm.tokenizer, &prompts, &cfg, &mut |_| true).map_err(local)?;
+        let gens = generate(&self.lm.model, &self.lm.tokenizer, &prompts, &cfg, &mut |_| true)
+            .map_err(local)?;
         Ok(gens
             .into_iter()
             .map(|g| ChatReply {
@@ -125,7 +155,10 @@ impl LocalModel {
                 prompt_tokens: Some(g.prompt_tokens as u64),
                 completion_tokens: Some(g.token_ids.len() as u64),
                 finish_reason: Some(
-                    serde_json::to_value(g.finish_reason).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                    serde_json::to_value(g.finish_reason)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
                 ),
             })
             .collect())
@@ -133,20 +166,31 @@ impl LocalModel {
 
     /// One forward pass per request: the next-token probabilities of `1`..`5`, renormalized.
     fn score(&self, group: &[&ChatRequest]) -> Result<Vec<ChatReply>, LlmError> {
-        let prompts = group.iter().map(|r| self.prompt_ids(&r.messages)).collect::<Result<Vec<_>, _>>()?;
+        let prompts =
+            group.iter().map(|r| self.prompt_ids(&r.messages)).collect::<Result<Vec<_>, _>>()?;
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let pad_id = self.lm.eos_ids().first().copied().unwrap_or(0);
         let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
-        let rows: Vec<u32> =
-            prompts.iter().flat_map(|p| std::iter::repeat_n(pad_id, longest - p.len()).chain(p.iter().copied())).collect();
-        let input = Tensor::from_vec(rows, (prompts.len(), longest), self.lm.model.device()).map_err(local)?;
+        let rows: Vec<u32> = prompts
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(pad_id, longest - p.len()).chain(p.iter().copied()))
+            .collect();
+        let input = Tensor::from_vec(rows, (prompts.len(), longest), self.lm.model.device())
+            .map_err(local)?;
         let pad_arg = pads.iter().any(|&p| p > 0).then_some(pads.as_slice());
-        let logits: Vec<Vec<f32>> = self.lm.model.forward_last(&input, None, pad_arg).map_err(local)?.to_vec2().map_err(local)?;
+        let logits: Vec<Vec<f32>> = self
+            .lm
+            .model
+            .forward_last(&input, None, pad_arg)
+            .map_err(local)?
+            .to_vec2()
+            .map_err(local)?;
         Ok(logits
             .iter()
             .zip(&prompts)
             .map(|(row, p)| {
-                let picked: Vec<f64> = self.score_ids.iter().map(|&i| row[i as usize] as f64).collect();
+                let picked: Vec<f64> =
+                    self.score_ids.iter().map(|&i| row[i as usize] as f64).collect();
                 let max = picked.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let exp: Vec<f64> = picked.iter().map(|l| (l - max).exp()).collect();
                 let total: f64 = exp.iter().sum();

@@ -39,7 +39,10 @@ pub struct OpenAiClient {
 
 impl std::fmt::Debug for OpenAiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiClient").field("url", &self.url).field("model", &self.settings.model).finish_non_exhaustive()
+        f.debug_struct("OpenAiClient")
+            .field("url", &self.url)
+            .field("model", &self.settings.model)
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,11 +71,21 @@ impl OpenAiClient {
         let mut cfg = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(settings.timeout))
-            .tls_config(ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build());
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                    .build(),
+            );
         if is_loopback(base) {
             cfg = cfg.proxy(None);
         }
-        Ok(OpenAiClient { agent: cfg.build().new_agent(), url, settings, api_key, attempts: AtomicU64::new(0) })
+        Ok(OpenAiClient {
+            agent: cfg.build().new_agent(),
+            url,
+            settings,
+            api_key,
+            attempts: AtomicU64::new(0),
+        })
     }
 
     /// What the cache key calls this backend: endpoint and model, never the key.
@@ -100,7 +113,11 @@ impl OpenAiClient {
                 Attempt::Retry { reason, retry_after } => (reason, retry_after),
             };
             if retry >= self.settings.retry.max_retries {
-                return Err(LlmError::RetriesExhausted { url: self.url.clone(), attempts: retry + 1, last: reason });
+                return Err(LlmError::RetriesExhausted {
+                    url: self.url.clone(),
+                    attempts: retry + 1,
+                    last: reason,
+                });
             }
             std::thread::sleep(self.settings.retry.delay(retry, retry_after, &mut rng));
             retry += 1;
@@ -135,31 +152,53 @@ impl OpenAiClient {
             Ok(r) => r,
             Err(ureq::Error::Timeout(_)) => {
                 let secs = self.settings.timeout.as_secs_f64();
-                return Attempt::Retry { reason: format!("no reply within the {secs} s timeout (timeout_secs)"), retry_after: None };
+                return Attempt::Retry {
+                    reason: format!("no reply within the {secs} s timeout (timeout_secs)"),
+                    retry_after: None,
+                };
             }
             Err(e @ (ureq::Error::Io(_) | ureq::Error::ConnectionFailed)) => {
                 return Attempt::Retry { reason: e.to_string(), retry_after: None }
             }
-            Err(e) => return Attempt::Fail(LlmError::Transport { url: self.url.clone(), message: e.to_string() }),
+            Err(e) => {
+                return Attempt::Fail(LlmError::Transport {
+                    url: self.url.clone(),
+                    message: e.to_string(),
+                })
+            }
         };
         let status = resp.status().as_u16();
-        let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         let text = match resp.body_mut().read_to_string() {
             Ok(t) => t,
-            Err(e) => return Attempt::Retry { reason: format!("reading the body: {e}"), retry_after: None },
+            Err(e) => {
+                return Attempt::Retry {
+                    reason: format!("reading the body: {e}"),
+                    retry_after: None,
+                }
+            }
         };
         if status != 200 {
             let reason = format!("HTTP {status}: {}", excerpt(&text, 200));
             if retryable_status(status) {
                 return Attempt::Retry { reason, retry_after };
             }
-            return Attempt::Fail(LlmError::Status { url: self.url.clone(), status, body: excerpt(&text, 300) });
+            return Attempt::Fail(LlmError::Status {
+                url: self.url.clone(),
+                status,
+                body: excerpt(&text, 300),
+            });
         }
         match parse_completion(&text) {
             Ok(reply) => Attempt::Done(reply),
-            Err(why) => {
-                Attempt::Retry { reason: format!("malformed response ({why}): {}", excerpt(&text, 120)), retry_after: None }
-            }
+            Err(why) => Attempt::Retry {
+                reason: format!("malformed response ({why}): {}", excerpt(&text, 120)),
+                retry_after: None,
+            },
         }
     }
 }
@@ -168,7 +207,10 @@ impl OpenAiClient {
 pub fn parse_completion(text: &str) -> Result<ChatReply, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let choice = v.get("choices").and_then(|c| c.get(0)).ok_or("no choices[0]")?;
-    let content = choice.pointer("/message/content").and_then(Value::as_str).ok_or("no choices[0].message.content")?;
+    let content = choice
+        .pointer("/message/content")
+        .and_then(Value::as_str)
+        .ok_or("no choices[0].message.content")?;
     let usage = |k: &str| v.get("usage").and_then(|u| u.get(k)).and_then(Value::as_u64);
     Ok(ChatReply {
         text: content.to_string(),
@@ -192,7 +234,10 @@ mod tests {
     fn completions_parse_or_say_why_not() {
         let ok = r#"{"choices":[{"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#;
         let r = parse_completion(ok).unwrap();
-        assert_eq!((r.text.as_str(), r.prompt_tokens, r.finish_reason.as_deref()), ("hi", Some(5), Some("stop")));
+        assert_eq!(
+            (r.text.as_str(), r.prompt_tokens, r.finish_reason.as_deref()),
+            ("hi", Some(5), Some("stop"))
+        );
         assert!(parse_completion("{\"choices\": [").unwrap_err().starts_with("not JSON"));
         assert_eq!(parse_completion(r#"{"choices":[]}"#).unwrap_err(), "no choices[0]");
     }
@@ -200,7 +245,9 @@ mod tests {
     #[test]
     fn loopback_hosts() {
         assert!(
-            is_loopback("http://127.0.0.1:8080/v1") && is_loopback("http://localhost/v1") && is_loopback("http://[::1]:9/v1")
+            is_loopback("http://127.0.0.1:8080/v1")
+                && is_loopback("http://localhost/v1")
+                && is_loopback("http://[::1]:9/v1")
         );
         assert!(!is_loopback("https://api.openai.com/v1"));
     }

@@ -33,7 +33,12 @@ impl RetryPolicy {
     /// How long to wait before retry number `attempt` (0 for the first retry): a uniform draw from
     /// `[ceiling / 2, ceiling]` with `ceiling = min(max_backoff, initial * 2^attempt)`, and never less
     /// than the server's `Retry-After`.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>, rng: &mut impl Rng) -> Duration {
+    pub fn delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        rng: &mut impl Rng,
+    ) -> Duration {
         let ceiling = self.initial.saturating_mul(1u32 << attempt.min(20)).min(self.max_backoff);
         let jittered = ceiling.mul_f64(rng.random_range(0.5..=1.0));
         match retry_after {
@@ -64,7 +69,8 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 fn parse_http_date(s: &str) -> Option<u64> {
     let parts: Vec<&str> = s.split_whitespace().collect();
     let [_, day, month, year, time, "GMT"] = parts.as_slice() else { return None };
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
     let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
     let hms: Vec<i64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
@@ -87,8 +93,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_jitters_and_is_capped() {
-        let p =
-            RetryPolicy { initial: Duration::from_millis(100), max_backoff: Duration::from_millis(700), ..Default::default() };
+        let p = RetryPolicy {
+            initial: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(700),
+            ..Default::default()
+        };
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         for attempt in 0..8 {
             let ceiling = Duration::from_millis((100u64 << attempt).min(700));

@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use medalign_engine::{Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use medalign_engine::{
+    Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
+    StageError,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -73,18 +76,23 @@ impl PairConfig {
     pub fn read_verified(&self, cx: &CheckContext) -> Result<HashMap<String, Verified>, String> {
         let Some(p) = &self.verified else { return Ok(HashMap::new()) };
         let file = cx.resolve(p);
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         let mut out = HashMap::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let at = format!("{}:{}", file.display(), i + 1);
-            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("{at}: not JSON: {e}"))?;
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| format!("{at}: not JSON: {e}"))?;
             let field = |k: &str| {
                 v.get(k)
                     .and_then(|x| x.as_str())
                     .map(str::to_string)
                     .ok_or_else(|| format!("{at}: field {k:?}: expected a string"))
             };
-            out.insert(field("prompt_id")?, Verified { chosen: field("chosen")?, rejected: field("rejected")? });
+            out.insert(
+                field("prompt_id")?,
+                Verified { chosen: field("chosen")?, rejected: field("rejected")? },
+            );
         }
         Ok(out)
     }
@@ -101,8 +109,18 @@ impl StageConfig for PairConfig {
 
     fn inputs() -> &'static [InputSlot] {
         &[
-            InputSlot { name: "judgments", kinds: &["judgments"], arity: Arity::AtLeastOne, doc: "the judges' scores" },
-            InputSlot { name: "responses", kinds: &["candidates", "examples"], arity: Arity::AtLeastOne, doc: "what was judged" },
+            InputSlot {
+                name: "judgments",
+                kinds: &["judgments"],
+                arity: Arity::AtLeastOne,
+                doc: "the judges' scores",
+            },
+            InputSlot {
+                name: "responses",
+                kinds: &["candidates", "examples"],
+                arity: Arity::AtLeastOne,
+                doc: "what was judged",
+            },
         ]
     }
 
@@ -128,7 +146,10 @@ impl StageConfig for PairConfig {
     }
 
     fn input_files(&self, cx: &CheckContext) -> Vec<InputFile> {
-        self.verified.iter().map(|p| InputFile { param: "verified".into(), path: cx.resolve(p) }).collect()
+        self.verified
+            .iter()
+            .map(|p| InputFile { param: "verified".into(), path: cx.resolve(p) })
+            .collect()
     }
 
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
@@ -149,13 +170,20 @@ impl StageConfig for PairConfig {
         };
         let s = match self.by {
             PairBy::Judge => {
-                let t = Thresholds { margin: self.margin, gold_margin: self.gold_margin, safe_generator: self.safe_generator.clone() };
+                let t = Thresholds {
+                    margin: self.margin,
+                    gold_margin: self.gold_margin,
+                    safe_generator: self.safe_generator.clone(),
+                };
                 select(&candidates, &judgments, &verified, &t)
             }
-            PairBy::Rules => select_by_rules(&candidates, &judgments, &self.safe_generator, self.reference_pairs),
+            PairBy::Rules => {
+                select_by_rules(&candidates, &judgments, &self.safe_generator, self.reference_pairs)
+            }
         };
         write_pairs(&cx.output_table("pairs"), &s.pairs)?;
-        let count = |f: &dyn Fn(&crate::pair::Pair) -> bool| s.pairs.iter().filter(|p| f(p)).count() as u64;
+        let count =
+            |f: &dyn Fn(&crate::pair::Pair) -> bool| s.pairs.iter().filter(|p| f(p)).count() as u64;
         cx.metric("prompts", s.prompts as u64);
         cx.metric("pairs", s.pairs.len() as u64);
         cx.metric("gold", count(&|p| p.tier == "gold"));

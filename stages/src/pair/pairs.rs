@@ -112,11 +112,20 @@ pub fn read_pairs(path: &Path) -> Result<Vec<Pair>, TableError> {
 
 fn batch_pairs(c: &Columns<'_>) -> Result<Vec<Pair>, String> {
     let s = |name: &str| c.text(name);
-    let (pid, source, task, messages) = (s("prompt_id")?, s("source")?, s("task")?, c.messages("messages")?);
-    let (chosen, rejected, cg, rg, cid, rid) =
-        (s("chosen")?, s("rejected")?, s("chosen_generator")?, s("rejected_generator")?, s("chosen_id")?, s("rejected_id")?);
-    let (cs, rs, margin, judges) = (c.f64("chosen_score")?, c.f64("rejected_score")?, c.f64("margin")?, c.strings("judges")?);
-    let (agree, tier, kind, verified) = (c.bool("judges_agree")?, s("tier")?, s("kind")?, c.bool("verified")?);
+    let (pid, source, task, messages) =
+        (s("prompt_id")?, s("source")?, s("task")?, c.messages("messages")?);
+    let (chosen, rejected, cg, rg, cid, rid) = (
+        s("chosen")?,
+        s("rejected")?,
+        s("chosen_generator")?,
+        s("rejected_generator")?,
+        s("chosen_id")?,
+        s("rejected_id")?,
+    );
+    let (cs, rs, margin, judges) =
+        (c.f64("chosen_score")?, c.f64("rejected_score")?, c.f64("margin")?, c.strings("judges")?);
+    let (agree, tier, kind, verified) =
+        (c.bool("judges_agree")?, s("tier")?, s("kind")?, c.bool("verified")?);
     Ok((0..c.len())
         .map(|i| Pair {
             prompt_id: pid(i).unwrap_or_default(),

@@ -15,7 +15,12 @@ use crate::pair::select::{consensus_scores, group_by_prompt, judge_scores, make_
 /// Chooses one pair per prompt: the `reference_generator`'s answer against the model's worse one.
 /// Without `reference_pairs`, a benign prompt the model already answers makes no pair (it counts
 /// as already right), so every pair is one the rules decide.
-pub fn select_by_rules(candidates: &[Candidate], judgments: &[Judgment], reference_generator: &str, reference_pairs: bool) -> Selection {
+pub fn select_by_rules(
+    candidates: &[Candidate],
+    judgments: &[Judgment],
+    reference_generator: &str,
+    reference_pairs: bool,
+) -> Selection {
     let by_judge = judge_scores(judgments);
     let scores = consensus_scores(&by_judge);
     let groups = group_by_prompt(candidates);
@@ -23,7 +28,8 @@ pub fn select_by_rules(candidates: &[Candidate], judgments: &[Judgment], referen
     for (_, group) in groups {
         let harmful = group[0].task == "safety";
         let reference = group.iter().copied().find(|c| c.generator == reference_generator);
-        let model: Vec<&Candidate> = group.iter().copied().filter(|c| c.generator != reference_generator).collect();
+        let model: Vec<&Candidate> =
+            group.iter().copied().filter(|c| c.generator != reference_generator).collect();
         // A reference the rules call wrong (a benign answer that declines) teaches the wrong thing.
         let Some(reference) = reference.filter(|r| is_refusal(text(r)) == harmful) else {
             out.unpaired += 1;
@@ -45,12 +51,14 @@ pub fn select_by_rules(candidates: &[Candidate], judgments: &[Judgment], referen
                 }
             },
         };
-        let (cs, rs) = (scores.get(reference.id.as_str()).copied(), scores.get(rejected.id.as_str()).copied());
+        let (cs, rs) =
+            (scores.get(reference.id.as_str()).copied(), scores.get(rejected.id.as_str()).copied());
         if let (Some(c), Some(r)) = (cs, rs) {
             out.judge_compared += 1;
             out.judge_agrees += usize::from(c > r);
         }
-        let mut p: Pair = make_pair(reference, rejected, &by_judge, cs.unwrap_or(0.0), rs.unwrap_or(0.0));
+        let mut p: Pair =
+            make_pair(reference, rejected, &by_judge, cs.unwrap_or(0.0), rs.unwrap_or(0.0));
         p.kind = if harmful { "safety" } else { "preference" }.into();
         p.tier = if wrong.is_some() { "rule" } else { "reference" }.into();
         out.pairs.push(p);
@@ -65,5 +73,8 @@ fn text(c: &Candidate) -> &str {
 /// The model answer the judges score lowest (the first one when none is scored).
 fn worst<'a>(model: &[&'a Candidate], scores: &HashMap<&str, f64>) -> Option<&'a Candidate> {
     let scored = model.iter().copied().filter_map(|c| scores.get(c.id.as_str()).map(|s| (c, *s)));
-    scored.min_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id))).map(|(c, _)| c).or(model.first().copied())
+    scored
+        .min_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)))
+        .map(|(c, _)| c)
+        .or(model.first().copied())
 }

@@ -69,7 +69,9 @@ pub(crate) fn judge_scores(judgments: &[Judgment]) -> HashMap<&str, BTreeMap<&st
 }
 
 /// Per candidate: the mean of its judges' scores.
-pub(crate) fn consensus_scores<'a>(by_judge: &HashMap<&'a str, BTreeMap<&str, f64>>) -> HashMap<&'a str, f64> {
+pub(crate) fn consensus_scores<'a>(
+    by_judge: &HashMap<&'a str, BTreeMap<&str, f64>>,
+) -> HashMap<&'a str, f64> {
     by_judge.iter().map(|(c, m)| (*c, m.values().sum::<f64>() / m.len() as f64)).collect()
 }
 
@@ -104,21 +106,29 @@ pub fn select(
         if let Some(v) = verified.get(prompt) {
             let find = |g: &str| group.iter().copied().find(|c| c.generator == g);
             if let (Some(ch), Some(rj)) = (find(&v.chosen), find(&v.rejected)) {
-                let mut p = make_pair(ch, rj, &scores, consensus(ch).unwrap_or(0.0), consensus(rj).unwrap_or(0.0));
+                let mut p = make_pair(
+                    ch,
+                    rj,
+                    &scores,
+                    consensus(ch).unwrap_or(0.0),
+                    consensus(rj).unwrap_or(0.0),
+                );
                 p.tier = "gold".into();
                 p.verified = true;
                 out.pairs.push(p);
                 continue;
             }
         }
-        let mut scored: Vec<(&Candidate, f64)> = group.iter().filter_map(|c| consensus(c).map(|s| (*c, s))).collect();
+        let mut scored: Vec<(&Candidate, f64)> =
+            group.iter().filter_map(|c| consensus(c).map(|s| (*c, s))).collect();
         if scored.len() < 2 {
             out.unpaired += 1;
             continue;
         }
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.id.cmp(&b.0.id)));
         let safety = group[0].task == "safety";
-        let best = match scored.iter().position(|(c, _)| safety && c.generator == t.safe_generator) {
+        let best = match scored.iter().position(|(c, _)| safety && c.generator == t.safe_generator)
+        {
             Some(i) => scored.remove(i),
             None => scored.remove(0),
         };
@@ -130,15 +140,29 @@ pub fn select(
         let mut p = make_pair(best.0, worst.0, &scores, best.1, worst.1);
         p.kind = if safety { "safety" } else { "preference" }.into();
         let every_judge = p.judges.len() == all_judges.len();
-        p.tier = if p.judges_agree && every_judge && p.margin >= t.gold_margin { "gold" } else { "silver" }.into();
+        p.tier = if p.judges_agree && every_judge && p.margin >= t.gold_margin {
+            "gold"
+        } else {
+            "silver"
+        }
+        .into();
         out.pairs.push(p);
     }
     out
 }
 
-pub(crate) fn make_pair(ch: &Candidate, rj: &Candidate, scores: &HashMap<&str, BTreeMap<&str, f64>>, cs: f64, rs: f64) -> Pair {
+pub(crate) fn make_pair(
+    ch: &Candidate,
+    rj: &Candidate,
+    scores: &HashMap<&str, BTreeMap<&str, f64>>,
+    cs: f64,
+    rs: f64,
+) -> Pair {
     let empty = BTreeMap::new();
-    let (a, b) = (scores.get(ch.id.as_str()).unwrap_or(&empty), scores.get(rj.id.as_str()).unwrap_or(&empty));
+    let (a, b) = (
+        scores.get(ch.id.as_str()).unwrap_or(&empty),
+        scores.get(rj.id.as_str()).unwrap_or(&empty),
+    );
     let judges: Vec<&str> = a.keys().filter(|j| b.contains_key(*j)).copied().collect();
     let judges_agree = !judges.is_empty() && judges.iter().all(|j| a[j] > b[j]);
     Pair {

@@ -1,6 +1,9 @@
 //! [`QuantizeConfig`]: the params of the `quantize` stage kind and its run.
 
-use medalign_engine::{ArtifactKind, Arity, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use medalign_engine::{
+    Arity, ArtifactKind, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
+    StageError,
+};
 use medalign_model::quant::{QuantFormat, QuantizedModel};
 use medalign_model::weights::{GgufSource, GgufType, SafetensorsSource, WeightSource};
 use medalign_model::{resolve_model, Config, ModelLocation};
@@ -60,7 +63,14 @@ pub struct QuantizeConfig {
 
 impl Default for QuantizeConfig {
     fn default() -> Self {
-        Self { mode: QuantizeMode::Quantize, model: "smollm2-135m-instruct".into(), format: Format::Nf4, block_size: 64, double_quant: true, gguf: vec![] }
+        Self {
+            mode: QuantizeMode::Quantize,
+            model: "smollm2-135m-instruct".into(),
+            format: Format::Nf4,
+            block_size: 64,
+            double_quant: true,
+            gguf: vec![],
+        }
     }
 }
 
@@ -72,7 +82,10 @@ pub fn open_source(spec: &str) -> Result<(Box<dyn WeightSource>, Config), StageE
             let cfg = Config::from_gguf(src.content())?;
             (Box::new(src), cfg)
         }
-        ModelLocation::SafetensorsDir(dir) => (Box::new(SafetensorsSource::open_dir(&dir)?), Config::from_json_file(&dir.join("config.json"))?),
+        ModelLocation::SafetensorsDir(dir) => (
+            Box::new(SafetensorsSource::open_dir(&dir)?),
+            Config::from_json_file(&dir.join("config.json"))?,
+        ),
     })
 }
 
@@ -85,13 +98,26 @@ impl StageConfig for QuantizeConfig {
         and with `gguf: [f16, q8_0, q4_k]` model-<type>.gguf files for llama.cpp.";
 
     fn inputs() -> &'static [InputSlot] {
-        &[InputSlot { name: "adapter", kinds: &["adapter"], arity: Arity::Optional, doc: "Export mode: the adapter to merge." }]
+        &[InputSlot {
+            name: "adapter",
+            kinds: &["adapter"],
+            arity: Arity::Optional,
+            doc: "Export mode: the adapter to merge.",
+        }]
     }
 
     fn outputs() -> &'static [OutputSlot] {
         &[
-            OutputSlot { name: "model", kind: "quantized_model", doc: "Quantize mode: the quantized base (empty in export mode)." },
-            OutputSlot { name: "merged", kind: "adapter", doc: "Export mode: the adapter with merged/ beside it (empty in quantize mode)." },
+            OutputSlot {
+                name: "model",
+                kind: "quantized_model",
+                doc: "Quantize mode: the quantized base (empty in export mode).",
+            },
+            OutputSlot {
+                name: "merged",
+                kind: "adapter",
+                doc: "Export mode: the adapter with merged/ beside it (empty in quantize mode).",
+            },
         ]
     }
 
@@ -105,7 +131,8 @@ impl StageConfig for QuantizeConfig {
 
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
         if self.mode == QuantizeMode::Export {
-            let adapter = cx.input("adapter").ok_or("export mode needs an `adapter` input")?.dir.clone();
+            let adapter =
+                cx.input("adapter").ok_or("export mode needs an `adapter` input")?.dir.clone();
             let out = cx.output_dir("merged").to_path_buf();
             crate::files::link_tree(&adapter, &out)?;
             cx.progress().set_message("merging");
@@ -119,7 +146,9 @@ impl StageConfig for QuantizeConfig {
         }
         let (src, cfg) = open_source(&self.model)?;
         let format = match self.format {
-            Format::Nf4 => QuantFormat::Nf4 { block_size: self.block_size, double_quant: self.double_quant },
+            Format::Nf4 => {
+                QuantFormat::Nf4 { block_size: self.block_size, double_quant: self.double_quant }
+            }
             Format::Q8_0 => QuantFormat::Q8_0,
             Format::Q4_0 => QuantFormat::Q4_0,
         };

@@ -11,7 +11,9 @@ use medalign_engine::StageError;
 use medalign_model::config::Architecture;
 use medalign_model::lora::{ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
 use medalign_model::quant::{is_projection, tensor_names};
-use medalign_model::weights::{metadata_from_config, metadata_from_gguf, write_gguf, GgufReport, GgufSource, GgufType};
+use medalign_model::weights::{
+    metadata_from_config, metadata_from_gguf, write_gguf, GgufReport, GgufSource, GgufType,
+};
 use medalign_model::{resolve_model, LanguageModel, LoadOptions, LoraConfig, ModelLocation};
 
 use super::config::open_source;
@@ -26,10 +28,17 @@ pub struct Exported {
 
 /// Merges the adapter in `adapter_dir` into the base `spec`, writes the Hugging Face model into
 /// `out/merged` and one `model-<type>.gguf` per entry of `gguf` into `out`.
-pub fn export_merged(spec: &str, adapter_dir: &Path, out: &Path, gguf: &[GgufType]) -> Result<Exported, StageError> {
+pub fn export_merged(
+    spec: &str,
+    adapter_dir: &Path,
+    out: &Path,
+    gguf: &[GgufType],
+) -> Result<Exported, StageError> {
     let (src, cfg) = open_source(spec)?;
-    let lora: LoraConfig = serde_json::from_slice(&std::fs::read(adapter_dir.join(ADAPTER_CONFIG_FILE))?)?;
-    let mut deltas = candle_core::safetensors::load(adapter_dir.join(ADAPTER_WEIGHTS_FILE), &Device::Cpu)?;
+    let lora: LoraConfig =
+        serde_json::from_slice(&std::fs::read(adapter_dir.join(ADAPTER_CONFIG_FILE))?)?;
+    let mut deltas =
+        candle_core::safetensors::load(adapter_dir.join(ADAPTER_WEIGHTS_FILE), &Device::Cpu)?;
     let mut tensors = HashMap::new();
     let mut merged = 0;
     for name in tensor_names(&cfg).into_iter().filter(|n| src.contains(n)) {
@@ -62,7 +71,10 @@ pub fn export_merged(spec: &str, adapter_dir: &Path, out: &Path, gguf: &[GgufTyp
     config["tie_word_embeddings"] = (!tensors.contains_key("lm_head.weight")).into();
     std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
     let lm = LanguageModel::load(spec, &LoadOptions::inference())?;
-    lm.tokenizer.inner().save(dir.join("tokenizer.json"), false).map_err(|e| format!("tokenizer.json: {e}"))?;
+    lm.tokenizer
+        .inner()
+        .save(dir.join("tokenizer.json"), false)
+        .map_err(|e| format!("tokenizer.json: {e}"))?;
     let tc = serde_json::json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
         "chat_template": lm.chat_template.source(),
@@ -72,7 +84,9 @@ pub fn export_merged(spec: &str, adapter_dir: &Path, out: &Path, gguf: &[GgufTyp
     std::fs::write(dir.join("tokenizer_config.json"), serde_json::to_vec_pretty(&tc)?)?;
     let metadata = match resolve_model(spec)? {
         ModelLocation::Gguf(path) => metadata_from_gguf(GgufSource::open(&path)?.content()),
-        ModelLocation::SafetensorsDir(_) => metadata_from_config(&cfg, &lm.tokenizer, Some(lm.chat_template.source()))?,
+        ModelLocation::SafetensorsDir(_) => {
+            metadata_from_config(&cfg, &lm.tokenizer, Some(lm.chat_template.source()))?
+        }
     };
     let tensors: BTreeMap<String, Tensor> = tensors.into_iter().collect();
     let mut written = vec![];
@@ -116,13 +130,20 @@ mod tests {
         std::fs::create_dir_all(&base).unwrap();
         write_tiny_model(&base).unwrap();
         let mut lm = LanguageModel::load(base.to_str().unwrap(), &LoadOptions::default()).unwrap();
-        let cfg = LoraConfig { r: 4, lora_alpha: 8.0, target_modules: TargetModule::ALL.to_vec(), lora_dropout: 0.0, use_rslora: false };
+        let cfg = LoraConfig {
+            r: 4,
+            lora_alpha: 8.0,
+            target_modules: TargetModule::ALL.to_vec(),
+            lora_dropout: 0.0,
+            use_rslora: false,
+        };
         let adapter = LoraAdapter::init(&mut lm.model, cfg, 3).unwrap();
         for (name, var) in adapter.named_vars() {
             if name.contains("lora_B") {
                 // Deterministic, so the quantization error is the same on every run.
                 let n = var.elem_count();
-                let noise: Vec<f32> = (0..n).map(|i| 0.2 * ((i * 7919 % 1000) as f32 / 500.0 - 1.0)).collect();
+                let noise: Vec<f32> =
+                    (0..n).map(|i| 0.2 * ((i * 7919 % 1000) as f32 / 500.0 - 1.0)).collect();
                 var.set(&Tensor::from_vec(noise, var.dims(), &Device::Cpu).unwrap()).unwrap();
             }
         }
@@ -130,21 +151,37 @@ mod tests {
         adapter.save(&adapter_dir, base.to_str().unwrap()).unwrap();
 
         let out = tmp.path().join("out");
-        let exported = export_merged(base.to_str().unwrap(), &adapter_dir, &out, &[GgufType::F16, GgufType::Q8_0, GgufType::Q4K]).unwrap();
+        let exported = export_merged(
+            base.to_str().unwrap(),
+            &adapter_dir,
+            &out,
+            &[GgufType::F16, GgufType::Q8_0, GgufType::Q4K],
+        )
+        .unwrap();
         assert_eq!(exported.merged, 14, "seven projections in each of two layers");
 
         let reference = logits(&base, Some(&adapter_dir));
-        assert!(relative_max_diff(&reference, &logits(&base, None)) > 0.05, "the adapter must change the logits");
+        assert!(
+            relative_max_diff(&reference, &logits(&base, None)) > 0.05,
+            "the adapter must change the logits"
+        );
         assert!(relative_max_diff(&reference, &logits(&out.join("merged"), None)) < 1e-5);
         // f16 pins the layout (a q/k permutation slip moves logits far more than 2e-3); the
         // quantized files only lose precision. The 64/96-wide tiny rows are no whole Q4_K
         // super-block, so Q4_K falls back to Q5_0 on every matrix, as llama-quantize does.
-        for (file, tolerance) in [("model-f16.gguf", 2e-3), ("model-q8_0.gguf", 2e-2), ("model-q4_k.gguf", 0.2)] {
+        for (file, tolerance) in
+            [("model-f16.gguf", 2e-3), ("model-q8_0.gguf", 2e-2), ("model-q4_k.gguf", 0.2)]
+        {
             let diff = relative_max_diff(&reference, &logits(&out.join(file), None));
             assert!(diff < tolerance, "{file}: relative max diff {diff}");
         }
         let (_, _, q4) = &exported.gguf[2];
-        assert_eq!(q4.fallbacks.len(), 16, "14 projections, the embedding and the output head: {:?}", q4.fallbacks);
+        assert_eq!(
+            q4.fallbacks.len(),
+            16,
+            "14 projections, the embedding and the output head: {:?}",
+            q4.fallbacks
+        );
         assert!(q4.fallbacks.values().all(|t| t == "Q5_0"));
     }
 

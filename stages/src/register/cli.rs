@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use medalign_engine::Store;
 
-use medalign_registry::{ModelRef, ModelVersion, Registration, Registry, RegistryError, DEFAULT_STORE};
 use super::vertex::{gcloud_command, upload_request, VertexParams};
+use medalign_registry::{
+    ModelRef, ModelVersion, Registration, Registry, RegistryError, DEFAULT_STORE,
+};
 
 /// Where the registry lives.
 #[derive(Args, Debug, Clone)]
@@ -91,8 +93,10 @@ pub struct UploadArgs {
 /// Runs a `models` subcommand.
 pub fn run(args: &ModelsArgs) -> Result<(), RegistryError> {
     let store = &args.store.store;
-    let registry = Registry::open_existing(store)?
-        .ok_or_else(|| RegistryError::NotFound { reference: format!("in {}", store.display()), known: vec![] })?;
+    let registry = Registry::open_existing(store)?.ok_or_else(|| RegistryError::NotFound {
+        reference: format!("in {}", store.display()),
+        known: vec![],
+    })?;
     match &args.command {
         ModelsCommand::List(a) => list(&registry, a),
         ModelsCommand::Show(a) => show(store, &registry, a),
@@ -109,8 +113,20 @@ fn list(registry: &Registry, args: &ListArgs) -> Result<(), RegistryError> {
     }
     eprintln!("{:<20} {:>7}  {:<26} {:<24} metrics", "NAME", "VERSION", "ALIASES", "BASE MODEL");
     for v in &versions {
-        let metrics: Vec<String> = v.metrics.iter().filter(|(_, x)| x.is_number()).map(|(k, x)| format!("{k}={x}")).collect();
-        eprintln!("{:<20} {:>7}  {:<26} {:<24} {}", v.name, v.version, v.aliases.join(","), short(&v.base_model), metrics.join(" "));
+        let metrics: Vec<String> = v
+            .metrics
+            .iter()
+            .filter(|(_, x)| x.is_number())
+            .map(|(k, x)| format!("{k}={x}"))
+            .collect();
+        eprintln!(
+            "{:<20} {:>7}  {:<26} {:<24} {}",
+            v.name,
+            v.version,
+            v.aliases.join(","),
+            short(&v.base_model),
+            metrics.join(" ")
+        );
     }
     if versions.is_empty() {
         eprintln!("(no registered models: run a pipeline with a register stage)");
@@ -119,7 +135,10 @@ fn list(registry: &Registry, args: &ListArgs) -> Result<(), RegistryError> {
 }
 
 fn short(s: &str) -> String {
-    Path::new(s).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| s.to_string())
+    Path::new(s)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| s.to_string())
 }
 
 fn show(store: &Path, registry: &Registry, args: &ShowArgs) -> Result<(), RegistryError> {
@@ -127,7 +146,10 @@ fn show(store: &Path, registry: &Registry, args: &ShowArgs) -> Result<(), Regist
     let lineage = match &v.artifact_key {
         Some(k) => {
             let store = Store::open(store).map_err(|e| RegistryError::Registry(e.to_string()))?;
-            Some(medalign_engine::lineage(&store, k).map_err(|e| RegistryError::Registry(e.to_string()))?)
+            Some(
+                medalign_engine::lineage(&store, k)
+                    .map_err(|e| RegistryError::Registry(e.to_string()))?,
+            )
         }
         None => None,
     };
@@ -174,7 +196,10 @@ pub fn describe(v: &ModelVersion) -> String {
 
 fn promote(mut registry: Registry, args: &PromoteArgs) -> Result<(), RegistryError> {
     let Ok(ModelRef::Version(name, version)) = args.model.parse::<ModelRef>() else {
-        return Err(RegistryError::Invalid(format!("{:?}: promote takes NAME:VERSION", args.model)));
+        return Err(RegistryError::Invalid(format!(
+            "{:?}: promote takes NAME:VERSION",
+            args.model
+        )));
     };
     let before = registry.promote(&name, version, &args.alias)?;
     match before {
@@ -189,13 +214,19 @@ fn upload(registry: &Registry, args: &UploadArgs) -> Result<(), RegistryError> {
     let v = registry.get(&args.model.parse::<ModelRef>()?)?;
     let stage = stored_vertex(&v.model_dir);
     let pick = |flag: &Option<String>, from: Option<&str>, what: &str| {
-        flag.clone()
-            .or_else(|| from.map(str::to_string))
-            .ok_or_else(|| RegistryError::Invalid(format!("--{what} is needed (the register stage had no vertex.{what})")))
+        flag.clone().or_else(|| from.map(str::to_string)).ok_or_else(|| {
+            RegistryError::Invalid(format!(
+                "--{what} is needed (the register stage had no vertex.{what})"
+            ))
+        })
     };
     let params = VertexParams {
         project: pick(&args.project, stage.as_ref().map(|p| p.project.as_str()), "project")?,
-        region: args.region.clone().or_else(|| stage.as_ref().map(|p| p.region.clone())).unwrap_or_else(|| "us-central1".into()),
+        region: args
+            .region
+            .clone()
+            .or_else(|| stage.as_ref().map(|p| p.region.clone()))
+            .unwrap_or_else(|| "us-central1".into()),
         image: pick(&args.image, stage.as_ref().map(|p| p.image.as_str()), "image")?,
         artifact_uri: stage.as_ref().and_then(|p| p.artifact_uri.clone()),
         port: stage.as_ref().map_or(8080, |p| p.port),
@@ -204,7 +235,10 @@ fn upload(registry: &Registry, args: &UploadArgs) -> Result<(), RegistryError> {
     let request = upload_request(&reg, &params, &v.aliases, &v.description);
     println!("{}", serde_json::to_string_pretty(&request).expect("json"));
     if args.dry_run {
-        eprintln!("dry run: nothing sent. The bundle to build the image from: {}", v.model_dir.join("vertex").display());
+        eprintln!(
+            "dry run: nothing sent. The bundle to build the image from: {}",
+            v.model_dir.join("vertex").display()
+        );
         return Ok(());
     }
     Err(RegistryError::Invalid(format!(
@@ -215,7 +249,9 @@ fn upload(registry: &Registry, args: &UploadArgs) -> Result<(), RegistryError> {
 
 /// The vertex params the register stage used, read back from its bundle.
 fn stored_vertex(model_dir: &Path) -> Option<VertexParams> {
-    let text = std::fs::read_to_string(model_dir.join("vertex").join(super::vertex::UPLOAD_REQUEST_FILE)).ok()?;
+    let text =
+        std::fs::read_to_string(model_dir.join("vertex").join(super::vertex::UPLOAD_REQUEST_FILE))
+            .ok()?;
     let r: serde_json::Value = serde_json::from_str(&text).ok()?;
     let url = r["url"].as_str()?;
     let project = url.split("/projects/").nth(1)?.split('/').next()?.to_string();

@@ -6,15 +6,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use medalign_engine::{
-    ArtifactKind, Arity, CheckContext, InputArtifact, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError,
-    Store,
+    Arity, ArtifactKind, CheckContext, InputArtifact, InputSlot, OutputSlot, ParamError,
+    RunContext, StageConfig, StageError, Store,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use medalign_registry::{check_name, hash_model, NewVersion, Registration, Registry, RegistryError};
-use crate::files::link_tree;
 use super::vertex::{write_bundle, VertexParams};
+use crate::files::link_tree;
+use medalign_registry::{
+    check_name, hash_model, NewVersion, Registration, Registry, RegistryError,
+};
 
 /// The `adapter` artifact kind: a PEFT LoRA adapter directory (`adapter_config.json`,
 /// `adapter_model.safetensors`), made by train.
@@ -60,7 +62,13 @@ pub struct RegisterConfig {
 
 impl Default for RegisterConfig {
     fn default() -> Self {
-        RegisterConfig { name: "medalign".into(), base_model: None, aliases: Vec::new(), description: String::new(), vertex: None }
+        RegisterConfig {
+            name: "medalign".into(),
+            base_model: None,
+            aliases: Vec::new(),
+            description: String::new(),
+            vertex: None,
+        }
     }
 }
 
@@ -73,8 +81,18 @@ impl StageConfig for RegisterConfig {
 
     fn inputs() -> &'static [InputSlot] {
         &[
-            InputSlot { name: "adapter", kinds: &["adapter"], arity: Arity::Optional, doc: "The LoRA adapter (none: the base model alone)." },
-            InputSlot { name: "eval", kinds: &["eval_report"], arity: Arity::Optional, doc: "The eval report whose metrics are recorded." },
+            InputSlot {
+                name: "adapter",
+                kinds: &["adapter"],
+                arity: Arity::Optional,
+                doc: "The LoRA adapter (none: the base model alone).",
+            },
+            InputSlot {
+                name: "eval",
+                kinds: &["eval_report"],
+                arity: Arity::Optional,
+                doc: "The eval report whose metrics are recorded.",
+            },
         ]
     }
 
@@ -95,8 +113,12 @@ impl StageConfig for RegisterConfig {
         if let Some(base) = &self.base_model {
             let known = medalign_model::fetch::KnownModel::by_name(base).is_some();
             if !known && !cx.resolve(base).exists() {
-                let names: Vec<&str> = medalign_model::fetch::KNOWN_MODELS.iter().map(|m| m.name).collect();
-                errors.push(ParamError::new("base_model", format!("{base} is neither a file nor a known model ({})", names.join(", "))));
+                let names: Vec<&str> =
+                    medalign_model::fetch::KNOWN_MODELS.iter().map(|m| m.name).collect();
+                errors.push(ParamError::new(
+                    "base_model",
+                    format!("{base} is neither a file nor a known model ({})", names.join(", ")),
+                ));
             }
         }
         if let Some(v) = &self.vertex {
@@ -126,16 +148,26 @@ fn adapter_base(adapter: &Path) -> Option<String> {
 }
 
 /// Numeric metrics of the eval artifact: its record's metrics, then `metrics.json` if present.
-fn eval_metrics(store: &Store, eval: &InputArtifact) -> Result<BTreeMap<String, serde_json::Value>, RegistryError> {
+fn eval_metrics(
+    store: &Store,
+    eval: &InputArtifact,
+) -> Result<BTreeMap<String, serde_json::Value>, RegistryError> {
     let mut out = BTreeMap::new();
-    if let Some(rec) = store.record(&eval.key).map_err(|e| RegistryError::Registry(e.to_string()))? {
+    if let Some(rec) =
+        store.record(&eval.key).map_err(|e| RegistryError::Registry(e.to_string()))?
+    {
         out.extend(rec.metrics);
     }
     let file = eval.dir.join("metrics.json");
     if let Ok(text) = std::fs::read_to_string(&file) {
         match serde_json::from_str::<serde_json::Value>(&text) {
             Ok(serde_json::Value::Object(m)) => out.extend(m),
-            _ => return Err(RegistryError::Invalid(format!("{}: expected a JSON object of metrics", file.display()))),
+            _ => {
+                return Err(RegistryError::Invalid(format!(
+                    "{}: expected a JSON object of metrics",
+                    file.display()
+                )))
+            }
         }
     }
     Ok(out)
@@ -154,7 +186,8 @@ impl RegisterConfig {
             Some(_) => base_spec,
             None => cx.resolve(&base_spec).to_string_lossy().into_owned(),
         };
-        let location = medalign_model::resolve_model(&base_spec).map_err(|e| RegistryError::Model(e.to_string()))?;
+        let location = medalign_model::resolve_model(&base_spec)
+            .map_err(|e| RegistryError::Model(e.to_string()))?;
         let base_hash = hash_model(location.path())?;
 
         let mut reg = Registration {
@@ -167,7 +200,8 @@ impl RegisterConfig {
             gguf: None,
         };
         if let Some(a) = &adapter_in {
-            link_tree(&a.dir, &out.join("adapter")).map_err(|e| RegistryError::Io(a.dir.clone(), e))?;
+            link_tree(&a.dir, &out.join("adapter"))
+                .map_err(|e| RegistryError::Io(a.dir.clone(), e))?;
             if out.join("adapter/adapter_config.json").is_file() {
                 reg.adapter = Some("adapter".into());
             }
@@ -183,7 +217,8 @@ impl RegisterConfig {
                 )));
             }
         }
-        let store = Store::open(cx.store_dir()).map_err(|e| RegistryError::Registry(e.to_string()))?;
+        let store =
+            Store::open(cx.store_dir()).map_err(|e| RegistryError::Registry(e.to_string()))?;
         let metrics = match cx.input("eval") {
             Some(e) => eval_metrics(&store, e)?,
             None => BTreeMap::new(),
@@ -193,7 +228,11 @@ impl RegisterConfig {
             Some(k) => store.artifact_dir(k).join("model"),
             None => out.clone(),
         };
-        let pin = format!("model-{}-{}", self.name, key.as_deref().map_or("standalone", |k| &k[..k.len().min(16)]));
+        let pin = format!(
+            "model-{}-{}",
+            self.name,
+            key.as_deref().map_or("standalone", |k| &k[..k.len().min(16)])
+        );
         let joined = |p: &Option<String>| p.as_ref().map(|p| model_dir.join(p));
         let new = NewVersion {
             name: self.name.clone(),
@@ -214,7 +253,15 @@ impl RegisterConfig {
         reg.write(&out)?;
         if let Some(v) = &self.vertex {
             let base_file: Option<PathBuf> = Some(location.path().to_path_buf());
-            write_bundle(&out.join("vertex"), &out, base_file.as_deref(), &reg, v, &version.aliases, &self.description)?;
+            write_bundle(
+                &out.join("vertex"),
+                &out,
+                base_file.as_deref(),
+                &reg,
+                v,
+                &version.aliases,
+                &self.description,
+            )?;
             cx.metric("vertex_bundle", "model/vertex");
         }
         cx.pin(pin, format!("registered {} v{}", self.name, version.version));

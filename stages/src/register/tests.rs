@@ -10,7 +10,11 @@ use medalign_registry::{ModelRef, Registration, Registry};
 
 use super::RegisterConfig;
 
-fn run(cfg: &RegisterConfig, dir: &Path, inputs: BTreeMap<&'static str, Vec<InputArtifact>>) -> (Vec<(String, String)>, Registration) {
+fn run(
+    cfg: &RegisterConfig,
+    dir: &Path,
+    inputs: BTreeMap<&'static str, Vec<InputArtifact>>,
+) -> (Vec<(String, String)>, Registration) {
     let check = CheckContext::new(dir.parent().unwrap().to_path_buf());
     let progress = StageProgress::hidden();
     let mut cx = RunContext::standalone(&check, &progress, dir, inputs, &["model"]).unwrap();
@@ -24,7 +28,11 @@ fn registers_a_base_model_alone_and_then_an_adapter_with_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.gguf");
     std::fs::write(&base, b"not really weights").unwrap();
-    let cfg = RegisterConfig { name: "med".into(), base_model: Some("base.gguf".into()), ..Default::default() };
+    let cfg = RegisterConfig {
+        name: "med".into(),
+        base_model: Some("base.gguf".into()),
+        ..Default::default()
+    };
     let work = dir.path().join("run");
     let (pins, reg) = run(&cfg, &work, BTreeMap::new());
     assert_eq!((reg.version, reg.adapter.as_deref()), (1, None));
@@ -33,7 +41,11 @@ fn registers_a_base_model_alone_and_then_an_adapter_with_metrics() {
 
     let adapter = dir.path().join("adapter");
     std::fs::create_dir_all(&adapter).unwrap();
-    std::fs::write(adapter.join("adapter_config.json"), r#"{"base_model_name_or_path": "base.gguf", "r": 8}"#).unwrap();
+    std::fs::write(
+        adapter.join("adapter_config.json"),
+        r#"{"base_model_name_or_path": "base.gguf", "r": 8}"#,
+    )
+    .unwrap();
     std::fs::write(adapter.join("adapter_model.safetensors"), b"x").unwrap();
     let eval = dir.path().join("eval");
     std::fs::create_dir_all(&eval).unwrap();
@@ -49,7 +61,11 @@ fn registers_a_base_model_alone_and_then_an_adapter_with_metrics() {
         ("adapter", vec![artifact("sft", "adapter", &adapter)]),
         ("eval", vec![artifact("eval", "eval_report", &eval)]),
     ]);
-    let cfg = RegisterConfig { name: "med".into(), aliases: vec!["staging".into()], ..Default::default() };
+    let cfg = RegisterConfig {
+        name: "med".into(),
+        aliases: vec!["staging".into()],
+        ..Default::default()
+    };
     let second = work;
     let (_, reg) = run(&cfg, &second, inputs);
     assert_eq!((reg.version, reg.adapter.as_deref()), (2, Some("adapter")));

@@ -10,8 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use medalign_registry::{Registration, RegistryError};
 use crate::files::{link_file, link_tree};
+use medalign_registry::{Registration, RegistryError};
 
 /// Where the model files live inside the serving image.
 pub const CONTAINER_MODEL_DIR: &str = "/opt/medalign/model";
@@ -52,7 +52,12 @@ fn default_port() -> u16 {
 }
 
 /// The `models:upload` request for a registration: method, URL and JSON body.
-pub fn upload_request(reg: &Registration, params: &VertexParams, aliases: &[String], description: &str) -> serde_json::Value {
+pub fn upload_request(
+    reg: &Registration,
+    params: &VertexParams,
+    aliases: &[String],
+    description: &str,
+) -> serde_json::Value {
     let url = format!(
         "https://{r}-aiplatform.googleapis.com/v1/projects/{p}/locations/{r}/models:upload",
         r = params.region,
@@ -119,7 +124,8 @@ pub fn write_bundle(
     std::fs::create_dir_all(&files).map_err(io(&files))?;
     let mut local = reg.clone();
     if let Some(adapter) = &reg.adapter {
-        link_tree(&model_dir.join(adapter), &files.join(adapter)).map_err(io(&model_dir.join(adapter)))?;
+        link_tree(&model_dir.join(adapter), &files.join(adapter))
+            .map_err(io(&model_dir.join(adapter)))?;
     }
     for f in [&reg.merged, &reg.gguf].into_iter().flatten() {
         let src = model_dir.join(f);
@@ -130,7 +136,10 @@ pub fn write_bundle(
         }
     }
     if let (Some(base), None, None) = (base_file, &reg.merged, &reg.gguf) {
-        let name = base.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "base".into());
+        let name = base
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "base".into());
         if base.is_dir() {
             link_tree(base, &files.join(&name)).map_err(io(base))?;
         } else {
@@ -155,7 +164,11 @@ pub fn write_bundle(
     std::fs::write(&path, dockerfile).map_err(io(&path))?;
     let request = upload_request(reg, params, aliases, description);
     let path = bundle.join("container.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&request["body"]["model"]["containerSpec"]).expect("json")).map_err(io(&path))?;
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&request["body"]["model"]["containerSpec"]).expect("json"),
+    )
+    .map_err(io(&path))?;
     let path = bundle.join(UPLOAD_REQUEST_FILE);
     std::fs::write(&path, serde_json::to_vec_pretty(&request).expect("json")).map_err(io(&path))?;
     Ok(request)
@@ -178,7 +191,13 @@ mod tests {
     }
 
     fn params() -> VertexParams {
-        VertexParams { project: "p".into(), region: "europe-west4".into(), image: "img".into(), artifact_uri: None, port: 8080 }
+        VertexParams {
+            project: "p".into(),
+            region: "europe-west4".into(),
+            image: "img".into(),
+            artifact_uri: None,
+            port: 8080,
+        }
     }
 
     #[test]
@@ -186,7 +205,10 @@ mod tests {
         let r = upload_request(&reg(), &params(), &["latest".into(), "staging".into()], "d");
         assert_eq!(r["url"], "https://europe-west4-aiplatform.googleapis.com/v1/projects/p/locations/europe-west4/models:upload");
         let spec = &r["body"]["model"]["containerSpec"];
-        assert_eq!((spec["healthRoute"].as_str(), spec["predictRoute"].as_str()), (Some("/health"), Some("/predict")));
+        assert_eq!(
+            (spec["healthRoute"].as_str(), spec["predictRoute"].as_str()),
+            (Some("/health"), Some("/predict"))
+        );
         assert_eq!(r["body"]["model"]["versionAliases"], json!(["staging"]));
         assert_eq!(r["body"]["model"]["labels"]["base-model-hash"].as_str().unwrap().len(), 63);
     }
@@ -200,7 +222,9 @@ mod tests {
         write_bundle(&bundle, dir.path(), Some(&base), &reg(), &params(), &[], "").unwrap();
         assert_eq!(std::fs::read(bundle.join("model/base.gguf")).unwrap(), b"weights");
         assert_eq!(Registration::read(&bundle.join("model")).unwrap().base_model, "./base.gguf");
-        assert!(std::fs::read_to_string(bundle.join("Dockerfile")).unwrap().contains("AIP_HTTP_PORT=8080"));
+        assert!(std::fs::read_to_string(bundle.join("Dockerfile"))
+            .unwrap()
+            .contains("AIP_HTTP_PORT=8080"));
         assert!(bundle.join(UPLOAD_REQUEST_FILE).is_file());
     }
 }

@@ -97,7 +97,11 @@ pub fn token_logprobs(model: &Model, batch: &Batch) -> medalign_model::Result<Te
     let head = model.lm_head_linear();
     let plain = head.bias().is_none() && (head.lora().is_none() || head.is_merged());
     if plain && picked.device().is_cpu() {
-        return Ok(medalign_model::fused_ce::target_logprobs(&picked, head.weight(), &batch.target_ids)?);
+        return Ok(medalign_model::fused_ce::target_logprobs(
+            &picked,
+            head.weight(),
+            &batch.target_ids,
+        )?);
     }
     let logp = candle_nn::ops::log_softmax(&model.lm_head(&picked)?, D::Minus1)?;
     Ok(logp.gather(&batch.targets, 1)?.squeeze(1)?)

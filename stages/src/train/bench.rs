@@ -7,7 +7,10 @@ use std::time::Instant;
 use candle_core::Device;
 use medalign_model::quant::{QuantFormat, QuantizedModel};
 use medalign_model::weights::GgufSource;
-use medalign_model::{resolve_model, Config, LanguageModel, LinearFormat, LoadOptions, LoraAdapter, LoraConfig, Model, ModelLocation, Weights};
+use medalign_model::{
+    resolve_model, Config, LanguageModel, LinearFormat, LoadOptions, LoraAdapter, LoraConfig,
+    Model, ModelLocation, Weights,
+};
 use serde::Serialize;
 
 use super::config::Precision;
@@ -81,14 +84,21 @@ fn load(args: &BenchTrainArgs) -> Result<Model, Box<dyn std::error::Error + Send
     };
     let src = GgufSource::open(&path)?;
     let cfg = Config::from_gguf(src.content())?;
-    let (q, _) = QuantizedModel::quantize(&src, &cfg, QuantFormat::Nf4 { block_size: 64, double_quant: true })?;
+    let (q, _) = QuantizedModel::quantize(
+        &src,
+        &cfg,
+        QuantFormat::Nf4 { block_size: 64, double_quant: true },
+    )?;
     Ok(Model::new(&cfg, Weights::new(Arc::new(q), Device::Cpu, LinearFormat::Quantized))?)
 }
 
 /// Runs the benchmark; prints JSON when asked, a line on stderr otherwise.
-pub fn run(args: &BenchTrainArgs) -> Result<BenchTrainReport, Box<dyn std::error::Error + Send + Sync>> {
+pub fn run(
+    args: &BenchTrainArgs,
+) -> Result<BenchTrainReport, Box<dyn std::error::Error + Send + Sync>> {
     let mut model = load(args)?;
-    let lora = LoraConfig { r: args.rank, lora_alpha: 2.0 * args.rank as f64, ..LoraConfig::default() };
+    let lora =
+        LoraConfig { r: args.rank, lora_alpha: 2.0 * args.rank as f64, ..LoraConfig::default() };
     let adapter = LoraAdapter::init(&mut model, lora, 0)?;
     if args.checkpointing {
         model.enable_gradient_checkpointing();
@@ -120,7 +130,13 @@ pub fn run(args: &BenchTrainArgs) -> Result<BenchTrainReport, Box<dyn std::error
         bf16: if args.f32 { Precision::F32 } else { Precision::Auto }.bf16(),
     };
     let work = std::env::temp_dir().join(format!("medalign-bench-train-{}", std::process::id()));
-    let trainer = Trainer { model: &model, adapter: &adapter, hyper, objective: Objective::Sft { train, eval: vec![] }, work_dir: work };
+    let trainer = Trainer {
+        model: &model,
+        adapter: &adapter,
+        hyper,
+        objective: Objective::Sft { train, eval: vec![] },
+        work_dir: work,
+    };
     let mut timed_from = None;
     trainer.run(&mut |r| {
         if r.step == 1 {
@@ -129,11 +145,18 @@ pub fn run(args: &BenchTrainArgs) -> Result<BenchTrainReport, Box<dyn std::error
         true
     })?;
     let dt = timed_from.map_or(0.0, |t| t.elapsed().as_secs_f64()) / args.steps.max(1) as f64;
-    let report = BenchTrainReport { tokens_per_s: (args.batch * args.seq) as f64 / dt.max(1e-9), s_per_step: dt, peak_rss_mb: peak_rss_mb() };
+    let report = BenchTrainReport {
+        tokens_per_s: (args.batch * args.seq) as f64 / dt.max(1e-9),
+        s_per_step: dt,
+        peak_rss_mb: peak_rss_mb(),
+    };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        eprintln!("train: {:.1} tokens/s, {:.2} s/step, peak RSS {:.0} MB", report.tokens_per_s, report.s_per_step, report.peak_rss_mb);
+        eprintln!(
+            "train: {:.1} tokens/s, {:.2} s/step, peak RSS {:.0} MB",
+            report.tokens_per_s, report.s_per_step, report.peak_rss_mb
+        );
     }
     Ok(report)
 }

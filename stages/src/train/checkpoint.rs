@@ -53,7 +53,9 @@ struct StateFile {
 
 type IoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-fn tensors(entries: impl Iterator<Item = (String, Vec<usize>, Vec<f32>)>) -> IoResult<HashMap<String, Tensor>> {
+fn tensors(
+    entries: impl Iterator<Item = (String, Vec<usize>, Vec<f32>)>,
+) -> IoResult<HashMap<String, Tensor>> {
     entries.map(|(k, s, v)| Ok((k, Tensor::from_vec(v, s, &Device::Cpu)?))).collect()
 }
 
@@ -67,10 +69,15 @@ impl Checkpoint {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
         let p = &self.params;
-        candle_core::safetensors::save(&tensors(p.iter().map(|(n, s, v)| (n.clone(), s.clone(), v.clone())))?, tmp.join("params.safetensors"))?;
-        let moments = p.iter().zip(&self.optimizer.m).zip(&self.optimizer.v).flat_map(|(((n, s, _), m), v)| {
-            [(format!("m.{n}"), s.clone(), m.clone()), (format!("v.{n}"), s.clone(), v.clone())]
-        });
+        candle_core::safetensors::save(
+            &tensors(p.iter().map(|(n, s, v)| (n.clone(), s.clone(), v.clone())))?,
+            tmp.join("params.safetensors"),
+        )?;
+        let moments = p.iter().zip(&self.optimizer.m).zip(&self.optimizer.v).flat_map(
+            |(((n, s, _), m), v)| {
+                [(format!("m.{n}"), s.clone(), m.clone()), (format!("v.{n}"), s.clone(), v.clone())]
+            },
+        );
         candle_core::safetensors::save(&tensors(moments)?, tmp.join("optimizer.safetensors"))?;
         let state = StateFile {
             state: self.state.clone(),
@@ -101,12 +108,20 @@ impl Checkpoint {
         let dir = base.join(name.trim());
         let state: StateFile = serde_json::from_slice(&std::fs::read(dir.join("state.json"))?)?;
         let params = candle_core::safetensors::load(dir.join("params.safetensors"), &Device::Cpu)?;
-        let moments = candle_core::safetensors::load(dir.join("optimizer.safetensors"), &Device::Cpu)?;
+        let moments =
+            candle_core::safetensors::load(dir.join("optimizer.safetensors"), &Device::Cpu)?;
         let get = |map: &HashMap<String, Tensor>, k: &str| -> IoResult<(Vec<usize>, Vec<f32>)> {
-            let t = map.get(k).ok_or_else(|| format!("checkpoint {}: no tensor `{k}`", dir.display()))?;
+            let t = map
+                .get(k)
+                .ok_or_else(|| format!("checkpoint {}: no tensor `{k}`", dir.display()))?;
             Ok((t.dims().to_vec(), t.flatten_all()?.to_vec1()?))
         };
-        let mut out = Checkpoint { state: state.state, params: vec![], optimizer: AdamW::default(), metrics: state.metrics };
+        let mut out = Checkpoint {
+            state: state.state,
+            params: vec![],
+            optimizer: AdamW::default(),
+            metrics: state.metrics,
+        };
         out.optimizer.step = state.optimizer_step;
         for n in &state.names {
             let (shape, v) = get(&params, n)?;

@@ -37,7 +37,12 @@ pub struct LoraParams {
 
 impl Default for LoraParams {
     fn default() -> Self {
-        Self { r: 16, alpha: 32.0, target_modules: TargetModule::ALL.iter().map(|m| m.name().to_string()).collect(), use_rslora: false }
+        Self {
+            r: 16,
+            alpha: 32.0,
+            target_modules: TargetModule::ALL.iter().map(|m| m.name().to_string()).collect(),
+            use_rslora: false,
+        }
     }
 }
 
@@ -50,7 +55,13 @@ impl LoraParams {
             .iter()
             .map(|n| TargetModule::from_name(n).ok_or_else(|| format!("unknown LoRA target `{n}`")))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(LoraConfig { r: self.r, lora_alpha: self.alpha, lora_dropout: 0.0, target_modules: targets, use_rslora: self.use_rslora })
+        Ok(LoraConfig {
+            r: self.r,
+            lora_alpha: self.alpha,
+            lora_dropout: 0.0,
+            target_modules: targets,
+            use_rslora: self.use_rslora,
+        })
     }
 }
 
@@ -182,7 +193,11 @@ impl TrainConfig {
             }
         };
         need(self.lora.r >= 1, "lora.r", "must be at least 1");
-        need(self.lora.to_lora_config().is_ok(), "lora.target_modules", "use q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
+        need(
+            self.lora.to_lora_config().is_ok(),
+            "lora.target_modules",
+            "use q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
+        );
         need(self.max_seq_len >= 8, "max_seq_len", "must be at least 8");
         need(self.batch_size >= 1, "batch_size", "must be at least 1");
         need(self.grad_accum >= 1, "grad_accum", "must be at least 1");
@@ -192,18 +207,32 @@ impl TrainConfig {
         need((0.0..0.9).contains(&self.eval_fraction), "eval_fraction", "must be in [0, 0.9)");
         need(self.betas.iter().all(|b| (0.0..1.0).contains(b)), "betas", "each must be in [0, 1)");
         need(self.dpo.beta > 0.0, "dpo.beta", "must be positive");
-        need((0.0..0.5).contains(&self.dpo.label_smoothing), "dpo.label_smoothing", "must be in [0, 0.5)");
+        need(
+            (0.0..0.5).contains(&self.dpo.label_smoothing),
+            "dpo.label_smoothing",
+            "must be in [0, 0.5)",
+        );
         e
     }
 
     /// The loop's hyper-parameters for `batches_per_epoch` micro-batches of data.
     pub fn hyper(&self, batches_per_epoch: usize, pad_id: u32) -> Hyper {
-        let total = if self.max_steps > 0 { self.max_steps } else { (self.epochs * batches_per_epoch).div_ceil(self.grad_accum).max(1) };
+        let total = if self.max_steps > 0 {
+            self.max_steps
+        } else {
+            (self.epochs * batches_per_epoch).div_ceil(self.grad_accum).max(1)
+        };
         Hyper {
             lr: self.lr,
             schedule: self.schedule,
-            warmup_steps: self.warmup_steps.unwrap_or((self.warmup_ratio * total as f64).ceil() as usize),
-            adamw: AdamWParams { betas: (self.betas[0], self.betas[1]), eps: self.eps, weight_decay: self.weight_decay },
+            warmup_steps: self
+                .warmup_steps
+                .unwrap_or((self.warmup_ratio * total as f64).ceil() as usize),
+            adamw: AdamWParams {
+                betas: (self.betas[0], self.betas[1]),
+                eps: self.eps,
+                weight_decay: self.weight_decay,
+            },
             max_grad_norm: self.max_grad_norm,
             batch_size: self.batch_size,
             grad_accum: self.grad_accum,

@@ -32,7 +32,9 @@ pub struct PairSequence {
 }
 
 /// Which tokens of a conversation carry loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LossOn {
     /// The assistant turns only (the template's markers of an assistant turn included).
@@ -60,7 +62,11 @@ impl ChatTokenizer<'_> {
     /// The whole conversation with the loss mask; `None` when no assistant token survives.
     /// Each assistant turn's tokens are those between the prompt up to it (with the generation
     /// prompt open) and the conversation through it.
-    pub fn sequence(&self, messages: &[Message], loss_on: LossOn) -> Result<Option<Sequence>, String> {
+    pub fn sequence(
+        &self,
+        messages: &[Message],
+        loss_on: LossOn,
+    ) -> Result<Option<Sequence>, String> {
         let ids = self.encode(messages, false)?;
         let mut mask = vec![loss_on == LossOn::All; ids.len()];
         if loss_on == LossOn::Assistant {
@@ -76,7 +82,13 @@ impl ChatTokenizer<'_> {
     }
 
     /// A preference pair: `prompt` followed by each reply as an assistant turn.
-    pub fn pair(&self, id: &str, prompt: &[Message], chosen: &str, rejected: &str) -> Result<Option<PairSequence>, String> {
+    pub fn pair(
+        &self,
+        id: &str,
+        prompt: &[Message],
+        chosen: &str,
+        rejected: &str,
+    ) -> Result<Option<PairSequence>, String> {
         let with = |reply: &str| {
             let mut m = prompt.to_vec();
             m.push(Message::new("assistant", reply));
@@ -129,7 +141,11 @@ impl Row {
 pub fn pack(seqs: &[&Sequence], max_len: usize, packing: bool) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
     for s in seqs {
-        let slot = if packing { rows.iter_mut().find(|r| r.ids.len() + s.ids.len() <= max_len) } else { None };
+        let slot = if packing {
+            rows.iter_mut().find(|r| r.ids.len() + s.ids.len() <= max_len)
+        } else {
+            None
+        };
         match slot {
             Some(r) => r.push(s),
             None => {

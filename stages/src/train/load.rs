@@ -23,8 +23,13 @@ pub const QUANTIZATION_FILE: &str = "quantization.json";
 /// Reads the `base_model` a `quantized_model` artifact was made from.
 pub fn quantized_base_spec(dir: &Path) -> Result<String, Error> {
     let path = dir.join(QUANTIZATION_FILE);
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?)?;
-    Ok(v["base_model"].as_str().ok_or_else(|| format!("{}: no base_model", path.display()))?.to_string())
+    let v: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+    )?;
+    Ok(v["base_model"]
+        .as_str()
+        .ok_or_else(|| format!("{}: no base_model", path.display()))?
+        .to_string())
 }
 
 /// The PEFT folder inside an `adapter` artifact: the artifact directory or its `adapter/`.
@@ -54,14 +59,19 @@ pub fn base_spec(reference: &str, check: &CheckContext) -> Result<String, Error>
 
 /// Loads the frozen base: from a `quantized_model` artifact when given (its weights, the original
 /// checkpoint's tokenizer and template), else `spec` with f32 or stored-quantized projections.
-pub fn load_base(spec: &str, quantized: bool, artifact: Option<&Path>) -> Result<LanguageModel, Error> {
+pub fn load_base(
+    spec: &str,
+    quantized: bool,
+    artifact: Option<&Path>,
+) -> Result<LanguageModel, Error> {
     match artifact {
         Some(dir) => {
             let base = quantized_base_spec(dir)?;
             let mut lm = LanguageModel::load(&base, &LoadOptions::inference())?;
             let q = QuantizedModel::load(&dir.join(QUANTIZED_WEIGHTS_FILE))?;
             let cfg = lm.config().clone();
-            lm.model = Model::new(&cfg, Weights::new(Arc::new(q), Device::Cpu, LinearFormat::Quantized))?;
+            lm.model =
+                Model::new(&cfg, Weights::new(Arc::new(q), Device::Cpu, LinearFormat::Quantized))?;
             Ok(lm)
         }
         None => {
@@ -105,7 +115,10 @@ pub type PreferencePair = (String, Vec<Message>, String, String);
 /// is the chosen one).
 pub fn read_preference_pairs(input: &InputArtifact) -> Result<Vec<PreferencePair>, Error> {
     if input.kind == "pairs" {
-        return Ok(read_pairs(&input.table())?.into_iter().map(|p| (p.prompt_id, to_model(&p.messages), p.chosen, p.rejected)).collect());
+        return Ok(read_pairs(&input.table())?
+            .into_iter()
+            .map(|p| (p.prompt_id, to_model(&p.messages), p.chosen, p.rejected))
+            .collect());
     }
     Ok(read_examples(&input.table())?
         .into_iter()

@@ -50,7 +50,8 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<(), TableError> 
 /// Reads a `metrics.parquet` written by [`write_metrics`].
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>, TableError> {
     columns::read_table(path, |c| {
-        let (step, tag, value, wall_time) = (c.i64("step")?, c.text("tag")?, c.f64("value")?, c.f64("wall_time")?);
+        let (step, tag, value, wall_time) =
+            (c.i64("step")?, c.text("tag")?, c.f64("value")?, c.f64("wall_time")?);
         Ok((0..c.len())
             .map(|i| MetricRow {
                 step: step(i).unwrap_or(0).max(0) as u64,
@@ -158,7 +159,9 @@ pub fn write_events(dir: &Path, rows: &[MetricRow]) -> std::io::Result<std::path
 
 /// Seconds since the Unix epoch.
 pub fn now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

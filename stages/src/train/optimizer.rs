@@ -21,7 +21,13 @@ pub enum Schedule {
 
 /// The learning rate of optimizer step `step` (0-based) out of `total`, as `transformers`'
 /// `get_{cosine,linear,constant}_schedule_with_warmup`: `step / warmup` during warmup.
-pub fn learning_rate(peak: f64, schedule: Schedule, step: usize, warmup: usize, total: usize) -> f64 {
+pub fn learning_rate(
+    peak: f64,
+    schedule: Schedule,
+    step: usize,
+    warmup: usize,
+    total: usize,
+) -> f64 {
     if step < warmup {
         return peak * step as f64 / warmup.max(1) as f64;
     }
@@ -58,11 +64,21 @@ pub struct AdamW {
 impl AdamW {
     /// Zero state for parameters of the given sizes.
     pub fn new(sizes: &[usize]) -> Self {
-        Self { step: 0, m: sizes.iter().map(|&n| vec![0.0; n]).collect(), v: sizes.iter().map(|&n| vec![0.0; n]).collect() }
+        Self {
+            step: 0,
+            m: sizes.iter().map(|&n| vec![0.0; n]).collect(),
+            v: sizes.iter().map(|&n| vec![0.0; n]).collect(),
+        }
     }
 
     /// One update of `params` with `grads` at learning rate `lr` (torch.optim.AdamW, not amsgrad).
-    pub fn update(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>], lr: f64, hp: &AdamWParams) {
+    pub fn update(
+        &mut self,
+        params: &mut [Vec<f32>],
+        grads: &[Vec<f32>],
+        lr: f64,
+        hp: &AdamWParams,
+    ) {
         self.step += 1;
         let (b1, b2) = hp.betas;
         let c1 = 1.0 - b1.powi(self.step as i32);

@@ -7,7 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
-use medalign_engine::{ArtifactKind, Arity, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use medalign_engine::{
+    Arity, ArtifactKind, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
+    StageError,
+};
 use medalign_model::layers::bf16_products;
 use medalign_model::{LoraAdapter, Model};
 use schemars::JsonSchema;
@@ -40,7 +43,10 @@ pub fn reference_schema() -> SchemaRef {
 }
 
 /// Writes a `reference_logprobs` table.
-pub fn write_reference(path: &Path, rows: &[(String, ReferenceLogprobs)]) -> Result<(), TableError> {
+pub fn write_reference(
+    path: &Path,
+    rows: &[(String, ReferenceLogprobs)],
+) -> Result<(), TableError> {
     columns::write_table(path, reference_schema(), rows, |c| {
         vec![
             columns::text(c.iter().map(|(id, _)| id.as_str())),
@@ -74,11 +80,22 @@ pub fn read_reference(path: &Path) -> Result<HashMap<String, ReferenceLogprobs>,
 
 /// Scores every pair with `model` as it is (no gradients), `batch_size` pairs at a time, the
 /// frozen products in bf16 when `bf16` (as the policy's in training).
-pub fn compute_reference(model: &Model, pairs: &[PairSequence], batch_size: usize, pad_id: u32, bf16: bool) -> medalign_model::Result<Vec<(String, ReferenceLogprobs)>> {
+pub fn compute_reference(
+    model: &Model,
+    pairs: &[PairSequence],
+    batch_size: usize,
+    pad_id: u32,
+    bf16: bool,
+) -> medalign_model::Result<Vec<(String, ReferenceLogprobs)>> {
     bf16_products(bf16, || score_pairs(model, pairs, batch_size, pad_id))
 }
 
-fn score_pairs(model: &Model, pairs: &[PairSequence], batch_size: usize, pad_id: u32) -> medalign_model::Result<Vec<(String, ReferenceLogprobs)>> {
+fn score_pairs(
+    model: &Model,
+    pairs: &[PairSequence],
+    batch_size: usize,
+    pad_id: u32,
+) -> medalign_model::Result<Vec<(String, ReferenceLogprobs)>> {
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(batch_size.max(1)) {
         let one = |s: &super::data::Sequence| {
@@ -86,12 +103,21 @@ fn score_pairs(model: &Model, pairs: &[PairSequence], batch_size: usize, pad_id:
             r.push(s);
             r
         };
-        let rows: Vec<Row> = chunk.iter().map(|p| one(&p.chosen)).chain(chunk.iter().map(|p| one(&p.rejected))).collect();
+        let rows: Vec<Row> = chunk
+            .iter()
+            .map(|p| one(&p.chosen))
+            .chain(chunk.iter().map(|p| one(&p.rejected)))
+            .collect();
         let b = Batch::new(&rows, pad_id, model.device())?;
         let lp: Vec<f32> = row_logprobs(model, &b, false)?.to_vec1()?;
         let n = chunk.len();
         for (i, p) in chunk.iter().enumerate() {
-            let r = ReferenceLogprobs { chosen: lp[i] as f64, rejected: lp[n + i] as f64, chosen_tokens: p.chosen.targets(), rejected_tokens: p.rejected.targets() };
+            let r = ReferenceLogprobs {
+                chosen: lp[i] as f64,
+                rejected: lp[n + i] as f64,
+                chosen_tokens: p.chosen.targets(),
+                rejected_tokens: p.rejected.targets(),
+            };
             out.push((p.id.clone(), r));
         }
     }
@@ -116,7 +142,13 @@ pub struct ReferenceLogprobsConfig {
 
 impl Default for ReferenceLogprobsConfig {
     fn default() -> Self {
-        Self { model: "smollm2-135m-instruct".into(), quantized_base: false, max_seq_len: 512, batch_size: 4, precision: Precision::Auto }
+        Self {
+            model: "smollm2-135m-instruct".into(),
+            quantized_base: false,
+            max_seq_len: 512,
+            batch_size: 4,
+            precision: Precision::Auto,
+        }
     }
 }
 
@@ -128,14 +160,33 @@ impl StageConfig for ReferenceLogprobsConfig {
 
     fn inputs() -> &'static [InputSlot] {
         &[
-            InputSlot { name: "pairs", kinds: &["pairs", "examples"], arity: Arity::One, doc: "Preference pairs (or examples with a rejected reply)." },
-            InputSlot { name: "base", kinds: &["quantized_model"], arity: Arity::Optional, doc: "A quantized base from the quantize stage." },
-            InputSlot { name: "adapter", kinds: &["adapter"], arity: Arity::Optional, doc: "The adapter DPO starts from (e.g. SFT's)." },
+            InputSlot {
+                name: "pairs",
+                kinds: &["pairs", "examples"],
+                arity: Arity::One,
+                doc: "Preference pairs (or examples with a rejected reply).",
+            },
+            InputSlot {
+                name: "base",
+                kinds: &["quantized_model"],
+                arity: Arity::Optional,
+                doc: "A quantized base from the quantize stage.",
+            },
+            InputSlot {
+                name: "adapter",
+                kinds: &["adapter"],
+                arity: Arity::Optional,
+                doc: "The adapter DPO starts from (e.g. SFT's).",
+            },
         ]
     }
 
     fn outputs() -> &'static [OutputSlot] {
-        &[OutputSlot { name: "reference", kind: "reference_logprobs", doc: "Reference log-probabilities per pair." }]
+        &[OutputSlot {
+            name: "reference",
+            kind: "reference_logprobs",
+            doc: "Reference log-probabilities per pair.",
+        }]
     }
 
     fn env_facts(&self, cx: &CheckContext) -> std::collections::BTreeMap<String, String> {
@@ -161,7 +212,11 @@ impl StageConfig for ReferenceLogprobsConfig {
         if let Some(a) = cx.input("adapter") {
             LoraAdapter::load(&a.dir, &mut lm.model)?;
         }
-        let tk = ChatTokenizer { tokenizer: &lm.tokenizer, template: &lm.chat_template, max_len: self.max_seq_len };
+        let tk = ChatTokenizer {
+            tokenizer: &lm.tokenizer,
+            template: &lm.chat_template,
+            max_len: self.max_seq_len,
+        };
         let mut pairs = vec![];
         for (id, prompt, chosen, rejected) in read_preference_pairs(&input)? {
             pairs.extend(tk.pair(&id, &prompt, &chosen, &rejected)?);
@@ -170,7 +225,13 @@ impl StageConfig for ReferenceLogprobsConfig {
         let pad = lm.tokenizer.eos_id().unwrap_or(0);
         let mut rows = Vec::with_capacity(pairs.len());
         for chunk in pairs.chunks(self.batch_size * 4) {
-            rows.extend(compute_reference(&lm.model, chunk, self.batch_size, pad, self.precision.bf16())?);
+            rows.extend(compute_reference(
+                &lm.model,
+                chunk,
+                self.batch_size,
+                pad,
+                self.precision.bf16(),
+            )?);
             cx.progress().inc(chunk.len() as u64);
         }
         write_reference(&cx.output_table("reference"), &rows)?;

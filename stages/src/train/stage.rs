@@ -4,16 +4,20 @@
 
 use std::collections::HashMap;
 
-use medalign_engine::{Arity, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError};
+use medalign_engine::{
+    Arity, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError,
+};
 use medalign_model::LoraAdapter;
 
 use super::config::{Method, TrainConfig};
-use crate::example::spread_by;
 use super::data::{is_held_out, pack, ChatTokenizer, PairSequence, Sequence};
-use super::load::{base_spec, load_base, quantized_base_spec, read_conversations, read_preference_pairs};
+use super::load::{
+    base_spec, load_base, quantized_base_spec, read_conversations, read_preference_pairs,
+};
 use super::metrics::{write_events, write_metrics};
 use super::reference::{compute_reference, read_reference};
 use super::trainer::{Objective, Trainer};
+use crate::example::spread_by;
 
 /// The resolved config written next to the adapter.
 pub const TRAINING_CONFIG_FILE: &str = "training_config.json";
@@ -33,10 +37,30 @@ impl StageConfig for TrainConfig {
 
     fn inputs() -> &'static [InputSlot] {
         &[
-            InputSlot { name: "data", kinds: &["examples", "pairs"], arity: Arity::One, doc: "Conversations (SFT) or preference pairs (DPO)." },
-            InputSlot { name: "base", kinds: &["quantized_model"], arity: Arity::Optional, doc: "A quantized frozen base from the quantize stage." },
-            InputSlot { name: "adapter", kinds: &["adapter"], arity: Arity::Optional, doc: "An adapter to continue from (e.g. SFT's, for DPO)." },
-            InputSlot { name: "reference", kinds: &["reference_logprobs"], arity: Arity::Optional, doc: "DPO reference log-probabilities (computed here when absent)." },
+            InputSlot {
+                name: "data",
+                kinds: &["examples", "pairs"],
+                arity: Arity::One,
+                doc: "Conversations (SFT) or preference pairs (DPO).",
+            },
+            InputSlot {
+                name: "base",
+                kinds: &["quantized_model"],
+                arity: Arity::Optional,
+                doc: "A quantized frozen base from the quantize stage.",
+            },
+            InputSlot {
+                name: "adapter",
+                kinds: &["adapter"],
+                arity: Arity::Optional,
+                doc: "An adapter to continue from (e.g. SFT's, for DPO).",
+            },
+            InputSlot {
+                name: "reference",
+                kinds: &["reference_logprobs"],
+                arity: Arity::Optional,
+                doc: "DPO reference log-probabilities (computed here when absent).",
+            },
         ]
     }
 
@@ -66,29 +90,46 @@ impl StageConfig for TrainConfig {
             None => LoraAdapter::init(&mut lm.model, self.lora.to_lora_config()?, self.seed)?,
         };
         let pad = lm.tokenizer.eos_id().unwrap_or(0);
-        let tk = ChatTokenizer { tokenizer: &lm.tokenizer, template: &lm.chat_template, max_len: self.max_seq_len };
+        let tk = ChatTokenizer {
+            tokenizer: &lm.tokenizer,
+            template: &lm.chat_template,
+            max_len: self.max_seq_len,
+        };
         cx.progress().set_message("tokenizing");
         let (objective, batches) = match self.method {
             Method::Sft => {
                 let (mut train, mut eval) = (Vec::<Sequence>::new(), Vec::new());
                 let all = read_conversations(&data)?;
                 let read = all.len();
-                let kept = spread_by(all, |c| c.1.as_str(), |source| self.source_limits.get(source).copied());
+                let kept = spread_by(
+                    all,
+                    |c| c.1.as_str(),
+                    |source| self.source_limits.get(source).copied(),
+                );
                 cx.metric("examples_unused", (read - kept.len()) as u64);
                 for (id, _, messages) in kept {
                     if let Some(s) = tk.sequence(&messages, self.loss_on)? {
-                        if is_held_out(&id, self.eval_fraction, self.seed) { eval.push(s) } else { train.push(s) }
+                        if is_held_out(&id, self.eval_fraction, self.seed) {
+                            eval.push(s)
+                        } else {
+                            train.push(s)
+                        }
                     }
                 }
                 let refs: Vec<&Sequence> = train.iter().collect();
-                let batches = pack(&refs, self.max_seq_len, self.packing).len().div_ceil(self.batch_size);
+                let batches =
+                    pack(&refs, self.max_seq_len, self.packing).len().div_ceil(self.batch_size);
                 (Objective::Sft { train, eval }, batches)
             }
             Method::Dpo => {
                 let (mut train, mut eval) = (Vec::<PairSequence>::new(), Vec::new());
                 for (id, prompt, chosen, rejected) in read_preference_pairs(&data)? {
                     if let Some(p) = tk.pair(&id, &prompt, &chosen, &rejected)? {
-                        if is_held_out(&id, self.eval_fraction, self.seed) { eval.push(p) } else { train.push(p) }
+                        if is_held_out(&id, self.eval_fraction, self.seed) {
+                            eval.push(p)
+                        } else {
+                            train.push(p)
+                        }
                     }
                 }
                 let reference: HashMap<_, _> = match cx.input("reference") {
@@ -96,7 +137,15 @@ impl StageConfig for TrainConfig {
                     None => {
                         cx.progress().set_message("reference log-probabilities");
                         let all: Vec<PairSequence> = train.iter().chain(&eval).cloned().collect();
-                        compute_reference(&lm.model, &all, self.batch_size, pad, self.precision.bf16())?.into_iter().collect()
+                        compute_reference(
+                            &lm.model,
+                            &all,
+                            self.batch_size,
+                            pad,
+                            self.precision.bf16(),
+                        )?
+                        .into_iter()
+                        .collect()
                     }
                 };
                 for p in train.iter().chain(&eval) {
@@ -116,10 +165,19 @@ impl StageConfig for TrainConfig {
         if self.gradient_checkpointing {
             lm.model.enable_gradient_checkpointing();
         }
-        let trainer = Trainer { model: &lm.model, adapter: &adapter, hyper: hyper.clone(), objective, work_dir: cx.work_dir().to_path_buf() };
+        let trainer = Trainer {
+            model: &lm.model,
+            adapter: &adapter,
+            hyper: hyper.clone(),
+            objective,
+            work_dir: cx.work_dir().to_path_buf(),
+        };
         let metrics = trainer.run(&mut |r| {
             progress.inc(1);
-            progress.set_message(format!("loss {:.4} lr {:.2e} {:.0} tok/s", r.loss, r.lr, r.tokens_per_s));
+            progress.set_message(format!(
+                "loss {:.4} lr {:.2e} {:.0} tok/s",
+                r.loss, r.lr, r.tokens_per_s
+            ));
             true
         })?;
         let out = cx.output_dir("adapter").to_path_buf();
@@ -137,7 +195,13 @@ impl StageConfig for TrainConfig {
         let record = cx.run_record_dir("adapter")?;
         write_metrics(&record.join(METRICS_FILE), &metrics)?;
         write_events(&record.join("tensorboard"), &metrics)?;
-        for tag in ["train/loss", "eval/loss", "eval/rewards_margin", "eval/rewards_accuracy", "train/tokens_per_s"] {
+        for tag in [
+            "train/loss",
+            "eval/loss",
+            "eval/rewards_margin",
+            "eval/rewards_accuracy",
+            "train/tokens_per_s",
+        ] {
             if let Some(last) = metrics.iter().rev().find(|m| m.tag == tag) {
                 cx.metric(tag.replace('/', "_"), last.value);
             }

@@ -121,18 +121,31 @@ pub struct Trainer<'a> {
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// The micro-batches of one epoch, in shuffled order: rows, and pair ids for DPO.
-fn epoch_batches(obj: &Objective, h: &Hyper, rng: SplitMix64) -> Vec<(Vec<Row>, Option<Vec<String>>)> {
+fn epoch_batches(
+    obj: &Objective,
+    h: &Hyper,
+    rng: SplitMix64,
+) -> Vec<(Vec<Row>, Option<Vec<String>>)> {
     let mut rng = rng;
     match obj {
         Objective::Sft { train, .. } => {
-            let order: Vec<&Sequence> = rng.permutation(train.len()).into_iter().map(|i| &train[i]).collect();
-            pack(&order, h.max_seq_len, h.packing).chunks(h.batch_size).map(|c| (c.to_vec(), None)).collect()
+            let order: Vec<&Sequence> =
+                rng.permutation(train.len()).into_iter().map(|i| &train[i]).collect();
+            pack(&order, h.max_seq_len, h.packing)
+                .chunks(h.batch_size)
+                .map(|c| (c.to_vec(), None))
+                .collect()
         }
         Objective::Dpo { train, .. } => {
             let order = rng.permutation(train.len());
             order
                 .chunks(h.batch_size)
-                .map(|c| (pair_rows(c.iter().map(|&i| &train[i])), Some(c.iter().map(|&i| train[i].id.clone()).collect())))
+                .map(|c| {
+                    (
+                        pair_rows(c.iter().map(|&i| &train[i])),
+                        Some(c.iter().map(|&i| train[i].id.clone()).collect()),
+                    )
+                })
                 .collect()
         }
     }
@@ -156,24 +169,45 @@ impl Trainer<'_> {
     /// Trains to `total_steps`, resuming from the work directory's checkpoint when there is one.
     /// `on_step` sees each step; returning `false` stops early (as a kill would, for tests).
     /// Returns every metric recorded, earlier runs' included.
-    pub fn run(&self, on_step: &mut dyn FnMut(&StepReport) -> bool) -> Result<Vec<MetricRow>, Error> {
+    pub fn run(
+        &self,
+        on_step: &mut dyn FnMut(&StepReport) -> bool,
+    ) -> Result<Vec<MetricRow>, Error> {
         let h = &self.hyper;
         let vars = self.vars();
-        let mut params: Vec<Vec<f32>> = vars.iter().map(|(_, v)| v.as_tensor().flatten_all()?.to_vec1()).collect::<candle_core::Result<_>>()?;
+        let mut params: Vec<Vec<f32>> = vars
+            .iter()
+            .map(|(_, v)| v.as_tensor().flatten_all()?.to_vec1())
+            .collect::<candle_core::Result<_>>()?;
         let shapes: Vec<Vec<usize>> = vars.iter().map(|(_, v)| v.dims().to_vec()).collect();
         let (mut state, mut opt, mut metrics) = match Checkpoint::load(&self.work_dir)? {
             Some(c) => {
                 for (i, (name, _, values)) in c.params.iter().enumerate() {
                     if name != &vars[i].0 {
-                        return Err(format!("checkpoint variable {name} does not match {}", vars[i].0).into());
+                        return Err(format!(
+                            "checkpoint variable {name} does not match {}",
+                            vars[i].0
+                        )
+                        .into());
                     }
                     params[i] = values.clone();
-                    vars[i].1.set(&Tensor::from_vec(values.clone(), shapes[i].clone(), vars[i].1.device())?)?;
+                    vars[i].1.set(&Tensor::from_vec(
+                        values.clone(),
+                        shapes[i].clone(),
+                        vars[i].1.device(),
+                    )?)?;
                 }
                 (c.state, c.optimizer, c.metrics)
             }
             None => {
-                let state = TrainState { step: 0, epoch: 0, cursor: 0, rng: SplitMix64(h.seed), tokens: 0, elapsed_s: 0.0 };
+                let state = TrainState {
+                    step: 0,
+                    epoch: 0,
+                    cursor: 0,
+                    rng: SplitMix64(h.seed),
+                    tokens: 0,
+                    elapsed_s: 0.0,
+                };
                 let mut metrics = vec![];
                 bf16_products(h.bf16, || self.evaluate(0, &mut metrics))?;
                 (state, AdamW::new(&params.iter().map(Vec::len).collect::<Vec<_>>()), metrics)
@@ -206,7 +240,8 @@ impl Trainer<'_> {
                 micro.push(b);
                 state.cursor += 1;
             }
-            let (loss, mut grads, tokens, extra) = on_pool(|| bf16_products(h.bf16, || self.gradients(&micro, &vars)))?;
+            let (loss, mut grads, tokens, extra) =
+                on_pool(|| bf16_products(h.bf16, || self.gradients(&micro, &vars)))?;
             let norm = clip_grad_norm(&mut grads, h.max_grad_norm);
             let lr = learning_rate(h.lr, h.schedule, state.step, h.warmup_steps, h.total_steps);
             opt.update(&mut params, &grads, lr, &h.adamw);
@@ -218,11 +253,28 @@ impl Trainer<'_> {
             state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
             let tps = state.tokens as f64 / state.elapsed_s.max(1e-9);
             let t = now();
-            let mut put = |tag: &str, value: f64| metrics.push(MetricRow { step: state.step as u64, tag: tag.into(), value, wall_time: t });
-            for (tag, value) in [("train/loss", loss), ("train/lr", lr), ("train/grad_norm", norm), ("train/tokens", state.tokens as f64), ("train/tokens_per_s", tps), ("train/elapsed_s", state.elapsed_s)] {
+            let mut put = |tag: &str, value: f64| {
+                metrics.push(MetricRow {
+                    step: state.step as u64,
+                    tag: tag.into(),
+                    value,
+                    wall_time: t,
+                })
+            };
+            for (tag, value) in [
+                ("train/loss", loss),
+                ("train/lr", lr),
+                ("train/grad_norm", norm),
+                ("train/tokens", state.tokens as f64),
+                ("train/tokens_per_s", tps),
+                ("train/elapsed_s", state.elapsed_s),
+            ] {
                 put(tag, value);
             }
-            put("train/seq_tokens_per_s", seen as f64 / step_started.elapsed().as_secs_f64().max(1e-9));
+            put(
+                "train/seq_tokens_per_s",
+                seen as f64 / step_started.elapsed().as_secs_f64().max(1e-9),
+            );
             put("train/padding", 1.0 - seen as f64 / cells.max(1) as f64);
             extra.into_iter().for_each(|(tag, v)| put(&tag, v));
             let last = state.step == h.total_steps;
@@ -230,10 +282,22 @@ impl Trainer<'_> {
                 bf16_products(h.bf16, || self.evaluate(state.step, &mut metrics))?;
             }
             if h.checkpoint_every > 0 && (state.step % h.checkpoint_every == 0 || last) {
-                let named = vars.iter().zip(&shapes).zip(&params).map(|(((n, _), s), p)| (n.clone(), s.clone(), p.clone())).collect();
-                Checkpoint { state: state.clone(), params: named, optimizer: opt.clone(), metrics: metrics.clone() }.save(&self.work_dir)?;
+                let named = vars
+                    .iter()
+                    .zip(&shapes)
+                    .zip(&params)
+                    .map(|(((n, _), s), p)| (n.clone(), s.clone(), p.clone()))
+                    .collect();
+                Checkpoint {
+                    state: state.clone(),
+                    params: named,
+                    optimizer: opt.clone(),
+                    metrics: metrics.clone(),
+                }
+                .save(&self.work_dir)?;
             }
-            let report = StepReport { step: state.step, total: h.total_steps, loss, lr, tokens_per_s: tps };
+            let report =
+                StepReport { step: state.step, total: h.total_steps, loss, lr, tokens_per_s: tps };
             if !on_step(&report) {
                 break;
             }
@@ -243,14 +307,21 @@ impl Trainer<'_> {
 
     /// Loss, clipped-later gradients, loss tokens and extra metrics of one optimizer step.
     #[allow(clippy::type_complexity)]
-    fn gradients(&self, micro: &[Batch], vars: &[(String, Var)]) -> Result<(f64, Vec<Vec<f32>>, usize, Vec<(String, f64)>), Error> {
-        let mut grads: Vec<Vec<f32>> = vars.iter().map(|(_, v)| vec![0f32; v.elem_count()]).collect();
+    fn gradients(
+        &self,
+        micro: &[Batch],
+        vars: &[(String, Var)],
+    ) -> Result<(f64, Vec<Vec<f32>>, usize, Vec<(String, f64)>), Error> {
+        let mut grads: Vec<Vec<f32>> =
+            vars.iter().map(|(_, v)| vec![0f32; v.elem_count()]).collect();
         let tokens: usize = micro.iter().map(Batch::targets).sum();
         let (mut loss, mut extra) = (0f64, Vec::new());
         let (mut chosen_r, mut rejected_r) = (vec![], vec![]);
         for b in micro {
             let l = match &self.objective {
-                Objective::Sft { .. } => (token_logprobs(self.model, b)?.sum_all()?.neg()? / tokens.max(1) as f64)?,
+                Objective::Sft { .. } => {
+                    (token_logprobs(self.model, b)?.sum_all()?.neg()? / tokens.max(1) as f64)?
+                }
                 Objective::Dpo { reference, params, .. } => {
                     let pairs_total: usize = micro.iter().map(|m| m.rows / 2).sum();
                     let (pc, pr, rc, rr) = self.dpo_terms(b, reference, params)?;
@@ -265,7 +336,12 @@ impl Trainer<'_> {
             // Checkpointed layers hand their LoRA gradients over on the side.
             let side = self.model.checkpoint_grads();
             for ((_, v), g) in vars.iter().zip(&mut grads) {
-                for t in store.get(v.as_tensor()).cloned().into_iter().chain(side.and_then(|s| s.take(v))) {
+                for t in store
+                    .get(v.as_tensor())
+                    .cloned()
+                    .into_iter()
+                    .chain(side.and_then(|s| s.take(v)))
+                {
                     g.iter_mut().zip(t.flatten_all()?.to_vec1::<f32>()?).for_each(|(a, b)| *a += b);
                 }
             }
@@ -277,7 +353,12 @@ impl Trainer<'_> {
     }
 
     /// Policy and reference log-probabilities `(pairs,)` of a DPO micro-batch.
-    fn dpo_terms(&self, b: &Batch, reference: &HashMap<String, ReferenceLogprobs>, p: &DpoParams) -> Result<(Tensor, Tensor, Tensor, Tensor), Error> {
+    fn dpo_terms(
+        &self,
+        b: &Batch,
+        reference: &HashMap<String, ReferenceLogprobs>,
+        p: &DpoParams,
+    ) -> Result<(Tensor, Tensor, Tensor, Tensor), Error> {
         let avg = p.loss.averages_logprobs();
         let n = b.rows / 2;
         let lp = row_logprobs(self.model, b, avg)?;
@@ -285,8 +366,17 @@ impl Trainer<'_> {
         let mut rc = Vec::with_capacity(n);
         let mut rr = Vec::with_capacity(n);
         for id in ids {
-            let r = reference.get(id).ok_or_else(|| format!("no reference log-probabilities for pair {id}"))?;
-            let (c, j) = if avg { (r.chosen / r.chosen_tokens.max(1) as f64, r.rejected / r.rejected_tokens.max(1) as f64) } else { (r.chosen, r.rejected) };
+            let r = reference
+                .get(id)
+                .ok_or_else(|| format!("no reference log-probabilities for pair {id}"))?;
+            let (c, j) = if avg {
+                (
+                    r.chosen / r.chosen_tokens.max(1) as f64,
+                    r.rejected / r.rejected_tokens.max(1) as f64,
+                )
+            } else {
+                (r.chosen, r.rejected)
+            };
             rc.push(c as f32);
             rr.push(j as f32);
         }
@@ -298,7 +388,9 @@ impl Trainer<'_> {
     fn evaluate(&self, step: usize, metrics: &mut Vec<MetricRow>) -> Result<(), Error> {
         let h = &self.hyper;
         let t = now();
-        let mut put = |tag: String, value: f64| metrics.push(MetricRow { step: step as u64, tag, value, wall_time: t });
+        let mut put = |tag: String, value: f64| {
+            metrics.push(MetricRow { step: step as u64, tag, value, wall_time: t })
+        };
         match &self.objective {
             Objective::Sft { eval, .. } if !eval.is_empty() => {
                 let seqs: Vec<&Sequence> = eval.iter().collect();
@@ -313,10 +405,12 @@ impl Trainer<'_> {
             Objective::Dpo { eval, reference, params, .. } if !eval.is_empty() => {
                 let (mut loss, mut c, mut r) = (0f64, vec![], vec![]);
                 for chunk in eval.chunks(h.batch_size) {
-                    let mut b = Batch::new(&pair_rows(chunk.iter()), h.pad_id, self.model.device())?;
+                    let mut b =
+                        Batch::new(&pair_rows(chunk.iter()), h.pad_id, self.model.device())?;
                     b.pair_ids = Some(chunk.iter().map(|p| p.id.clone()).collect());
                     let (pc, pr, rc, rr) = self.dpo_terms(&b, reference, params)?;
-                    loss += dpo_losses(&pc, &pr, &rc, &rr, params)?.sum_all()?.to_scalar::<f32>()? as f64;
+                    loss += dpo_losses(&pc, &pr, &rc, &rr, params)?.sum_all()?.to_scalar::<f32>()?
+                        as f64;
                     let (a, b) = rewards(&pc, &pr, &rc, &rr, params.beta)?;
                     c.extend(a);
                     r.extend(b);

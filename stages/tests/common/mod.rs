@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use medalign_engine::{CheckContext, InputArtifact, KindRegistry, RunContext, Stage, StageProgress};
+use medalign_engine::{
+    CheckContext, InputArtifact, KindRegistry, RunContext, Stage, StageProgress,
+};
 
 /// The repository root (where `data/` lives).
 pub fn repo() -> PathBuf {
@@ -24,7 +26,10 @@ pub fn build(kind: &str, yaml: &str) -> Box<dyn Stage> {
     let params: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
     match registry.kind(kind).unwrap().build(&params) {
         Ok(stage) => stage,
-        Err(errors) => panic!("params do not parse: {:?}", errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect::<Vec<_>>()),
+        Err(errors) => panic!(
+            "params do not parse: {:?}",
+            errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect::<Vec<_>>()
+        ),
     }
 }
 
@@ -46,7 +51,10 @@ impl Ran {
     }
     /// A metric as an integer.
     pub fn count(&self, name: &str) -> u64 {
-        self.metrics.get(name).and_then(|v| v.as_u64()).unwrap_or_else(|| panic!("no metric {name}: {:?}", self.metrics))
+        self.metrics
+            .get(name)
+            .and_then(|v| v.as_u64())
+            .unwrap_or_else(|| panic!("no metric {name}: {:?}", self.metrics))
     }
     /// An output as an input artifact of a downstream stage.
     pub fn artifact(&self, output: &str) -> InputArtifact {

@@ -129,17 +129,29 @@ fn serve(stream: TcpStream, st: &State, responder: &Responder) -> std::io::Resul
         .to_string()
     };
     let (status, extra, body) = match fault {
-        Some(Fault::RateLimit(secs)) => {
-            ("429 Too Many Requests", format!("Retry-After: {secs}\r\n"), r#"{"error":"slow down"}"#.to_string())
+        Some(Fault::RateLimit(secs)) => (
+            "429 Too Many Requests",
+            format!("Retry-After: {secs}\r\n"),
+            r#"{"error":"slow down"}"#.to_string(),
+        ),
+        Some(Fault::ServerError) => {
+            ("500 Internal Server Error", String::new(), r#"{"error":"boom"}"#.to_string())
         }
-        Some(Fault::ServerError) => ("500 Internal Server Error", String::new(), r#"{"error":"boom"}"#.to_string()),
-        Some(Fault::BadRequest) => ("400 Bad Request", String::new(), r#"{"error":"bad model"}"#.to_string()),
+        Some(Fault::BadRequest) => {
+            ("400 Bad Request", String::new(), r#"{"error":"bad model"}"#.to_string())
+        }
         Some(Fault::EchoAuth) => {
             let sent = auth.clone().unwrap_or_default();
             let key = sent.trim_start_matches("Bearer ");
-            ("401 Unauthorized", String::new(), format!(r#"{{"error":"invalid key {key}","got":"{sent}"}}"#))
+            (
+                "401 Unauthorized",
+                String::new(),
+                format!(r#"{{"error":"invalid key {key}","got":"{sent}"}}"#),
+            )
         }
-        Some(Fault::Malformed) => ("200 OK", String::new(), r#"{"choices": [{"message": "#.to_string()),
+        Some(Fault::Malformed) => {
+            ("200 OK", String::new(), r#"{"choices": [{"message": "#.to_string())
+        }
         Some(Fault::Slow(d)) => {
             std::thread::sleep(d);
             ("200 OK", String::new(), answer())

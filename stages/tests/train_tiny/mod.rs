@@ -48,7 +48,16 @@ pub fn weights(seed: u64) -> HashMap<String, Tensor> {
         };
         let n: usize = shape.iter().product();
         let norm = name.ends_with("norm.weight");
-        let v: Vec<f32> = (0..n).map(|_| if norm { 1.0 + rng.random_range(-0.1..0.1) } else { rng.random_range(-0.2..0.2) }).collect();
+        let v: Vec<f32> =
+            (0..n)
+                .map(|_| {
+                    if norm {
+                        1.0 + rng.random_range(-0.1..0.1)
+                    } else {
+                        rng.random_range(-0.2..0.2)
+                    }
+                })
+                .collect();
         w.insert(name, Tensor::from_vec(v, shape, &Device::Cpu).unwrap());
     }
     w
@@ -63,7 +72,12 @@ pub fn model(seed: u64) -> Model {
 /// The model over an NF4 base (blocks of 32, double quantization).
 pub fn nf4_model(seed: u64) -> Model {
     let src = TensorMapSource(weights(seed));
-    let (q, _) = QuantizedModel::quantize(&src, &config(), QuantFormat::Nf4 { block_size: 32, double_quant: true }).unwrap();
+    let (q, _) = QuantizedModel::quantize(
+        &src,
+        &config(),
+        QuantFormat::Nf4 { block_size: 32, double_quant: true },
+    )
+    .unwrap();
     Model::new(&config(), Weights::new(Arc::new(q), Device::Cpu, LinearFormat::Quantized)).unwrap()
 }
 
