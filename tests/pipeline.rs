@@ -18,7 +18,7 @@ fn shrunk(beta: &str) -> String {
     let text = std::fs::read_to_string(root().join("pipelines/medalign.yaml")).unwrap();
     let replacements = [
         (
-            "source_limits: {medsafetybench: 160, medquad: 500, pubmedqa: 120}",
+            "source_limits: {medsafetybench: 200, medquad: 500, pubmedqa: 120}",
             "source_limits: {medsafetybench: 6, medquad: 4, drugqa: 4, pubmedqa: 2}",
         ),
         ("max_seq_len: 512", "max_seq_len: 96"),
@@ -30,7 +30,7 @@ fn shrunk(beta: &str) -> String {
         ("eval_every: 28", "eval_every: 1"),
         ("eval_every: 10", "eval_every: 1"),
         (
-            "source_limits: {medsafetybench: 48, medquad: 48}",
+            "source_limits: {medsafetybench: 96, medquad: 24}",
             "source_limits: {medsafetybench: 8, medquad: 3, drugqa: 3}",
         ),
         ("max_tokens: 48", "max_tokens: 8"),
@@ -129,10 +129,100 @@ fn the_default_pipeline_runs_end_to_end_caches_and_reruns_only_what_changed() {
     assert_eq!(ran, ["sft ran"], "{:#?}", statuses(&forced));
 
     std::fs::write(dir.path().join("medalign.yaml"), shrunk("beta: 0.2")).unwrap();
-    let (third, _dir) = or_keep(run(dir.path(), &model, &[]), dir);
+    let (third, dir) = or_keep(run(dir.path(), &model, &[]), dir);
     let ran: Vec<String> =
         statuses(&third).into_iter().filter(|(_, s)| s == "ran").map(|(id, _)| id).collect();
     assert_eq!(ran, ["dpo", "eval", "export", "register"]);
     let dpo = third.iter().find(|r| r["id"] == "dpo").unwrap();
     assert_eq!(dpo["reason"], "params.dpo.beta changed 0.1 -> 0.2");
+    registered_models_resolve_everywhere(dir.path(), &model);
+}
+
+/// Runs the binary in `dir`; its stderr, or a panic with it.
+fn medalign(dir: &Path, args: &[&str]) -> (String, String) {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_medalign")).args(args).current_dir(dir).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "medalign {args:?} failed:\n{stderr}");
+    (stdout, stderr)
+}
+
+/// The two versions the default pipeline registered (beta 0.1, then 0.2) by registry name: from
+/// `generate`, `bench eval` and an eval stage, which reruns when the alias it names moves.
+fn registered_models_resolve_everywhere(dir: &Path, model: &Path) {
+    let store = dir.join(".medalign");
+    let store = store.to_str().unwrap();
+    let (_, stderr) = medalign(
+        dir,
+        &[
+            "generate",
+            "--model",
+            "medalign@latest",
+            "--store",
+            store,
+            "--prompt",
+            "Is ibuprofen an NSAID?",
+            "--max-tokens",
+            "4",
+        ],
+    );
+    assert!(stderr.contains("loaded medalign:2"), "{stderr}");
+    let data = root().join("data/real");
+    let (mmlu, pubmedqa) =
+        (data.join("mmlu_medical/val"), data.join("pubmedqa/test/pqal_test.json"));
+    let (stdout, _) = medalign(
+        dir,
+        &[
+            "bench",
+            "eval",
+            "--model",
+            "medalign:1",
+            "--store",
+            store,
+            "--mmlu",
+            mmlu.to_str().unwrap(),
+            "--pubmedqa",
+            pubmedqa.to_str().unwrap(),
+            "--limit",
+            "2",
+            "--json",
+        ],
+    );
+    assert!(stdout.contains("questions_per_s"), "{stdout}");
+
+    let manifest = format!(
+        "name: registered\nstages:\n  - id: held_out\n    kind: ingest\n    params: {{sources: [{{path: {mmlu:?}, format: mmlu, split: test}}]}}\n  - id: eval\n    kind: eval\n    inputs: {{examples: [held_out]}}\n    params: {{base: {model:?}, candidate: medalign@staging, limit: 2}}\n",
+        mmlu = mmlu.display().to_string(),
+        model = model.display().to_string(),
+    );
+    std::fs::write(dir.join("registered.yaml"), manifest).unwrap();
+    let eval_status = |stdout: &str| -> (String, String) {
+        let reports: Vec<Value> = serde_json::from_str(stdout).unwrap();
+        let eval = reports.iter().find(|r| r["id"] == "eval").unwrap();
+        (eval["status"].as_str().unwrap().to_string(), eval["key"].as_str().unwrap().to_string())
+    };
+    let (first, key) = eval_status(&medalign(dir, &["run", "registered.yaml", "--json", "-q"]).0);
+    assert_eq!(first, "ran");
+    let rec: Value =
+        serde_json::from_slice(&std::fs::read(store_artifact(&store, &key)).unwrap()).unwrap();
+    assert!(
+        rec.to_string().contains("medalign:2"),
+        "the key names the version staging points at: {rec}"
+    );
+    assert_eq!(
+        eval_status(&medalign(dir, &["run", "registered.yaml", "--json", "-q"]).0).0,
+        "cached"
+    );
+    medalign(dir, &["models", "--store", store, "promote", "medalign:1", "staging"]);
+    let (moved, moved_key) =
+        eval_status(&medalign(dir, &["run", "registered.yaml", "--json", "-q"]).0);
+    assert_eq!(moved, "ran", "staging moved to version 1");
+    assert_ne!(moved_key, key);
+}
+
+fn store_artifact(store: &str, key: &str) -> std::path::PathBuf {
+    Path::new(store).join("artifacts").join(key).join("manifest.json")
 }

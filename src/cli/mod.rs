@@ -7,6 +7,7 @@ mod gc;
 mod generate;
 mod inspect;
 mod model;
+mod models;
 mod run;
 mod score;
 mod stages;
@@ -61,7 +62,7 @@ enum Command {
     /// Print an eval stage's comparison table.
     Report(inspect::ReportArgs),
     /// The model registry: list, show, promote, upload.
-    Models(medalign_stages::register::cli::ModelsArgs),
+    Models(models::ModelsArgs),
     /// Serve a model behind an OpenAI-compatible API (and Vertex AI's custom-container contract).
     Serve(medalign_server::ServeArgs),
     /// Measure speed.
@@ -89,7 +90,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Report(a) => inspect::report(a),
         Command::Models(a) => {
-            medalign_stages::register::cli::run(&a)?;
+            models::run(&a)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(a) => {

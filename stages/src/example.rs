@@ -51,21 +51,8 @@ impl Task {
     }
 }
 
-/// One chat turn.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
-    /// The text of the turn, normalized.
-    pub content: String,
-}
-
-impl Message {
-    /// A turn with the given role.
-    pub fn new(role: &str, content: impl Into<String>) -> Self {
-        Message { role: role.to_string(), content: content.into() }
-    }
-}
+/// One chat turn: the model crate's, so prompts go to the chat template as they are.
+pub use medalign_model::Message;
 
 /// One normalized row of the `examples` artifact kind.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

@@ -6,6 +6,7 @@ pub mod columns;
 pub mod dedupe;
 pub mod eval;
 pub mod example;
+pub mod export;
 pub mod files;
 pub mod generate;
 pub mod ingest;
@@ -13,6 +14,7 @@ pub mod judge;
 pub mod llm;
 mod model_params;
 pub mod pair;
+pub mod precision;
 pub mod quantize;
 pub mod register;
 pub mod table;
@@ -74,5 +76,6 @@ pub fn register(registry: &mut KindRegistry) {
     registry.register::<register::RegisterConfig>();
     registry.artifact(train::REFERENCE_LOGPROBS).artifact(quantize::QUANTIZED_MODEL);
     registry.register::<quantize::QuantizeConfig>();
+    registry.artifact(export::EXPORTED_MODEL).register::<export::ExportConfig>();
     registry.register::<train::TrainConfig>().register::<train::ReferenceLogprobsConfig>();
 }

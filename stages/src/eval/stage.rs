@@ -9,10 +9,11 @@ use medalign_engine::{
     StageError,
 };
 use medalign_model::layers::bf16_products;
-use medalign_model::{LanguageModel, LinearFormat, LoadOptions};
+use medalign_model::{LanguageModel, LoadOptions};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::precision::Precision;
 use crate::eval::curves::read_curve;
 use crate::eval::data::EvalSet;
 use crate::eval::judged::{judge_replies, relabel_refusals, score_rows};
@@ -35,38 +36,6 @@ pub enum Mode {
     Generative,
     /// Both.
     Both,
-}
-
-/// How the weights are held while evaluating.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Precision {
-    /// float32 (GGUF blocks dequantized), as `transformers` computes: the reference.
-    F32,
-    /// Quantized matmuls: faster on CPU, scores differ slightly.
-    Quantized,
-    /// float32 weights, products of many rows in bfloat16 with f32 accumulation where the CPU has
-    /// AVX-512 BF16 (exact f32 elsewhere): 1.5x faster than `f32`, with the same prediction as
-    /// lm-evaluation-harness on 99.7% of MMLU-medical and PubMedQA items (README, "Benchmarks").
-    #[default]
-    Bf16,
-}
-
-impl Precision {
-    /// Whether products run in bf16 on this machine.
-    pub fn bf16(self) -> bool {
-        self == Precision::Bf16 && medalign_model::layers::bf16_gemm::available()
-    }
-
-    /// How the model's projections are loaded.
-    pub fn format(self) -> LinearFormat {
-        match self {
-            Precision::F32 | Precision::Bf16 => LinearFormat::F32,
-            Precision::Quantized => LinearFormat::Quantized,
-        }
-    }
 }
 
 /// RxSafeBench-style medication-safety suite.
@@ -95,6 +64,9 @@ fn default_answer_tokens() -> usize {
 }
 fn default_reply_tokens() -> usize {
     64
+}
+fn default_precision() -> Precision {
+    Precision::Bf16
 }
 fn default_reply_precision() -> Precision {
     Precision::Quantized
@@ -129,8 +101,9 @@ pub struct EvalConfig {
     /// Keep the first items of each safety set (harmful, benign, medication); `null` for all.
     #[serde(default = "default_safety_limit")]
     pub safety_limit: Option<usize>,
-    /// `bf16` (the default), `f32` (the exact reference, as `transformers`) or `quantized`.
-    #[serde(default)]
+    /// `bf16` (the default), `auto` (the same), `f32` (the exact reference, as `transformers`)
+    /// or `quantized`.
+    #[serde(default = "default_precision")]
     pub precision: Precision,
     /// The precision replies are generated in (refusal suites, medication questions): `quantized`
     /// by default, the weights `medalign serve` answers with, and 5x faster than f32 or bf16 on CPU (32 replies of 64 tokens: 10 s against 46-50 s on a 2-core Xeon).

@@ -120,9 +120,7 @@ impl LocalModel {
     }
 
     fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>, LlmError> {
-        let msgs: Vec<medalign_model::Message> =
-            messages.iter().map(|m| medalign_model::Message::new(&m.role, &m.content)).collect();
-        let mut ids = self.lm.chat_prompt_ids(&msgs).map_err(local)?;
+        let mut ids = self.lm.chat_prompt_ids(messages).map_err(local)?;
         // Keep the end of an over-long prompt, leaving room to answer.
         let room = self.lm.config().max_position_embeddings.saturating_sub(256).max(64);
         if ids.len() > room {

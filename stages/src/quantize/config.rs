@@ -1,17 +1,20 @@
 //! [`QuantizeConfig`]: the params of the `quantize` stage kind and its run.
 
 use medalign_engine::{
-    Arity, ArtifactKind, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
+    ArtifactKind, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
     StageError,
 };
 use medalign_model::quant::{QuantFormat, QuantizedModel};
-use medalign_model::weights::{GgufSource, GgufType, SafetensorsSource, WeightSource};
+use medalign_model::weights::{GgufSource, SafetensorsSource, WeightSource};
 use medalign_model::{resolve_model, Config, ModelLocation};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::export::export_merged;
-use crate::train::load::{QUANTIZATION_FILE, QUANTIZED_WEIGHTS_FILE};
+
+/// The quantized weights inside a `quantized_model` artifact.
+pub const QUANTIZED_WEIGHTS_FILE: &str = "model.safetensors";
+/// The quantization report inside a `quantized_model` artifact: format and per-matrix errors.
+pub const QUANTIZATION_FILE: &str = "quantization.json";
 
 /// The `quantized_model` artifact kind.
 pub const QUANTIZED_MODEL: ArtifactKind = ArtifactKind {
@@ -19,16 +22,6 @@ pub const QUANTIZED_MODEL: ArtifactKind = ArtifactKind {
     doc: "a frozen quantized base: model.safetensors (NF4/ggml projections, f32 rest) and quantization.json (format, per-matrix errors)",
     schema_json: None,
 };
-
-/// What the stage does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum QuantizeMode {
-    /// Quantize the base's projections for QLoRA.
-    Quantize,
-    /// Merge the `adapter` input into the base and write it out.
-    Export,
-}
 
 /// Weight format of the quantized projections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -42,12 +35,10 @@ pub enum Format {
     Q4_0,
 }
 
-/// Quantizes a base model for QLoRA, or exports base + adapter merged.
+/// Quantizes a base model for QLoRA.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuantizeConfig {
-    /// `quantize` or `export`.
-    pub mode: QuantizeMode,
     /// Base model: a known name, a GGUF file or a safetensors directory.
     pub model: String,
     /// `nf4`, `q8_0` or `q4_0`.
@@ -56,20 +47,15 @@ pub struct QuantizeConfig {
     pub block_size: usize,
     /// NF4: quantize the block maxima to 8 bits too.
     pub double_quant: bool,
-    /// Export mode: also write the merged model as GGUF, one `model-<type>.gguf` per type
-    /// (`f16`, `q8_0`, `q4_k`), for llama.cpp.
-    pub gguf: Vec<GgufType>,
 }
 
 impl Default for QuantizeConfig {
     fn default() -> Self {
         Self {
-            mode: QuantizeMode::Quantize,
             model: "smollm2-135m-instruct".into(),
             format: Format::Nf4,
             block_size: 64,
             double_quant: true,
-            gguf: vec![],
         }
     }
 }
@@ -92,33 +78,15 @@ pub fn open_source(spec: &str) -> Result<(Box<dyn WeightSource>, Config), StageE
 impl StageConfig for QuantizeConfig {
     const KIND: &'static str = "quantize";
     const VERSION: u32 = 1;
-    const DOC: &'static str = "mode quantize: turns the base's seven projections per layer into NF4 with double quantization \
-        (or ggml Q8_0/Q4_0), the frozen base of QLoRA, and reports each matrix's reconstruction error. mode export: \
-        folds the `adapter` input into the base and writes merged/ (safetensors + config.json + tokenizer) for transformers, \
-        and with `gguf: [f16, q8_0, q4_k]` model-<type>.gguf files for llama.cpp.";
+    const DOC: &'static str = "Turns the base's seven projections per layer into NF4 with double quantization \
+        (or ggml Q8_0/Q4_0), the frozen base of QLoRA, and reports each matrix's reconstruction error.";
 
     fn inputs() -> &'static [InputSlot] {
-        &[InputSlot {
-            name: "adapter",
-            kinds: &["adapter"],
-            arity: Arity::Optional,
-            doc: "Export mode: the adapter to merge.",
-        }]
+        &[]
     }
 
     fn outputs() -> &'static [OutputSlot] {
-        &[
-            OutputSlot {
-                name: "model",
-                kind: "quantized_model",
-                doc: "Quantize mode: the quantized base (empty in export mode).",
-            },
-            OutputSlot {
-                name: "merged",
-                kind: "adapter",
-                doc: "Export mode: the adapter with merged/ beside it (empty in quantize mode).",
-            },
-        ]
+        &[OutputSlot { name: "model", kind: "quantized_model", doc: "The quantized base." }]
     }
 
     fn check(&self, _cx: &CheckContext) -> Vec<ParamError> {
@@ -130,20 +98,6 @@ impl StageConfig for QuantizeConfig {
     }
 
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
-        if self.mode == QuantizeMode::Export {
-            let adapter =
-                cx.input("adapter").ok_or("export mode needs an `adapter` input")?.dir.clone();
-            let out = cx.output_dir("merged").to_path_buf();
-            crate::files::link_tree(&adapter, &out)?;
-            cx.progress().set_message("merging");
-            let exported = export_merged(&self.model, &adapter, &out, &self.gguf)?;
-            cx.metric("merged_matrices", exported.merged);
-            for (ty, _, report) in &exported.gguf {
-                cx.metric(&format!("gguf_{}_mb", ty.name()), report.bytes as f64 / 1048576.0);
-                cx.metric(&format!("gguf_{}_fallback_matrices", ty.name()), report.fallbacks.len());
-            }
-            return Ok(());
-        }
         let (src, cfg) = open_source(&self.model)?;
         let format = match self.format {
             Format::Nf4 => {

@@ -83,7 +83,7 @@ impl StageConfig for RegisterConfig {
         &[
             InputSlot {
                 name: "adapter",
-                kinds: &["adapter"],
+                kinds: &["adapter", "exported_model"],
                 arity: Arity::Optional,
                 doc: "The LoRA adapter (none: the base model alone).",
             },

@@ -1,8 +1,7 @@
 //! The `register` stage kind: a model version recorded in the store's registry (the
 //! `medalign-registry` crate), its files copied into the artifact and pinned through gc; plus the
-//! Vertex AI bundle and the `medalign models` commands.
+//! Vertex AI bundle.
 
-pub mod cli;
 mod config;
 pub mod vertex;
 

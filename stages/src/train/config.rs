@@ -1,6 +1,7 @@
 //! [`TrainConfig`]: the params of the `train` stage kind, their checks, and the loop's
 //! hyper-parameters they resolve to.
 
+pub use crate::precision::Precision;
 use medalign_engine::{CheckContext, ParamError};
 use medalign_model::{LoraConfig, TargetModule};
 use schemars::JsonSchema;
@@ -129,26 +130,6 @@ pub struct TrainConfig {
     pub dpo: DpoParams,
 }
 
-/// The precision of the frozen base's products in training.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// bf16 where the CPU has the instructions for it (AVX-512 BF16), f32 elsewhere.
-    #[default]
-    Auto,
-    /// bf16 inputs, f32 accumulation (f32 where the CPU lacks AVX-512 BF16).
-    Bf16,
-    /// f32 throughout.
-    F32,
-}
-
-impl Precision {
-    /// Whether products run in bf16 on this machine.
-    pub fn bf16(self) -> bool {
-        self != Precision::F32 && medalign_model::layers::bf16_gemm::available()
-    }
-}
-
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -199,6 +180,11 @@ impl TrainConfig {
             "use q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
         );
         need(self.max_seq_len >= 8, "max_seq_len", "must be at least 8");
+        need(
+            self.precision != Precision::Quantized,
+            "precision",
+            "training needs full-precision products: auto, bf16 or f32 (a 4-bit base is `quantized_base`)",
+        );
         need(self.batch_size >= 1, "batch_size", "must be at least 1");
         need(self.grad_accum >= 1, "grad_accum", "must be at least 1");
         need(self.max_steps > 0 || self.epochs > 0, "epochs", "set max_steps or epochs");

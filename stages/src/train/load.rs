@@ -11,14 +11,11 @@ use medalign_model::quant::QuantizedModel;
 use medalign_model::{LanguageModel, LinearFormat, LoadOptions, Message, Model, Weights};
 
 use crate::pair::read_pairs;
+use crate::quantize::{QUANTIZATION_FILE, QUANTIZED_WEIGHTS_FILE};
 use crate::table::read_examples;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// The file of a `quantized_model` artifact holding the weights.
-pub const QUANTIZED_WEIGHTS_FILE: &str = "model.safetensors";
-/// The file of a `quantized_model` artifact describing it.
-pub const QUANTIZATION_FILE: &str = "quantization.json";
 
 /// Reads the `base_model` a `quantized_model` artifact was made from.
 pub fn quantized_base_spec(dir: &Path) -> Result<String, Error> {
@@ -81,9 +78,6 @@ pub fn load_base(
     }
 }
 
-fn to_model(messages: &[crate::example::Message]) -> Vec<Message> {
-    messages.iter().map(|m| Message::new(m.role.clone(), m.content.clone())).collect()
-}
 
 /// One SFT conversation: id, source name, turns.
 pub type Conversation = (String, String, Vec<Message>);
@@ -95,7 +89,7 @@ pub fn read_conversations(input: &InputArtifact) -> Result<Vec<Conversation>, Er
         return Ok(read_pairs(&input.table())?
             .into_iter()
             .map(|p| {
-                let mut m = to_model(&p.messages);
+                let mut m = p.messages.clone();
                 m.push(Message::new("assistant", p.chosen));
                 (p.prompt_id, p.source, m)
             })
@@ -104,7 +98,7 @@ pub fn read_conversations(input: &InputArtifact) -> Result<Vec<Conversation>, Er
     Ok(read_examples(&input.table())?
         .into_iter()
         .filter(|e| e.messages.iter().any(|m| m.role == "assistant"))
-        .map(|e| (e.id, e.source, to_model(&e.messages)))
+        .map(|e| (e.id, e.source, e.messages))
         .collect())
 }
 
@@ -117,7 +111,7 @@ pub fn read_preference_pairs(input: &InputArtifact) -> Result<Vec<PreferencePair
     if input.kind == "pairs" {
         return Ok(read_pairs(&input.table())?
             .into_iter()
-            .map(|p| (p.prompt_id, to_model(&p.messages), p.chosen, p.rejected))
+            .map(|p| (p.prompt_id, p.messages, p.chosen, p.rejected))
             .collect());
     }
     Ok(read_examples(&input.table())?
@@ -125,7 +119,7 @@ pub fn read_preference_pairs(input: &InputArtifact) -> Result<Vec<PreferencePair
         .filter_map(|e| {
             let rejected = e.rejected.clone()?;
             let last = e.messages.iter().rposition(|m| m.role == "assistant")?;
-            Some((e.id, to_model(&e.messages[..last]), e.messages[last].content.clone(), rejected))
+            Some((e.id, e.messages[..last].to_vec(), e.messages[last].content.clone(), rejected))
         })
         .collect())
 }

@@ -1,13 +1,12 @@
-//! `medalign models list | show REF | promote NAME:VERSION ALIAS | upload REF --dry-run`: clap
-//! argument structs and their run functions, for the binary to wire in. Output for people goes
-//! to stderr, `--json` output to stdout.
+//! `medalign models list | show REF | promote NAME:VERSION ALIAS | upload REF --dry-run`: the
+//! registry from the command line. Output for people goes to stderr, `--json` output to stdout.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use medalign_engine::Store;
 
-use super::vertex::{gcloud_command, upload_request, VertexParams};
+use medalign_stages::register::vertex::{gcloud_command, upload_request, VertexParams, UPLOAD_REQUEST_FILE};
 use medalign_registry::{
     ModelRef, ModelVersion, Registration, Registry, RegistryError, DEFAULT_STORE,
 };
@@ -250,7 +249,7 @@ fn upload(registry: &Registry, args: &UploadArgs) -> Result<(), RegistryError> {
 /// The vertex params the register stage used, read back from its bundle.
 fn stored_vertex(model_dir: &Path) -> Option<VertexParams> {
     let text =
-        std::fs::read_to_string(model_dir.join("vertex").join(super::vertex::UPLOAD_REQUEST_FILE))
+        std::fs::read_to_string(model_dir.join("vertex").join(UPLOAD_REQUEST_FILE))
             .ok()?;
     let r: serde_json::Value = serde_json::from_str(&text).ok()?;
     let url = r["url"].as_str()?;

@@ -16,7 +16,7 @@ use medalign_model::weights::{
 };
 use medalign_model::{resolve_model, LanguageModel, LoadOptions, LoraConfig, ModelLocation};
 
-use super::config::open_source;
+use crate::quantize::open_source;
 
 /// What an export wrote.
 pub struct Exported {
