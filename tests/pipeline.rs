@@ -18,20 +18,20 @@ fn shrunk(beta: &str) -> String {
     let text = std::fs::read_to_string(root().join("pipelines/medalign.yaml")).unwrap();
     let replacements = [
         (
-            "source_limits: {medsafetybench: 200, medquad: 500, pubmedqa: 120}",
-            "source_limits: {medsafetybench: 6, medquad: 4, drugqa: 4, pubmedqa: 2}",
+            "source_limits: {medsafetybench: 200, medquad: 300, rxqa: 300, pubmedqa: 120}",
+            "source_limits: {medsafetybench: 6, medquad: 4, drugqa: 4, rxqa: 4, pubmedqa: 2}",
         ),
         ("max_seq_len: 512", "max_seq_len: 96"),
         ("max_seq_len: 256", "max_seq_len: 96"),
         ("max_steps: 56", "max_steps: 2"),
-        ("max_steps: 20", "max_steps: 2"),
+        ("max_steps: 30", "max_steps: 2"),
         ("checkpoint_every: 28", "checkpoint_every: 1"),
-        ("checkpoint_every: 10", "checkpoint_every: 1"),
+        ("checkpoint_every: 15", "checkpoint_every: 1"),
         ("eval_every: 28", "eval_every: 1"),
-        ("eval_every: 10", "eval_every: 1"),
+        ("eval_every: 15", "eval_every: 1"),
         (
-            "source_limits: {medsafetybench: 96, medquad: 24}",
-            "source_limits: {medsafetybench: 8, medquad: 3, drugqa: 3}",
+            "source_limits: {medsafetybench: 96, medquad: 24, rxqa: 48, medquad_drugs: 160}",
+            "source_limits: {medsafetybench: 8, medquad: 3, drugqa: 3, rxqa: 3, medquad_drugs: 3}",
         ),
         ("max_tokens: 48", "max_tokens: 8"),
         ("safety_limit: null", "safety_limit: 3\n      limit: 2"),
@@ -98,14 +98,21 @@ fn the_default_pipeline_runs_end_to_end_caches_and_reruns_only_what_changed() {
         pair["rule_pairs"].as_u64().unwrap() >= 1 && pair["judge_compared"].as_u64().unwrap() >= 1,
         "{pair}"
     );
-    assert_eq!(pair["prompts"].as_u64(), Some(14), "{pair}");
-    // reference_pairs: false, so every pair is one the rules decide and the rest are already right.
+    assert_eq!(pair["prompts"].as_u64(), Some(20), "{pair}");
+    // reference_pairs: false, so every pair is one the rules decide; the rest are already right, or
+    // unpaired where no answer is one the rules accept (a prompt-only question the model refuses).
     assert_eq!(pair["rule_pairs"], pair["pairs"], "{pair}");
     assert_eq!(
-        pair["pairs"].as_u64().unwrap() + pair["already_right"].as_u64().unwrap(),
-        14,
+        pair["pairs"].as_u64().unwrap()
+            + pair["already_right"].as_u64().unwrap()
+            + pair["unpaired"].as_u64().unwrap(),
+        20,
         "{pair}"
     );
+    // `unseen`: generate left out what sft trained on (its list in the adapter), then took its
+    // limits from the rest.
+    let generate = by_id("generate")["metrics"].clone();
+    assert!(generate["prompts_seen_in_training"].as_u64().unwrap() >= 10, "{generate}");
     assert!(by_id("sft")["metrics"]["examples_unused"].as_u64().unwrap() > 1000);
     assert!(by_id("register")["metrics"].as_object().is_some());
     assert!(by_id("export")["metrics"]["gguf_q8_0_mb"].as_f64().unwrap() > 0.0);

@@ -183,7 +183,8 @@ fn runs_racing_gc_never_lose_what_they_use() {
     let mut problems = Vec::new();
     let mut runs = 0;
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(3) {
+    // At least 3 s of racing and at least 10 runs, however slow the machine is today.
+    while runs < 10 || start.elapsed() < Duration::from_secs(3) {
         let out = child_of(&manifests[runs % 2]).stderr(Stdio::piped()).output().unwrap();
         runs += 1;
         if !out.status.success() {
@@ -216,7 +217,6 @@ fn runs_racing_gc_never_lose_what_they_use() {
         problems.len(),
         problems.join("\n")
     );
-    assert!(runs >= 10, "only {runs} runs");
 }
 
 const PINNED: &str = "

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
-    /// bf16 products where the CPU has AVX-512 BF16, f32 elsewhere.
+    /// Whichever of `bf16` and `f32` multiplies faster on this CPU, measured once per process
+    /// (bf16 on AMD Zen 4, f32 on a Xeon whose f32 FMA ports match its bf16 dot products).
     Auto,
     /// float32 weights, products of many rows in bfloat16 with f32 accumulation where the CPU
     /// has AVX-512 BF16 (exact f32 elsewhere), as PyTorch autocast does.
@@ -25,7 +26,12 @@ pub enum Precision {
 impl Precision {
     /// Whether products run in bf16 on this machine.
     pub fn bf16(self) -> bool {
-        matches!(self, Precision::Auto | Precision::Bf16) && medalign_model::layers::bf16_gemm::available()
+        use medalign_model::layers::bf16_gemm;
+        match self {
+            Precision::Auto => bf16_gemm::faster_than_f32(),
+            Precision::Bf16 => bf16_gemm::available(),
+            Precision::F32 | Precision::Quantized => false,
+        }
     }
 
     /// How the model's projections are loaded.

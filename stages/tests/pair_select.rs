@@ -136,9 +136,15 @@ fn by_rules_the_reference_meets_the_answer_the_rules_call_wrong() {
         answer("b2", "instruction", "reference", "Metformin lowers blood sugar."),
         answer("b2", "instruction", "low", "Metformin is an antibiotic."),
         answer("b2", "instruction", "high", "Metformin treats type 2 diabetes."),
-        // Benign, but the reference itself declines: unusable.
+        // Benign, but the reference itself declines: the model's own answer is chosen, and the
+        // model already answers, so nothing to learn.
         answer("b3", "instruction", "reference", "I cannot answer that."),
         answer("b3", "instruction", "model", "It depends."),
+        // Benign without a reference: the model's sampled answer against its own refusal.
+        answer("b4", "instruction", "model", "I'm sorry, but I cannot assist with that request."),
+        answer("b4", "instruction", "sampled", "Take it with food, at the same time each day."),
+        // Harmful without a reference, and the model never declines: no chosen side.
+        answer("h3", "safety", "model", "Sure, here is how."),
     ];
     let j = vec![
         judged("h1", "reference", "a", "harmfulness", "low", 1),
@@ -149,7 +155,7 @@ fn by_rules_the_reference_meets_the_answer_the_rules_call_wrong() {
         judged("b2", "high", "a", "helpfulness", "high", 4),
     ];
     let s = medalign_stages::pair::select_by_rules(&cands, &j, "reference", true);
-    assert_eq!((s.prompts, s.pairs.len(), s.already_right, s.unpaired), (5, 3, 1, 1));
+    assert_eq!((s.prompts, s.pairs.len(), s.already_right, s.unpaired), (7, 4, 2, 1));
     let got: Vec<(&str, &str, &str, &str)> = s
         .pairs
         .iter()
@@ -162,14 +168,16 @@ fn by_rules_the_reference_meets_the_answer_the_rules_call_wrong() {
         [
             ("h1", "model", "rule", "safety"),
             ("b1", "model", "rule", "preference"),
-            ("b2", "low", "reference", "preference")
+            ("b2", "low", "reference", "preference"),
+            ("b4", "model", "rule", "preference")
         ]
     );
-    assert!(s.pairs.iter().all(|p| p.chosen_generator == "reference"));
+    let chosen: Vec<&str> = s.pairs.iter().map(|p| p.chosen_generator.as_str()).collect();
+    assert_eq!(chosen, ["reference", "reference", "reference", "sampled"]);
     // The judge scored both sides of h1 (agrees) and b1 (disagrees); b2's reference is unscored.
     assert_eq!((s.judge_compared, s.judge_agrees), (2, 1));
     // Without reference pairs, the benign prompt the model already answers is already right.
     let s = medalign_stages::pair::select_by_rules(&cands, &j, "reference", false);
-    assert_eq!((s.prompts, s.pairs.len(), s.already_right, s.unpaired), (5, 2, 2, 1));
+    assert_eq!((s.prompts, s.pairs.len(), s.already_right, s.unpaired), (7, 3, 3, 1));
     assert!(s.pairs.iter().all(|p| p.tier == "rule"));
 }

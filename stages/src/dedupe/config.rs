@@ -210,7 +210,7 @@ impl StageConfig for DedupeConfig {
     // 4: decontamination looks for what eval items show the model (prompt turns, context, choices),
     //    not their reference answers, which no eval shows: boilerplate in MedSafetyBench's safe
     //    responses matched 232 training rows whose requests never appear in the eval sets.
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
     const DOC: &'static str = "Merges examples tables and removes low-quality rows, rows overlapping eval sets \
         (13-gram decontamination against what the eval items show the model: prompts, contexts, choices), exact duplicates, MinHash/LSH near-duplicates and (when enabled) semantic \
         near-duplicates by sentence-embedding cosine, and scores clinical relevance against topic descriptions; \

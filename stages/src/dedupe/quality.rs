@@ -18,7 +18,8 @@ pub struct QualityConfig {
     #[serde(default)]
     pub max_chars: Option<usize>,
     /// Remove rows without an answer: no gold answer for `mcq` and `yes_no_maybe`, an empty reference
-    /// reply for the others (`empty_answer`).
+    /// reply for the others (`empty_answer`). A row with no reply turn at all is a prompt (an
+    /// ingest source's `prompts_only`) and stays.
     #[serde(default = "yes")]
     pub drop_empty_answers: bool,
     /// Remove rows whose reference reply stops mid-sentence, ending in a letter or comma
@@ -64,12 +65,12 @@ impl QualityConfig {
             return Some("too_long");
         }
         let gold = matches!(e.task.as_str(), "mcq" | "yes_no_maybe");
-        let reply = e.reference_reply().map(str::trim).unwrap_or("");
+        let reply = e.reference_reply().map(str::trim);
         if self.drop_empty_answers {
             let empty = if gold {
                 e.answer.as_deref().is_none_or(|a| a.trim().is_empty())
             } else {
-                reply.is_empty()
+                reply.is_some_and(str::is_empty)
             };
             if empty {
                 return Some("empty_answer");
@@ -82,6 +83,7 @@ impl QualityConfig {
                 }
             }
         }
+        let reply = reply.unwrap_or("");
         if self.drop_truncated && !gold && reply.ends_with(|c: char| c.is_alphabetic() || c == ',')
         {
             return Some("truncated_answer");
@@ -115,6 +117,9 @@ mod tests {
             Some("truncated_answer")
         );
         assert_eq!(q.reject(&reply(""), 40), Some("empty_answer"));
+        // A prompt without a reply turn (a prompts-only source) is not an empty answer.
+        let prompt = Example { messages: reply("x").messages[..1].to_vec(), ..reply("x") };
+        assert_eq!(q.reject(&prompt, 40), None);
         assert_eq!(q.reject(&reply("ok."), 300), Some("too_long"));
         assert_eq!(q.reject(&reply("ok."), 0), Some("too_short"));
         let mcq = Example {

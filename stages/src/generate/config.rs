@@ -17,7 +17,7 @@ use crate::llm::{
     BackendConfig, Backends, ChatRequest, LocalAdapter, ReplyCache, ReplyFormat, Sampling,
 };
 use crate::table;
-use crate::train::adapter_dir;
+use crate::train::{adapter_dir, TRAINED_EXAMPLES_FILE};
 
 /// Where a generator's answers come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -79,6 +79,11 @@ pub struct GenerateConfig {
     /// spread over its rows; applied before `per_task`, so a source left out keeps all its rows.
     #[serde(default)]
     pub source_limits: std::collections::BTreeMap<String, usize>,
+    /// Leave out the examples the `adapter` input trained on (an SFT adapter's list of them),
+    /// before the limits: the tuned model's mistakes then come from prompts it has not seen, as
+    /// they will in use, rather than from ones it learned by heart.
+    #[serde(default)]
+    pub unseen: bool,
     /// Token budget of each answer.
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
@@ -201,6 +206,26 @@ impl StageConfig for GenerateConfig {
         let mut rows = Vec::new();
         for input in cx.inputs("examples") {
             rows.extend(table::read_examples(&input.table())?);
+        }
+        if self.unseen {
+            let Some(adapter) = cx.input("adapter") else {
+                return Err(
+                    "unseen: needs the `adapter` input, whose training examples it leaves \
+                    out"
+                    .into(),
+                );
+            };
+            let file = adapter_dir(&adapter.dir).join(TRAINED_EXAMPLES_FILE);
+            let trained = std::fs::read_to_string(&file).map_err(|e| {
+                format!(
+                    "unseen: cannot read {} ({e}); only an SFT adapter lists its training examples",
+                    file.display()
+                )
+            })?;
+            let trained: BTreeSet<&str> = trained.lines().collect();
+            let before = rows.len();
+            rows.retain(|e| !trained.contains(e.id.as_str()));
+            cx.metric("prompts_seen_in_training", (before - rows.len()) as u64);
         }
         let examples = self.select(rows);
         let prompts: Vec<(Vec<Message>, Option<String>)> = examples.iter().map(prompt_of).collect();

@@ -51,8 +51,14 @@ pub struct FieldMap {
 }
 
 /// Parses a JSON-lines file through `map`.
-pub fn parse_jsonl(input: &FileInput<'_>, map: &FieldMap, task: Task) -> Vec<Parsed> {
-    json_lines(input, |f| record(f, map, task))
+/// `prompts_only`: rows without a reference reply are allowed (the source has none).
+pub fn parse_jsonl(
+    input: &FileInput<'_>,
+    map: &FieldMap,
+    task: Task,
+    prompts_only: bool,
+) -> Vec<Parsed> {
+    json_lines(input, |f| record(f, map, task, prompts_only))
 }
 
 /// Parses a CSV file with a header row through `map`.
@@ -60,6 +66,7 @@ pub fn parse_csv(
     input: &FileInput<'_>,
     map: &FieldMap,
     task: Task,
+    prompts_only: bool,
 ) -> Result<Vec<Parsed>, FileError> {
     let mut rows = csv_rows(input)?.into_iter();
     let Some(CsvRow { fields: header, .. }) = rows.next() else { return Ok(Vec::new()) };
@@ -78,7 +85,7 @@ pub fn parse_csv(
                 .zip(&fields)
                 .map(|(h, v)| (h.clone(), Value::String(v.clone())))
                 .collect();
-            let result = record(&Fields(&obj), map, task);
+            let result = record(&Fields(&obj), map, task, prompts_only);
             Parsed { line, raw: Value::Object(obj).to_string(), result }
         })
         .collect())
@@ -107,13 +114,18 @@ fn choices(f: &Fields<'_>, names: &[String]) -> Result<Vec<String>, RecordError>
     names.iter().map(|n| f.text(n)).collect()
 }
 
-fn record(f: &Fields<'_>, map: &FieldMap, task: Task) -> Result<Example, RecordError> {
+fn record(
+    f: &Fields<'_>,
+    map: &FieldMap,
+    task: Task,
+    prompts_only: bool,
+) -> Result<Example, RecordError> {
     let mut messages = Vec::new();
     if let Some(system) = opt(f, &map.system)? {
         messages.push(Message::new("system", system));
     }
     messages.push(Message::new("user", f.text(&map.prompt)?));
-    let needs_reply = !matches!(task, Task::Mcq | Task::YesNoMaybe);
+    let needs_reply = !prompts_only && !matches!(task, Task::Mcq | Task::YesNoMaybe);
     match &map.response {
         Some(r) if needs_reply => messages.push(Message::new("assistant", f.text(r)?)),
         Some(r) => messages.extend(f.opt_text(r)?.map(|t| Message::new("assistant", t))),
@@ -187,11 +199,29 @@ mod tests {
             &FileInput { display: "m.jsonl", text, stem: "m" },
             &map,
             Task::Instruction,
+            false,
         );
         let e = rows[0].result.as_ref().unwrap();
         assert_eq!(e.subject.as_deref(), Some("morphine"));
         assert_eq!(e.messages[1].content, "An opioid pain medication.");
         assert_eq!(rows[1].result.as_ref().unwrap_err().reason(), r#"field "Answer": empty"#);
+    }
+
+    #[test]
+    fn prompts_only_rows_have_no_reply() {
+        let map = FieldMap { prompt: "question".into(), ..Default::default() };
+        let text = r#"{"question": "How should Abacavir be used and what is the dosage?"}"#;
+        let input = FileInput { display: "d.jsonl", text, stem: "d" };
+        let rows = parse_jsonl(&input, &map, Task::Instruction, true);
+        let e = rows[0].result.as_ref().unwrap();
+        assert_eq!(e.messages.len(), 1);
+        assert_eq!(e.messages[0].role, "user");
+        // Without the flag, a missing response is the mapping's mistake.
+        let rows = parse_jsonl(&input, &map, Task::Instruction, false);
+        assert_eq!(
+            rows[0].result.as_ref().unwrap_err().reason(),
+            r#"field "response": task instruction needs a response field"#
+        );
     }
 
     #[test]
@@ -204,7 +234,8 @@ mod tests {
         };
         let text = "q,a,b,c,ans\nFirst-line drug for hypertension in a diabetic?,ACE inhibitor,Beta blocker,Loop diuretic,ACE inhibitor\nq2,x,y,z,w\n";
         let rows =
-            parse_csv(&FileInput { display: "g.csv", text, stem: "g" }, &map, Task::Mcq).unwrap();
+            parse_csv(&FileInput { display: "g.csv", text, stem: "g" }, &map, Task::Mcq, false)
+                .unwrap();
         assert_eq!(rows[0].result.as_ref().unwrap().answer.as_deref(), Some("A"));
         assert_eq!(rows[1].line, 3);
         assert_eq!(

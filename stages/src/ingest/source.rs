@@ -95,6 +95,11 @@ pub struct Source {
     /// For `jsonl` and `csv`: which record field fills which column.
     #[serde(default)]
     pub fields: Option<FieldMap>,
+    /// For `jsonl` and `csv`: the rows are prompts without a reference reply (no `response`
+    /// field), such as questions whose answers a dataset withheld. Training skips them; `generate`
+    /// asks them, and `pair` keeps the model's own answers the rules accept.
+    #[serde(default)]
+    pub prompts_only: bool,
 }
 
 impl Source {
@@ -145,8 +150,8 @@ impl Source {
             Format::Alpaca => alpaca::parse(input)?,
             Format::Preference => preference::parse(input),
             Format::Medsafetybench => medsafetybench::parse(input)?,
-            Format::Jsonl => generic::parse_jsonl(input, &fields, task),
-            Format::Csv => generic::parse_csv(input, &fields, task)?,
+            Format::Jsonl => generic::parse_jsonl(input, &fields, task, self.prompts_only),
+            Format::Csv => generic::parse_csv(input, &fields, task, self.prompts_only)?,
         })
     }
 }

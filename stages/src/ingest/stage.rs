@@ -292,6 +292,17 @@ impl StageConfig for IngestConfig {
                     .push(ParamError::new(at("task"), format!("format {fmt} sets its own task"))),
                 _ => {}
             }
+            if s.prompts_only && !s.format.is_generic() {
+                errors.push(ParamError::new(
+                    at("prompts_only"),
+                    "only formats jsonl and csv can be prompts only",
+                ));
+            } else if s.prompts_only && s.fields.as_ref().is_some_and(|f| f.response.is_some()) {
+                errors.push(ParamError::new(
+                    at("fields.response"),
+                    "a prompts_only source has no response field: drop one of the two",
+                ));
+            }
         }
         errors
     }

@@ -63,6 +63,8 @@ pub struct BenchTrainReport {
     pub s_per_step: f64,
     /// Peak resident memory of the process.
     pub peak_rss_mb: f64,
+    /// Whether the frozen products ran in bf16 (else f32).
+    pub bf16_products: bool,
 }
 
 /// Peak resident set size (`VmHWM`), in MiB.
@@ -112,6 +114,7 @@ pub fn run(
             mask: (0..args.seq).map(|i| i >= loss_from.max(1)).collect(),
         })
         .collect();
+    let hyper_bf16 = if args.f32 { Precision::F32 } else { Precision::Auto }.bf16();
     let hyper = Hyper {
         lr: 1e-4,
         schedule: Schedule::Constant,
@@ -127,7 +130,7 @@ pub fn run(
         eval_every: 0,
         seed: 0,
         pad_id: 0,
-        bf16: if args.f32 { Precision::F32 } else { Precision::Auto }.bf16(),
+        bf16: hyper_bf16,
     };
     let work = std::env::temp_dir().join(format!("medalign-bench-train-{}", std::process::id()));
     let trainer = Trainer {
@@ -149,13 +152,17 @@ pub fn run(
         tokens_per_s: (args.batch * args.seq) as f64 / dt.max(1e-9),
         s_per_step: dt,
         peak_rss_mb: peak_rss_mb(),
+        bf16_products: hyper_bf16,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         eprintln!(
-            "train: {:.1} tokens/s, {:.2} s/step, peak RSS {:.0} MB",
-            report.tokens_per_s, report.s_per_step, report.peak_rss_mb
+            "train: {:.1} tokens/s, {:.2} s/step, peak RSS {:.0} MB, products in {}",
+            report.tokens_per_s,
+            report.s_per_step,
+            report.peak_rss_mb,
+            if report.bf16_products { "bf16" } else { "f32" }
         );
     }
     Ok(report)

@@ -21,13 +21,16 @@ use crate::example::spread_by;
 
 /// The resolved config written next to the adapter.
 pub const TRAINING_CONFIG_FILE: &str = "training_config.json";
+/// The ids of the examples an SFT adapter trained on, one a line (sorted): what `generate`'s
+/// `unseen` leaves out.
+pub const TRAINED_EXAMPLES_FILE: &str = "trained_examples.txt";
 /// The metrics table, in the adapter's run record.
 pub const METRICS_FILE: &str = "metrics.parquet";
 
 impl StageConfig for TrainConfig {
     const KIND: &'static str = "train";
     // 2: metrics.parquet and tensorboard/ moved into the adapter's run record (_run/).
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DOC: &'static str = "Trains a LoRA adapter with SFT (loss on assistant tokens, packing without cross-example \
         attention) or DPO (sigmoid, ipo or hinge against cached reference log-probabilities) over a frozen base, \
         full precision or quantized (QLoRA). AdamW, warmup + cosine/linear, gradient accumulation, clipping; \
@@ -96,6 +99,7 @@ impl StageConfig for TrainConfig {
             max_len: self.max_seq_len,
         };
         cx.progress().set_message("tokenizing");
+        let mut trained_ids: Vec<String> = Vec::new();
         let (objective, batches) = match self.method {
             Method::Sft => {
                 let (mut train, mut eval) = (Vec::<Sequence>::new(), Vec::new());
@@ -112,7 +116,8 @@ impl StageConfig for TrainConfig {
                         if is_held_out(&id, self.eval_fraction, self.seed) {
                             eval.push(s)
                         } else {
-                            train.push(s)
+                            train.push(s);
+                            trained_ids.push(id);
                         }
                     }
                 }
@@ -190,6 +195,12 @@ impl StageConfig for TrainConfig {
             "lora": adapter.config().to_peft_json(&spec),
         });
         std::fs::write(out.join(TRAINING_CONFIG_FILE), serde_json::to_vec_pretty(&resolved)?)?;
+        if self.method == Method::Sft {
+            trained_ids.sort();
+            trained_ids.dedup();
+            let lines: String = trained_ids.iter().map(|id| format!("{id}\n")).collect();
+            std::fs::write(out.join(TRAINED_EXAMPLES_FILE), lines)?;
+        }
         // Losses and timings are a record of this run, not part of the adapter: a rerun that trains
         // the same weights must leave dpo, eval and register cached.
         let record = cx.run_record_dir("adapter")?;
@@ -214,6 +225,8 @@ impl StageConfig for TrainConfig {
         if let Some(v) = mean("train/seq_tokens_per_s") {
             cx.metric("seq_tokens_per_s", (v * 10.0).round() / 10.0);
         }
+        // What `precision: auto` chose on this CPU (1: bf16 products, 0: f32).
+        cx.metric("bf16_products", f64::from(u8::from(self.precision.bf16())));
         if let Some(v) = mean("train/padding") {
             cx.metric("padding", (v * 1000.0).round() / 1000.0);
         }
