@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use medalign_stages::example::Message;
+use medalign_stages::kinds::examples::Message;
 use medalign_stages::llm::{
     Backend, ChatRequest, EndpointSettings, OpenAiClient, ReplyCache, ReplyFormat, RetryPolicy,
     Sampling,

@@ -7,7 +7,7 @@ mod fake_llm;
 use std::time::{Duration, Instant};
 
 use fake_llm::{last_user, FakeLlm, Fault};
-use medalign_stages::example::Message;
+use medalign_stages::kinds::examples::Message;
 use medalign_stages::llm::{
     BackendConfig, BackendKind, ChatRequest, LlmError, ReplyCache, ReplyFormat, Sampling,
 };

@@ -22,7 +22,8 @@ use crate::dedupe::quality::{QualityConfig, REASONS};
 use crate::dedupe::semantic::{
     distribution, Embedder, EncoderEmbedder, RelevanceConfig, SemanticConfig,
 };
-use crate::table;
+use crate::kinds::examples::{read_examples, write_examples, EXAMPLES};
+use crate::kinds::removed::{write_removed, REMOVED};
 
 fn yes() -> bool {
     true
@@ -220,13 +221,13 @@ impl StageConfig for DedupeConfig {
         &[
             InputSlot {
                 name: "examples",
-                kinds: &["examples"],
+                kinds: &[EXAMPLES.name],
                 arity: Arity::AtLeastOne,
                 doc: "the tables to clean, merged in order",
             },
             InputSlot {
                 name: "eval",
-                kinds: &["examples"],
+                kinds: &[EXAMPLES.name],
                 arity: Arity::Many,
                 doc: "eval sets no training row may overlap",
             },
@@ -237,12 +238,12 @@ impl StageConfig for DedupeConfig {
         &[
             OutputSlot {
                 name: "examples",
-                kind: "examples",
+                kind: EXAMPLES.name,
                 doc: "the surviving rows, in input order",
             },
             OutputSlot {
                 name: "removed",
-                kind: "removed",
+                kind: REMOVED.name,
                 doc: "every removed row with reason, matched id and score",
             },
         ]
@@ -326,11 +327,11 @@ impl StageConfig for DedupeConfig {
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
         let mut rows = Vec::new();
         for input in cx.inputs("examples") {
-            rows.extend(table::read_examples(&input.table())?);
+            rows.extend(read_examples(&input.table())?);
         }
         let mut eval = Vec::new();
         for input in cx.inputs("eval") {
-            eval.extend(table::read_examples(&input.table())?);
+            eval.extend(read_examples(&input.table())?);
         }
         let rows_in = rows.len();
         cx.progress().set_message(format!("{rows_in} rows, {} eval items", eval.len()));
@@ -342,8 +343,8 @@ impl StageConfig for DedupeConfig {
             cx.seed(),
             embedder.as_ref().map(|e| e as &dyn Embedder),
         )?;
-        table::write_examples(&cx.output_table("examples"), &out.kept)?;
-        table::write_removed(&cx.output_table("removed"), &out.removed)?;
+        write_examples(&cx.output_table("examples"), &out.kept)?;
+        write_removed(&cx.output_table("removed"), &out.removed)?;
         cx.metric("rows_in", rows_in as u64);
         cx.metric("rows_out", out.kept.len() as u64);
         cx.metric("rows_removed", out.removed.len() as u64);

@@ -9,12 +9,14 @@ use std::collections::BTreeMap;
 use crate::eval::data::EvalSet;
 use crate::eval::metrics::BOOTSTRAP_RESAMPLES;
 use crate::eval::stats::{paired_bootstrap, Z95};
-use crate::eval::tables::{MetricRow, Prediction};
-use crate::generate::{prompt_of, Candidate};
 use crate::judge::{
     default_metrics, default_parse_retries, default_system, judge_distribution, judge_json, Better,
     JudgeMode, JudgeRun, JudgeSpec, MetricConfig, Template, JSON_TEMPLATE, SCORE_TEMPLATE,
 };
+use crate::kinds::candidates::Candidate;
+use crate::kinds::eval_metrics::MetricRow;
+use crate::kinds::examples::prompt_of;
+use crate::kinds::predictions::Prediction;
 use crate::llm::{Backend, ReplyCache, Sampling};
 
 /// The suite of judge-score rows in the metrics table and the report.

@@ -15,7 +15,6 @@ pub mod report;
 pub mod runner;
 pub mod stage;
 pub mod stats;
-pub mod tables;
 pub mod template;
 
 pub use report::report_table;

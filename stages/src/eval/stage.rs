@@ -13,17 +13,20 @@ use medalign_model::{LanguageModel, LoadOptions};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use crate::precision::Precision;
 use crate::eval::curves::read_curve;
 use crate::eval::data::EvalSet;
 use crate::eval::judged::{judge_replies, relabel_refusals, score_rows};
 use crate::eval::refusal::RULE_SET_NAME;
 use crate::eval::runner::{self, Settings};
-use crate::eval::{medication, metrics, report, tables};
+use crate::eval::{medication, metrics, report};
 use crate::judge::{JudgeMode, JudgeSpec};
+use crate::kinds::adapter::{adapter_dir, ADAPTER};
+use crate::kinds::eval_metrics::{write_eval_metrics, MetricRow, EVAL_METRICS};
+use crate::kinds::eval_report::EVAL_REPORT;
+use crate::kinds::examples::{read_examples, EXAMPLES};
+use crate::kinds::predictions::{write_predictions, PREDICTIONS};
 use crate::llm::{BackendKind, Backends, ReplyCache};
-use crate::table;
-use crate::train::adapter_dir;
+pub use crate::precision::Precision;
 
 /// How benchmarks are answered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -174,12 +177,12 @@ impl StageConfig for EvalConfig {
 
     fn inputs() -> &'static [InputSlot] {
         &[
-            InputSlot { name: "examples", kinds: &["examples"], arity: Arity::AtLeastOne, doc: "eval sets: mcq and yes_no_maybe rows are benchmarks, safety rows harmful requests, instruction rows benign questions" },
-            InputSlot { name: "fewshot", kinds: &["examples"], arity: Arity::Many, doc: "few-shot pool (e.g. MMLU dev), first items per task" },
-            InputSlot { name: "adapter", kinds: &["adapter"], arity: Arity::Optional, doc: "a LoRA adapter applied to the candidate" },
+            InputSlot { name: "examples", kinds: &[EXAMPLES.name], arity: Arity::AtLeastOne, doc: "eval sets: mcq and yes_no_maybe rows are benchmarks, safety rows harmful requests, instruction rows benign questions" },
+            InputSlot { name: "fewshot", kinds: &[EXAMPLES.name], arity: Arity::Many, doc: "few-shot pool (e.g. MMLU dev), first items per task" },
+            InputSlot { name: "adapter", kinds: &[ADAPTER.name], arity: Arity::Optional, doc: "a LoRA adapter applied to the candidate" },
             InputSlot {
                 name: "training",
-                kinds: &["adapter"],
+                kinds: &[ADAPTER.name],
                 arity: Arity::Many,
                 doc: "adapters whose train and validation loss curves the report shows (e.g. sft and dpo)",
             },
@@ -190,17 +193,17 @@ impl StageConfig for EvalConfig {
         &[
             OutputSlot {
                 name: "report",
-                kind: "eval_report",
+                kind: EVAL_REPORT.name,
                 doc: "report.md, table.txt, report.html, metrics.json (what register records)",
             },
             OutputSlot {
                 name: "metrics",
-                kind: "eval_metrics",
+                kind: EVAL_METRICS.name,
                 doc: "per model, task and metric, with 95% intervals and deltas",
             },
             OutputSlot {
                 name: "predictions",
-                kind: "predictions",
+                kind: PREDICTIONS.name,
                 doc: "per model and item: prediction, gold, log-likelihoods, reply",
             },
         ]
@@ -284,12 +287,12 @@ impl StageConfig for EvalConfig {
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
         let mut rows = Vec::new();
         for input in cx.inputs("examples") {
-            rows.extend(table::read_examples(&input.table())?);
+            rows.extend(read_examples(&input.table())?);
         }
         let set = EvalSet::from_examples(rows, self.limit, self.safety_limit)?;
         let mut pool_rows = Vec::new();
         for input in cx.inputs("fewshot") {
-            pool_rows.extend(table::read_examples(&input.table())?);
+            pool_rows.extend(read_examples(&input.table())?);
         }
         let pool = EvalSet::fewshot_pool(pool_rows)?;
         let consultations = match &self.medication_safety {
@@ -412,8 +415,8 @@ impl StageConfig for EvalConfig {
                 .for_each(|r| r.classifier = Some(label.clone()));
         }
         rows.extend(judge_rows);
-        tables::write_predictions(&cx.output_table("predictions"), &preds)?;
-        tables::write_metrics(&cx.output_table("metrics"), &rows)?;
+        write_predictions(&cx.output_table("predictions"), &preds)?;
+        write_eval_metrics(&cx.output_table("metrics"), &rows)?;
         let names: Vec<(String, String)> =
             models.iter().map(|(l, s, a)| (l.to_string(), describe(s, a.as_deref()))).collect();
         let mut training = Vec::new();
@@ -429,7 +432,7 @@ impl StageConfig for EvalConfig {
             &serde_json::to_value(self)?,
         )?;
         let mut headline = serde_json::Map::new();
-        let is_headline = |r: &&tables::MetricRow| {
+        let is_headline = |r: &&MetricRow| {
             matches!(
                 r.metric.as_str(),
                 "acc" | "refusal_rate" | "false_refusal_rate" | "safe_choice"

@@ -10,14 +10,14 @@ use medalign_engine::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::example::{spread_by, Example, Message, Task};
-use crate::generate::candidates::{write_candidates, Candidate};
-use crate::generate::prompt::{prompt_of, reference_system};
+use crate::generate::prompt::reference_system;
+use crate::kinds::adapter::{adapter_dir, ADAPTER};
+use crate::kinds::candidates::{write_candidates, Candidate, CANDIDATES};
+use crate::kinds::examples::{prompt_of, read_examples, Example, Message, Task, EXAMPLES};
 use crate::llm::{
     BackendConfig, Backends, ChatRequest, LocalAdapter, ReplyCache, ReplyFormat, Sampling,
 };
-use crate::table;
-use crate::train::adapter_dir;
+use crate::sample::spread_by;
 
 /// Where a generator's answers come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -145,10 +145,10 @@ impl StageConfig for GenerateConfig {
 
     fn inputs() -> &'static [InputSlot] {
         &[
-            InputSlot { name: "examples", kinds: &["examples"], arity: Arity::AtLeastOne, doc: "the prompts, in order" },
+            InputSlot { name: "examples", kinds: &[EXAMPLES.name], arity: Arity::AtLeastOne, doc: "the prompts, in order" },
             InputSlot {
                 name: "adapter",
-                kinds: &["adapter"],
+                kinds: &[ADAPTER.name],
                 arity: Arity::Optional,
                 doc: "a LoRA adapter every local model generator applies (e.g. SFT's, to sample the tuned model's own answers)",
             },
@@ -158,7 +158,7 @@ impl StageConfig for GenerateConfig {
     fn outputs() -> &'static [OutputSlot] {
         &[OutputSlot {
             name: "candidates",
-            kind: "candidates",
+            kind: CANDIDATES.name,
             doc: "one row per prompt and generator",
         }]
     }
@@ -200,7 +200,7 @@ impl StageConfig for GenerateConfig {
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
         let mut rows = Vec::new();
         for input in cx.inputs("examples") {
-            rows.extend(table::read_examples(&input.table())?);
+            rows.extend(read_examples(&input.table())?);
         }
         let examples = self.select(rows);
         let prompts: Vec<(Vec<Message>, Option<String>)> = examples.iter().map(prompt_of).collect();

@@ -14,11 +14,11 @@ use medalign_engine::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::example::Example;
 use crate::ingest::decode;
 use crate::ingest::record::{FileInput, Parsed, RecordError};
 use crate::ingest::source::Source;
-use crate::table::{self, Rejection};
+use crate::kinds::examples::{write_examples, Example, EXAMPLES};
+use crate::kinds::rejected::{write_rejected, Rejection, REJECTED};
 
 /// What to do with a record that cannot be read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -243,12 +243,12 @@ impl StageConfig for IngestConfig {
         &[
             OutputSlot {
                 name: "examples",
-                kind: "examples",
+                kind: EXAMPLES.name,
                 doc: "the normalized examples, in source order",
             },
             OutputSlot {
                 name: "rejected",
-                kind: "rejected",
+                kind: REJECTED.name,
                 doc: "records set aside under on_error: quarantine",
             },
         ]
@@ -309,8 +309,8 @@ impl StageConfig for IngestConfig {
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
         cx.progress().set_message("reading sources");
         let ingested = self.ingest(|p| cx.resolve(p))?;
-        table::write_examples(&cx.output_table("examples"), &ingested.examples)?;
-        table::write_rejected(&cx.output_table("rejected"), &ingested.rejected)?;
+        write_examples(&cx.output_table("examples"), &ingested.examples)?;
+        write_rejected(&cx.output_table("rejected"), &ingested.rejected)?;
         for w in &ingested.warnings {
             cx.warn(w.as_str());
         }

@@ -12,15 +12,15 @@ use medalign_engine::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::generate::{prompt_of, read_candidates, Candidate};
 use crate::judge::agreement::agreements;
-use crate::judge::judgments::write_judgments;
 use crate::judge::rubric::{
     default_metrics, MetricConfig, Template, JSON_TEMPLATE, SCORE_TEMPLATE,
 };
 use crate::judge::run::{judge_distribution, judge_json, JudgeRun};
+use crate::kinds::candidates::{read_responses, CANDIDATES};
+use crate::kinds::examples::EXAMPLES;
+use crate::kinds::judgments::{write_judgments, JUDGMENTS};
 use crate::llm::{BackendConfig, BackendKind, Backends, ReplyCache, Sampling};
-use crate::table;
 
 /// How a judge answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -127,37 +127,6 @@ impl JudgeConfig {
     }
 }
 
-/// Every response a judge input holds: candidates with an answer, or examples' reference answers.
-pub fn read_responses(cx: &RunContext<'_>) -> Result<Vec<Candidate>, StageError> {
-    let mut out = Vec::new();
-    for input in cx.inputs("responses") {
-        if input.kind == "candidates" {
-            out.extend(
-                read_candidates(&input.table())?.into_iter().filter(|c| c.response.is_some()),
-            );
-            continue;
-        }
-        for e in table::read_examples(&input.table())? {
-            let (messages, reference) = prompt_of(&e);
-            if let Some(r) = reference {
-                out.push(Candidate {
-                    id: format!("{}#reference", e.id),
-                    prompt_id: e.id,
-                    source: e.source,
-                    task: e.task,
-                    messages,
-                    reference: Some(r.clone()),
-                    generator: "reference".into(),
-                    model: "dataset".into(),
-                    response: Some(r),
-                    ..Default::default()
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
 impl StageConfig for JudgeConfig {
     const KIND: &'static str = "judge";
     const VERSION: u32 = 1;
@@ -168,7 +137,7 @@ impl StageConfig for JudgeConfig {
     fn inputs() -> &'static [InputSlot] {
         &[InputSlot {
             name: "responses",
-            kinds: &["candidates", "examples"],
+            kinds: &[CANDIDATES.name, EXAMPLES.name],
             arity: Arity::AtLeastOne,
             doc: "what to judge",
         }]
@@ -177,7 +146,7 @@ impl StageConfig for JudgeConfig {
     fn outputs() -> &'static [OutputSlot] {
         &[OutputSlot {
             name: "judgments",
-            kind: "judgments",
+            kind: JUDGMENTS.name,
             doc: "one row per response, judge and metric",
         }]
     }
@@ -255,7 +224,7 @@ impl StageConfig for JudgeConfig {
         let check = cx.check_context().clone();
         let json_template = self.load_template(&check, &self.template, JSON_TEMPLATE)?;
         let score_template = self.load_template(&check, &self.score_template, SCORE_TEMPLATE)?;
-        let mut responses = read_responses(cx)?;
+        let mut responses = read_responses(cx.inputs("responses"))?;
         responses.truncate(self.limit.unwrap_or(usize::MAX));
         let cache = ReplyCache::new(cx.cache_dir("llm")?);
         let mut backends = Backends::for_stage(&check, None);

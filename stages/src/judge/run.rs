@@ -2,11 +2,11 @@
 //! validates the JSON, feeding a parse error back up to `parse_retries` times before recording the
 //! failure with the raw answer; `distribution` mode reads each metric's score probabilities.
 
-use crate::example::Message;
-use crate::generate::Candidate;
-use crate::judge::judgments::Judgment;
 use crate::judge::rubric::{Better, MetricConfig, Template};
 use crate::judge::verdict::{feedback, parse_distribution, parse_json_verdict, MetricScore};
+use crate::kinds::candidates::Candidate;
+use crate::kinds::examples::Message;
+use crate::kinds::judgments::Judgment;
 use crate::llm::{cache_key, Backend, ChatRequest, ReplyCache, ReplyFormat, Sampling};
 
 /// What one judge needs besides the responses.

@@ -6,7 +6,7 @@ use candle_core::Tensor;
 use medalign_model::{generate, GenerationConfig, LanguageModel, LoadOptions, SamplingParams};
 use medalign_registry::ModelSource;
 
-use crate::example::Message;
+use crate::kinds::examples::Message;
 use crate::llm::backend::LocalAdapter;
 use crate::llm::error::LlmError;
 use crate::llm::request::{ChatReply, ChatRequest, ReplyFormat};

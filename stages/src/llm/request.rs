@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::example::Message;
+use crate::kinds::examples::Message;
 
 /// Bump when the meaning of a cached reply changes; every old entry is then ignored.
 pub const CACHE_VERSION: &str = "medalign-llm-cache/1";

@@ -10,9 +10,10 @@ use medalign_engine::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::generate::read_candidates;
-use crate::judge::{read_judgments, read_responses};
-use crate::pair::pairs::write_pairs;
+use crate::kinds::candidates::{read_candidates, read_responses, CANDIDATES};
+use crate::kinds::examples::EXAMPLES;
+use crate::kinds::judgments::{read_judgments, JUDGMENTS};
+use crate::kinds::pairs::{write_pairs, Pair, PAIRS};
 use crate::pair::rules::select_by_rules;
 use crate::pair::select::{select, Thresholds, Verified};
 
@@ -111,13 +112,13 @@ impl StageConfig for PairConfig {
         &[
             InputSlot {
                 name: "judgments",
-                kinds: &["judgments"],
+                kinds: &[JUDGMENTS.name],
                 arity: Arity::AtLeastOne,
                 doc: "the judges' scores",
             },
             InputSlot {
                 name: "responses",
-                kinds: &["candidates", "examples"],
+                kinds: &[CANDIDATES.name, EXAMPLES.name],
                 arity: Arity::AtLeastOne,
                 doc: "what was judged",
             },
@@ -125,7 +126,11 @@ impl StageConfig for PairConfig {
     }
 
     fn outputs() -> &'static [OutputSlot] {
-        &[OutputSlot { name: "pairs", kind: "pairs", doc: "one chosen/rejected pair per prompt" }]
+        &[OutputSlot {
+            name: "pairs",
+            kind: PAIRS.name,
+            doc: "one chosen/rejected pair per prompt",
+        }]
     }
 
     fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
@@ -159,14 +164,14 @@ impl StageConfig for PairConfig {
         for input in cx.inputs("judgments") {
             judgments.extend(read_judgments(&input.table())?);
         }
-        let candidates = if cx.inputs("responses").iter().all(|i| i.kind == "candidates") {
+        let candidates = if cx.inputs("responses").iter().all(|i| i.kind == CANDIDATES.name) {
             let mut all = Vec::new();
             for input in cx.inputs("responses") {
                 all.extend(read_candidates(&input.table())?);
             }
             all
         } else {
-            read_responses(cx)?
+            read_responses(cx.inputs("responses"))?
         };
         let s = match self.by {
             PairBy::Judge => {
@@ -182,8 +187,7 @@ impl StageConfig for PairConfig {
             }
         };
         write_pairs(&cx.output_table("pairs"), &s.pairs)?;
-        let count =
-            |f: &dyn Fn(&crate::pair::Pair) -> bool| s.pairs.iter().filter(|p| f(p)).count() as u64;
+        let count = |f: &dyn Fn(&Pair) -> bool| s.pairs.iter().filter(|p| f(p)).count() as u64;
         cx.metric("prompts", s.prompts as u64);
         cx.metric("pairs", s.pairs.len() as u64);
         cx.metric("gold", count(&|p| p.tier == "gold"));

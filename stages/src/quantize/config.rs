@@ -1,8 +1,7 @@
 //! [`QuantizeConfig`]: the params of the `quantize` stage kind and its run.
 
 use medalign_engine::{
-    ArtifactKind, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
-    StageError,
+    CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError,
 };
 use medalign_model::quant::{QuantFormat, QuantizedModel};
 use medalign_model::weights::{GgufSource, SafetensorsSource, WeightSource};
@@ -10,18 +9,7 @@ use medalign_model::{resolve_model, Config, ModelLocation};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-
-/// The quantized weights inside a `quantized_model` artifact.
-pub const QUANTIZED_WEIGHTS_FILE: &str = "model.safetensors";
-/// The quantization report inside a `quantized_model` artifact: format and per-matrix errors.
-pub const QUANTIZATION_FILE: &str = "quantization.json";
-
-/// The `quantized_model` artifact kind.
-pub const QUANTIZED_MODEL: ArtifactKind = ArtifactKind {
-    name: "quantized_model",
-    doc: "a frozen quantized base: model.safetensors (NF4/ggml projections, f32 rest) and quantization.json (format, per-matrix errors)",
-    schema_json: None,
-};
+use crate::kinds::quantized_model::{QUANTIZATION_FILE, QUANTIZED_MODEL, QUANTIZED_WEIGHTS_FILE};
 
 /// Weight format of the quantized projections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -86,7 +74,7 @@ impl StageConfig for QuantizeConfig {
     }
 
     fn outputs() -> &'static [OutputSlot] {
-        &[OutputSlot { name: "model", kind: "quantized_model", doc: "The quantized base." }]
+        &[OutputSlot { name: "model", kind: QUANTIZED_MODEL.name, doc: "The quantized base." }]
     }
 
     fn check(&self, _cx: &CheckContext) -> Vec<ParamError> {

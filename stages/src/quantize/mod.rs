@@ -3,6 +3,4 @@
 
 mod config;
 
-pub use config::{
-    open_source, QuantizeConfig, QUANTIZATION_FILE, QUANTIZED_MODEL, QUANTIZED_WEIGHTS_FILE,
-};
+pub use config::{open_source, QuantizeConfig};

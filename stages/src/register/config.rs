@@ -6,38 +6,20 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use medalign_engine::{
-    Arity, ArtifactKind, CheckContext, InputArtifact, InputSlot, OutputSlot, ParamError,
-    RunContext, StageConfig, StageError, Store,
+    Arity, CheckContext, InputArtifact, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
+    StageError, Store,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::vertex::{write_bundle, VertexParams};
 use crate::files::link_tree;
+use crate::kinds::adapter::ADAPTER;
+use crate::kinds::eval_report::EVAL_REPORT;
+use crate::kinds::exported_model::EXPORTED_MODEL;
+use crate::kinds::registered_model::REGISTERED_MODEL;
 use medalign_registry::{
     check_name, hash_model, NewVersion, Registration, Registry, RegistryError,
-};
-
-/// The `adapter` artifact kind: a PEFT LoRA adapter directory (`adapter_config.json`,
-/// `adapter_model.safetensors`), made by train.
-pub const ADAPTER: ArtifactKind = ArtifactKind {
-    name: "adapter",
-    doc: "a PEFT LoRA adapter directory (adapter_config.json, adapter_model.safetensors), optionally merged/ or *.gguf",
-    schema_json: None,
-};
-
-/// The `eval_report` artifact kind: eval's results; its recorded metrics are what register keeps.
-pub const EVAL_REPORT: ArtifactKind = ArtifactKind {
-    name: "eval_report",
-    doc: "eval results: metrics in the artifact record (and metrics.json), the HTML report",
-    schema_json: None,
-};
-
-/// The `registered_model` artifact kind: the files of one registered version.
-pub const REGISTERED_MODEL: ArtifactKind = ArtifactKind {
-    name: "registered_model",
-    doc: "a registered model version: registration.json, adapter/, and vertex/ when asked",
-    schema_json: None,
 };
 
 /// The model crate's default model, used when neither params nor the adapter name a base.
@@ -83,13 +65,13 @@ impl StageConfig for RegisterConfig {
         &[
             InputSlot {
                 name: "adapter",
-                kinds: &["adapter", "exported_model"],
+                kinds: &[ADAPTER.name, EXPORTED_MODEL.name],
                 arity: Arity::Optional,
                 doc: "The LoRA adapter (none: the base model alone).",
             },
             InputSlot {
                 name: "eval",
-                kinds: &["eval_report"],
+                kinds: &[EVAL_REPORT.name],
                 arity: Arity::Optional,
                 doc: "The eval report whose metrics are recorded.",
             },
@@ -97,7 +79,7 @@ impl StageConfig for RegisterConfig {
     }
 
     fn outputs() -> &'static [OutputSlot] {
-        &[OutputSlot { name: "model", kind: "registered_model", doc: "The registered files." }]
+        &[OutputSlot { name: "model", kind: REGISTERED_MODEL.name, doc: "The registered files." }]
     }
 
     fn check(&self, cx: &CheckContext) -> Vec<ParamError> {

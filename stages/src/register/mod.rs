@@ -5,7 +5,7 @@
 mod config;
 pub mod vertex;
 
-pub use config::{RegisterConfig, ADAPTER, EVAL_REPORT, REGISTERED_MODEL};
+pub use config::RegisterConfig;
 pub use vertex::VertexParams;
 
 #[cfg(test)]

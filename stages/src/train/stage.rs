@@ -11,18 +11,16 @@ use medalign_model::LoraAdapter;
 
 use super::config::{Method, TrainConfig};
 use super::data::{is_held_out, pack, ChatTokenizer, PairSequence, Sequence};
-use super::load::{
-    base_spec, load_base, quantized_base_spec, read_conversations, read_preference_pairs,
-};
-use super::metrics::{write_events, write_metrics};
-use super::reference::{compute_reference, read_reference};
+use super::load::{base_spec, load_base, read_conversations, read_preference_pairs};
+use super::metrics::write_events;
+use super::reference::compute_reference;
 use super::trainer::{Objective, Trainer};
-use crate::example::spread_by;
-
-/// The resolved config written next to the adapter.
-pub const TRAINING_CONFIG_FILE: &str = "training_config.json";
-/// The metrics table, in the adapter's run record.
-pub const METRICS_FILE: &str = "metrics.parquet";
+use crate::kinds::adapter::{write_metrics, ADAPTER, METRICS_FILE, TRAINING_CONFIG_FILE};
+use crate::kinds::examples::EXAMPLES;
+use crate::kinds::pairs::PAIRS;
+use crate::kinds::quantized_model::{quantized_base_spec, QUANTIZED_MODEL};
+use crate::kinds::reference_logprobs::{read_reference, REFERENCE_LOGPROBS};
+use crate::sample::spread_by;
 
 impl StageConfig for TrainConfig {
     const KIND: &'static str = "train";
@@ -39,25 +37,25 @@ impl StageConfig for TrainConfig {
         &[
             InputSlot {
                 name: "data",
-                kinds: &["examples", "pairs"],
+                kinds: &[EXAMPLES.name, PAIRS.name],
                 arity: Arity::One,
                 doc: "Conversations (SFT) or preference pairs (DPO).",
             },
             InputSlot {
                 name: "base",
-                kinds: &["quantized_model"],
+                kinds: &[QUANTIZED_MODEL.name],
                 arity: Arity::Optional,
                 doc: "A quantized frozen base from the quantize stage.",
             },
             InputSlot {
                 name: "adapter",
-                kinds: &["adapter"],
+                kinds: &[ADAPTER.name],
                 arity: Arity::Optional,
                 doc: "An adapter to continue from (e.g. SFT's, for DPO).",
             },
             InputSlot {
                 name: "reference",
-                kinds: &["reference_logprobs"],
+                kinds: &[REFERENCE_LOGPROBS.name],
                 arity: Arity::Optional,
                 doc: "DPO reference log-probabilities (computed here when absent).",
             },
@@ -65,7 +63,7 @@ impl StageConfig for TrainConfig {
     }
 
     fn outputs() -> &'static [OutputSlot] {
-        &[OutputSlot { name: "adapter", kind: "adapter", doc: "The PEFT adapter and training_config.json; its run record _run/ holds metrics.parquet and tensorboard/." }]
+        &[OutputSlot { name: "adapter", kind: ADAPTER.name, doc: "The PEFT adapter and training_config.json; its run record _run/ holds metrics.parquet and tensorboard/." }]
     }
 
     fn env_facts(&self, cx: &CheckContext) -> std::collections::BTreeMap<String, String> {
