@@ -3,6 +3,7 @@
 
 mod config;
 mod prompt;
+mod stage;
 
 pub use config::{CandidateSource, GenerateConfig, GeneratorConfig};
 pub use prompt::reference_system;

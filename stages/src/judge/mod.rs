@@ -5,6 +5,7 @@ mod agreement;
 mod config;
 mod rubric;
 mod run;
+mod stage;
 mod verdict;
 
 pub use agreement::{agreements, cohen_kappa, Agreement};

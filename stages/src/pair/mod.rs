@@ -3,6 +3,7 @@
 mod config;
 mod rules;
 mod select;
+mod stage;
 
 pub use config::PairConfig;
 pub use rules::select_by_rules;

@@ -2,5 +2,6 @@
 //! reconstruction errors.
 
 mod config;
+mod stage;
 
 pub use config::{open_source, QuantizeConfig};

@@ -8,5 +8,6 @@ pub mod vertex;
 pub use config::RegisterConfig;
 pub use vertex::VertexParams;
 
+mod stage;
 #[cfg(test)]
 mod tests;
