@@ -1,6 +1,7 @@
 //! Params of the `generate` stage kind: generators (a model at some setting, or the dataset's
 //! reference or rejected answer), the prompts they answer, their slots and checks.
 
+use medalign_model::SamplingParams;
 use std::collections::BTreeSet;
 
 use medalign_engine::{
@@ -13,7 +14,7 @@ use crate::generate::prompt::reference_system;
 use crate::kinds::adapter::ADAPTER;
 use crate::kinds::candidates::CANDIDATES;
 use crate::kinds::examples::{Example, Message, Task, EXAMPLES};
-use crate::llm::{BackendConfig, ChatRequest, ReplyFormat, Sampling};
+use crate::llm::{BackendConfig, ChatRequest, ReplyFormat};
 use crate::sample::spread_by;
 
 /// Where a generator's answers come from.
@@ -123,13 +124,14 @@ impl GenerateConfig {
             _ => messages.extend(self.system.as_ref().map(|s| Message::new("system", s.clone()))),
         }
         messages.extend(turns.iter().cloned());
-        let sampling = Sampling {
+        let sampling = SamplingParams {
             temperature: g.temperature,
             top_p: g.top_p,
-            max_tokens: g.max_tokens.unwrap_or(self.max_tokens),
             seed,
+            ..Default::default()
         };
-        ChatRequest { messages, sampling, format: ReplyFormat::Text }
+        let max_tokens = g.max_tokens.unwrap_or(self.max_tokens);
+        ChatRequest { messages, sampling, max_tokens, format: ReplyFormat::Text }
     }
 }
 

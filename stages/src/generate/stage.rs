@@ -76,7 +76,7 @@ pub fn run(cfg: &GenerateConfig, cx: &mut RunContext<'_>) -> Result<(), StageErr
                 model: backend.identity(),
                 temperature: Some(s.temperature),
                 top_p: s.top_p,
-                max_tokens: Some(s.max_tokens as i64),
+                max_tokens: Some(req.max_tokens as i64),
                 seed: Some(s.seed),
                 with_reference: g.with_reference && reference.is_some(),
                 ..base(e, turns, reference)

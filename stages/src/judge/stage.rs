@@ -2,6 +2,7 @@
 //! is scored by every judge on the rubric; several judges add agreement statistics, written to
 //! `agreement.json` beside the table and to the metrics.
 
+use medalign_model::SamplingParams;
 use std::time::Instant;
 
 use medalign_engine::{RunContext, StageError};
@@ -12,7 +13,7 @@ use crate::judge::rubric::{JSON_TEMPLATE, SCORE_TEMPLATE};
 use crate::judge::run::{judge_distribution, judge_json, JudgeRun};
 use crate::kinds::candidates::read_responses;
 use crate::kinds::judgments::write_judgments;
-use crate::llm::{Backends, ReplyCache, Sampling};
+use crate::llm::{Backends, ReplyCache};
 
 /// Runs a stage with params `cfg`.
 pub fn run(cfg: &JudgeConfig, cx: &mut RunContext<'_>) -> Result<(), StageError> {
@@ -37,12 +38,12 @@ pub fn run(cfg: &JudgeConfig, cx: &mut RunContext<'_>) -> Result<(), StageError>
             metrics: &cfg.metrics,
             template: if j.mode() == JudgeMode::Json { &json_template } else { &score_template },
             system: &cfg.system,
-            sampling: Sampling {
+            sampling: SamplingParams {
                 temperature: j.temperature,
-                top_p: None,
-                max_tokens: j.max_tokens,
                 seed: cx.seed(),
+                ..Default::default()
             },
+            max_tokens: j.max_tokens,
             parse_retries: cfg.parse_retries,
             on_done: &|n| progress.inc(n),
         };
