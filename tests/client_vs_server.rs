@@ -4,16 +4,17 @@
 
 use std::time::Duration;
 
-use medalign_stages::example::Message;
+use medalign_model::SamplingParams;
+use medalign_stages::kinds::examples::Message;
 use medalign_stages::llm::{
     Backend, ChatRequest, EndpointSettings, OpenAiClient, ReplyCache, ReplyFormat, RetryPolicy,
-    Sampling,
 };
 
 fn request(question: &str, seed: u64) -> ChatRequest {
     ChatRequest {
         messages: vec![Message { role: "user".into(), content: question.into() }],
-        sampling: Sampling { temperature: 0.0, top_p: None, max_tokens: 8, seed },
+        sampling: SamplingParams { seed, ..Default::default() },
+        max_tokens: 8,
         format: ReplyFormat::Text,
     }
 }

@@ -44,9 +44,11 @@ pub struct StreamOptions {
     pub include_usage: bool,
 }
 
-/// Sampling fields shared by both endpoints (OpenAI names, plus `top_k` and `repetition_penalty`).
+/// The sampling fields of a request body, shared by both endpoints (OpenAI names, plus `top_k` and
+/// `repetition_penalty`), as they come over the wire: [`SamplingFields::validate`] turns them into
+/// the model crate's [`SamplingParams`] and the other [`Settings`].
 #[derive(Debug, Default, Deserialize)]
-pub struct Sampling {
+pub struct SamplingFields {
     /// Most new tokens.
     pub max_tokens: Option<i64>,
     /// Newer name of `max_tokens`.
@@ -85,7 +87,7 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     /// Sampling and streaming.
     #[serde(flatten)]
-    pub sampling: Sampling,
+    pub sampling: SamplingFields,
 }
 
 /// `POST /v1/completions`.
@@ -97,7 +99,7 @@ pub struct CompletionRequest {
     pub prompt: Value,
     /// Sampling and streaming.
     #[serde(flatten)]
-    pub sampling: Sampling,
+    pub sampling: SamplingFields,
 }
 
 /// Validated generation settings.
@@ -125,7 +127,7 @@ fn range(param: &str, v: Option<f64>, lo: f64, hi: f64, lo_open: bool) -> Result
     }
 }
 
-impl Sampling {
+impl SamplingFields {
     /// Checks every field and turns them into [`Settings`].
     pub fn validate(&self) -> Result<Settings, ApiError> {
         range("temperature", self.temperature, 0.0, 2.0, false)?;
@@ -246,7 +248,7 @@ mod tests {
     use super::*;
 
     fn sampling(json: &str) -> Result<Settings, ApiError> {
-        serde_json::from_str::<Sampling>(json).unwrap().validate()
+        serde_json::from_str::<SamplingFields>(json).unwrap().validate()
     }
 
     #[test]

@@ -9,9 +9,9 @@ use std::time::Instant;
 use clap::Args;
 use medalign_model::layers::bf16_products;
 use medalign_model::LoadOptions;
+use medalign_stages::eval::config::Precision;
 use medalign_stages::eval::data::EvalSet;
 use medalign_stages::eval::runner::{benchmarks, Settings};
-use medalign_stages::eval::stage::Precision;
 use medalign_stages::ingest::IngestConfig;
 
 use super::print_json;
@@ -40,7 +40,7 @@ pub struct BenchEvalArgs {
     #[arg(long, value_enum, default_value_t = Precision::Bf16)]
     precision: Precision,
     /// Padded tokens per forward pass.
-    #[arg(long, default_value_t = medalign_stages::eval::stage::DEFAULT_BATCH_TOKENS)]
+    #[arg(long, default_value_t = medalign_stages::eval::config::DEFAULT_BATCH_TOKENS)]
     batch_tokens: usize,
     /// Also write per-item predictions to this JSON file.
     #[arg(long)]

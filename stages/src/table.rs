@@ -1,26 +1,28 @@
-//! Arrow schemas and Parquet I/O of the table artifact kinds these stages write: `examples`,
-//! `rejected` (ingest's quarantine) and `removed` (what dedupe dropped, and why).
+//! The one table layer: Arrow column builders from row fields, typed column readers that name the
+//! file and column when a table is not what it should be, and the Parquet files of every table
+//! artifact kind (their schemas, rows and read/write live in [`crate::kinds`]).
 //!
-//! The schemas under `schemas/` are these, in arrow-schema's serde JSON form; a test keeps them equal.
+//! The schemas under `schemas/` are the kinds' schemas in arrow-schema's serde JSON form; a test per
+//! kind keeps them equal.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, ListArray, RecordBatch, StringArray, StringBuilder,
-    StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, RecordBatch,
+    StringArray, StructArray, UInt64Array,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type, SchemaRef, UInt64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use crate::example::{Example, Message};
+use crate::kinds::examples::Message;
 
-/// Rows per record batch and Parquet row group.
+/// Rows per record batch (and per row group in the [`Layout::Grouped`] layout).
 const BATCH_ROWS: usize = 65_536;
 
 /// An error reading or writing a table.
@@ -44,6 +46,41 @@ pub enum TableError {
     },
 }
 
+/// How a kind's Parquet file is written. Each kind keeps the settings its files have always been
+/// written with: the bytes, and so the content hashes that downstream cache keys take, stay the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Snappy, a row group per 65,536 rows (`examples`, `rejected`, `removed`).
+    Grouped,
+    /// Snappy, Parquet's default row-group size (`candidates`, `judgments`, `pairs`,
+    /// `reference_logprobs`, training metrics).
+    Snappy,
+    /// Parquet's defaults, uncompressed, every row in one batch (`predictions`, `eval_metrics`).
+    Plain,
+}
+
+impl Layout {
+    fn properties(self) -> Option<WriterProperties> {
+        match self {
+            Layout::Grouped => Some(
+                WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .set_max_row_group_size(BATCH_ROWS)
+                    .build(),
+            ),
+            Layout::Snappy => {
+                Some(WriterProperties::builder().set_compression(Compression::SNAPPY).build())
+            }
+            Layout::Plain => None,
+        }
+    }
+}
+
+/// A field of `data_type`.
+pub fn field(name: &str, data_type: DataType, nullable: bool) -> Field {
+    Field::new(name, data_type, nullable)
+}
+
 fn message_fields() -> Fields {
     Fields::from(vec![
         Field::new("role", DataType::Utf8, false),
@@ -51,145 +88,87 @@ fn message_fields() -> Fields {
     ])
 }
 
-fn example_fields() -> Vec<Field> {
-    let text = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
-    let list = |name: &str, item: DataType| {
-        Field::new(name, DataType::List(Arc::new(Field::new_list_field(item, false))), false)
-    };
-    vec![
-        text("id", false),
-        text("source", false),
-        text("task", false),
-        list("messages", DataType::Struct(message_fields())),
-        text("context", true),
-        list("choices", DataType::Utf8),
-        text("answer", true),
-        text("explanation", true),
-        text("rejected", true),
-        text("subject", true),
-        text("split", true),
-        text("origin", false),
-        text("original", false),
-        text("hash", false),
-    ]
+/// A non-null list of `item`.
+pub fn list_field(name: &str, item: DataType) -> Field {
+    Field::new(name, DataType::List(Arc::new(Field::new_list_field(item, false))), false)
 }
 
-/// The Arrow schema of the `examples` artifact kind (`schemas/examples.json`).
-pub fn examples_schema() -> SchemaRef {
-    Arc::new(Schema::new(example_fields()))
+/// A chat: a list of `{role, content}` structs, as in `examples`.
+pub fn messages_field(name: &str) -> Field {
+    list_field(name, DataType::Struct(message_fields()))
 }
 
-/// The Arrow schema of the `removed` kind (`schemas/removed.json`): an example, why it was removed,
-/// the id it collided with (surviving copy or eval item) and the similarity that decided it.
-pub fn removed_schema() -> SchemaRef {
-    let mut fields = example_fields();
-    fields.push(Field::new("reason", DataType::Utf8, false));
-    fields.push(Field::new("matched_id", DataType::Utf8, true));
-    fields.push(Field::new("score", DataType::Float64, true));
-    Arc::new(Schema::new(fields))
-}
-
-/// The Arrow schema of the `rejected` kind (`schemas/rejected.json`): a record ingest could not read,
-/// and its raw bytes in base64 when they are not UTF-8.
-pub fn rejected_schema() -> SchemaRef {
-    let text = |name: &str| Field::new(name, DataType::Utf8, false);
-    let base64 = Field::new("record_base64", DataType::Utf8, true);
-    Arc::new(Schema::new(vec![
-        text("source"),
-        text("origin"),
-        text("reason"),
-        text("record"),
-        base64,
-    ]))
-}
-
-/// A record ingest rejected under `on_error: quarantine`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rejection {
-    /// The source name.
-    pub source: String,
-    /// `path:line`.
-    pub origin: String,
-    /// What is wrong, as the error message would say it after `path:line: `.
-    pub reason: String,
-    /// The record's original text (decoded lossily, U+FFFD for each bad sequence, when not UTF-8).
-    pub record: String,
-    /// When the record is not UTF-8: its raw bytes, in base64.
-    pub record_base64: Option<String>,
-}
-
-/// A row dedupe removed.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Removal {
-    /// The removed example.
-    pub example: Example,
-    /// `exact_duplicate`, `near_duplicate`, `contaminated`, or a quality filter's name.
-    pub reason: String,
-    /// The surviving copy's id, or the eval item's id.
-    pub matched_id: Option<String>,
-    /// Jaccard similarity of the word shingles, or the share of the row's n-grams found in the eval item.
-    pub score: Option<f64>,
-}
-
-fn strings<'a>(it: impl Iterator<Item = &'a str>) -> ArrayRef {
-    let mut b = StringBuilder::new();
-    for s in it {
-        b.append_value(s);
-    }
+/// Text column.
+pub fn text<'a>(it: impl Iterator<Item = &'a str>) -> ArrayRef {
+    let mut b = arrow::array::StringBuilder::new();
+    it.for_each(|s| b.append_value(s));
     Arc::new(b.finish())
 }
 
-fn opt_strings<'a>(it: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+/// Nullable text column.
+pub fn opt_text<'a>(it: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
     Arc::new(StringArray::from_iter(it))
 }
 
-fn example_columns(rows: &[&Example]) -> Vec<ArrayRef> {
-    let lengths = rows.iter().map(|e| e.messages.len());
-    let msgs = rows.iter().flat_map(|e| e.messages.iter());
-    let messages = StructArray::new(
-        message_fields(),
-        vec![
-            strings(msgs.clone().map(|m| m.role.as_str())),
-            strings(msgs.map(|m| m.content.as_str())),
-        ],
-        None,
-    );
-    let item = |t| Arc::new(Field::new_list_field(t, false));
-    let messages = ListArray::new(
-        item(DataType::Struct(message_fields())),
-        OffsetBuffer::from_lengths(lengths),
-        Arc::new(messages),
-        None,
-    );
-    let choices = strings(rows.iter().flat_map(|e| e.choices.iter().map(String::as_str)));
-    let choices = ListArray::new(
-        item(DataType::Utf8),
-        OffsetBuffer::from_lengths(rows.iter().map(|e| e.choices.len())),
-        choices,
-        None,
-    );
-    vec![
-        strings(rows.iter().map(|e| e.id.as_str())),
-        strings(rows.iter().map(|e| e.source.as_str())),
-        strings(rows.iter().map(|e| e.task.as_str())),
-        Arc::new(messages),
-        opt_strings(rows.iter().map(|e| e.context.as_deref())),
-        Arc::new(choices),
-        opt_strings(rows.iter().map(|e| e.answer.as_deref())),
-        opt_strings(rows.iter().map(|e| e.explanation.as_deref())),
-        opt_strings(rows.iter().map(|e| e.rejected.as_deref())),
-        opt_strings(rows.iter().map(|e| e.subject.as_deref())),
-        opt_strings(rows.iter().map(|e| e.split.as_deref())),
-        strings(rows.iter().map(|e| e.origin.as_str())),
-        strings(rows.iter().map(|e| e.original.as_str())),
-        strings(rows.iter().map(|e| e.hash.as_str())),
-    ]
+/// Nullable Int64 column.
+pub fn opt_i64(it: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(Int64Array::from_iter(it))
 }
 
-/// Writes `rows` with `schema`, building each batch's columns with `columns`.
-fn write<T>(
+/// Nullable Float64 column.
+pub fn opt_f64(it: impl Iterator<Item = Option<f64>>) -> ArrayRef {
+    Arc::new(Float64Array::from_iter(it))
+}
+
+/// Float64 column.
+pub fn f64s(it: impl Iterator<Item = f64>) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values(it))
+}
+
+/// Nullable UInt64 column.
+pub fn opt_u64(it: impl Iterator<Item = Option<u64>>) -> ArrayRef {
+    Arc::new(UInt64Array::from_iter(it))
+}
+
+/// Boolean column.
+pub fn bools(it: impl Iterator<Item = bool>) -> ArrayRef {
+    Arc::new(BooleanArray::from_iter(it.map(Some)))
+}
+
+/// A column of chats.
+pub fn messages<'a>(rows: impl Iterator<Item = &'a [Message]> + Clone) -> ArrayRef {
+    let all = rows.clone().flat_map(|m| m.iter());
+    let values = StructArray::new(
+        message_fields(),
+        vec![text(all.clone().map(|m| m.role.as_str())), text(all.map(|m| m.content.as_str()))],
+        None,
+    );
+    let item = Arc::new(Field::new_list_field(DataType::Struct(message_fields()), false));
+    Arc::new(ListArray::new(
+        item,
+        OffsetBuffer::from_lengths(rows.map(<[Message]>::len)),
+        Arc::new(values),
+        None,
+    ))
+}
+
+/// A column of string lists.
+pub fn string_lists<'a>(rows: impl Iterator<Item = &'a [String]> + Clone) -> ArrayRef {
+    let values = text(rows.clone().flat_map(|r| r.iter().map(String::as_str)));
+    let item = Arc::new(Field::new_list_field(DataType::Utf8, false));
+    Arc::new(ListArray::new(
+        item,
+        OffsetBuffer::from_lengths(rows.map(<[String]>::len)),
+        values,
+        None,
+    ))
+}
+
+/// Writes `rows` as one Parquet file with `schema`, laid out as `layout`.
+pub fn write_table<T>(
     path: &Path,
     schema: SchemaRef,
+    layout: Layout,
     rows: &[T],
     columns: impl Fn(&[T]) -> Vec<ArrayRef>,
 ) -> Result<(), TableError> {
@@ -199,13 +178,10 @@ fn write<T>(
     };
     let file = File::create(path)
         .map_err(|source| TableError::Io { path: path.display().to_string(), source })?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_size(BATCH_ROWS)
-        .build();
     let mut writer =
-        ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| fmt(&e))?;
-    for chunk in rows.chunks(BATCH_ROWS) {
+        ArrowWriter::try_new(file, schema.clone(), layout.properties()).map_err(|e| fmt(&e))?;
+    let batch_rows = if layout == Layout::Plain { rows.len().max(1) } else { BATCH_ROWS };
+    for chunk in rows.chunks(batch_rows) {
         let batch = RecordBatch::try_new(schema.clone(), columns(chunk)).map_err(|e| fmt(&e))?;
         writer.write(&batch).map_err(|e| fmt(&e))?;
     }
@@ -213,37 +189,11 @@ fn write<T>(
     Ok(())
 }
 
-/// Writes an `examples` table.
-pub fn write_examples(path: &Path, rows: &[Example]) -> Result<(), TableError> {
-    write(path, examples_schema(), rows, |chunk| example_columns(&chunk.iter().collect::<Vec<_>>()))
-}
-
-/// Writes a `rejected` table.
-pub fn write_rejected(path: &Path, rows: &[Rejection]) -> Result<(), TableError> {
-    write(path, rejected_schema(), rows, |chunk| {
-        vec![
-            strings(chunk.iter().map(|r| r.source.as_str())),
-            strings(chunk.iter().map(|r| r.origin.as_str())),
-            strings(chunk.iter().map(|r| r.reason.as_str())),
-            strings(chunk.iter().map(|r| r.record.as_str())),
-            opt_strings(chunk.iter().map(|r| r.record_base64.as_deref())),
-        ]
-    })
-}
-
-/// Writes a `removed` table.
-pub fn write_removed(path: &Path, rows: &[Removal]) -> Result<(), TableError> {
-    write(path, removed_schema(), rows, |chunk| {
-        let mut cols = example_columns(&chunk.iter().map(|r| &r.example).collect::<Vec<_>>());
-        cols.push(strings(chunk.iter().map(|r| r.reason.as_str())));
-        cols.push(opt_strings(chunk.iter().map(|r| r.matched_id.as_deref())));
-        cols.push(Arc::new(Float64Array::from_iter(chunk.iter().map(|r| r.score))));
-        cols
-    })
-}
-
-/// Reads an `examples` table (or any table with its columns, such as `removed`).
-pub fn read_examples(path: &Path) -> Result<Vec<Example>, TableError> {
+/// Reads every row of a Parquet file, turning each batch into rows with `rows`.
+pub fn read_table<T>(
+    path: &Path,
+    rows: impl Fn(&Columns<'_>) -> Result<Vec<T>, String>,
+) -> Result<Vec<T>, TableError> {
     let fmt = |m: String| TableError::Format { path: path.display().to_string(), message: m };
     let file = File::open(path)
         .map_err(|source| TableError::Io { path: path.display().to_string(), source })?;
@@ -253,142 +203,134 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>, TableError> {
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| fmt(e.to_string()))?;
-        out.extend(batch_examples(&batch).map_err(fmt)?);
+        out.extend(rows(&Columns { batch: &batch }).map_err(fmt)?);
     }
     Ok(out)
 }
 
-fn batch_examples(batch: &RecordBatch) -> Result<Vec<Example>, String> {
-    let col = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| format!("not an examples table: no column {name:?}"))
-    };
-    let text = |name: &str| -> Result<&StringArray, String> {
-        col(name)?.as_string_opt::<i32>().ok_or_else(|| format!("column {name:?}: expected Utf8"))
-    };
-    let list = |name: &str| -> Result<&ListArray, String> {
-        col(name)?.as_list_opt::<i32>().ok_or_else(|| format!("column {name:?}: expected a list"))
-    };
-    let (id, source, task, origin, original, hash) = (
-        text("id")?,
-        text("source")?,
-        text("task")?,
-        text("origin")?,
-        text("original")?,
-        text("hash")?,
-    );
-    let opt = ["context", "answer", "explanation", "rejected", "subject", "split"].map(text);
-    let [context, answer, explanation, rejected, subject, split] = opt;
-    let (context, answer, explanation, rejected, subject, split) =
-        (context?, answer?, explanation?, rejected?, subject?, split?);
-    let (messages, choices) = (list("messages")?, list("choices")?);
-    let msg = messages.values().as_struct_opt().ok_or("column \"messages\": expected structs")?;
-    let role = msg
-        .column_by_name("role")
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or("messages: no role")?;
-    let content = msg
-        .column_by_name("content")
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or("messages: no content")?;
-    let choice_values =
-        choices.values().as_string_opt::<i32>().ok_or("column \"choices\": expected strings")?;
-    let get = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
-    Ok((0..batch.num_rows())
-        .map(|i| {
-            let m = messages.value_offsets();
-            let c = choices.value_offsets();
-            Example {
-                id: id.value(i).into(),
-                source: source.value(i).into(),
-                task: task.value(i).into(),
-                messages: (m[i] as usize..m[i + 1] as usize)
-                    .map(|j| Message {
-                        role: role.value(j).into(),
-                        content: content.value(j).into(),
-                    })
-                    .collect(),
-                context: get(context, i),
-                choices: (c[i] as usize..c[i + 1] as usize)
-                    .map(|j| choice_values.value(j).to_string())
-                    .collect(),
-                answer: get(answer, i),
-                explanation: get(explanation, i),
-                rejected: get(rejected, i),
-                subject: get(subject, i),
-                split: get(split, i),
-                origin: origin.value(i).into(),
-                original: original.value(i).into(),
-                hash: hash.value(i).into(),
-            }
-        })
-        .collect())
+/// Typed access to the columns of one record batch.
+pub struct Columns<'a> {
+    batch: &'a RecordBatch,
 }
 
+impl<'a> Columns<'a> {
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.batch.num_rows() == 0
+    }
+
+    fn col(&self, name: &str) -> Result<&'a ArrayRef, String> {
+        self.batch.column_by_name(name).ok_or_else(|| format!("no column {name:?}"))
+    }
+
+    /// A Utf8 column: `get(i)` is `None` for nulls.
+    pub fn text(&self, name: &str) -> Result<impl Fn(usize) -> Option<String> + 'a, String> {
+        let a = self
+            .col(name)?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| format!("column {name:?}: expected Utf8"))?;
+        Ok(move |i| (!a.is_null(i)).then(|| a.value(i).to_string()))
+    }
+
+    /// An Int64 column.
+    pub fn i64(&self, name: &str) -> Result<impl Fn(usize) -> Option<i64> + 'a, String> {
+        let a = self
+            .col(name)?
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| format!("column {name:?}: expected Int64"))?;
+        Ok(move |i| (!a.is_null(i)).then(|| a.value(i)))
+    }
+
+    /// A UInt64 column.
+    pub fn u64(&self, name: &str) -> Result<impl Fn(usize) -> Option<u64> + 'a, String> {
+        let a = self
+            .col(name)?
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(|| format!("column {name:?}: expected UInt64"))?;
+        Ok(move |i| (!a.is_null(i)).then(|| a.value(i)))
+    }
+
+    /// A Float64 column.
+    pub fn f64(&self, name: &str) -> Result<impl Fn(usize) -> Option<f64> + 'a, String> {
+        let a = self
+            .col(name)?
+            .as_primitive_opt::<Float64Type>()
+            .ok_or_else(|| format!("column {name:?}: expected Float64"))?;
+        Ok(move |i| (!a.is_null(i)).then(|| a.value(i)))
+    }
+
+    /// A Boolean column.
+    pub fn bool(&self, name: &str) -> Result<impl Fn(usize) -> bool + 'a, String> {
+        let a = self
+            .col(name)?
+            .as_boolean_opt()
+            .ok_or_else(|| format!("column {name:?}: expected Boolean"))?;
+        Ok(move |i| !a.is_null(i) && a.value(i))
+    }
+
+    /// A list-of-Utf8 column.
+    pub fn strings(&self, name: &str) -> Result<impl Fn(usize) -> Vec<String> + 'a, String> {
+        let list = self
+            .col(name)?
+            .as_list_opt::<i32>()
+            .ok_or_else(|| format!("column {name:?}: expected a list"))?;
+        let values = list
+            .values()
+            .as_string_opt::<i32>()
+            .ok_or_else(|| format!("column {name:?}: expected strings"))?;
+        Ok(move |i| {
+            let o = list.value_offsets();
+            (o[i] as usize..o[i + 1] as usize).map(|j| values.value(j).to_string()).collect()
+        })
+    }
+
+    /// A chat column.
+    pub fn messages(&self, name: &str) -> Result<impl Fn(usize) -> Vec<Message> + 'a, String> {
+        let list = self
+            .col(name)?
+            .as_list_opt::<i32>()
+            .ok_or_else(|| format!("column {name:?}: expected a list"))?;
+        let s = list
+            .values()
+            .as_struct_opt()
+            .ok_or_else(|| format!("column {name:?}: expected structs"))?;
+        let part = |f: &str| {
+            s.column_by_name(f)
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| format!("{name}: no {f}"))
+        };
+        let (role, content) = (part("role")?, part("content")?);
+        Ok(move |i| {
+            let o = list.value_offsets();
+            (o[i] as usize..o[i + 1] as usize)
+                .map(|j| Message { role: role.value(j).into(), content: content.value(j).into() })
+                .collect()
+        })
+    }
+}
+
+/// Test helper: `schemas/<name>.json` is `schema` in arrow-schema's serde form (set
+/// `MEDALIGN_UPDATE_SCHEMAS=1` to rewrite it from the code).
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Set `MEDALIGN_UPDATE_SCHEMAS=1` to rewrite `schemas/*.json` from the code.
-    #[test]
-    fn schema_files_match_the_code() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
-        for (name, schema) in [
-            ("examples", examples_schema()),
-            ("rejected", rejected_schema()),
-            ("removed", removed_schema()),
-        ] {
-            let json = serde_json::to_string_pretty(schema.as_ref()).unwrap() + "\n";
-            let path = dir.join(format!("{name}.json"));
-            if std::env::var_os("MEDALIGN_UPDATE_SCHEMAS").is_some() {
-                std::fs::write(&path, &json).unwrap();
-            }
-            let on_disk = std::fs::read_to_string(&path).unwrap();
-            assert_eq!(
-                on_disk,
-                json,
-                "{} is stale: run with MEDALIGN_UPDATE_SCHEMAS=1",
-                path.display()
-            );
-            let parsed: Schema = serde_json::from_str(&on_disk).unwrap();
-            assert_eq!(&parsed, schema.as_ref());
-        }
+pub(crate) fn check_schema_file(name: &str, schema: &arrow::datatypes::Schema) {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas").join(format!("{name}.json"));
+    let json = serde_json::to_string_pretty(schema).unwrap() + "\n";
+    if std::env::var_os("MEDALIGN_UPDATE_SCHEMAS").is_some() {
+        std::fs::write(&path, &json).unwrap();
     }
-
-    #[test]
-    fn examples_round_trip_through_parquet() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("data.parquet");
-        let rows = vec![
-            Example {
-                id: "medqa:0".into(),
-                source: "medqa".into(),
-                task: "mcq".into(),
-                messages: vec![Message::new("user", "Which drug reverses heparin?")],
-                choices: vec!["Protamine sulfate".into(), "Vitamin K".into()],
-                answer: Some("A".into()),
-                origin: "medqa.jsonl:1".into(),
-                original: "{}".into(),
-                ..Default::default()
-            }
-            .with_hash(),
-            Example {
-                id: "chat:1".into(),
-                source: "chat".into(),
-                task: "instruction".into(),
-                messages: vec![Message::new("user", "Hi"), Message::new("assistant", "Hello.")],
-                context: Some("ctx".into()),
-                origin: "c.jsonl:2".into(),
-                original: "{}".into(),
-                ..Default::default()
-            }
-            .with_hash(),
-        ];
-        write_examples(&path, &rows).unwrap();
-        assert_eq!(read_examples(&path).unwrap(), rows);
-        let file = File::open(&path).unwrap();
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-        assert_eq!(builder.schema().as_ref(), examples_schema().as_ref());
-    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        on_disk,
+        json,
+        "{} is stale: run the tests with MEDALIGN_UPDATE_SCHEMAS=1",
+        path.display()
+    );
+    let parsed: arrow::datatypes::Schema = serde_json::from_str(&on_disk).unwrap();
+    assert_eq!(&parsed, schema);
 }

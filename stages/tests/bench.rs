@@ -80,7 +80,8 @@ fn ingest_and_exact_dedupe_1m() {
     let out = dedupe(&dd, ingested.examples, &[], 0);
     let (t_dedupe, cpu2) = (t.elapsed().as_secs_f64(), cpu_seconds());
     let t = Instant::now();
-    medalign_stages::table::write_examples(&dir.path().join("out.parquet"), &out.kept).unwrap();
+    medalign_stages::kinds::examples::write_examples(&dir.path().join("out.parquet"), &out.kept)
+        .unwrap();
     let t_write = t.elapsed().as_secs_f64();
     let total = t_ingest + t_dedupe;
     let cpu = cpu2 - cpu0;

@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use medalign_stages::dedupe::{dedupe, DedupeConfig};
-use medalign_stages::example::{Example, Message};
-use medalign_stages::table::read_examples;
+use medalign_stages::kinds::examples::read_examples;
+use medalign_stages::kinds::examples::{Example, Message};
 
 fn mcq(id: &str, source: &str, question: &str, choices: &[&str]) -> Example {
     Example {

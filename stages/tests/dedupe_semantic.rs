@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use medalign_engine::{CheckContext, InputArtifact, RunContext, StageConfig, StageProgress};
 use medalign_model::fetch::KnownEncoder;
 use medalign_stages::dedupe::{dedupe, dedupe_with, DedupeConfig, Embedder};
-use medalign_stages::example::{Example, Message};
-use medalign_stages::table::{read_examples, write_examples};
+use medalign_stages::kinds::examples::{read_examples, write_examples};
+use medalign_stages::kinds::examples::{Example, Message};
 
 fn qa(id: &str, source: &str, q: &str, a: &str) -> Example {
     Example {

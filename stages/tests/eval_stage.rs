@@ -9,10 +9,10 @@ use medalign_engine::{
     CheckContext, InputArtifact, KindRegistry, RunContext, StageConfig, StageProgress,
 };
 use medalign_model::fetch::KnownModel;
-use medalign_stages::eval::tables::read_metrics;
 use medalign_stages::eval::{report_table, EvalConfig};
 use medalign_stages::ingest::IngestConfig;
-use medalign_stages::table::write_examples;
+use medalign_stages::kinds::eval_metrics::read_eval_metrics as read_metrics;
+use medalign_stages::kinds::examples::write_examples;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval")

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use medalign_stages::eval::data::EvalSet;
 use medalign_stages::eval::template::{doc, Doc};
-use medalign_stages::example::{Example, Message};
 use medalign_stages::ingest::IngestConfig;
+use medalign_stages::kinds::examples::{Example, Message};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval")

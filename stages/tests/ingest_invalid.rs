@@ -107,7 +107,10 @@ fn quarantine_counts_add_up_across_sources() {
         (6, 3, 3)
     );
     assert_eq!((ran.count("rows_in.medmcqa2"), ran.count("rows_out.medmcqa2")), (2, 1));
-    assert_eq!(medalign_stages::table::read_examples(&ran.table("examples")).unwrap().len(), 3);
+    assert_eq!(
+        medalign_stages::kinds::examples::read_examples(&ran.table("examples")).unwrap().len(),
+        3
+    );
 }
 
 #[test]
@@ -214,7 +217,10 @@ fn generic_lines_that_are_not_utf8_fail_with_their_line_or_are_quarantined() {
         (ran.count("rows_in"), ran.count("rows_out"), ran.count("rows_rejected")),
         (5, 3, 2)
     );
-    assert_eq!(medalign_stages::table::read_examples(&ran.table("examples")).unwrap().len(), 3);
+    assert_eq!(
+        medalign_stages::kinds::examples::read_examples(&ran.table("examples")).unwrap().len(),
+        3
+    );
     let rows = rejected_records(&ran.table("rejected"));
     let (origin, reason, record, b64) = &rows[0];
     assert_eq!(

@@ -3,7 +3,7 @@
 
 mod common;
 
-use medalign_stages::table::read_examples;
+use medalign_stages::kinds::examples::read_examples;
 
 fn real(source: &str) -> Option<common::Ran> {
     let dir = common::shared_data()?;

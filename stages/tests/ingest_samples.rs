@@ -2,8 +2,8 @@
 
 mod common;
 
-use medalign_stages::example::{Example, Message};
-use medalign_stages::table::read_examples;
+use medalign_stages::kinds::examples::read_examples;
+use medalign_stages::kinds::examples::{Example, Message};
 
 /// Ingests one source of `data/` and returns its rows, checking the row-count identity.
 fn sample(source: &str) -> Vec<Example> {

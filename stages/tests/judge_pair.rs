@@ -10,10 +10,13 @@ use std::path::Path;
 
 use fake_llm::{last_user, FakeLlm};
 use medalign_engine::{CheckContext, InputArtifact, RunContext, StageConfig, StageProgress};
-use medalign_stages::example::{Example, Message};
-use medalign_stages::generate::{read_candidates, GenerateConfig};
-use medalign_stages::judge::{read_judgments, JudgeConfig};
-use medalign_stages::pair::{read_pairs, PairConfig};
+use medalign_stages::generate::GenerateConfig;
+use medalign_stages::judge::JudgeConfig;
+use medalign_stages::kinds::candidates::read_candidates;
+use medalign_stages::kinds::examples::{Example, Message};
+use medalign_stages::kinds::judgments::read_judgments;
+use medalign_stages::kinds::pairs::read_pairs;
+use medalign_stages::pair::PairConfig;
 use serde_json::{json, Value};
 
 fn example(id: &str, task: &str, question: &str, answer: &str) -> Example {
@@ -140,7 +143,8 @@ fn pairs_reconcile_with_judgments_and_a_rerun_sends_nothing() {
         ),
         example("m1", "mcq", "Not selected by the task filter", "A"),
     ];
-    medalign_stages::table::write_examples(&examples_dir.join("data.parquet"), &rows).unwrap();
+    medalign_stages::kinds::examples::write_examples(&examples_dir.join("data.parquet"), &rows)
+        .unwrap();
     let url = &server.base_url;
     let generate: GenerateConfig = serde_yaml::from_str(&format!(
         "llm: {{backend: openai, base_url: '{url}', model: gen-1, backoff_ms: 5}}\n\

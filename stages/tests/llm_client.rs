@@ -4,12 +4,13 @@
 
 mod fake_llm;
 
+use medalign_model::SamplingParams;
 use std::time::{Duration, Instant};
 
 use fake_llm::{last_user, FakeLlm, Fault};
-use medalign_stages::example::Message;
+use medalign_stages::kinds::examples::Message;
 use medalign_stages::llm::{
-    BackendConfig, BackendKind, ChatRequest, LlmError, ReplyCache, ReplyFormat, Sampling,
+    BackendConfig, BackendKind, ChatRequest, LlmError, ReplyCache, ReplyFormat,
 };
 
 fn config(server: &FakeLlm) -> BackendConfig {
@@ -28,7 +29,8 @@ fn config(server: &FakeLlm) -> BackendConfig {
 fn request(text: &str) -> ChatRequest {
     ChatRequest {
         messages: vec![Message::new("user", text)],
-        sampling: Sampling { temperature: 0.0, top_p: None, max_tokens: 32, seed: 7 },
+        sampling: SamplingParams { seed: 7, ..Default::default() },
+        max_tokens: 32,
         format: ReplyFormat::Text,
     }
 }

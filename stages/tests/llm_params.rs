@@ -6,9 +6,9 @@ mod fake_llm;
 use std::collections::BTreeMap;
 
 use medalign_engine::{CheckContext, InputArtifact, RunContext, StageConfig, StageProgress};
-use medalign_stages::example::{Example, Message};
 use medalign_stages::generate::GenerateConfig;
 use medalign_stages::judge::{JudgeConfig, JudgeMode};
+use medalign_stages::kinds::examples::{Example, Message};
 
 fn errors<C: StageConfig>(yaml: &str) -> Vec<(String, String)> {
     let cfg: C = serde_yaml::from_str(yaml).unwrap();
@@ -83,7 +83,7 @@ fn a_generator_whose_every_request_fails_fails_the_stage() {
         messages: vec![Message::new("user", "q")],
         ..Default::default()
     }];
-    medalign_stages::table::write_examples(&ex.join("data.parquet"), &rows).unwrap();
+    medalign_stages::kinds::examples::write_examples(&ex.join("data.parquet"), &rows).unwrap();
     let cfg: GenerateConfig = serde_yaml::from_str(&format!(
         "generators: [{{name: g}}]\nllm: {{backend: openai, base_url: '{}', model: m}}",
         server.base_url

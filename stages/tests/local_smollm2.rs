@@ -12,8 +12,8 @@ use std::time::Instant;
 use medalign_engine::{CheckContext, InputArtifact, RunContext, StageConfig, StageProgress};
 use medalign_model::fetch::KnownModel;
 use medalign_stages::ingest::IngestConfig;
-use medalign_stages::judge::read_judgments;
-use medalign_stages::pair::read_pairs;
+use medalign_stages::kinds::judgments::read_judgments;
+use medalign_stages::kinds::pairs::read_pairs;
 use serde_json::Value;
 
 fn run<C: StageConfig>(
@@ -64,7 +64,8 @@ fn smollm2_judges_medsafetybench_and_pairs_reconcile() {
     .unwrap();
     let examples = ingest.ingest(|p: &str| PathBuf::from(p)).unwrap().examples;
     std::fs::create_dir_all(root.join("ex")).unwrap();
-    medalign_stages::table::write_examples(&root.join("ex/data.parquet"), &examples).unwrap();
+    medalign_stages::kinds::examples::write_examples(&root.join("ex/data.parquet"), &examples)
+        .unwrap();
 
     let generate: medalign_stages::generate::GenerateConfig = serde_yaml::from_str(&format!(
         "limit: {limit}\nmax_tokens: 40\nllm: {{batch_size: 4}}\ngenerators:\n  - {{name: reference, source: reference}}\n  \

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use medalign_engine::{CheckContext, StageConfig};
-use medalign_stages::generate::Candidate;
-use medalign_stages::judge::Judgment;
+use medalign_stages::kinds::candidates::Candidate;
+use medalign_stages::kinds::judgments::Judgment;
 use medalign_stages::pair::{select, PairConfig, Thresholds, Verified};
 
 fn cand(prompt: &str, generator: &str) -> Candidate {

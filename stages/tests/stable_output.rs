@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use medalign_stages::dedupe::{dedupe, DedupeConfig};
-use medalign_stages::example::Example;
 use medalign_stages::ingest::IngestConfig;
+use medalign_stages::kinds::examples::Example;
 
 const SAMPLES: &str = "{sources: [{path: data/medqa_us_4options.jsonl, format: medqa}, \
     {path: data/pubmedqa_ori_pqal.json, format: pubmedqa}, {path: data/medmcqa.jsonl, format: medmcqa}, \

@@ -7,7 +7,8 @@ mod train_tiny;
 use std::path::Path;
 
 use medalign_model::{LoraAdapter, LoraConfig};
-use medalign_stages::train::metrics::{write_events, MetricRow};
+use medalign_stages::kinds::adapter::MetricRow;
+use medalign_stages::train::metrics::write_events;
 use medalign_stages::train::{Objective, Trainer};
 
 fn train(work: &Path, out: &Path, stop_after: Option<usize>) -> Vec<MetricRow> {

@@ -1,9 +1,8 @@
-//! The `dedupe` stage kind: its params and how it runs over the engine's inputs and outputs.
+//! The `dedupe` stage kind's params: quality filters, decontamination, near-duplicate, semantic and
+//! relevance steps, the slots and checks.
 //!
 //! Inputs: `examples` (one or more tables to merge and clean) and `eval` (eval sets to decontaminate
 //! against). Outputs: `examples` (what survives) and `removed` (every dropped row, with the reason).
-//! Relevance scores of kept rows are reported as distribution metrics (`relevance.p50`, ...), since
-//! the `examples` schema has no column for them; removed rows carry theirs in `removed.score`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -12,17 +11,14 @@ use medalign_engine::{
     Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
     StageError,
 };
-use medalign_model::bert::SentenceEncoder;
 use medalign_model::fetch::{KnownEncoder, KNOWN_ENCODERS};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::dedupe::pass::dedupe_with;
-use crate::dedupe::quality::{QualityConfig, REASONS};
-use crate::dedupe::semantic::{
-    distribution, Embedder, EncoderEmbedder, RelevanceConfig, SemanticConfig,
-};
-use crate::table;
+use crate::dedupe::quality::QualityConfig;
+use crate::dedupe::semantic::{RelevanceConfig, SemanticConfig};
+use crate::kinds::examples::EXAMPLES;
+use crate::kinds::removed::REMOVED;
 
 fn yes() -> bool {
     true
@@ -152,7 +148,7 @@ impl Default for DedupeConfig {
 }
 
 /// Where the sentence encoder's files are.
-enum EncoderSource {
+pub(super) enum EncoderSource {
     /// A model fetched by name into the cache.
     Known(&'static KnownEncoder),
     /// A sentence-transformers directory named in the params.
@@ -175,7 +171,7 @@ impl DedupeConfig {
     }
 
     /// Resolves `semantic.model`: a known name, else a directory with `config.json`.
-    fn encoder_source(&self, cx: &CheckContext) -> Result<EncoderSource, String> {
+    pub(super) fn encoder_source(&self, cx: &CheckContext) -> Result<EncoderSource, String> {
         if let Some(known) = KnownEncoder::by_name(&self.semantic.model) {
             return Ok(EncoderSource::Known(known));
         }
@@ -190,17 +186,6 @@ impl DedupeConfig {
             names.join(", ")
         ))
     }
-}
-
-/// Every reason a row can be removed for.
-pub fn removal_reasons() -> impl Iterator<Item = &'static str> {
-    REASONS.into_iter().chain([
-        "contaminated",
-        "exact_duplicate",
-        "near_duplicate",
-        "semantic_duplicate",
-        "low_relevance",
-    ])
 }
 
 impl StageConfig for DedupeConfig {
@@ -220,13 +205,13 @@ impl StageConfig for DedupeConfig {
         &[
             InputSlot {
                 name: "examples",
-                kinds: &["examples"],
+                kinds: &[EXAMPLES.name],
                 arity: Arity::AtLeastOne,
                 doc: "the tables to clean, merged in order",
             },
             InputSlot {
                 name: "eval",
-                kinds: &["examples"],
+                kinds: &[EXAMPLES.name],
                 arity: Arity::Many,
                 doc: "eval sets no training row may overlap",
             },
@@ -237,12 +222,12 @@ impl StageConfig for DedupeConfig {
         &[
             OutputSlot {
                 name: "examples",
-                kind: "examples",
+                kind: EXAMPLES.name,
                 doc: "the surviving rows, in input order",
             },
             OutputSlot {
                 name: "removed",
-                kind: "removed",
+                kind: REMOVED.name,
                 doc: "every removed row with reason, matched id and score",
             },
         ]
@@ -324,44 +309,7 @@ impl StageConfig for DedupeConfig {
     }
 
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
-        let mut rows = Vec::new();
-        for input in cx.inputs("examples") {
-            rows.extend(table::read_examples(&input.table())?);
-        }
-        let mut eval = Vec::new();
-        for input in cx.inputs("eval") {
-            eval.extend(table::read_examples(&input.table())?);
-        }
-        let rows_in = rows.len();
-        cx.progress().set_message(format!("{rows_in} rows, {} eval items", eval.len()));
-        let embedder = self.load_embedder(cx)?;
-        let out = dedupe_with(
-            self,
-            rows,
-            &eval,
-            cx.seed(),
-            embedder.as_ref().map(|e| e as &dyn Embedder),
-        )?;
-        table::write_examples(&cx.output_table("examples"), &out.kept)?;
-        table::write_removed(&cx.output_table("removed"), &out.removed)?;
-        cx.metric("rows_in", rows_in as u64);
-        cx.metric("rows_out", out.kept.len() as u64);
-        cx.metric("rows_removed", out.removed.len() as u64);
-        for reason in removal_reasons() {
-            cx.metric(format!("removed.{reason}"), out.count(reason) as u64);
-        }
-        cx.metric("eval_rows", eval.len() as u64);
-        cx.metric("eval_too_short", out.eval_skipped as u64);
-        if self.near.enabled {
-            cx.metric("lsh_bands", out.lsh.0 as u64);
-            cx.metric("lsh_rows_per_band", out.lsh.1 as u64);
-        }
-        if let Some(scores) = &out.relevance {
-            for (name, v) in distribution(scores) {
-                cx.metric(format!("relevance.{name}"), v);
-            }
-        }
-        Ok(())
+        super::stage::run(self, cx)
     }
 }
 
@@ -411,21 +359,6 @@ impl DedupeConfig {
             }
         }
         errors
-    }
-
-    /// The sentence encoder, when a step needs it (fetching a known model on first use).
-    fn load_embedder(&self, cx: &RunContext<'_>) -> Result<Option<EncoderEmbedder>, StageError> {
-        if !self.needs_embeddings() {
-            return Ok(None);
-        }
-        let check = cx.check_context().clone();
-        let dir = match self.encoder_source(&check).map_err(|e| format!("semantic.model: {e}"))? {
-            EncoderSource::Known(m) => m.ensure().map_err(|e| format!("semantic.model: {e}"))?,
-            EncoderSource::Dir(d) => d,
-        };
-        let encoder = SentenceEncoder::load(&dir)
-            .map_err(|e| format!("semantic.model {}: {e}", dir.display()))?;
-        Ok(Some(EncoderEmbedder { encoder, batch: self.semantic.batch }))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod minhash;
 pub mod pass;
 pub mod quality;
 pub mod semantic;
+mod stage;
 pub mod text;
 
 pub use config::{DecontaminateConfig, DedupeConfig, NearConfig};

@@ -17,8 +17,8 @@ use crate::dedupe::minhash::{
 };
 use crate::dedupe::semantic::{relevance, semantic_duplicates, Embedder};
 use crate::dedupe::text::{exact_key, split_words, words};
-use crate::example::Example;
-use crate::table::Removal;
+use crate::kinds::examples::Example;
+use crate::kinds::removed::Removal;
 
 /// Why a row was removed, before it is written out.
 #[derive(Clone, Debug)]

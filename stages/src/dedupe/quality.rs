@@ -5,8 +5,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::example::Example;
 use crate::ingest::normalize;
+use crate::kinds::examples::Example;
 
 /// Params of the quality filters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -95,7 +95,7 @@ impl QualityConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::example::Message;
+    use crate::kinds::examples::Message;
 
     fn reply(text: &str) -> Example {
         Example {

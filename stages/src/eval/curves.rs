@@ -7,8 +7,7 @@ use std::path::Path;
 use medalign_engine::RUN_RECORD_DIR;
 
 use crate::eval::html::escape;
-use crate::train::metrics::read_metrics;
-use crate::train::METRICS_FILE;
+use crate::kinds::adapter::{read_metrics, METRICS_FILE};
 
 /// One stage's losses by optimizer step.
 #[derive(Clone, Debug, PartialEq)]
@@ -125,7 +124,7 @@ pub fn svg(c: &Curve) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::metrics::{write_metrics, MetricRow};
+    use crate::kinds::adapter::{write_metrics, MetricRow};
 
     #[test]
     fn reads_the_run_record_and_draws_both_series() {

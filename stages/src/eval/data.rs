@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::eval::template::{self, Doc};
-use crate::example::{Example, Task};
+use crate::kinds::examples::{Example, Task};
 
 /// How many errors a failing eval lists before summing up the rest (as ingest does).
 const ERRORS_SHOWN: usize = 20;

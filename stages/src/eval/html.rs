@@ -4,7 +4,7 @@
 
 use crate::eval::curves::{self, Curve};
 use crate::eval::report::{cell, delta_cell, lines, Line};
-use crate::eval::tables::MetricRow;
+use crate::kinds::eval_metrics::MetricRow;
 
 const COLORS: [(&str, &str); 2] = [("base", "#4C78A8"), ("candidate", "#F58518")];
 

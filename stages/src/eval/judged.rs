@@ -4,18 +4,21 @@
 //! averaged per model with a 95% interval, and compared base vs candidate over the same items with
 //! a paired bootstrap. With `refusals: judge` the `declines` score also labels the refusals.
 
+use medalign_model::SamplingParams;
 use std::collections::BTreeMap;
 
 use crate::eval::data::EvalSet;
 use crate::eval::metrics::BOOTSTRAP_RESAMPLES;
 use crate::eval::stats::{paired_bootstrap, Z95};
-use crate::eval::tables::{MetricRow, Prediction};
-use crate::generate::{prompt_of, Candidate};
 use crate::judge::{
     default_metrics, default_parse_retries, default_system, judge_distribution, judge_json, Better,
     JudgeMode, JudgeRun, JudgeSpec, MetricConfig, Template, JSON_TEMPLATE, SCORE_TEMPLATE,
 };
-use crate::llm::{Backend, ReplyCache, Sampling};
+use crate::kinds::candidates::Candidate;
+use crate::kinds::eval_metrics::MetricRow;
+use crate::kinds::examples::prompt_of;
+use crate::kinds::predictions::Prediction;
+use crate::llm::{Backend, ReplyCache};
 
 /// The suite of judge-score rows in the metrics table and the report.
 pub const JUDGE_SUITE: &str = "judge";
@@ -131,12 +134,8 @@ pub fn judge_replies(
         metrics: &metrics,
         template: &template,
         system: &system,
-        sampling: Sampling {
-            temperature: spec.temperature,
-            top_p: None,
-            max_tokens: spec.max_tokens,
-            seed,
-        },
+        sampling: SamplingParams { temperature: spec.temperature, seed, ..Default::default() },
+        max_tokens: spec.max_tokens,
         parse_retries: default_parse_retries(),
         on_done: &|_| {},
     };

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use crate::eval::stats::{mcnemar_exact, paired_bootstrap, wilson, Z95};
-use crate::eval::tables::{MetricRow, Prediction};
 use crate::eval::template::MMLU_MEDICAL;
+use crate::kinds::eval_metrics::MetricRow;
+use crate::kinds::predictions::Prediction;
 
 /// Resamples of the paired bootstrap.
 pub const BOOTSTRAP_RESAMPLES: usize = 2000;

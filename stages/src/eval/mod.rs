@@ -1,6 +1,7 @@
 //! The `eval` stage kind: medical benchmarks scored like lm-evaluation-harness, medication safety,
 //! refusal, statistics and the comparison report.
 
+pub mod config;
 pub mod curves;
 pub mod data;
 pub mod generative;
@@ -13,10 +14,9 @@ pub mod py_random;
 pub mod refusal;
 pub mod report;
 pub mod runner;
-pub mod stage;
+mod stage;
 pub mod stats;
-pub mod tables;
 pub mod template;
 
+pub use config::{EvalConfig, Mode, Precision, RefusalLabels};
 pub use report::report_table;
-pub use stage::{EvalConfig, Mode, Precision, RefusalLabels};

@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::eval::curves::{self, Curve};
 use crate::eval::html;
 use crate::eval::judged::JUDGE_SUITE;
-use crate::eval::tables::{read_metrics, MetricRow};
+use crate::kinds::eval_metrics::{read_eval_metrics, MetricRow};
 
 /// One line of the comparison: a suite, task and metric, and its row per model.
 #[derive(Clone, Debug, Default)]
@@ -205,7 +205,7 @@ pub fn report_table(dir: &Path) -> Result<String, String> {
     }
     for candidate in [dir.join("data.parquet"), dir.join("metrics").join("data.parquet")] {
         if candidate.is_file() {
-            return Ok(text_table(&read_metrics(&candidate)?));
+            return Ok(text_table(&read_eval_metrics(&candidate).map_err(|e| e.to_string())?));
         }
     }
     Err(format!("{}: not an eval artifact (no table.txt or metrics table)", dir.display()))

@@ -13,8 +13,8 @@ use crate::eval::loglik::{self, Request};
 use crate::eval::medication::Consultation;
 use crate::eval::py_random::{PyRandom, HARNESS_FEWSHOT_SEED};
 use crate::eval::refusal::{flags_interaction, is_refusal};
-use crate::eval::tables::Prediction;
 use crate::eval::template::{Doc, TARGET_DELIMITER};
+use crate::kinds::predictions::Prediction;
 
 /// How to run the suites (from the stage params).
 #[derive(Clone, Debug)]

@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use crate::eval::data::EvalDataError;
-use crate::example::{Example, Task};
+use crate::kinds::examples::{Example, Task};
 
 /// Between the prompt and a choice (`target_delimiter`).
 pub const TARGET_DELIMITER: &str = " ";

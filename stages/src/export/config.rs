@@ -1,19 +1,14 @@
 //! [`ExportConfig`]: the params of the `export` stage kind, its slots and checks.
 
 use medalign_engine::{
-    Arity, ArtifactKind, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
-    StageError,
+    Arity, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError,
 };
 use medalign_model::weights::GgufType;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The `exported_model` artifact kind: the adapter it came from, the merged model and its GGUFs.
-pub const EXPORTED_MODEL: ArtifactKind = ArtifactKind {
-    name: "exported_model",
-    doc: "an adapter merged into its base: the PEFT adapter files, merged/ (safetensors, config.json, tokenizer) and model-<type>.gguf files",
-    schema_json: None,
-};
+use crate::kinds::adapter::ADAPTER;
+use crate::kinds::exported_model::EXPORTED_MODEL;
 
 /// Folds the `adapter` input into the base and writes the merged model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -42,7 +37,7 @@ impl StageConfig for ExportConfig {
     fn inputs() -> &'static [InputSlot] {
         &[InputSlot {
             name: "adapter",
-            kinds: &["adapter"],
+            kinds: &[ADAPTER.name],
             arity: Arity::One,
             doc: "The adapter to merge.",
         }]
@@ -51,7 +46,7 @@ impl StageConfig for ExportConfig {
     fn outputs() -> &'static [OutputSlot] {
         &[OutputSlot {
             name: "model",
-            kind: "exported_model",
+            kind: EXPORTED_MODEL.name,
             doc: "The adapter, merged/ and the GGUF files.",
         }]
     }

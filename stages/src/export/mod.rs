@@ -5,5 +5,5 @@ mod config;
 mod merge;
 mod stage;
 
-pub use config::{ExportConfig, EXPORTED_MODEL};
+pub use config::ExportConfig;
 pub use merge::export_merged;

@@ -4,8 +4,8 @@
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::example::{Example, Message, Task};
 use crate::ingest::record::{Fields, FileError, FileInput, LineIndex, Parsed, RecordError};
+use crate::kinds::examples::{Example, Message, Task};
 
 /// Parses an Alpaca JSON file.
 pub fn parse(input: &FileInput<'_>) -> Result<Vec<Parsed>, FileError> {

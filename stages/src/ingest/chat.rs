@@ -5,9 +5,9 @@
 
 use serde_json::Value;
 
-use crate::example::{Example, Message, Task};
 use crate::ingest::normalize;
 use crate::ingest::record::{json_lines, show, type_name, Fields, FileInput, Parsed, RecordError};
+use crate::kinds::examples::{Example, Message, Task};
 
 /// Parses an OpenAI chat JSON-lines file.
 pub fn parse(input: &FileInput<'_>) -> Vec<Parsed> {

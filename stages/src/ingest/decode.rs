@@ -127,7 +127,7 @@ impl Decoded<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::example::Example;
+    use crate::kinds::examples::Example;
 
     fn parsed(line: usize) -> Parsed {
         Parsed { line, raw: String::new(), result: Ok(Example::default()) }

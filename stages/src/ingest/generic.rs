@@ -8,10 +8,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::example::{Example, Message, Task};
 use crate::ingest::csv_rows::{csv_rows, CsvRow};
 use crate::ingest::normalize;
 use crate::ingest::record::{json_lines, Fields, FileError, FileInput, Parsed, RecordError};
+use crate::kinds::examples::{Example, Message, Task};
 
 /// Which field of the source record fills which column. Names are the source's own field names.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

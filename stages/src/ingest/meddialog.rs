@@ -4,9 +4,9 @@
 //! Patient turns become `user` messages and doctor turns `assistant` ones; the description is the
 //! context. The original block is kept verbatim (as a JSON string).
 
-use crate::example::{Example, Message, Task};
 use crate::ingest::normalize;
 use crate::ingest::record::{FileInput, Parsed, RecordError};
+use crate::kinds::examples::{Example, Message, Task};
 
 /// Parses a MedDialog text file.
 pub fn parse(input: &FileInput<'_>) -> Vec<Parsed> {

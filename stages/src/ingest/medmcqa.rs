@@ -9,9 +9,9 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::example::{Example, Message, Task};
 use crate::ingest::normalize;
 use crate::ingest::record::{json_lines_typed, Fields, FileInput, Parsed, RecordError};
+use crate::kinds::examples::{Example, Message, Task};
 
 const OPTIONS: [&str; 4] = ["opa", "opb", "opc", "opd"];
 

@@ -6,10 +6,10 @@
 
 use serde_json::{Map, Value};
 
-use crate::example::{Example, Message, Task};
 use crate::ingest::csv_rows::{csv_rows, CsvRow};
 use crate::ingest::normalize;
 use crate::ingest::record::{FileError, FileInput, Parsed, RecordError};
+use crate::kinds::examples::{Example, Message, Task};
 
 const REQUEST: &str = "harmful_medical_request";
 const RESPONSE: &str = "safe_response";

@@ -1,10 +1,10 @@
 //! MMLU (hendrycks/test) CSV, no header: `question,A,B,C,D,answer_letter`. The subject comes from
 //! the file name (`clinical_knowledge_dev.csv` -> `clinical_knowledge`), the split from its suffix.
 
-use crate::example::{Example, Message, Task};
 use crate::ingest::csv_rows::{csv_rows, CsvRow};
 use crate::ingest::normalize;
 use crate::ingest::record::{FileError, FileInput, Parsed, RecordError};
+use crate::kinds::examples::{Example, Message, Task};
 
 /// The split suffixes MMLU file names end with.
 const SPLITS: [&str; 4] = ["dev", "val", "test", "auxiliary_train"];

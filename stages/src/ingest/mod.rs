@@ -5,6 +5,7 @@
 
 pub mod alpaca;
 pub mod chat;
+pub mod config;
 pub mod csv_rows;
 pub mod decode;
 pub mod generic;
@@ -20,7 +21,8 @@ pub mod record;
 pub mod source;
 pub mod stage;
 
+pub use config::{IngestConfig, OnError};
 pub use generic::FieldMap;
 pub use record::{FileError, FileInput, Parsed, RecordError};
 pub use source::{Format, Source};
-pub use stage::{Counts, IngestConfig, Ingested, OnError};
+pub use stage::{Counts, Ingested};

@@ -6,10 +6,10 @@
 
 use serde_json::Value;
 
-use crate::example::{Example, Message, Task};
 use crate::ingest::chat;
 use crate::ingest::normalize;
 use crate::ingest::record::{json_lines, type_name, Fields, FileInput, Parsed, RecordError};
+use crate::kinds::examples::{Example, Message, Task};
 
 /// Parses a preference JSON-lines file.
 pub fn parse(input: &FileInput<'_>) -> Vec<Parsed> {

@@ -7,11 +7,11 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::example::{Example, Message, Task};
 use crate::ingest::normalize;
 use crate::ingest::record::{
     type_name, Fields, FileError, FileInput, LineIndex, Parsed, RecordError,
 };
+use crate::kinds::examples::{Example, Message, Task};
 
 /// The answers PubMedQA allows, in choice order.
 pub const DECISIONS: [&str; 3] = ["yes", "no", "maybe"];

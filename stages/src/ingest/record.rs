@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::example::Example;
 use crate::ingest::normalize;
+use crate::kinds::examples::Example;
 
 /// A problem with one record: it stops the stage or, under `on_error: quarantine`, is rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]

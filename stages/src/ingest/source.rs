@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::example::Task;
 use crate::ingest::generic::FieldMap;
 use crate::ingest::record::{FileError, FileInput, Parsed};
 use crate::ingest::{
     alpaca, chat, generic, meddialog, medmcqa, medqa, medsafetybench, mmlu, preference, pubmedqa,
 };
+use crate::kinds::examples::Task;
 
 /// The public formats ingest reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -1,45 +1,21 @@
-//! The `ingest` stage kind: reads every source and writes one normalized `examples` table, plus the
-//! `rejected` table of records set aside under `on_error: quarantine`.
+//! The run of an `ingest` stage: reads every source and writes one normalized `examples` table, plus
+//! the `rejected` table of records set aside under `on_error: quarantine`.
 //!
 //! Rows in = rows out + rows rejected, always; the counts are the metrics `rows_in`, `rows_out`,
 //! `rows_rejected`, and the same per source (`rows_in.medqa`). A file without records is a warning
 //! in the run summary; when no source has any record, the stage fails.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use medalign_engine::{
-    CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError,
-};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use medalign_engine::{RunContext, StageError};
 
-use crate::example::Example;
+use super::config::{IngestConfig, OnError};
 use crate::ingest::decode;
 use crate::ingest::record::{FileInput, Parsed, RecordError};
 use crate::ingest::source::Source;
-use crate::table::{self, Rejection};
-
-/// What to do with a record that cannot be read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OnError {
-    /// Stop the stage, naming each bad record as `file:line: field "x": what is wrong`.
-    #[default]
-    Fail,
-    /// Write bad records, with the reason, to the `rejected` output and go on.
-    Quarantine,
-}
-
-/// Params of the `ingest` stage kind.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct IngestConfig {
-    /// The files or folders to read, each with its format.
-    pub sources: Vec<Source>,
-    /// `fail` (the default) stops at malformed records; `quarantine` sets them aside in `rejected`.
-    #[serde(default)]
-    pub on_error: OnError,
-}
+use crate::kinds::examples::{write_examples, Example};
+use crate::kinds::rejected::{write_rejected, Rejection};
 
 /// How many errors a failing ingest lists before summing up the rest.
 const ERRORS_SHOWN: usize = 20;
@@ -228,116 +204,27 @@ fn finish(
     e.with_hash()
 }
 
-impl StageConfig for IngestConfig {
-    const KIND: &'static str = "ingest";
-    const VERSION: u32 = 2;
-    const DOC: &'static str = "Reads medical datasets in their public formats (MedQA, PubMedQA, MedMCQA, MedDialog, MMLU, \
-        OpenAI chat, Alpaca, preference pairs, MedSafetyBench, or any JSONL/CSV through a field mapping) into one \
-        normalized examples table. Malformed records stop the stage, or go to `rejected` with on_error: quarantine.";
-
-    fn inputs() -> &'static [InputSlot] {
-        &[]
+/// Runs an ingest stage with params `cfg`.
+pub fn run(cfg: &IngestConfig, cx: &mut RunContext<'_>) -> Result<(), StageError> {
+    cx.progress().set_message("reading sources");
+    let ingested = cfg.ingest(|p| cx.resolve(p))?;
+    write_examples(&cx.output_table("examples"), &ingested.examples)?;
+    write_rejected(&cx.output_table("rejected"), &ingested.rejected)?;
+    for w in &ingested.warnings {
+        cx.warn(w.as_str());
     }
-
-    fn outputs() -> &'static [OutputSlot] {
-        &[
-            OutputSlot {
-                name: "examples",
-                kind: "examples",
-                doc: "the normalized examples, in source order",
-            },
-            OutputSlot {
-                name: "rejected",
-                kind: "rejected",
-                doc: "records set aside under on_error: quarantine",
-            },
-        ]
+    let mut total = Counts::default();
+    for (name, c) in &ingested.counts {
+        cx.metric(format!("rows_in.{name}"), c.rows_in);
+        cx.metric(format!("rows_out.{name}"), c.rows_out);
+        cx.metric(format!("rows_rejected.{name}"), c.rows_rejected);
+        total.rows_in += c.rows_in;
+        total.rows_out += c.rows_out;
+        total.rows_rejected += c.rows_rejected;
     }
-
-    fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
-        let mut errors = Vec::new();
-        if self.sources.is_empty() {
-            errors.push(ParamError::new("sources", "give at least one source"));
-        }
-        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
-        for (i, s) in self.sources.iter().enumerate() {
-            let at = |field: &str| format!("sources[{i}].{field}");
-            if let Some(first) = names.insert(s.name(), i) {
-                let msg = format!(
-                    "{:?} is already the name of sources[{first}]; give each source its own name",
-                    s.name()
-                );
-                errors.push(ParamError::new(at("name"), msg));
-            }
-            if !cx.resolve(&s.path).exists() {
-                errors.push(ParamError::new(
-                    at("path"),
-                    format!("{} does not exist", cx.resolve(&s.path).display()),
-                ));
-            }
-            let fmt = s.format.name();
-            match (s.format.is_generic(), &s.fields, &s.task) {
-                (true, None, _) => errors.push(ParamError::new(
-                    at("fields"),
-                    format!("format {fmt} needs a field mapping"),
-                )),
-                (true, _, None) => {
-                    errors.push(ParamError::new(at("task"), format!("format {fmt} needs a task")))
-                }
-                (false, Some(_), _) => errors.push(ParamError::new(
-                    at("fields"),
-                    "only formats jsonl and csv take a field mapping",
-                )),
-                (false, _, Some(_)) => errors
-                    .push(ParamError::new(at("task"), format!("format {fmt} sets its own task"))),
-                _ => {}
-            }
-            if s.prompts_only && !s.format.is_generic() {
-                errors.push(ParamError::new(
-                    at("prompts_only"),
-                    "only formats jsonl and csv can be prompts only",
-                ));
-            } else if s.prompts_only && s.fields.as_ref().is_some_and(|f| f.response.is_some()) {
-                errors.push(ParamError::new(
-                    at("fields.response"),
-                    "a prompts_only source has no response field: drop one of the two",
-                ));
-            }
-        }
-        errors
-    }
-
-    fn input_files(&self, cx: &CheckContext) -> Vec<InputFile> {
-        let mut files = Vec::new();
-        for (i, s) in self.sources.iter().enumerate() {
-            for f in s.files(&cx.resolve(&s.path)).unwrap_or_default() {
-                files.push(InputFile { param: format!("sources[{i}].path"), path: f.path });
-            }
-        }
-        files
-    }
-
-    fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
-        cx.progress().set_message("reading sources");
-        let ingested = self.ingest(|p| cx.resolve(p))?;
-        table::write_examples(&cx.output_table("examples"), &ingested.examples)?;
-        table::write_rejected(&cx.output_table("rejected"), &ingested.rejected)?;
-        for w in &ingested.warnings {
-            cx.warn(w.as_str());
-        }
-        let mut total = Counts::default();
-        for (name, c) in &ingested.counts {
-            cx.metric(format!("rows_in.{name}"), c.rows_in);
-            cx.metric(format!("rows_out.{name}"), c.rows_out);
-            cx.metric(format!("rows_rejected.{name}"), c.rows_rejected);
-            total.rows_in += c.rows_in;
-            total.rows_out += c.rows_out;
-            total.rows_rejected += c.rows_rejected;
-        }
-        debug_assert_eq!(total.rows_in, total.rows_out + total.rows_rejected);
-        cx.metric("rows_in", total.rows_in);
-        cx.metric("rows_out", total.rows_out);
-        cx.metric("rows_rejected", total.rows_rejected);
-        Ok(())
-    }
+    debug_assert_eq!(total.rows_in, total.rows_out + total.rows_rejected);
+    cx.metric("rows_in", total.rows_in);
+    cx.metric("rows_out", total.rows_out);
+    cx.metric("rows_rejected", total.rows_rejected);
+    Ok(())
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::judge::judgments::Judgment;
+use crate::kinds::judgments::Judgment;
 
 /// Agreement of two judges on one metric.
 #[derive(Clone, Debug, PartialEq, Serialize)]

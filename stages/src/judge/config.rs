@@ -1,9 +1,7 @@
-//! Params of the `judge` stage kind and how it runs: every response (a candidate, or an example's
-//! own reference answer) is scored by every judge on the rubric; several judges add agreement
-//! statistics, written to `agreement.json` beside the table and to the metrics.
+//! Params of the `judge` stage kind: the judges, the rubric's metrics and templates, their slots
+//! and checks.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use medalign_engine::{
     Arity, CheckContext, InputFile, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
@@ -12,15 +10,13 @@ use medalign_engine::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::generate::{prompt_of, read_candidates, Candidate};
-use crate::judge::agreement::agreements;
-use crate::judge::judgments::write_judgments;
 use crate::judge::rubric::{
     default_metrics, MetricConfig, Template, JSON_TEMPLATE, SCORE_TEMPLATE,
 };
-use crate::judge::run::{judge_distribution, judge_json, JudgeRun};
-use crate::llm::{BackendConfig, BackendKind, Backends, ReplyCache, Sampling};
-use crate::table;
+use crate::kinds::candidates::CANDIDATES;
+use crate::kinds::examples::EXAMPLES;
+use crate::kinds::judgments::JUDGMENTS;
+use crate::llm::{BackendConfig, BackendKind};
 
 /// How a judge answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -109,7 +105,7 @@ pub struct JudgeConfig {
 }
 
 impl JudgeConfig {
-    fn load_template(
+    pub(super) fn load_template(
         &self,
         cx: &CheckContext,
         path: &Option<String>,
@@ -127,37 +123,6 @@ impl JudgeConfig {
     }
 }
 
-/// Every response a judge input holds: candidates with an answer, or examples' reference answers.
-pub fn read_responses(cx: &RunContext<'_>) -> Result<Vec<Candidate>, StageError> {
-    let mut out = Vec::new();
-    for input in cx.inputs("responses") {
-        if input.kind == "candidates" {
-            out.extend(
-                read_candidates(&input.table())?.into_iter().filter(|c| c.response.is_some()),
-            );
-            continue;
-        }
-        for e in table::read_examples(&input.table())? {
-            let (messages, reference) = prompt_of(&e);
-            if let Some(r) = reference {
-                out.push(Candidate {
-                    id: format!("{}#reference", e.id),
-                    prompt_id: e.id,
-                    source: e.source,
-                    task: e.task,
-                    messages,
-                    reference: Some(r.clone()),
-                    generator: "reference".into(),
-                    model: "dataset".into(),
-                    response: Some(r),
-                    ..Default::default()
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
 impl StageConfig for JudgeConfig {
     const KIND: &'static str = "judge";
     const VERSION: u32 = 1;
@@ -168,7 +133,7 @@ impl StageConfig for JudgeConfig {
     fn inputs() -> &'static [InputSlot] {
         &[InputSlot {
             name: "responses",
-            kinds: &["candidates", "examples"],
+            kinds: &[CANDIDATES.name, EXAMPLES.name],
             arity: Arity::AtLeastOne,
             doc: "what to judge",
         }]
@@ -177,7 +142,7 @@ impl StageConfig for JudgeConfig {
     fn outputs() -> &'static [OutputSlot] {
         &[OutputSlot {
             name: "judgments",
-            kind: "judgments",
+            kind: JUDGMENTS.name,
             doc: "one row per response, judge and metric",
         }]
     }
@@ -252,93 +217,6 @@ impl StageConfig for JudgeConfig {
     }
 
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
-        let check = cx.check_context().clone();
-        let json_template = self.load_template(&check, &self.template, JSON_TEMPLATE)?;
-        let score_template = self.load_template(&check, &self.score_template, SCORE_TEMPLATE)?;
-        let mut responses = read_responses(cx)?;
-        responses.truncate(self.limit.unwrap_or(usize::MAX));
-        let cache = ReplyCache::new(cx.cache_dir("llm")?);
-        let mut backends = Backends::for_stage(&check, None);
-        let mut rows = Vec::new();
-        let started = Instant::now();
-        cx.progress().set_length((responses.len() * self.judges.len()) as u64);
-        for j in &self.judges {
-            cx.progress().set_message(format!("judge {}", j.name));
-            let backend = backends.get(&j.llm).map_err(|e| format!("judge {:?}: {e}", j.name))?;
-            let progress = cx.progress();
-            let run = JudgeRun {
-                name: &j.name,
-                backend,
-                cache: &cache,
-                metrics: &self.metrics,
-                template: if j.mode() == JudgeMode::Json {
-                    &json_template
-                } else {
-                    &score_template
-                },
-                system: &self.system,
-                sampling: Sampling {
-                    temperature: j.temperature,
-                    top_p: None,
-                    max_tokens: j.max_tokens,
-                    seed: cx.seed(),
-                },
-                parse_retries: self.parse_retries,
-                on_done: &|n| progress.inc(n),
-            };
-            let judged = match j.mode() {
-                JudgeMode::Json => judge_json(&run, &responses),
-                JudgeMode::Distribution => judge_distribution(&run, &responses),
-            };
-            let judged = judged.map_err(|e| format!("judge {:?}: template: {e}", j.name))?;
-            if let Some(first) = judged.first().filter(|_| judged.iter().all(|r| r.status != "ok"))
-            {
-                let why = first.error.as_deref().unwrap_or("");
-                return Err(format!(
-                    "judge {:?}: all {} judgments failed; the first: {why}",
-                    j.name,
-                    judged.len()
-                )
-                .into());
-            }
-            rows.extend(judged);
-        }
-        let secs = started.elapsed().as_secs_f64();
-        write_judgments(&cx.output_table("judgments"), &rows)?;
-        let agreement = agreements(&rows);
-        let json = serde_json::to_vec_pretty(&agreement)?;
-        std::fs::write(cx.output_dir("judgments").join("agreement.json"), json)?;
-        let ok = rows.iter().filter(|r| r.status == "ok").count() as u64;
-        cx.metric("responses", responses.len() as u64);
-        cx.metric("judgments", rows.len() as u64);
-        cx.metric("judgments_ok", ok);
-        cx.metric("judgments_failed", rows.len() as u64 - ok);
-        for j in &self.judges {
-            let failed =
-                rows.iter().filter(|r| r.judge == j.name && r.status != "ok").count() as u64;
-            cx.metric(format!("failed.{}", j.name), failed);
-        }
-        for a in &agreement {
-            let at = format!("agreement.{}.{}~{}", a.metric, a.judge_a, a.judge_b);
-            cx.metric(format!("{at}.exact"), a.exact);
-            cx.metric(format!("{at}.within_1"), a.within_1);
-            cx.metric(
-                format!("{at}.kappa"),
-                a.kappa.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null),
-            );
-        }
-        let (hits, sent) = (cache.hits(), cache.misses());
-        cx.metric("cache_hits", hits);
-        cx.metric("requests_sent", sent);
-        cx.metric(
-            "cache_hit_rate",
-            if hits + sent == 0 { 0.0 } else { hits as f64 / (hits + sent) as f64 },
-        );
-        cx.metric("seconds", (secs * 100.0).round() / 100.0);
-        cx.metric(
-            "judgments_per_second",
-            if secs > 0.0 { (rows.len() as f64 / secs * 100.0).round() / 100.0 } else { 0.0 },
-        );
-        Ok(())
+        super::stage::run(self, cx)
     }
 }

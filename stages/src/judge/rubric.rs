@@ -8,7 +8,7 @@ use minijinja::{context, Environment, UndefinedBehavior};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::example::Message;
+use crate::kinds::examples::Message;
 
 /// The built-in template of `mode: json` (`pipelines/prompts/judge.jinja`).
 pub const JSON_TEMPLATE: &str = include_str!("../../../pipelines/prompts/judge.jinja");

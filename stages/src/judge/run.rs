@@ -2,12 +2,13 @@
 //! validates the JSON, feeding a parse error back up to `parse_retries` times before recording the
 //! failure with the raw answer; `distribution` mode reads each metric's score probabilities.
 
-use crate::example::Message;
-use crate::generate::Candidate;
-use crate::judge::judgments::Judgment;
 use crate::judge::rubric::{Better, MetricConfig, Template};
 use crate::judge::verdict::{feedback, parse_distribution, parse_json_verdict, MetricScore};
-use crate::llm::{cache_key, Backend, ChatRequest, ReplyCache, ReplyFormat, Sampling};
+use crate::kinds::candidates::Candidate;
+use crate::kinds::examples::Message;
+use crate::kinds::judgments::Judgment;
+use crate::llm::{cache_key, Backend, ChatRequest, ReplyCache, ReplyFormat};
+use medalign_model::SamplingParams;
 
 /// What one judge needs besides the responses.
 pub struct JudgeRun<'a> {
@@ -24,7 +25,9 @@ pub struct JudgeRun<'a> {
     /// The system turn (json mode).
     pub system: &'a str,
     /// Sampling of json-mode requests.
-    pub sampling: Sampling,
+    pub sampling: SamplingParams,
+    /// Token budget of json-mode requests.
+    pub max_tokens: u32,
     /// Answers fed back after a parse error, at most.
     pub parse_retries: u32,
     /// Told how many responses were just judged.
@@ -105,6 +108,7 @@ pub fn judge_json(run: &JudgeRun<'_>, responses: &[Candidate]) -> Result<Vec<Jud
             .map(|p| ChatRequest {
                 messages: p.messages.clone(),
                 sampling: run.sampling.clone(),
+                max_tokens: run.max_tokens,
                 format: ReplyFormat::Json,
             })
             .collect();
@@ -167,7 +171,8 @@ pub fn judge_distribution(
             )?;
             reqs.push(ChatRequest {
                 messages: vec![Message::new("user", user)],
-                sampling: Sampling { temperature: 0.0, top_p: None, max_tokens: 1, seed: 0 },
+                sampling: SamplingParams::default(),
+                max_tokens: 1,
                 format: ReplyFormat::ScoreDistribution,
             });
             jobs.push((c, m));

@@ -3,10 +3,10 @@
 //! the probability of each score `1`..`5` read from one forward pass (G-Eval's form-filling scores).
 
 use candle_core::Tensor;
-use medalign_model::{generate, GenerationConfig, LanguageModel, LoadOptions, SamplingParams};
+use medalign_model::{generate, GenerationConfig, LanguageModel, LoadOptions};
 use medalign_registry::ModelSource;
 
-use crate::example::Message;
+use crate::kinds::examples::Message;
 use crate::llm::backend::LocalAdapter;
 use crate::llm::error::LlmError;
 use crate::llm::request::{ChatReply, ChatRequest, ReplyFormat};
@@ -101,8 +101,11 @@ impl LocalModel {
         while start < reqs.len() {
             let first = reqs[start];
             let scoring = |r: &ChatRequest| r.format == ReplyFormat::ScoreDistribution;
-            let same =
-                |r: &&&ChatRequest| r.sampling == first.sampling && scoring(r) == scoring(first);
+            let same = |r: &&&ChatRequest| {
+                r.sampling == first.sampling
+                    && r.max_tokens == first.max_tokens
+                    && scoring(r) == scoring(first)
+            };
             let len = reqs[start..].iter().take(self.batch_size).take_while(same).count();
             let group = &reqs[start..start + len];
             let result = if first.format == ReplyFormat::ScoreDistribution {
@@ -132,15 +135,9 @@ impl LocalModel {
     fn generate(&self, group: &[&ChatRequest]) -> Result<Vec<ChatReply>, LlmError> {
         let prompts =
             group.iter().map(|r| self.prompt_ids(&r.messages)).collect::<Result<Vec<_>, _>>()?;
-        let s = &group[0].sampling;
         let cfg = GenerationConfig {
-            max_new_tokens: s.max_tokens as usize,
-            sampling: SamplingParams {
-                temperature: s.temperature,
-                top_p: s.top_p,
-                seed: s.seed,
-                ..Default::default()
-            },
+            max_new_tokens: group[0].max_tokens as usize,
+            sampling: group[0].sampling.clone(),
             stop: Vec::new(),
             eos_ids: self.lm.eos_ids(),
         };

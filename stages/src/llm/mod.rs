@@ -15,5 +15,5 @@ pub use cache::ReplyCache;
 pub use error::LlmError;
 pub use local::{LocalModel, SCORE_LABELS};
 pub use openai::{parse_completion, EndpointSettings, OpenAiClient};
-pub use request::{cache_key, ChatReply, ChatRequest, ReplyFormat, Sampling, CACHE_VERSION};
+pub use request::{cache_key, ChatReply, ChatRequest, ReplyFormat, CACHE_VERSION};
 pub use retry::{parse_retry_after, retryable_status, RetryPolicy};

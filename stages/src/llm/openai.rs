@@ -130,7 +130,7 @@ impl OpenAiClient {
             "model": self.settings.model,
             "messages": req.messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect::<Vec<_>>(),
             "temperature": s.temperature,
-            "max_tokens": s.max_tokens,
+            "max_tokens": req.max_tokens,
             "seed": s.seed,
         });
         if let Some(p) = s.top_p {

@@ -4,25 +4,13 @@
 //! (endpoint and model, never the API key), every message and every sampling param, each
 //! length-prefixed, hashed with BLAKE3. Floats are normalized (`-0.0` is `0.0`) before their bits go in.
 
+use medalign_model::SamplingParams;
 use serde::{Deserialize, Serialize};
 
-use crate::example::Message;
+use crate::kinds::examples::Message;
 
 /// Bump when the meaning of a cached reply changes; every old entry is then ignored.
 pub const CACHE_VERSION: &str = "medalign-llm-cache/1";
-
-/// How tokens are chosen for one request.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Sampling {
-    /// 0 is greedy.
-    pub temperature: f64,
-    /// Nucleus sampling mass, when set.
-    pub top_p: Option<f64>,
-    /// At most this many new tokens.
-    pub max_tokens: u32,
-    /// Seed of the random stream (sent to endpoints as `seed`).
-    pub seed: u64,
-}
 
 /// What the reply must look like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,8 +29,10 @@ pub enum ReplyFormat {
 pub struct ChatRequest {
     /// The conversation so far; the model writes the next assistant turn.
     pub messages: Vec<Message>,
-    /// Sampling params.
-    pub sampling: Sampling,
+    /// How tokens are chosen (the model crate's params; the seed goes to endpoints as `seed`).
+    pub sampling: SamplingParams,
+    /// At most this many new tokens.
+    pub max_tokens: u32,
     /// What the reply must look like.
     pub format: ReplyFormat,
 }
@@ -77,13 +67,22 @@ pub fn cache_key(identity: &str, req: &ChatRequest) -> String {
     let s = &req.sampling;
     put(&float_bits(s.temperature));
     put(&s.top_p.map(float_bits).unwrap_or([0xff; 8]));
-    put(&s.max_tokens.to_le_bytes());
+    put(&req.max_tokens.to_le_bytes());
     put(&s.seed.to_le_bytes());
     put(match req.format {
         ReplyFormat::Text => b"text",
         ReplyFormat::Json => b"json",
         ReplyFormat::ScoreDistribution => b"score_distribution",
     });
+    // Only when set, so that the keys of requests without them stay as they were.
+    if let Some(k) = s.top_k {
+        put(b"top_k");
+        put(&(k as u64).to_le_bytes());
+    }
+    if s.repetition_penalty != 1.0 {
+        put(b"repetition_penalty");
+        put(&float_bits(s.repetition_penalty));
+    }
     h.finalize().to_hex().to_string()
 }
 
@@ -106,7 +105,8 @@ mod tests {
     fn req(temp: f64) -> ChatRequest {
         ChatRequest {
             messages: vec![Message::new("user", "Is aspirin an NSAID?")],
-            sampling: Sampling { temperature: temp, top_p: None, max_tokens: 64, seed: 1 },
+            sampling: SamplingParams { temperature: temp, seed: 1, ..Default::default() },
+            max_tokens: 64,
             format: ReplyFormat::Text,
         }
     }
@@ -122,6 +122,12 @@ mod tests {
         assert_ne!(k, cache_key("openai:http://x/v1:m", &r));
         let mut r = req(0.0);
         r.format = ReplyFormat::Json;
+        assert_ne!(k, cache_key("openai:http://x/v1:m", &r));
+        let mut r = req(0.0);
+        r.sampling.top_k = Some(40);
+        assert_ne!(k, cache_key("openai:http://x/v1:m", &r));
+        let mut r = req(0.0);
+        r.sampling.repetition_penalty = 1.1;
         assert_ne!(k, cache_key("openai:http://x/v1:m", &r));
         // Moving text between role and content changes the key (length prefixes).
         let mut r = req(0.0);

@@ -1,5 +1,5 @@
-//! Params of the `pair` stage kind and how it runs: candidates and their judgments in, one DPO pair
-//! per prompt out, with the counts (pairs, gold, silver, ties dropped, unpaired) as metrics.
+//! Params of the `pair` stage kind: how pairs are chosen (by judge or by rule), the thresholds,
+//! the verified-pairs file, the slots and checks.
 
 use std::collections::HashMap;
 
@@ -10,11 +10,11 @@ use medalign_engine::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::generate::read_candidates;
-use crate::judge::{read_judgments, read_responses};
-use crate::pair::pairs::write_pairs;
-use crate::pair::rules::select_by_rules;
-use crate::pair::select::{select, Thresholds, Verified};
+use crate::kinds::candidates::CANDIDATES;
+use crate::kinds::examples::EXAMPLES;
+use crate::kinds::judgments::JUDGMENTS;
+use crate::kinds::pairs::PAIRS;
+use crate::pair::select::Verified;
 
 /// What picks the chosen and rejected response of a pair.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -111,13 +111,13 @@ impl StageConfig for PairConfig {
         &[
             InputSlot {
                 name: "judgments",
-                kinds: &["judgments"],
+                kinds: &[JUDGMENTS.name],
                 arity: Arity::AtLeastOne,
                 doc: "the judges' scores",
             },
             InputSlot {
                 name: "responses",
-                kinds: &["candidates", "examples"],
+                kinds: &[CANDIDATES.name, EXAMPLES.name],
                 arity: Arity::AtLeastOne,
                 doc: "what was judged",
             },
@@ -125,7 +125,11 @@ impl StageConfig for PairConfig {
     }
 
     fn outputs() -> &'static [OutputSlot] {
-        &[OutputSlot { name: "pairs", kind: "pairs", doc: "one chosen/rejected pair per prompt" }]
+        &[OutputSlot {
+            name: "pairs",
+            kind: PAIRS.name,
+            doc: "one chosen/rejected pair per prompt",
+        }]
     }
 
     fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
@@ -153,55 +157,6 @@ impl StageConfig for PairConfig {
     }
 
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
-        let check = cx.check_context().clone();
-        let verified = self.read_verified(&check)?;
-        let mut judgments = Vec::new();
-        for input in cx.inputs("judgments") {
-            judgments.extend(read_judgments(&input.table())?);
-        }
-        let candidates = if cx.inputs("responses").iter().all(|i| i.kind == "candidates") {
-            let mut all = Vec::new();
-            for input in cx.inputs("responses") {
-                all.extend(read_candidates(&input.table())?);
-            }
-            all
-        } else {
-            read_responses(cx)?
-        };
-        let s = match self.by {
-            PairBy::Judge => {
-                let t = Thresholds {
-                    margin: self.margin,
-                    gold_margin: self.gold_margin,
-                    safe_generator: self.safe_generator.clone(),
-                };
-                select(&candidates, &judgments, &verified, &t)
-            }
-            PairBy::Rules => {
-                select_by_rules(&candidates, &judgments, &self.safe_generator, self.reference_pairs)
-            }
-        };
-        write_pairs(&cx.output_table("pairs"), &s.pairs)?;
-        let count =
-            |f: &dyn Fn(&crate::pair::Pair) -> bool| s.pairs.iter().filter(|p| f(p)).count() as u64;
-        cx.metric("prompts", s.prompts as u64);
-        cx.metric("pairs", s.pairs.len() as u64);
-        cx.metric("gold", count(&|p| p.tier == "gold"));
-        cx.metric("silver", count(&|p| p.tier == "silver"));
-        cx.metric("verified", count(&|p| p.verified));
-        cx.metric("safety_pairs", count(&|p| p.kind == "safety"));
-        cx.metric("ties_dropped", s.ties_dropped as u64);
-        cx.metric("unpaired", s.unpaired as u64);
-        if self.by == PairBy::Rules {
-            cx.metric("rule_pairs", count(&|p| p.tier == "rule"));
-            cx.metric("reference_pairs", count(&|p| p.tier == "reference"));
-            cx.metric("already_right", s.already_right as u64);
-            cx.metric("judge_compared", s.judge_compared as u64);
-            if s.judge_compared > 0 {
-                let agreement = s.judge_agrees as f64 / s.judge_compared as f64;
-                cx.metric("judge_agreement", (agreement * 1e4).round() / 1e4);
-            }
-        }
-        Ok(())
+        super::stage::run(self, cx)
     }
 }

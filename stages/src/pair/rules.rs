@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 
 use crate::eval::refusal::is_refusal;
-use crate::generate::Candidate;
-use crate::judge::Judgment;
-use crate::pair::pairs::Pair;
+use crate::kinds::candidates::Candidate;
+use crate::kinds::judgments::Judgment;
+use crate::kinds::pairs::Pair;
 use crate::pair::select::{consensus_scores, group_by_prompt, judge_scores, make_pair, Selection};
 
 /// Chooses one pair per prompt: the `reference_generator`'s answer (or, without a usable one, the

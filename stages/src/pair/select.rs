@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::generate::Candidate;
-use crate::judge::Judgment;
-use crate::pair::pairs::Pair;
+use crate::kinds::candidates::Candidate;
+use crate::kinds::judgments::Judgment;
+use crate::kinds::pairs::Pair;
 
 /// The thresholds of [`select`].
 #[derive(Clone, Debug, PartialEq)]

@@ -1,26 +1,14 @@
-//! [`QuantizeConfig`]: the params of the `quantize` stage kind and its run.
+//! [`QuantizeConfig`]: the params of the `quantize` stage kind, its slots and checks.
 
 use medalign_engine::{
-    ArtifactKind, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
-    StageError,
+    CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError,
 };
-use medalign_model::quant::{QuantFormat, QuantizedModel};
 use medalign_model::weights::{GgufSource, SafetensorsSource, WeightSource};
 use medalign_model::{resolve_model, Config, ModelLocation};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The quantized weights inside a `quantized_model` artifact.
-pub const QUANTIZED_WEIGHTS_FILE: &str = "model.safetensors";
-/// The quantization report inside a `quantized_model` artifact: format and per-matrix errors.
-pub const QUANTIZATION_FILE: &str = "quantization.json";
-
-/// The `quantized_model` artifact kind.
-pub const QUANTIZED_MODEL: ArtifactKind = ArtifactKind {
-    name: "quantized_model",
-    doc: "a frozen quantized base: model.safetensors (NF4/ggml projections, f32 rest) and quantization.json (format, per-matrix errors)",
-    schema_json: None,
-};
+use crate::kinds::quantized_model::QUANTIZED_MODEL;
 
 /// Weight format of the quantized projections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -85,7 +73,7 @@ impl StageConfig for QuantizeConfig {
     }
 
     fn outputs() -> &'static [OutputSlot] {
-        &[OutputSlot { name: "model", kind: "quantized_model", doc: "The quantized base." }]
+        &[OutputSlot { name: "model", kind: QUANTIZED_MODEL.name, doc: "The quantized base." }]
     }
 
     fn check(&self, _cx: &CheckContext) -> Vec<ParamError> {
@@ -97,31 +85,6 @@ impl StageConfig for QuantizeConfig {
     }
 
     fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
-        let (src, cfg) = open_source(&self.model)?;
-        let format = match self.format {
-            Format::Nf4 => {
-                QuantFormat::Nf4 { block_size: self.block_size, double_quant: self.double_quant }
-            }
-            Format::Q8_0 => QuantFormat::Q8_0,
-            Format::Q4_0 => QuantFormat::Q4_0,
-        };
-        cx.progress().set_message("quantizing");
-        let (q, errors) = QuantizedModel::quantize(src.as_ref(), &cfg, format)?;
-        let out = cx.output_dir("model").to_path_buf();
-        q.save(&out.join(QUANTIZED_WEIGHTS_FILE))?;
-        let mean = errors.iter().map(|(_, e)| e.relative).sum::<f64>() / errors.len().max(1) as f64;
-        let worst = errors.iter().map(|(_, e)| e.relative).fold(0.0, f64::max);
-        let report = serde_json::json!({
-            "base_model": self.model,
-            "format": format,
-            "quantized_bytes": q.quantized_bytes(),
-            "errors": errors.iter().map(|(n, e)| (n.clone(), e)).collect::<std::collections::BTreeMap<_, _>>(),
-        });
-        std::fs::write(out.join(QUANTIZATION_FILE), serde_json::to_vec_pretty(&report)?)?;
-        cx.metric("matrices", errors.len());
-        cx.metric("mean_relative_error", mean);
-        cx.metric("max_relative_error", worst);
-        cx.metric("quantized_mb", q.quantized_bytes() as f64 / 1048576.0);
-        Ok(())
+        super::stage::run(self, cx)
     }
 }

@@ -2,7 +2,6 @@
 //! reconstruction errors.
 
 mod config;
+mod stage;
 
-pub use config::{
-    open_source, QuantizeConfig, QUANTIZATION_FILE, QUANTIZED_MODEL, QUANTIZED_WEIGHTS_FILE,
-};
+pub use config::{open_source, QuantizeConfig};

@@ -5,8 +5,9 @@
 mod config;
 pub mod vertex;
 
-pub use config::{RegisterConfig, ADAPTER, EVAL_REPORT, REGISTERED_MODEL};
+pub use config::RegisterConfig;
 pub use vertex::VertexParams;
 
+mod stage;
 #[cfg(test)]
 mod tests;

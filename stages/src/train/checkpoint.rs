@@ -10,8 +10,8 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::data::SplitMix64;
-use super::metrics::MetricRow;
 use super::optimizer::AdamW;
+use crate::kinds::adapter::MetricRow;
 
 /// Where training stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,8 +1,11 @@
-//! [`TrainConfig`]: the params of the `train` stage kind, their checks, and the loop's
+//! [`TrainConfig`]: the params of the `train` stage kind, its slots, their checks, and the loop's
 //! hyper-parameters they resolve to.
 
 pub use crate::precision::Precision;
-use medalign_engine::{CheckContext, ParamError};
+
+use medalign_engine::{
+    Arity, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError,
+};
 use medalign_model::{LoraConfig, TargetModule};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -11,6 +14,11 @@ use super::data::LossOn;
 use super::dpo::DpoParams;
 use super::optimizer::{AdamWParams, Schedule};
 use super::trainer::Hyper;
+use crate::kinds::adapter::ADAPTER;
+use crate::kinds::examples::EXAMPLES;
+use crate::kinds::pairs::PAIRS;
+use crate::kinds::quantized_model::QUANTIZED_MODEL;
+use crate::kinds::reference_logprobs::REFERENCE_LOGPROBS;
 
 /// SFT or DPO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -231,5 +239,62 @@ impl TrainConfig {
             pad_id,
             bf16: self.precision.bf16(),
         }
+    }
+}
+
+impl StageConfig for TrainConfig {
+    const KIND: &'static str = "train";
+    // 2: metrics.parquet and tensorboard/ moved into the adapter's run record (_run/).
+    const VERSION: u32 = 3;
+    const DOC: &'static str = "Trains a LoRA adapter with SFT (loss on assistant tokens, packing without cross-example \
+        attention) or DPO (sigmoid, ipo or hinge against cached reference log-probabilities) over a frozen base, \
+        full precision or quantized (QLoRA). AdamW, warmup + cosine/linear, gradient accumulation, clipping; \
+        checkpoints in the work directory make a killed run resume to the same bytes. Writes the adapter in \
+        PEFT's format and training_config.json, with metrics.parquet and TensorBoard events in its run record \
+        (_run/), which is kept but not hashed, so a rerun that trains the same weights leaves consumers cached.";
+
+    fn inputs() -> &'static [InputSlot] {
+        &[
+            InputSlot {
+                name: "data",
+                kinds: &[EXAMPLES.name, PAIRS.name],
+                arity: Arity::One,
+                doc: "Conversations (SFT) or preference pairs (DPO).",
+            },
+            InputSlot {
+                name: "base",
+                kinds: &[QUANTIZED_MODEL.name],
+                arity: Arity::Optional,
+                doc: "A quantized frozen base from the quantize stage.",
+            },
+            InputSlot {
+                name: "adapter",
+                kinds: &[ADAPTER.name],
+                arity: Arity::Optional,
+                doc: "An adapter to continue from (e.g. SFT's, for DPO).",
+            },
+            InputSlot {
+                name: "reference",
+                kinds: &[REFERENCE_LOGPROBS.name],
+                arity: Arity::Optional,
+                doc: "DPO reference log-probabilities (computed here when absent).",
+            },
+        ]
+    }
+
+    fn outputs() -> &'static [OutputSlot] {
+        &[OutputSlot { name: "adapter", kind: ADAPTER.name, doc: "The PEFT adapter and training_config.json; its run record _run/ holds metrics.parquet and tensorboard/." }]
+    }
+
+    fn env_facts(&self, cx: &CheckContext) -> std::collections::BTreeMap<String, String> {
+        crate::model_params::registry_facts([("model", Some(self.model.as_str()))], cx)
+    }
+
+    fn check(&self, cx: &CheckContext) -> Vec<ParamError> {
+        self.problems(cx)
+    }
+
+    fn run(&self, cx: &mut RunContext<'_>) -> Result<(), StageError> {
+        super::stage::run(self, cx)
     }
 }

@@ -2,7 +2,7 @@
 //! quantization, or a `quantized_model` artifact from the quantize stage), an optional starting
 //! adapter, and conversations or preference pairs from `examples` or `pairs` tables.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::Device;
@@ -10,33 +10,11 @@ use medalign_engine::{CheckContext, InputArtifact};
 use medalign_model::quant::QuantizedModel;
 use medalign_model::{LanguageModel, LinearFormat, LoadOptions, Message, Model, Weights};
 
-use crate::pair::read_pairs;
-use crate::quantize::{QUANTIZATION_FILE, QUANTIZED_WEIGHTS_FILE};
-use crate::table::read_examples;
+use crate::kinds::examples::read_examples;
+use crate::kinds::pairs::{read_pairs, PAIRS};
+use crate::kinds::quantized_model::{quantized_base_spec, QUANTIZED_WEIGHTS_FILE};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
-
-/// Reads the `base_model` a `quantized_model` artifact was made from.
-pub fn quantized_base_spec(dir: &Path) -> Result<String, Error> {
-    let path = dir.join(QUANTIZATION_FILE);
-    let v: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-    )?;
-    Ok(v["base_model"]
-        .as_str()
-        .ok_or_else(|| format!("{}: no base_model", path.display()))?
-        .to_string())
-}
-
-/// The PEFT folder inside an `adapter` artifact: the artifact directory or its `adapter/`.
-pub fn adapter_dir(dir: &Path) -> PathBuf {
-    let nested = dir.join("adapter");
-    if dir.join("adapter_config.json").is_file() || !nested.is_dir() {
-        dir.to_path_buf()
-    } else {
-        nested
-    }
-}
 
 /// What a train stage's `model` param names, as the model crate loads it (registry references
 /// resolved in the pipeline's store). A registered version must be whole weights.
@@ -83,7 +61,7 @@ pub type Conversation = (String, String, Vec<Message>);
 /// Conversations with at least one assistant turn: examples as they are; pairs as the prompt and
 /// the chosen reply.
 pub fn read_conversations(input: &InputArtifact) -> Result<Vec<Conversation>, Error> {
-    if input.kind == "pairs" {
+    if input.kind == PAIRS.name {
         return Ok(read_pairs(&input.table())?
             .into_iter()
             .map(|p| {
@@ -106,7 +84,7 @@ pub type PreferencePair = (String, Vec<Message>, String, String);
 /// Preference pairs: a `pairs` table, or examples with a `rejected` reply (the last assistant turn
 /// is the chosen one).
 pub fn read_preference_pairs(input: &InputArtifact) -> Result<Vec<PreferencePair>, Error> {
-    if input.kind == "pairs" {
+    if input.kind == PAIRS.name {
         return Ok(read_pairs(&input.table())?
             .into_iter()
             .map(|p| (p.prompt_id, p.messages, p.chosen, p.rejected))

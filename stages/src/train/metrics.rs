@@ -1,67 +1,12 @@
-//! Training metrics: one row per (step, tag) scalar, written as a Parquet table and as TensorBoard
-//! event files. The event file is TFRecord framing (length, masked CRC-32C of the length, the
-//! record, masked CRC-32C of the record) around `tensorflow.Event` protobufs encoded by hand.
+//! Training metrics: one row per (step, tag) scalar, written as a Parquet table (the adapter's, in
+//! [`crate::kinds::adapter`]) and as TensorBoard event files. The event file is TFRecord framing
+//! (length, masked CRC-32C of the length, the record, masked CRC-32C of the record) around
+//! `tensorflow.Event` protobufs encoded by hand.
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Schema, SchemaRef};
-use serde::{Deserialize, Serialize};
-
-use crate::columns::{self, field};
-use crate::table::TableError;
-
-/// One scalar at one optimizer step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MetricRow {
-    /// Optimizer step (1-based; 0 for figures before training).
-    pub step: u64,
-    /// Name, e.g. `train/loss`, `train/lr`, `eval/loss`.
-    pub tag: String,
-    /// Value.
-    pub value: f64,
-    /// Seconds since the Unix epoch when recorded.
-    pub wall_time: f64,
-}
-
-/// The schema of `metrics.parquet`.
-pub fn metrics_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        field("step", DataType::Int64, true),
-        field("tag", DataType::Utf8, false),
-        field("value", DataType::Float64, false),
-        field("wall_time", DataType::Float64, false),
-    ]))
-}
-
-/// Writes `rows` to a Parquet file.
-pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<(), TableError> {
-    columns::write_table(path, metrics_schema(), rows, |c| {
-        vec![
-            columns::opt_i64(c.iter().map(|r| Some(r.step as i64))),
-            columns::text(c.iter().map(|r| r.tag.as_str())),
-            columns::f64s(c.iter().map(|r| r.value)),
-            columns::f64s(c.iter().map(|r| r.wall_time)),
-        ]
-    })
-}
-
-/// Reads a `metrics.parquet` written by [`write_metrics`].
-pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>, TableError> {
-    columns::read_table(path, |c| {
-        let (step, tag, value, wall_time) =
-            (c.i64("step")?, c.text("tag")?, c.f64("value")?, c.f64("wall_time")?);
-        Ok((0..c.len())
-            .map(|i| MetricRow {
-                step: step(i).unwrap_or(0).max(0) as u64,
-                tag: tag(i).unwrap_or_default(),
-                value: value(i).unwrap_or(f64::NAN),
-                wall_time: wall_time(i).unwrap_or(0.0),
-            })
-            .collect())
-    })
-}
+use crate::kinds::adapter::MetricRow;
 
 /// CRC-32C (Castagnoli), bitwise-reflected, as TFRecord uses.
 pub fn crc32c(data: &[u8]) -> u32 {

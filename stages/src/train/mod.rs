@@ -15,7 +15,5 @@ mod stage;
 pub mod trainer;
 
 pub use config::{LoraParams, Method, TrainConfig};
-pub use load::adapter_dir;
-pub use reference::{ReferenceLogprobsConfig, REFERENCE_LOGPROBS};
-pub use stage::{METRICS_FILE, TRAINED_EXAMPLES_FILE, TRAINING_CONFIG_FILE};
-pub use trainer::{Hyper, Objective, ReferenceLogprobs, StepReport, Trainer};
+pub use reference::ReferenceLogprobsConfig;
+pub use trainer::{Hyper, Objective, StepReport, Trainer};

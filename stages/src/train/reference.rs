@@ -2,14 +2,8 @@
 //! kind): the frozen base (plus a starting adapter, when DPO continues from SFT) scores every
 //! pair's chosen and rejected reply once, so a resumed run or a new `beta` reuses them.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
-
-use arrow::datatypes::{DataType, Schema, SchemaRef};
 use medalign_engine::{
-    Arity, ArtifactKind, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig,
-    StageError,
+    Arity, CheckContext, InputSlot, OutputSlot, ParamError, RunContext, StageConfig, StageError,
 };
 use medalign_model::layers::bf16_products;
 use medalign_model::{LoraAdapter, Model};
@@ -20,63 +14,11 @@ use super::batch::{row_logprobs, Batch};
 use super::config::Precision;
 use super::data::{ChatTokenizer, PairSequence, Row};
 use super::load::{base_spec, load_base, read_preference_pairs};
-use super::trainer::ReferenceLogprobs;
-use crate::columns::{self, field};
-use crate::table::TableError;
-
-/// The `reference_logprobs` artifact kind.
-pub const REFERENCE_LOGPROBS: ArtifactKind = ArtifactKind {
-    name: "reference_logprobs",
-    doc: "per preference pair: the reference model's summed log-probability of the chosen and rejected reply, and their token counts",
-    schema_json: Some(include_str!("../../../schemas/reference_logprobs.json")),
-};
-
-/// The Arrow schema of `reference_logprobs`.
-pub fn reference_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        field("pair_id", DataType::Utf8, false),
-        field("chosen_logp", DataType::Float64, false),
-        field("rejected_logp", DataType::Float64, false),
-        field("chosen_tokens", DataType::Int64, false),
-        field("rejected_tokens", DataType::Int64, false),
-    ]))
-}
-
-/// Writes a `reference_logprobs` table.
-pub fn write_reference(
-    path: &Path,
-    rows: &[(String, ReferenceLogprobs)],
-) -> Result<(), TableError> {
-    columns::write_table(path, reference_schema(), rows, |c| {
-        vec![
-            columns::text(c.iter().map(|(id, _)| id.as_str())),
-            columns::f64s(c.iter().map(|(_, r)| r.chosen)),
-            columns::f64s(c.iter().map(|(_, r)| r.rejected)),
-            columns::opt_i64(c.iter().map(|(_, r)| Some(r.chosen_tokens as i64))),
-            columns::opt_i64(c.iter().map(|(_, r)| Some(r.rejected_tokens as i64))),
-        ]
-    })
-}
-
-/// Reads a `reference_logprobs` table.
-pub fn read_reference(path: &Path) -> Result<HashMap<String, ReferenceLogprobs>, TableError> {
-    let rows = columns::read_table(path, |c| {
-        let (id, lc, lr) = (c.text("pair_id")?, c.f64("chosen_logp")?, c.f64("rejected_logp")?);
-        let (tc, tr) = (c.i64("chosen_tokens")?, c.i64("rejected_tokens")?);
-        Ok((0..c.len())
-            .map(|i| {
-                let r = ReferenceLogprobs {
-                    chosen: lc(i).unwrap_or(0.0),
-                    rejected: lr(i).unwrap_or(0.0),
-                    chosen_tokens: tc(i).unwrap_or(0) as usize,
-                    rejected_tokens: tr(i).unwrap_or(0) as usize,
-                };
-                (id(i).unwrap_or_default(), r)
-            })
-            .collect::<Vec<_>>())
-    })?;
-    Ok(rows.into_iter().collect())
-}
+use crate::kinds::adapter::ADAPTER;
+use crate::kinds::examples::EXAMPLES;
+use crate::kinds::pairs::PAIRS;
+use crate::kinds::quantized_model::QUANTIZED_MODEL;
+use crate::kinds::reference_logprobs::{write_reference, ReferenceLogprobs, REFERENCE_LOGPROBS};
 
 /// Scores every pair with `model` as it is (no gradients), `batch_size` pairs at a time, the
 /// frozen products in bf16 when `bf16` (as the policy's in training).
@@ -162,19 +104,19 @@ impl StageConfig for ReferenceLogprobsConfig {
         &[
             InputSlot {
                 name: "pairs",
-                kinds: &["pairs", "examples"],
+                kinds: &[PAIRS.name, EXAMPLES.name],
                 arity: Arity::One,
                 doc: "Preference pairs (or examples with a rejected reply).",
             },
             InputSlot {
                 name: "base",
-                kinds: &["quantized_model"],
+                kinds: &[QUANTIZED_MODEL.name],
                 arity: Arity::Optional,
                 doc: "A quantized base from the quantize stage.",
             },
             InputSlot {
                 name: "adapter",
-                kinds: &["adapter"],
+                kinds: &[ADAPTER.name],
                 arity: Arity::Optional,
                 doc: "The adapter DPO starts from (e.g. SFT's).",
             },
@@ -184,7 +126,7 @@ impl StageConfig for ReferenceLogprobsConfig {
     fn outputs() -> &'static [OutputSlot] {
         &[OutputSlot {
             name: "reference",
-            kind: "reference_logprobs",
+            kind: REFERENCE_LOGPROBS.name,
             doc: "Reference log-probabilities per pair.",
         }]
     }

@@ -16,8 +16,10 @@ use super::batch::{row_logprobs, token_logprobs, Batch};
 use super::checkpoint::{Checkpoint, TrainState};
 use super::data::{pack, PairSequence, Row, Sequence, SplitMix64};
 use super::dpo::{dpo_losses, rewards, DpoParams};
-use super::metrics::{now, MetricRow};
+use super::metrics::now;
 use super::optimizer::{clip_grad_norm, learning_rate, AdamW, AdamWParams, Schedule};
+use crate::kinds::adapter::MetricRow;
+use crate::kinds::reference_logprobs::ReferenceLogprobs;
 
 /// The loop's hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,19 +54,6 @@ pub struct Hyper {
     pub pad_id: u32,
     /// The frozen base's products in bf16 ([`bf16_products`]).
     pub bf16: bool,
-}
-
-/// Reference log-probabilities of one pair: summed over the reply, and the reply's token count.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ReferenceLogprobs {
-    /// Sum for the chosen reply.
-    pub chosen: f64,
-    /// Sum for the rejected reply.
-    pub rejected: f64,
-    /// Tokens of the chosen reply.
-    pub chosen_tokens: usize,
-    /// Tokens of the rejected reply.
-    pub rejected_tokens: usize,
 }
 
 /// What to learn.

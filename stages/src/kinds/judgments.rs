@@ -1,13 +1,20 @@
-//! The `judgments` table, long form: one row per (response, judge, metric) with the score, the
-//! judge's rationale, and for a failed judgment the error and the judge's raw answer.
+//! The `judgments` artifact kind, a table in long form: one row per (response, judge, metric) with
+//! the score, the judge's rationale, and for a failed judgment the error and the judge's raw answer.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
+use medalign_engine::ArtifactKind;
 
-use crate::columns::{self, field, Columns};
-use crate::table::TableError;
+use crate::table::{self, field, Columns, Layout, TableError};
+
+/// The `judgments` artifact kind.
+pub const JUDGMENTS: ArtifactKind = ArtifactKind {
+    name: "judgments",
+    doc: "judge scores: response, judge, metric, score 1-5, rationale, status, raw answer of failures; agreement.json",
+    schema_json: Some(include_str!("../../../schemas/judgments.json")),
+};
 
 /// One metric's judgment of one response by one judge.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -80,8 +87,8 @@ pub fn judgments_schema() -> SchemaRef {
 
 /// Writes a `judgments` table.
 pub fn write_judgments(path: &Path, rows: &[Judgment]) -> Result<(), TableError> {
-    use columns::{opt_f64, opt_i64, opt_text, text};
-    columns::write_table(path, judgments_schema(), rows, |c| {
+    use table::{opt_f64, opt_i64, opt_text, text};
+    table::write_table(path, judgments_schema(), Layout::Snappy, rows, |c| {
         vec![
             text(c.iter().map(|r| r.candidate_id.as_str())),
             text(c.iter().map(|r| r.prompt_id.as_str())),
@@ -104,7 +111,7 @@ pub fn write_judgments(path: &Path, rows: &[Judgment]) -> Result<(), TableError>
 
 /// Reads a `judgments` table.
 pub fn read_judgments(path: &Path) -> Result<Vec<Judgment>, TableError> {
-    columns::read_table(path, batch_judgments)
+    table::read_table(path, batch_judgments)
 }
 
 fn batch_judgments(c: &Columns<'_>) -> Result<Vec<Judgment>, String> {
@@ -166,6 +173,6 @@ mod tests {
         ];
         write_judgments(&path, &rows).unwrap();
         assert_eq!(read_judgments(&path).unwrap(), rows);
-        crate::columns::check_schema_file("judgments", &judgments_schema());
+        crate::table::check_schema_file("judgments", &judgments_schema());
     }
 }

@@ -1,14 +1,22 @@
-//! The `pairs` table: one DPO pair per prompt, the chosen and rejected responses with their scores,
-//! the judges that scored them, the tier (`gold` or `silver`) and the candidate ids they came from.
+//! The `pairs` artifact kind, a table: one DPO pair per prompt, the chosen and rejected responses
+//! with their scores, the judges that scored them, the tier (`gold` or `silver`) and the candidate
+//! ids they came from.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
+use medalign_engine::ArtifactKind;
 
-use crate::columns::{self, field, list_field, messages_field, Columns};
-use crate::example::Message;
-use crate::table::TableError;
+use super::examples::Message;
+use crate::table::{self, field, list_field, messages_field, Columns, Layout, TableError};
+
+/// The `pairs` artifact kind.
+pub const PAIRS: ArtifactKind = ArtifactKind {
+    name: "pairs",
+    doc: "DPO pairs: prompt turns, chosen, rejected, scores, judges, tier (gold/silver), kind, source candidate ids",
+    schema_json: Some(include_str!("../../../schemas/pairs.json")),
+};
 
 /// One preference pair.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -80,13 +88,13 @@ pub fn pairs_schema() -> SchemaRef {
 
 /// Writes a `pairs` table.
 pub fn write_pairs(path: &Path, rows: &[Pair]) -> Result<(), TableError> {
-    use columns::{bools, f64s, text};
-    columns::write_table(path, pairs_schema(), rows, |c| {
+    use table::{bools, f64s, text};
+    table::write_table(path, pairs_schema(), Layout::Snappy, rows, |c| {
         vec![
             text(c.iter().map(|r| r.prompt_id.as_str())),
             text(c.iter().map(|r| r.source.as_str())),
             text(c.iter().map(|r| r.task.as_str())),
-            columns::messages(c.iter().map(|r| r.messages.as_slice())),
+            table::messages(c.iter().map(|r| r.messages.as_slice())),
             text(c.iter().map(|r| r.chosen.as_str())),
             text(c.iter().map(|r| r.rejected.as_str())),
             text(c.iter().map(|r| r.chosen_generator.as_str())),
@@ -96,7 +104,7 @@ pub fn write_pairs(path: &Path, rows: &[Pair]) -> Result<(), TableError> {
             f64s(c.iter().map(|r| r.chosen_score)),
             f64s(c.iter().map(|r| r.rejected_score)),
             f64s(c.iter().map(|r| r.margin)),
-            columns::string_lists(c.iter().map(|r| r.judges.as_slice())),
+            table::string_lists(c.iter().map(|r| r.judges.as_slice())),
             bools(c.iter().map(|r| r.judges_agree)),
             text(c.iter().map(|r| r.tier.as_str())),
             text(c.iter().map(|r| r.kind.as_str())),
@@ -107,7 +115,7 @@ pub fn write_pairs(path: &Path, rows: &[Pair]) -> Result<(), TableError> {
 
 /// Reads a `pairs` table.
 pub fn read_pairs(path: &Path) -> Result<Vec<Pair>, TableError> {
-    columns::read_table(path, batch_pairs)
+    table::read_table(path, batch_pairs)
 }
 
 fn batch_pairs(c: &Columns<'_>) -> Result<Vec<Pair>, String> {
@@ -172,6 +180,6 @@ mod tests {
         }];
         write_pairs(&path, &rows).unwrap();
         assert_eq!(read_pairs(&path).unwrap(), rows);
-        crate::columns::check_schema_file("pairs", &pairs_schema());
+        crate::table::check_schema_file("pairs", &pairs_schema());
     }
 }

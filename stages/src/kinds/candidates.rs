@@ -1,14 +1,22 @@
-//! The `candidates` table: one row per (prompt, generator) with the prompt turns, the sampling
-//! params, the response and its token counts; a request that got no answer keeps its error instead.
+//! The `candidates` artifact kind, a table: one row per (prompt, generator) with the prompt turns,
+//! the sampling params, the response and its token counts; a request that got no answer keeps its
+//! error instead.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
+use medalign_engine::{ArtifactKind, InputArtifact};
 
-use crate::columns::{self, field, messages_field, Columns};
-use crate::example::Message;
-use crate::table::TableError;
+use super::examples::{prompt_of, read_examples, Message};
+use crate::table::{self, field, messages_field, Columns, Layout, TableError};
+
+/// The `candidates` artifact kind.
+pub const CANDIDATES: ArtifactKind = ArtifactKind {
+    name: "candidates",
+    doc: "candidate responses: prompt id, prompt turns, generator, sampling params, response, token counts",
+    schema_json: Some(include_str!("../../../schemas/candidates.json")),
+};
 
 /// One candidate response.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -78,14 +86,14 @@ pub fn candidates_schema() -> SchemaRef {
 
 /// Writes a `candidates` table.
 pub fn write_candidates(path: &Path, rows: &[Candidate]) -> Result<(), TableError> {
-    use columns::{bools, opt_f64, opt_i64, opt_text, opt_u64, text};
-    columns::write_table(path, candidates_schema(), rows, |c| {
+    use table::{bools, opt_f64, opt_i64, opt_text, opt_u64, text};
+    table::write_table(path, candidates_schema(), Layout::Snappy, rows, |c| {
         vec![
             text(c.iter().map(|r| r.id.as_str())),
             text(c.iter().map(|r| r.prompt_id.as_str())),
             text(c.iter().map(|r| r.source.as_str())),
             text(c.iter().map(|r| r.task.as_str())),
-            columns::messages(c.iter().map(|r| r.messages.as_slice())),
+            table::messages(c.iter().map(|r| r.messages.as_slice())),
             opt_text(c.iter().map(|r| r.reference.as_deref())),
             text(c.iter().map(|r| r.generator.as_str())),
             text(c.iter().map(|r| r.model.as_str())),
@@ -105,7 +113,7 @@ pub fn write_candidates(path: &Path, rows: &[Candidate]) -> Result<(), TableErro
 
 /// Reads a `candidates` table.
 pub fn read_candidates(path: &Path) -> Result<Vec<Candidate>, TableError> {
-    columns::read_table(path, batch_candidates)
+    table::read_table(path, batch_candidates)
 }
 
 fn batch_candidates(c: &Columns<'_>) -> Result<Vec<Candidate>, String> {
@@ -141,6 +149,40 @@ fn batch_candidates(c: &Columns<'_>) -> Result<Vec<Candidate>, String> {
             finish_reason: finish(i),
         })
         .collect())
+}
+
+/// Every response a `responses` input holds: candidates with an answer, or examples' reference
+/// answers (as candidates of the `reference` generator).
+pub fn read_responses<'a>(
+    inputs: impl IntoIterator<Item = &'a InputArtifact>,
+) -> Result<Vec<Candidate>, TableError> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.kind == CANDIDATES.name {
+            out.extend(
+                read_candidates(&input.table())?.into_iter().filter(|c| c.response.is_some()),
+            );
+            continue;
+        }
+        for e in read_examples(&input.table())? {
+            let (messages, reference) = prompt_of(&e);
+            if let Some(r) = reference {
+                out.push(Candidate {
+                    id: format!("{}#reference", e.id),
+                    prompt_id: e.id,
+                    source: e.source,
+                    task: e.task,
+                    messages,
+                    reference: Some(r.clone()),
+                    generator: "reference".into(),
+                    model: "dataset".into(),
+                    response: Some(r),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -179,6 +221,6 @@ mod tests {
         ];
         write_candidates(&path, &rows).unwrap();
         assert_eq!(read_candidates(&path).unwrap(), rows);
-        crate::columns::check_schema_file("candidates", &candidates_schema());
+        crate::table::check_schema_file("candidates", &candidates_schema());
     }
 }
