@@ -23,10 +23,13 @@ fn train(work: &Path, out: &Path, stop_after: Option<usize>) -> Vec<MetricRow> {
         train: train_tiny::pattern_sequences(5, 14, 3),
         eval: train_tiny::pattern_sequences(2, 14, 4),
     };
+    let params = train_tiny::params();
     let trainer = Trainer {
         model: &model,
         adapter: &adapter,
-        hyper: train_tiny::hyper(7),
+        params: &params,
+        total_steps: 7,
+        pad_id: 0,
         objective,
         work_dir: work.to_path_buf(),
     };

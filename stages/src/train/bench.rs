@@ -14,9 +14,10 @@ use medalign_model::{
 use serde::Serialize;
 
 use super::config::Precision;
+use super::config::TrainConfig;
 use super::data::{Sequence, SplitMix64};
-use super::optimizer::{AdamWParams, Schedule};
-use super::trainer::{Hyper, Objective, Trainer};
+use super::optimizer::Schedule;
+use super::trainer::{Objective, Trainer};
 
 /// Arguments of `medalign bench train`.
 #[derive(Debug, Clone, clap::Args)]
@@ -114,29 +115,31 @@ pub fn run(
             mask: (0..args.seq).map(|i| i >= loss_from.max(1)).collect(),
         })
         .collect();
-    let hyper_bf16 = if args.f32 { Precision::F32 } else { Precision::Auto }.bf16();
-    let hyper = Hyper {
+    let params = TrainConfig {
         lr: 1e-4,
         schedule: Schedule::Constant,
-        warmup_steps: 0,
-        adamw: AdamWParams { betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0 },
+        warmup_steps: Some(0),
+        betas: [0.9, 0.999],
+        eps: 1e-8,
+        weight_decay: 0.0,
         max_grad_norm: 1.0,
         batch_size: args.batch,
         grad_accum: 1,
-        total_steps: args.steps + 1,
         max_seq_len: args.seq,
         packing: false,
         checkpoint_every: 0,
         eval_every: 0,
         seed: 0,
-        pad_id: 0,
-        bf16: hyper_bf16,
+        precision: if args.f32 { Precision::F32 } else { Precision::Auto },
+        ..TrainConfig::default()
     };
     let work = std::env::temp_dir().join(format!("medalign-bench-train-{}", std::process::id()));
     let trainer = Trainer {
         model: &model,
         adapter: &adapter,
-        hyper,
+        params: &params,
+        total_steps: args.steps + 1,
+        pad_id: 0,
         objective: Objective::Sft { train, eval: vec![] },
         work_dir: work,
     };
@@ -152,7 +155,7 @@ pub fn run(
         tokens_per_s: (args.batch * args.seq) as f64 / dt.max(1e-9),
         s_per_step: dt,
         peak_rss_mb: peak_rss_mb(),
-        bf16_products: hyper_bf16,
+        bf16_products: params.precision.bf16(),
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -1,5 +1,6 @@
 //! [`TrainConfig`]: the params of the `train` stage kind, its slots, their checks, and the loop's
-//! hyper-parameters they resolve to.
+//! figures they resolve to (total and warmup steps, AdamW's params); the trainer reads them as
+//! they are.
 
 pub use crate::precision::Precision;
 
@@ -13,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use super::data::LossOn;
 use super::dpo::DpoParams;
 use super::optimizer::{AdamWParams, Schedule};
-use super::trainer::Hyper;
 use crate::kinds::adapter::ADAPTER;
 use crate::kinds::examples::EXAMPLES;
 use crate::kinds::pairs::PAIRS;
@@ -209,35 +209,27 @@ impl TrainConfig {
         e
     }
 
-    /// The loop's hyper-parameters for `batches_per_epoch` micro-batches of data.
-    pub fn hyper(&self, batches_per_epoch: usize, pad_id: u32) -> Hyper {
-        let total = if self.max_steps > 0 {
+    /// Optimizer steps in all for `batches_per_epoch` micro-batches of data: `max_steps`, or
+    /// `epochs` passes.
+    pub fn total_steps(&self, batches_per_epoch: usize) -> usize {
+        if self.max_steps > 0 {
             self.max_steps
         } else {
             (self.epochs * batches_per_epoch).div_ceil(self.grad_accum).max(1)
-        };
-        Hyper {
-            lr: self.lr,
-            schedule: self.schedule,
-            warmup_steps: self
-                .warmup_steps
-                .unwrap_or((self.warmup_ratio * total as f64).ceil() as usize),
-            adamw: AdamWParams {
-                betas: (self.betas[0], self.betas[1]),
-                eps: self.eps,
-                weight_decay: self.weight_decay,
-            },
-            max_grad_norm: self.max_grad_norm,
-            batch_size: self.batch_size,
-            grad_accum: self.grad_accum,
-            total_steps: total,
-            max_seq_len: self.max_seq_len,
-            packing: self.packing,
-            checkpoint_every: self.checkpoint_every,
-            eval_every: self.eval_every,
-            seed: self.seed,
-            pad_id,
-            bf16: self.precision.bf16(),
+        }
+    }
+
+    /// Optimizer steps of linear warmup out of `total_steps`.
+    pub fn warmup(&self, total_steps: usize) -> usize {
+        self.warmup_steps.unwrap_or((self.warmup_ratio * total_steps as f64).ceil() as usize)
+    }
+
+    /// AdamW's params.
+    pub fn adamw(&self) -> AdamWParams {
+        AdamWParams {
+            betas: (self.betas[0], self.betas[1]),
+            eps: self.eps,
+            weight_decay: self.weight_decay,
         }
     }
 }

@@ -16,4 +16,4 @@ pub mod trainer;
 
 pub use config::{LoraParams, Method, TrainConfig};
 pub use reference::ReferenceLogprobsConfig;
-pub use trainer::{Hyper, Objective, StepReport, Trainer};
+pub use trainer::{Objective, StepReport, Trainer};

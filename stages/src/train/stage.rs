@@ -96,16 +96,18 @@ pub fn run(cfg: &TrainConfig, cx: &mut RunContext<'_>) -> Result<(), StageError>
             (Objective::Dpo { train, eval, reference, params: cfg.dpo }, batches)
         }
     };
-    let hyper = cfg.hyper(batches, pad);
+    let total_steps = cfg.total_steps(batches);
     let progress = cx.progress();
-    progress.set_length(hyper.total_steps as u64);
+    progress.set_length(total_steps as u64);
     if cfg.gradient_checkpointing {
         lm.model.enable_gradient_checkpointing();
     }
     let trainer = Trainer {
         model: &lm.model,
         adapter: &adapter,
-        hyper: hyper.clone(),
+        params: cfg,
+        total_steps,
+        pad_id: pad,
         objective,
         work_dir: cx.work_dir().to_path_buf(),
     };
@@ -120,8 +122,8 @@ pub fn run(cfg: &TrainConfig, cx: &mut RunContext<'_>) -> Result<(), StageError>
     let resolved = serde_json::json!({
         "params": cfg,
         "base_model": spec,
-        "total_steps": hyper.total_steps,
-        "warmup_steps": hyper.warmup_steps,
+        "total_steps": total_steps,
+        "warmup_steps": cfg.warmup(total_steps),
         "lora": adapter.config().to_peft_json(&spec),
     });
     std::fs::write(out.join(TRAINING_CONFIG_FILE), serde_json::to_vec_pretty(&resolved)?)?;

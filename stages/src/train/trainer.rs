@@ -14,47 +14,13 @@ use medalign_model::{LoraAdapter, Model};
 
 use super::batch::{row_logprobs, token_logprobs, Batch};
 use super::checkpoint::{Checkpoint, TrainState};
+use super::config::TrainConfig;
 use super::data::{pack, PairSequence, Row, Sequence, SplitMix64};
 use super::dpo::{dpo_losses, rewards, DpoParams};
 use super::metrics::now;
-use super::optimizer::{clip_grad_norm, learning_rate, AdamW, AdamWParams, Schedule};
+use super::optimizer::{clip_grad_norm, learning_rate, AdamW};
 use crate::kinds::adapter::MetricRow;
 use crate::kinds::reference_logprobs::ReferenceLogprobs;
-
-/// The loop's hyper-parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hyper {
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Decay after warmup.
-    pub schedule: Schedule,
-    /// Optimizer steps of linear warmup.
-    pub warmup_steps: usize,
-    /// AdamW.
-    pub adamw: AdamWParams,
-    /// Clip the global gradient norm to this (0: no clipping).
-    pub max_grad_norm: f64,
-    /// Rows (SFT) or pairs (DPO) per micro-batch.
-    pub batch_size: usize,
-    /// Micro-batches per optimizer step.
-    pub grad_accum: usize,
-    /// Optimizer steps in all.
-    pub total_steps: usize,
-    /// Longest row.
-    pub max_seq_len: usize,
-    /// Pack several SFT examples into one row.
-    pub packing: bool,
-    /// Checkpoint every this many steps (0: never).
-    pub checkpoint_every: usize,
-    /// Evaluate every this many steps (0: only before and after).
-    pub eval_every: usize,
-    /// Seeds the shuffle.
-    pub seed: u64,
-    /// Padding token id.
-    pub pad_id: u32,
-    /// The frozen base's products in bf16 ([`bf16_products`]).
-    pub bf16: bool,
-}
 
 /// What to learn.
 pub enum Objective {
@@ -99,8 +65,13 @@ pub struct Trainer<'a> {
     pub model: &'a Model,
     /// The trainable variables.
     pub adapter: &'a LoraAdapter,
-    /// Hyper-parameters.
-    pub hyper: Hyper,
+    /// The train params (learning rate, schedule, AdamW, batch shape, checkpoints, seed,
+    /// precision), as the manifest gives them.
+    pub params: &'a TrainConfig,
+    /// Optimizer steps in all ([`TrainConfig::total_steps`]).
+    pub total_steps: usize,
+    /// Padding token id.
+    pub pad_id: u32,
     /// What to learn.
     pub objective: Objective,
     /// Where checkpoints go (and are resumed from).
@@ -112,7 +83,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 /// The micro-batches of one epoch, in shuffled order: rows, and pair ids for DPO.
 fn epoch_batches(
     obj: &Objective,
-    h: &Hyper,
+    h: &TrainConfig,
     rng: SplitMix64,
 ) -> Vec<(Vec<Row>, Option<Vec<String>>)> {
     let mut rng = rng;
@@ -162,7 +133,7 @@ impl Trainer<'_> {
         &self,
         on_step: &mut dyn FnMut(&StepReport) -> bool,
     ) -> Result<Vec<MetricRow>, Error> {
-        let h = &self.hyper;
+        let h = self.params;
         let vars = self.vars();
         let mut params: Vec<Vec<f32>> = vars
             .iter()
@@ -198,7 +169,7 @@ impl Trainer<'_> {
                     elapsed_s: 0.0,
                 };
                 let mut metrics = vec![];
-                bf16_products(h.bf16, || self.evaluate(0, &mut metrics))?;
+                bf16_products(h.precision.bf16(), || self.evaluate(0, &mut metrics))?;
                 (state, AdamW::new(&params.iter().map(Vec::len).collect::<Vec<_>>()), metrics)
             }
         };
@@ -208,7 +179,7 @@ impl Trainer<'_> {
         if epoch.is_empty() {
             return Err("no training batches: the training data is empty".into());
         }
-        while state.step < h.total_steps {
+        while state.step < self.total_steps {
             let step_started = Instant::now();
             // Tokens the step reads (prompts included) and the padded cells it computes.
             let (mut seen, mut cells) = (0usize, 0usize);
@@ -224,16 +195,22 @@ impl Trainer<'_> {
                 let (rows, ids) = &epoch[state.cursor];
                 seen += rows.iter().map(|r| r.ids.len()).sum::<usize>();
                 cells += rows.len() * rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
-                let mut b = Batch::new(rows, h.pad_id, self.model.device())?;
+                let mut b = Batch::new(rows, self.pad_id, self.model.device())?;
                 b.pair_ids = ids.clone();
                 micro.push(b);
                 state.cursor += 1;
             }
             let (loss, mut grads, tokens, extra) =
-                on_pool(|| bf16_products(h.bf16, || self.gradients(&micro, &vars)))?;
+                on_pool(|| bf16_products(h.precision.bf16(), || self.gradients(&micro, &vars)))?;
             let norm = clip_grad_norm(&mut grads, h.max_grad_norm);
-            let lr = learning_rate(h.lr, h.schedule, state.step, h.warmup_steps, h.total_steps);
-            opt.update(&mut params, &grads, lr, &h.adamw);
+            let lr = learning_rate(
+                h.lr,
+                h.schedule,
+                state.step,
+                h.warmup(self.total_steps),
+                self.total_steps,
+            );
+            opt.update(&mut params, &grads, lr, &h.adamw());
             for (i, (_, v)) in vars.iter().enumerate() {
                 v.set(&Tensor::from_vec(params[i].clone(), shapes[i].clone(), v.device())?)?;
             }
@@ -266,9 +243,9 @@ impl Trainer<'_> {
             );
             put("train/padding", 1.0 - seen as f64 / cells.max(1) as f64);
             extra.into_iter().for_each(|(tag, v)| put(&tag, v));
-            let last = state.step == h.total_steps;
+            let last = state.step == self.total_steps;
             if last || (h.eval_every > 0 && state.step % h.eval_every == 0) {
-                bf16_products(h.bf16, || self.evaluate(state.step, &mut metrics))?;
+                bf16_products(h.precision.bf16(), || self.evaluate(state.step, &mut metrics))?;
             }
             if h.checkpoint_every > 0 && (state.step % h.checkpoint_every == 0 || last) {
                 let named = vars
@@ -285,8 +262,13 @@ impl Trainer<'_> {
                 }
                 .save(&self.work_dir)?;
             }
-            let report =
-                StepReport { step: state.step, total: h.total_steps, loss, lr, tokens_per_s: tps };
+            let report = StepReport {
+                step: state.step,
+                total: self.total_steps,
+                loss,
+                lr,
+                tokens_per_s: tps,
+            };
             if !on_step(&report) {
                 break;
             }
@@ -375,7 +357,7 @@ impl Trainer<'_> {
 
     /// Held-out loss (and DPO reward figures) at `step`, appended to `metrics`.
     fn evaluate(&self, step: usize, metrics: &mut Vec<MetricRow>) -> Result<(), Error> {
-        let h = &self.hyper;
+        let h = self.params;
         let t = now();
         let mut put = |tag: String, value: f64| {
             metrics.push(MetricRow { step: step as u64, tag, value, wall_time: t })
@@ -385,7 +367,7 @@ impl Trainer<'_> {
                 let seqs: Vec<&Sequence> = eval.iter().collect();
                 let (mut nll, mut n) = (0f64, 0usize);
                 for rows in pack(&seqs, h.max_seq_len, h.packing).chunks(h.batch_size) {
-                    let b = Batch::new(rows, h.pad_id, self.model.device())?;
+                    let b = Batch::new(rows, self.pad_id, self.model.device())?;
                     nll -= token_logprobs(self.model, &b)?.sum_all()?.to_scalar::<f32>()? as f64;
                     n += b.targets();
                 }
@@ -395,7 +377,7 @@ impl Trainer<'_> {
                 let (mut loss, mut c, mut r) = (0f64, vec![], vec![]);
                 for chunk in eval.chunks(h.batch_size) {
                     let mut b =
-                        Batch::new(&pair_rows(chunk.iter()), h.pad_id, self.model.device())?;
+                        Batch::new(&pair_rows(chunk.iter()), self.pad_id, self.model.device())?;
                     b.pair_ids = Some(chunk.iter().map(|p| p.id.clone()).collect());
                     let (pc, pr, rc, rr) = self.dpo_terms(&b, reference, params)?;
                     loss += dpo_losses(&pc, &pr, &rc, &rr, params)?.sum_all()?.to_scalar::<f32>()?

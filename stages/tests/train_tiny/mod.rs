@@ -9,9 +9,10 @@ use medalign_model::config::Config;
 use medalign_model::quant::{QuantFormat, QuantizedModel};
 use medalign_model::weights::TensorMapSource;
 use medalign_model::{LinearFormat, Model, Weights};
+use medalign_stages::precision::Precision;
 use medalign_stages::train::data::{Sequence, SplitMix64};
-use medalign_stages::train::optimizer::{AdamWParams, Schedule};
-use medalign_stages::train::Hyper;
+use medalign_stages::train::optimizer::Schedule;
+use medalign_stages::train::TrainConfig;
 use rand::{Rng, SeedableRng};
 
 /// The config.
@@ -95,23 +96,24 @@ pub fn pattern_sequences(n: usize, len: usize, seed: u64) -> Vec<Sequence> {
         .collect()
 }
 
-/// Hyper-parameters for a few quick steps.
-pub fn hyper(total_steps: usize) -> Hyper {
-    Hyper {
+/// Train params for a few quick steps.
+pub fn params() -> TrainConfig {
+    TrainConfig {
         lr: 1e-2,
         schedule: Schedule::Cosine,
-        warmup_steps: 1,
-        adamw: AdamWParams { betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.01 },
+        warmup_steps: Some(1),
+        betas: [0.9, 0.999],
+        eps: 1e-8,
+        weight_decay: 0.01,
         max_grad_norm: 1.0,
         batch_size: 2,
         grad_accum: 2,
-        total_steps,
         max_seq_len: 32,
         packing: true,
         checkpoint_every: 2,
         eval_every: 0,
         seed: 5,
-        pad_id: 0,
-        bf16: false,
+        precision: Precision::F32,
+        ..TrainConfig::default()
     }
 }
