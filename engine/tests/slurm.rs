@@ -241,7 +241,7 @@ fn a_failing_job_is_reported_with_its_log_and_its_dependants_skipped() {
     assert_eq!(by_id(&r, "after").reason, "input bad failed");
 
     // Fixed, a rerun submits only what is missing.
-    p.edit(&FAILING.replace("params: {fail: \"the GPU caught fire\"}", "params: {}"));
+    p.edit(&FAILING.replace("params: {fail: \"the GPU caught fire\"}", "params: {op: upper}"));
     let r = p.run_with(slurm_opts(&p));
     assert_eq!(
         statuses(&r),

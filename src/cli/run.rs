@@ -56,12 +56,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(id) = &args.job_stage {
         let report = medalign_engine::run_job(&plan, &registry, id, args.force.contains(id))?;
-        eprint!("{}", medalign_engine::table(std::slice::from_ref(&report)));
-        if report.status == StageStatus::Failed {
-            eprintln!("error: stage \"{id}\" failed: {}", report.reason);
-            return Ok(ExitCode::from(EXIT_FAILED));
-        }
-        return Ok(ExitCode::SUCCESS);
+        let failed = report.status == StageStatus::Failed;
+        return Ok(if failed { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS });
     }
     let opts = RunOptions {
         until: args.until,

@@ -13,8 +13,9 @@ use crate::store::Store;
 
 use super::record;
 
-/// Runs stage `id` of the plan (rebuilding it if `forced`) as the batch job `SLURM_JOB_ID`, and
-/// records its report for the run that submitted it.
+/// Runs stage `id` of the plan (rebuilding it if `forced`) as the batch job `SLURM_JOB_ID`, prints
+/// its line of the summary (and its error) to the job's log, and records its report for the run
+/// that submitted it.
 pub fn run_job(
     plan: &Plan,
     registry: &KindRegistry,
@@ -34,6 +35,11 @@ pub fn run_job(
         ..RunOptions::default()
     };
     let mut report = crate::exec::run_local(plan, registry, &opts)?.swap_remove(i);
+    // The job's log ends with the outcome.
+    eprint!("{}", crate::report::table(std::slice::from_ref(&report)));
+    if report.status == StageStatus::Failed {
+        eprintln!("error: stage \"{id}\" failed: {}", report.reason);
+    }
     if let Some(job) = job {
         let log = match &report.key {
             Some(key) if crate::logs::path(&store, id, key).exists() => {

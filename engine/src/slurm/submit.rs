@@ -44,6 +44,8 @@ pub(crate) fn launch(
     let store = &resolver.store;
     let (modes, not_selected) = modes(plan, opts.until.as_deref(), opts.only.as_deref())?;
     let cwd = std::env::current_dir().at(".")?;
+    let logs = store.root().join("logs");
+    std::fs::create_dir_all(&logs).at(&logs)?;
     let mut built: BTreeMap<usize, Built> = BTreeMap::new();
     let mut out = Launch { reports: vec![None; plan.stages.len()], jobs: BTreeMap::new() };
     for (i, ps) in plan.stages.iter().enumerate() {
