@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use medalign_engine::Store;
 
+use medalign_stages::register::vertex::{gcloud_command, upload_request, VertexParams, UPLOAD_REQUEST_FILE};
 use medalign_registry::{
     ModelRef, ModelVersion, Registration, Registry, RegistryError, DEFAULT_STORE,
-};
-use medalign_stages::register::vertex::{
-    gcloud_command, upload_request, VertexParams, UPLOAD_REQUEST_FILE,
 };
 
 /// Where the registry lives.
@@ -250,7 +248,9 @@ fn upload(registry: &Registry, args: &UploadArgs) -> Result<(), RegistryError> {
 
 /// The vertex params the register stage used, read back from its bundle.
 fn stored_vertex(model_dir: &Path) -> Option<VertexParams> {
-    let text = std::fs::read_to_string(model_dir.join("vertex").join(UPLOAD_REQUEST_FILE)).ok()?;
+    let text =
+        std::fs::read_to_string(model_dir.join("vertex").join(UPLOAD_REQUEST_FILE))
+            .ok()?;
     let r: serde_json::Value = serde_json::from_str(&text).ok()?;
     let url = r["url"].as_str()?;
     let project = url.split("/projects/").nth(1)?.split('/').next()?.to_string();

@@ -25,8 +25,7 @@ pub enum Precision {
 impl Precision {
     /// Whether products run in bf16 on this machine.
     pub fn bf16(self) -> bool {
-        matches!(self, Precision::Auto | Precision::Bf16)
-            && medalign_model::layers::bf16_gemm::available()
+        matches!(self, Precision::Auto | Precision::Bf16) && medalign_model::layers::bf16_gemm::available()
     }
 
     /// How the model's projections are loaded.

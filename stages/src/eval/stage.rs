@@ -13,6 +13,7 @@ use medalign_model::{LanguageModel, LoadOptions};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::precision::Precision;
 use crate::eval::curves::read_curve;
 use crate::eval::data::EvalSet;
 use crate::eval::judged::{judge_replies, relabel_refusals, score_rows};
@@ -21,7 +22,6 @@ use crate::eval::runner::{self, Settings};
 use crate::eval::{medication, metrics, report, tables};
 use crate::judge::{JudgeMode, JudgeSpec};
 use crate::llm::{BackendKind, Backends, ReplyCache};
-pub use crate::precision::Precision;
 use crate::table;
 use crate::train::adapter_dir;
 

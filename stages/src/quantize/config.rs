@@ -10,6 +10,7 @@ use medalign_model::{resolve_model, Config, ModelLocation};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+
 /// The quantized weights inside a `quantized_model` artifact.
 pub const QUANTIZED_WEIGHTS_FILE: &str = "model.safetensors";
 /// The quantization report inside a `quantized_model` artifact: format and per-matrix errors.

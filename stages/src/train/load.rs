@@ -16,6 +16,7 @@ use crate::table::read_examples;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+
 /// Reads the `base_model` a `quantized_model` artifact was made from.
 pub fn quantized_base_spec(dir: &Path) -> Result<String, Error> {
     let path = dir.join(QUANTIZATION_FILE);
@@ -76,6 +77,7 @@ pub fn load_base(
         }
     }
 }
+
 
 /// One SFT conversation: id, source name, turns.
 pub type Conversation = (String, String, Vec<Message>);
