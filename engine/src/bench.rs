@@ -11,7 +11,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::error::{EngineError, IoContext, Result};
-use crate::exec::{run, RunOptions};
+use crate::exec::RunOptions;
+use crate::executor::run;
 use crate::kind::KindRegistry;
 use crate::record::{ArtifactRecord, RECORD_FORMAT};
 use crate::store::{write_atomic, Store, RECORD_FILE};

@@ -4,10 +4,12 @@
 //! nothing the run has found or built while later stages may still read it.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
 use crate::error::{EngineError, Result};
+use crate::executor::{Executor, JobCommand};
 use crate::kind::KindRegistry;
 use crate::plan::Plan;
 use crate::progress::{ProgressMode, RunProgress};
@@ -30,6 +32,15 @@ pub struct RunOptions {
     pub jobs: usize,
     /// How to show progress.
     pub progress: ProgressMode,
+    /// The executor, overriding the manifest's `executor:`.
+    pub executor: Option<Executor>,
+    /// Return once the jobs are submitted (batch executors).
+    pub detach: bool,
+    /// How a batch job runs one stage (batch executors need it).
+    pub job_command: Option<JobCommand>,
+    /// The file this process's output goes to (a batch job's log): when a stage builds, it is
+    /// linked as `<store>/logs/<stage>-<key>.log` beside the artifact.
+    pub log: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -40,6 +51,10 @@ impl Default for RunOptions {
             force: Vec::new(),
             jobs: default_jobs(),
             progress: ProgressMode::Silent,
+            executor: None,
+            detach: false,
+            job_command: None,
+            log: None,
         }
     }
 }
@@ -95,8 +110,13 @@ enum Outcome {
     NotBuilt(StageReport),
 }
 
-/// Runs the plan; returns one report per stage, in plan order. Failed stages are reports, not errors.
-pub fn run(plan: &Plan, registry: &KindRegistry, opts: &RunOptions) -> Result<Vec<StageReport>> {
+/// Runs the plan in this process; one report per stage, in plan order. Failed stages are reports,
+/// not errors.
+pub(crate) fn run_local(
+    plan: &Plan,
+    registry: &KindRegistry,
+    opts: &RunOptions,
+) -> Result<Vec<StageReport>> {
     for id in &opts.force {
         plan.require(id)?;
     }
@@ -229,8 +249,8 @@ fn stage(
         (resolve::render(&changes), crate::reason::root_cause(&ps.id, &changes))
     };
     let sp = progress.stage(&ps.id, ps.kind);
-    let lock = store.lock(&key, |pid| {
-        sp.set_message(format!("waiting for another medalign run (pid {pid}) building this key"))
+    let lock = store.lock(&key, |who| {
+        sp.set_message(format!("waiting for another medalign run ({who}) building this key"))
     });
     let clock = Instant::now();
     let result = lock.and_then(|_lock| {
@@ -240,6 +260,9 @@ fn stage(
             }
         }
         store.mark_building(&plan.name, &ps.id, &key)?;
+        if let Some(log) = &opts.log {
+            crate::logs::link(store, log, &ps.id, &key)?;
+        }
         execute(resolver, registry, i, &key, ingredients, &snapshot, &sp).map(Ok)
     });
     match result {
@@ -401,7 +424,7 @@ fn execute(
         finished: now_rfc3339(),
         seconds,
         tool_version: format!("medalign-engine {}", env!("CARGO_PKG_VERSION")),
-        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        host: crate::record::host(),
     };
     let pins = std::mem::take(&mut cx.pins);
     store.publish(&staging, &record)?;

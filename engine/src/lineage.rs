@@ -36,6 +36,8 @@ pub struct LineageNode {
     pub run_files: Vec<String>,
     /// Figures it reported.
     pub metrics: BTreeMap<String, serde_json::Value>,
+    /// The output of the process that built it (a batch job's log), if the store has it.
+    pub log: Option<String>,
     /// Its inputs.
     pub inputs: Vec<LineageEdge>,
 }
@@ -69,6 +71,7 @@ pub fn lineage(store: &Store, key: &str) -> Result<LineageNode> {
             outputs: BTreeMap::new(),
             run_files: Vec::new(),
             metrics: BTreeMap::new(),
+            log: None,
             inputs: Vec::new(),
         });
     };
@@ -81,7 +84,9 @@ pub fn lineage(store: &Store, key: &str) -> Result<LineageNode> {
             from: lineage(store, &i.key)?,
         });
     }
+    let log = crate::logs::path(store, &rec.stage, &rec.key);
     Ok(LineageNode {
+        log: log.is_file().then(|| log.display().to_string()),
         key: rec.key,
         present: true,
         stage: rec.stage,
@@ -139,6 +144,9 @@ fn text(n: &LineageNode, first: &str, rest: &str, out: &mut String) {
     }
     if !n.run_files.is_empty() {
         out.push_str(&format!("{rest}  run record: {}\n", n.run_files.join(", ")));
+    }
+    if let Some(log) = &n.log {
+        out.push_str(&format!("{rest}  log: {log}\n"));
     }
     for (k, e) in n.inputs.iter().enumerate() {
         let last = k + 1 == n.inputs.len();

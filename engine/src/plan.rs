@@ -8,10 +8,12 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::diagnostic::Diagnostics;
 use crate::error::{EngineError, IoContext, Result};
+use crate::executor::Executor;
 use crate::kind::{Arity, CheckContext, DynKind, InputSlot, KindRegistry, OutputSlot, Stage};
 use crate::manifest::raw::{self, RawInput, RawStage};
 use crate::manifest::yaml::{self, Node, Pos};
 use crate::params::{did_you_mean, split_path};
+use crate::resources::Resources;
 
 /// A validated pipeline, stages in dependency order.
 pub struct Plan {
@@ -25,6 +27,8 @@ pub struct Plan {
     pub store_dir: PathBuf,
     /// Pipeline seed.
     pub seed: u64,
+    /// Where stages run unless the command line says otherwise.
+    pub executor: Executor,
     /// Stages, upstream before downstream.
     pub stages: Vec<PlannedStage>,
 }
@@ -43,6 +47,8 @@ pub struct PlannedStage {
     pub stage: Box<dyn Stage>,
     /// Its inputs bound to slots.
     pub inputs: Vec<Binding>,
+    /// What it asks the executor for, the pipeline's defaults applied (not part of its key).
+    pub resources: Resources,
     /// Position in the manifest.
     pub pos: Pos,
 }
@@ -166,7 +172,8 @@ pub fn compile(
             diags.push(file, pos, format!("{what} {}: {why}", store_dir.display()));
         }
     }
-    let stages = compile_stages(&raw.stages, registry, &check, semantic, file, &mut diags);
+    let stages =
+        compile_stages(&raw.stages, &raw.resources, registry, &check, semantic, file, &mut diags);
     let order =
         if diags.is_empty() { order_stages(&stages, &raw.stages, file, &mut diags) } else { None };
     diags.sort();
@@ -177,6 +184,7 @@ pub fn compile(
             check,
             store_dir,
             seed: raw.seed,
+            executor: raw.executor,
             stages: reorder(stages, &order),
         }),
         _ => Err(EngineError::Manifest(diags)),
@@ -190,11 +198,13 @@ struct Compiled {
     outputs: &'static [OutputSlot],
     stage: Box<dyn Stage>,
     inputs: Vec<(Binding, Pos)>,
+    resources: Resources,
     pos: Pos,
 }
 
 fn compile_stages(
     raws: &[RawStage],
+    defaults: &Resources,
     registry: &KindRegistry,
     check: &CheckContext,
     semantic: bool,
@@ -275,6 +285,7 @@ fn compile_stages(
                 outputs: kind.outputs(),
                 stage,
                 inputs,
+                resources: s.resources.clone().or(defaults),
                 pos: s.pos,
             })
         })
@@ -540,6 +551,7 @@ fn reorder(stages: Vec<Option<Compiled>>, order: &[usize]) -> Vec<PlannedStage> 
                     .into_iter()
                     .map(|(b, _)| Binding { stage: new_index[b.stage], ..b })
                     .collect(),
+                resources: c.resources,
                 pos: c.pos,
             }
         })

@@ -136,6 +136,11 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
+/// This machine's host name (records, lock owners).
+pub(crate) fn host() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

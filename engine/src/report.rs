@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A stage's outcome in a run, or its state in `status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StageStatus {
     /// Its artifact was already in the store.
@@ -22,10 +22,13 @@ pub enum StageStatus {
     Fresh,
     /// `status`: it would run.
     Stale,
+    /// `run --detach`: its batch job is submitted.
+    Submitted,
 }
 
 impl StageStatus {
-    fn as_str(self) -> &'static str {
+    /// The word the summary shows.
+    pub fn as_str(self) -> &'static str {
         match self {
             StageStatus::Cached => "cached",
             StageStatus::Ran => "ran",
@@ -34,12 +37,28 @@ impl StageStatus {
             StageStatus::WouldRun => "would-run",
             StageStatus::Fresh => "fresh",
             StageStatus::Stale => "stale",
+            StageStatus::Submitted => "submitted",
         }
     }
 }
 
+/// The batch job that ran (or runs) a stage.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchJob {
+    /// Job id.
+    pub id: String,
+    /// Its scheduler state: PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT...
+    pub state: String,
+    /// The node it runs or ran on.
+    pub node: Option<String>,
+    /// A finished job's exit code (`1`, or `0:15` for a signal).
+    pub exit: Option<String>,
+    /// Its log.
+    pub log: Option<String>,
+}
+
 /// One line of the summary.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StageReport {
     /// Stage id.
     pub id: String,
@@ -57,6 +76,9 @@ pub struct StageReport {
     pub metrics: BTreeMap<String, serde_json::Value>,
     /// The warnings the stage reported when it ran.
     pub warnings: Vec<String>,
+    /// Its batch job (slurm executor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<BatchJob>,
 }
 
 impl StageReport {
@@ -78,6 +100,7 @@ impl StageReport {
             seconds: 0.0,
             metrics: BTreeMap::new(),
             warnings: Vec::new(),
+            job: None,
         }
     }
     /// Takes the time, the metrics and the warnings the artifact recorded when it ran.
@@ -158,6 +181,7 @@ mod tests {
             seconds: 1.31,
             metrics: BTreeMap::new(),
             warnings: Vec::new(),
+            job: None,
         };
         let t = table(&[r("ingest", StageStatus::Ran), r("sft", StageStatus::Cached)]);
         assert_eq!(

@@ -10,8 +10,11 @@ use crate::report::{StageReport, StageStatus};
 use crate::resolve::{self, Built, Resolver};
 
 /// The state of every stage: fresh (in the store) or stale, with the reason.
+/// A stage whose batch job is queued or running says so, with the job's id, state and node.
 pub fn status(plan: &Plan) -> Result<Vec<StageReport>> {
-    resolve_all(plan, &RunOptions::default(), false)
+    let mut reports = resolve_all(plan, &RunOptions::default(), false)?;
+    crate::slurm::annotate(plan, &crate::store::Store::open(&plan.store_dir)?, &mut reports);
+    Ok(reports)
 }
 
 /// What `run` with these options would do: cached, would-run or skipped, with reasons.

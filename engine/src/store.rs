@@ -6,11 +6,14 @@
 //! <store>/tmp/<key>.<pid>/               a run being staged (invisible until renamed)
 //! <store>/work/<key>/                    checkpoints that survive a killed run of that key
 //! <store>/locks/<key>.lock               one writer per key (flock; the OS frees it when a holder dies)
+//! <store>/locks/<key>.owner              one writer per key across hosts (O_EXCL; see owner.rs)
 //! <store>/locks/<key>.use                shared by each run using the key until it ends, exclusive to gc
 //! <store>/refs/<pipeline>/<stage>.json   the key each manifest stage last resolved to (gc roots)
 //! <store>/pins/<name>.json               keys a registered model needs (gc roots)
 //! <store>/statcache.json                 input-file hashes by stat
 //! <store>/cache/<name>/                  caches stages share across runs (e.g. LLM answers)
+//! <store>/logs/<stage>-<key>.log         the output of the batch job that built a key
+//! <store>/jobs/...                       batch jobs submitted and their results (slurm/record.rs)
 //! ```
 
 use std::fs::{self, File};
@@ -20,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, IoContext, Result};
+use crate::owner::OwnerFile;
 use crate::record::ArtifactRecord;
 
 /// Name of the record file inside an artifact directory.
@@ -29,9 +33,11 @@ pub const RECORD_FILE: &str = "manifest.json";
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).at(dir)?;
+    // Host and pid: writers on other machines of a shared store must not share a temp file.
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        crate::record::host(),
         std::process::id()
     ));
     let mut f = File::create(&tmp).at(&tmp)?;
@@ -65,10 +71,12 @@ pub struct Store {
     root: PathBuf,
 }
 
-/// A hold on one of a key's locks, released on drop (or by the OS when the process dies).
+/// A hold on one of a key's locks, released on drop (or by the OS when the process dies; the
+/// owner file of a build lock is taken over by the next builder then, see owner.rs).
 #[derive(Debug)]
 pub struct KeyLock {
     _file: File,
+    _owner: Option<OwnerFile>,
 }
 
 impl Store {
@@ -169,14 +177,15 @@ impl Store {
     pub fn hold(&self, key: &str) -> Result<KeyLock> {
         let (path, file) = self.lock_file(key, "use")?;
         file.lock_shared().at(&path)?;
-        Ok(KeyLock { _file: file })
+        Ok(KeyLock { _file: file, _owner: None })
     }
 
     /// Both locks of `key`, exclusive, if no run holds the key ([`Store::hold`]) and none builds it
-    /// ([`Store::lock`]): gc frees a key under them.
+    /// ([`Store::lock`], here or on another host): gc frees a key under them.
     pub fn try_lock(&self, key: &str) -> Result<Option<(KeyLock, KeyLock)>> {
         let Some(used) = self.try_lock_file(key, "use")? else { return Ok(None) };
-        Ok(self.try_lock_file(key, "lock")?.map(|built| (used, built)))
+        let Some(built) = self.try_lock_file(key, "lock")? else { return Ok(None) };
+        Ok(crate::owner::live(&self.owner_file(key))?.is_none().then_some((used, built)))
     }
 
     /// Whether a run holds or builds `key` now (what makes [`Store::try_lock`] refuse), asked the
@@ -195,13 +204,13 @@ impl Store {
                 Err(fs::TryLockError::Error(e)) => return Err(EngineError::io(path, e)),
             }
         }
-        Ok(false)
+        Ok(crate::owner::live(&self.owner_file(key))?.is_some())
     }
 
     fn try_lock_file(&self, key: &str, ext: &str) -> Result<Option<KeyLock>> {
         let (path, file) = self.lock_file(key, ext)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(KeyLock { _file: file })),
+            Ok(()) => Ok(Some(KeyLock { _file: file, _owner: None })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => Err(EngineError::io(path, e)),
         }
@@ -219,21 +228,30 @@ impl Store {
         Ok((path, file))
     }
 
-    /// Takes the lock of `key`, waiting for another process that holds it; `on_wait` is told its pid.
+    /// Takes the lock of `key`, waiting for another process that holds it; `on_wait` is told who
+    /// (`pid 12` here, `pid 12 on node3, job 4501` elsewhere). Two locks: a flock, which the OS
+    /// frees when its holder dies, then the owner file, which reaches across hosts.
     pub fn lock(&self, key: &str, on_wait: impl FnOnce(&str)) -> Result<KeyLock> {
+        let mut on_wait = Some(on_wait);
+        let mut tell = |who: &str| on_wait.take().map(|f| f(who)).unwrap_or_default();
         let (path, mut file) = self.lock_file(key, "lock")?;
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 let holder = fs::read_to_string(&path).unwrap_or_default();
-                on_wait(holder.trim());
+                tell(&format!("pid {}", holder.trim()));
                 file.lock().at(&path)?;
             }
             Err(fs::TryLockError::Error(e)) => return Err(EngineError::io(path, e)),
         }
         file.set_len(0).at(&path)?;
         write!(file, "{}", std::process::id()).at(&path)?;
-        Ok(KeyLock { _file: file })
+        let owner = crate::owner::acquire(&self.owner_file(key), &mut |o| tell(&o.describe()))?;
+        Ok(KeyLock { _file: file, _owner: Some(owner) })
+    }
+
+    fn owner_file(&self, key: &str) -> PathBuf {
+        self.root.join("locks").join(format!("{key}.owner"))
     }
 
     /// A fresh staging directory for `key`, removing what killed runs of it left (call under its lock).
@@ -419,7 +437,7 @@ fn writable(dir: &Path) -> std::result::Result<(), String> {
 }
 
 /// Whether a process with this pid exists (Linux: /proc; elsewhere assume it does).
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
     }

@@ -138,6 +138,13 @@ pub fn why(args: WhyArgs) -> anyhow::Result<ExitCode> {
     if let Some(key) = &report.key {
         println!("  key {key}");
     }
+    if let Some(job) = &report.job {
+        let at = job.node.as_ref().map(|n| format!(" on {n}")).unwrap_or_default();
+        println!("  job {} {}{at}", job.id, job.state);
+        if let Some(log) = &job.log {
+            println!("  log {log}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

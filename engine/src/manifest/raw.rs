@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use super::vars::Vars;
 use super::yaml::{Node, NodeValue, Pos};
 use crate::diagnostic::Diagnostics;
-use crate::params::unknown_key_message;
+use crate::executor::Executor;
+use crate::params::{did_you_mean, unknown_key_message};
+use crate::resources::Resources;
 
-const TOP_KEYS: &[&str] = &["name", "store", "seed", "vars", "stages"];
-const STAGE_KEYS: &[&str] = &["id", "kind", "inputs", "params"];
+const TOP_KEYS: &[&str] = &["name", "store", "seed", "executor", "resources", "vars", "stages"];
+const STAGE_KEYS: &[&str] = &["id", "kind", "inputs", "params", "resources"];
 
 /// A parsed manifest, before stage kinds and references are resolved.
 #[derive(Debug)]
@@ -24,6 +26,10 @@ pub struct RawManifest {
     pub store_pos: Option<Pos>,
     /// Pipeline seed, handed to every stage and part of every key.
     pub seed: u64,
+    /// Where stages run unless the command line says otherwise.
+    pub executor: Executor,
+    /// Resource defaults for every stage.
+    pub resources: Resources,
     /// The vars after command-line overrides.
     pub vars: Vars,
     /// The stages in document order.
@@ -47,6 +53,8 @@ pub struct RawStage {
     pub inputs: Vec<RawInput>,
     /// Its params mapping with vars substituted (an empty mapping when absent).
     pub params: Node,
+    /// What it asks the executor for (the pipeline's defaults are applied later).
+    pub resources: Resources,
 }
 
 /// One upstream reference: `stage` or `stage.output`, possibly bound to a named slot.
@@ -72,6 +80,8 @@ pub fn read(
         store: None,
         store_pos: None,
         seed: 0,
+        executor: Executor::default(),
+        resources: Resources::default(),
         vars: Vars::default(),
         stages: Vec::new(),
     };
@@ -117,6 +127,12 @@ pub fn read(
             _ => diags.push(file, n.pos, "\"store\" must be a directory path"),
         }
     }
+    if let Some(n) = root.get("executor") {
+        m.executor = read_executor(&m.vars.substitute(n, file, diags), file, diags);
+    }
+    if let Some(n) = root.get("resources") {
+        m.resources = Resources::read(&m.vars.substitute(n, file, diags), file, "", diags);
+    }
     match root.get("stages").map(|n| (n, &n.value)) {
         Some((_, NodeValue::Seq(items))) => {
             for item in items {
@@ -143,7 +159,7 @@ fn read_stage(item: &Node, file: &str, vars: &Vars, diags: &mut Diagnostics) -> 
             file,
             item.pos,
             format!(
-                "a stage is a mapping with keys id, kind, inputs, params; found {}",
+                "a stage is a mapping with keys id, kind, inputs, params, resources; found {}",
                 item.type_name()
             ),
         );
@@ -211,7 +227,25 @@ fn read_stage(item: &Node, file: &str, vars: &Vars, diags: &mut Diagnostics) -> 
         }
         Some(n) => vars.substitute(n, file, diags),
     };
-    Some(RawStage { id, pos: item.pos, id_pos, kind, kind_pos, inputs, params })
+    let resources = match item.get("resources") {
+        Some(n) => Resources::read(&vars.substitute(n, file, diags), file, &label, diags),
+        None => Resources::default(),
+    };
+    Some(RawStage { id, pos: item.pos, id_pos, kind, kind_pos, inputs, params, resources })
+}
+
+/// `executor: local` or `executor: slurm`.
+fn read_executor(n: &Node, file: &str, diags: &mut Diagnostics) -> Executor {
+    let name = n.as_str().unwrap_or_default();
+    if let Some(e) = Executor::from_name(name) {
+        return e;
+    }
+    let hint = did_you_mean(name, Executor::NAMES.iter().copied())
+        .map(|b| format!(" (did you mean \"{b}\"?)"))
+        .unwrap_or_else(|| format!(" (one of: {})", Executor::NAMES.join(", ")));
+    let what = n.as_str().map(|s| format!("\"{s}\"")).unwrap_or_else(|| n.type_name().into());
+    diags.push(file, n.pos, format!("unknown executor {what}{hint}"));
+    Executor::default()
 }
 
 fn read_inputs(node: &Node, file: &str, label: &str, diags: &mut Diagnostics) -> Vec<RawInput> {
