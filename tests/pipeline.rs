@@ -9,21 +9,13 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{root, shrunk};
+use common::{medalign_in, root, shrunk};
 use serde_json::Value;
 
 /// Runs the binary; on failure, the error with stderr.
 fn run(dir: &Path, model: &Path, extra: &[&str]) -> Result<Vec<Value>, String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_medalign"))
-        .args(["run", "medalign.yaml", "--json", "-q"])
-        .args(extra)
-        .arg("--var")
-        .arg(format!("model={}", model.display()))
-        .arg("--var")
-        .arg(format!("data={}", root().join("data/real").display()))
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let args = [&["run", "medalign.yaml", "--json", "-q"], extra].concat();
+    let out = medalign_in(dir, model, &args).output().unwrap();
     if !out.status.success() {
         return Err(format!("medalign run failed:\n{}", String::from_utf8_lossy(&out.stderr)));
     }

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{root, shrunk};
+use common::{medalign_in, shrunk};
 use serde_json::Value;
 
 /// Whether a Slurm controller answers here; says why not when it does not.
@@ -25,15 +25,7 @@ fn slurm_answers() -> bool {
 
 /// `medalign <args>` in `dir` with the tiny model and the real data; stdout, or a panic with stderr.
 fn medalign(dir: &Path, model: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_medalign"))
-        .args(args)
-        .arg("--var")
-        .arg(format!("model={}", model.display()))
-        .arg("--var")
-        .arg(format!("data={}", root().join("data/real").display()))
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let out = medalign_in(dir, model, args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "medalign {args:?} failed (kept {}):\n{stderr}", dir.display());
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -1,11 +1,24 @@
 //! Shared by the binary's tests: the default pipeline shrunk to the tiny test model.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `medalign` binary, run in `dir` with `args`, the tiny model and the real data as vars.
+pub fn medalign_in(dir: &Path, model: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_medalign"));
+    cmd.args(args)
+        .arg("--var")
+        .arg(format!("model={}", model.display()))
+        .arg("--var")
+        .arg(format!("data={}", root().join("data/real").display()))
+        .current_dir(dir);
+    cmd
 }
 
 /// The default manifest with smaller budgets that fit the tiny model's 128-token context.
