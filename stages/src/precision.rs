@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
-    /// Whichever of `bf16` and `f32` multiplies faster on this CPU, measured once per process
+    /// Whichever of `bf16` and `f32` multiplies faster on this CPU, measured once per machine
     /// (bf16 on AMD Zen 4, f32 on a Xeon whose f32 FMA ports match its bf16 dot products).
     Auto,
     /// float32 weights, products of many rows in bfloat16 with f32 accumulation where the CPU

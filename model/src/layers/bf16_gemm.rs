@@ -57,9 +57,35 @@ pub fn available() -> bool {
 /// projection of SmolLM2-135M's shape (512 rows, 576 x 1536, B packed each time as training
 /// does): on a core whose two f32 FMA ports match `vdpbf16ps` (a Xeon without AMX kernels), f32
 /// wins; on AMD Zen 4 bf16 does. Needs a clear margin (10%) so that noise does not flip it.
+///
+/// The verdict is kept in `~/.cache/medalign/bf16-products` (per user, per machine), so that
+/// every process on a machine takes the same products, and a busy moment cannot make two runs
+/// of one stage compute differently.
 pub fn faster_than_f32() -> bool {
     static FASTER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FASTER.get_or_init(|| available() && measure_speedup() > 1.1)
+    *FASTER.get_or_init(|| {
+        if !available() {
+            return false;
+        }
+        let file = std::env::var_os("HOME")
+            .map(|h| std::path::PathBuf::from(h).join(".cache/medalign/bf16-products"));
+        if let Some(kept) = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
+            match kept.trim() {
+                "faster" => return true,
+                "slower" => return false,
+                _ => {}
+            }
+        }
+        let faster = measure_speedup() > 1.1;
+        if let Some(f) = &file {
+            let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+            let verdict = if faster { "faster\n" } else { "slower\n" };
+            let _ = std::fs::create_dir_all(f.parent().unwrap_or(f))
+                .and_then(|()| std::fs::write(&tmp, verdict))
+                .and_then(|()| std::fs::rename(&tmp, f));
+        }
+        faster
+    })
 }
 
 /// f32 time over bf16 time for one projection, best of three each.
